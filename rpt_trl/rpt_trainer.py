@@ -1,0 +1,262 @@
+"""RPTTrainer: GRPO on next-token reasoning examples, with RPT's defaults, data checks, metrics and model card."""
+
+import functools
+import logging
+import os
+import textwrap
+from importlib import resources
+from importlib.metadata import version
+from typing import Any
+
+from huggingface_hub import ModelCard, ModelCardData
+from transformers import AutoTokenizer
+from trl import GRPOTrainer
+from trl.trainer.utils import get_config_model_id
+
+from .data import build_next_token_dataset
+from .generation import install_answer_stop
+from .rewards import REWARD_FUNCTIONS
+from .rpt_config import RPTConfig
+
+
+logger = logging.getLogger(__name__)
+
+RPT_COLUMNS = ("prompt", "ground_truth", "ground_truth_boundaries")
+MODEL_CARD_TEMPLATE = "rpt_model_card.md"
+
+
+class RPTTrainer(GRPOTrainer):
+    """Trainer for Reinforcement Pre-Training (Dong et al. 2025, arXiv 2506.08007).
+
+    A thin `trl.GRPOTrainer`: the policy reads a context, reasons, and answers the next token in `\\boxed{}`;
+    the default reward is [`prefix_match_reward`]. On top of GRPO it adds
+
+    - the default reward from `args.reward` (bound to `args.require_think_close`);
+    - a check of the dataset's columns, and the building of examples from a raw document dataset (one with the
+      `args.text_column` columns and no `prompt`) with [`build_next_token_dataset`] and the config's settings;
+    - metrics `rpt/next_token_accuracy`, `rpt/answer_rate` and `rpt/reasoning_tokens` (logged by the reward);
+    - optionally, EOS as soon as the answer box closes (`args.stop_after_answer`);
+    - an RPT model card.
+
+    Args:
+        model: Model id, local path or instantiated model, as for `GRPOTrainer`.
+        reward_funcs: Reward functions; `None` uses `args.reward`.
+        args: An [`RPTConfig`]; `None` uses its defaults with `output_dir="<model name>-RPT"`.
+        train_dataset: Next-token examples (columns `prompt`, `ground_truth`, `ground_truth_boundaries`), or raw
+            documents.
+        eval_dataset: As `train_dataset`, or a dict of them.
+        processing_class: The tokenizer. Loaded from the model when `None`.
+        **kwargs: Passed to `GRPOTrainer` (callbacks, peft_config, ...).
+
+    Example:
+        >>> trainer = RPTTrainer(model="Qwen/Qwen2.5-0.5B-Instruct", args=RPTConfig(output_dir="rpt"),
+        ...                      train_dataset=train, processing_class=tokenizer)  # doctest: +SKIP
+        >>> trainer.train()  # doctest: +SKIP
+    """
+
+    _tag_names = ["trl", "rpt", "grpo"]
+    _name = "RPT"
+    _paper = {
+        "title": "Reinforcement Pre-Training",
+        "id": "2506.08007",
+        "citation": textwrap.dedent("""\
+            @article{dong2025reinforcement,
+                title        = {{Reinforcement Pre-Training}},
+                author       = {Qingxiu Dong and Li Dong and Yao Tang and Tianzhu Ye and Yutao Sun and Zhifang Sui and Furu Wei},
+                year         = 2025,
+                eprint       = {arXiv:2506.08007},
+            }"""),
+    }
+
+    def __init__(
+        self,
+        model: Any,
+        reward_funcs: Any = None,
+        args: RPTConfig | None = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        processing_class: Any = None,
+        **kwargs: Any,
+    ):
+        if args is None:
+            model_name = model if isinstance(model, str) else get_config_model_id(model.config)
+            args = RPTConfig(output_dir=f"{model_name.rstrip('/').split('/')[-1]}-RPT")
+        elif not isinstance(args, RPTConfig):
+            raise TypeError(
+                f"RPTTrainer needs an RPTConfig, got {type(args).__name__}; build one with RPTConfig(**your_args) "
+                "(every GRPOConfig field is accepted)."
+            )
+
+        if _is_raw(train_dataset, args) or _is_raw(eval_dataset, args):
+            processing_class = processing_class or _load_tokenizer(model, args)
+            train_dataset = self._build_if_raw(train_dataset, args, processing_class)
+            eval_dataset = self._build_if_raw(eval_dataset, args, processing_class)
+
+        default_reward = reward_funcs is None
+        if default_reward:
+            reward_funcs = [
+                functools.partial(
+                    REWARD_FUNCTIONS[args.reward],
+                    require_think_close=args.require_think_close,
+                    reasoning_tokenizer=processing_class,
+                )
+            ]
+            for name, dataset in _named_datasets(train_dataset, eval_dataset):
+                _check_columns(dataset, name)
+
+        super().__init__(
+            model=model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            **kwargs,
+        )
+        if default_reward and processing_class is None:
+            # GRPOTrainer loaded the tokenizer: bind it now so that reasoning length is counted in tokens.
+            reward_funcs[0].keywords["reasoning_tokenizer"] = self._tokenizer
+        if args.stop_after_answer:
+            install_answer_stop(self.model, self._tokenizer, require_think_close=args.require_think_close)
+
+    @staticmethod
+    def _build_if_raw(dataset: Any, args: RPTConfig, tokenizer: Any) -> Any:
+        if isinstance(dataset, dict):
+            return {name: RPTTrainer._build_if_raw(d, args, tokenizer) for name, d in dataset.items()}
+        if not _is_raw(dataset, args):
+            return dataset
+        logger.info("Building next-token examples from raw documents (columns %s).", args.text_column)
+        return build_next_token_dataset(
+            dataset,
+            tokenizer,
+            text_column=args.text_column,
+            positions="all" if args.position_stride == 1 else args.position_stride,
+            template=args.prompt_template,
+            prompt_format=args.prompt_format,
+            min_context_tokens=args.min_context_tokens,
+            max_context_tokens=args.max_context_tokens,
+            max_ground_truth_tokens=args.max_ground_truth_tokens,
+            skip_unanswerable=args.skip_unanswerable_positions,
+        )
+
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        dataset_name: str | None = None,
+        tags: str | list[str] | None = None,
+    ) -> None:
+        """Write an RPT model card (`README.md`) into `args.output_dir`.
+
+        Args:
+            model_name: Name of the model.
+            dataset_name: Hub id of the training dataset.
+            tags: Extra tags.
+        """
+        if not self.is_world_process_zero():
+            return
+        card = render_model_card(
+            base_model=_hub_base_model(self.model),
+            model_name=model_name or os.path.basename(os.path.normpath(self.args.output_dir)),
+            hub_model_id=self.hub_model_id,
+            dataset_name=dataset_name,
+            tags=[tags] if isinstance(tags, str) else list(tags or []),
+            args=self.args,
+        )
+        card.save(os.path.join(self.args.output_dir, "README.md"))
+
+
+def render_model_card(
+    *,
+    base_model: str | None,
+    model_name: str,
+    hub_model_id: str | None,
+    dataset_name: str | None,
+    tags: list[str],
+    args: RPTConfig,
+) -> ModelCard:
+    """Render the RPT model card from the template shipped with the package (`model_card_templates/`)."""
+    card_data = ModelCardData(
+        base_model=base_model,
+        datasets=dataset_name,
+        library_name="transformers",
+        model_name=model_name,
+        tags=sorted({"generated_from_trainer", *RPTTrainer._tag_names, *tags}),
+    )
+    template = resources.files("rpt_trl.model_card_templates").joinpath(MODEL_CARD_TEMPLATE)
+    with resources.as_file(template) as template_path:
+        return ModelCard.from_template(
+            card_data,
+            template_path=str(template_path),
+            base_model=base_model,
+            model_name=model_name,
+            hub_model_id=hub_model_id or model_name,
+            dataset_name=dataset_name,
+            paper_id=RPTTrainer._paper["id"],
+            paper_title=RPTTrainer._paper["title"],
+            citation=RPTTrainer._paper["citation"],
+            hyperparameters=_card_hyperparameters(args),
+            rpt_trl_version=version("rpt-trl"),
+            trl_version=version("trl"),
+            transformers_version=version("transformers"),
+            pytorch_version=version("torch"),
+            datasets_version=version("datasets"),
+        )
+
+
+def _card_hyperparameters(args: RPTConfig) -> dict[str, Any]:
+    names = [
+        "prompt_template", "prompt_format", "reward", "require_think_close", "max_context_tokens",
+        "max_ground_truth_tokens", "learning_rate", "weight_decay", "num_generations", "temperature",
+        "max_completion_length", "beta", "epsilon", "loss_type", "per_device_train_batch_size",
+        "gradient_accumulation_steps", "max_steps", "num_train_epochs", "seed",
+    ]  # fmt: skip
+    values = {name: getattr(args, name) for name in names}
+    if len(args.prompt_template) > 40:  # a custom template: name it, don't paste it
+        values["prompt_template"] = "custom"
+    return values
+
+
+def _hub_base_model(model: Any) -> str | None:
+    name = get_config_model_id(model.config)
+    return name if name and not os.path.isdir(name) else None
+
+
+def _is_raw(dataset: Any, args: RPTConfig) -> bool:
+    if isinstance(dataset, dict):
+        return any(_is_raw(d, args) for d in dataset.values())
+    columns = getattr(dataset, "column_names", None)
+    return bool(columns) and "prompt" not in columns and all(c in columns for c in args.text_column)
+
+
+def _named_datasets(train_dataset: Any, eval_dataset: Any) -> list[tuple[str, Any]]:
+    named = [("train_dataset", train_dataset)]
+    if isinstance(eval_dataset, dict):
+        named += [(f"eval_dataset[{key!r}]", d) for key, d in eval_dataset.items()]
+    else:
+        named.append(("eval_dataset", eval_dataset))
+    return [(name, d) for name, d in named if d is not None]
+
+
+def _check_columns(dataset: Any, name: str) -> None:
+    columns = getattr(dataset, "column_names", None)
+    if not columns:  # an IterableDataset may not know its columns before iteration
+        return
+    missing = [c for c in RPT_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(
+            f"{name} lacks the column(s) {missing} that the RPT reward needs (it has {columns}). Build next-token "
+            "examples with `rpt_trl.build_next_token_dataset(documents, tokenizer, text_column=...)`, or pass raw "
+            "documents whose text column(s) are named in `RPTConfig.text_column`."
+        )
+
+
+def _load_tokenizer(model: Any, args: RPTConfig) -> Any:
+    name = model if isinstance(model, str) else get_config_model_id(model.config)
+    init_kwargs = args.model_init_kwargs or {}
+    return AutoTokenizer.from_pretrained(
+        name,
+        revision=init_kwargs.get("revision"),
+        trust_remote_code=args.trust_remote_code,
+        padding_side="left",
+        truncation_side="left",
+    )

@@ -1,0 +1,116 @@
+"""Shared fixtures: tokenizers and tiny models built locally, so no test touches the network."""
+
+import io
+import os
+
+import pytest
+
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+CORPUS = [
+    "The size of the box is 12.5 cm, and its area is 30 square centimetres.",
+    "Step 1: We add 12 and 30 to get 42.\nStep 2: 42 \\times 2 = 84, so the answer is $\\frac{84}{2} = 42$.",
+    "中文字符 and emoji 🎉🚀 text, café naïve résumé, Ελληνικά, 日本語のテキスト。",
+    "Let $f(x) = x^{2} + 1$. Then $f'(x) = 2x$ and $\\{1, 2\\}$ is a set.",
+    "Hello, how are you? I am fine, thank you.\n\nA new paragraph starts here.",
+]
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+)
+
+
+def make_byte_level_tokenizer(corpus=CORPUS, vocab_size=400, extra_tokens=()):
+    """A GPT-2 style byte-level BPE tokenizer trained on `corpus` (about a second)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.ByteLevel(trim_offsets=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>", "<|pad|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(list(corpus) * 4, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|pad|>", padding_side="left"
+    )
+    if extra_tokens:
+        tokenizer.add_tokens(list(extra_tokens))
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def make_sentencepiece_tokenizer(tmp_dir, corpus=CORPUS, vocab_size=400):
+    """A real SentencePiece BPE model with byte fallback, loaded as a fast Llama tokenizer."""
+    import sentencepiece as spm
+    from transformers import LlamaTokenizer
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(corpus) * 20),
+        model_writer=model,
+        model_type="bpe",
+        vocab_size=vocab_size,
+        byte_fallback=True,
+        character_coverage=0.99,
+        add_dummy_prefix=True,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=3,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    (tmp_dir / "tokenizer.model").write_bytes(model.getvalue())
+    tokenizer = LlamaTokenizer.from_pretrained(str(tmp_dir))
+    assert tokenizer.is_fast
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def byte_level_tokenizer():
+    return make_byte_level_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def sentencepiece_tokenizer(tmp_path_factory):
+    return make_sentencepiece_tokenizer(tmp_path_factory.mktemp("spm"))
+
+
+@pytest.fixture(params=["byte_level", "sentencepiece"])
+def any_tokenizer(request, byte_level_tokenizer, sentencepiece_tokenizer):
+    return {"byte_level": byte_level_tokenizer, "sentencepiece": sentencepiece_tokenizer}[request.param]
+
+
+def make_tiny_model(tokenizer, seed=0, hidden_size=64, layers=2):
+    """A Qwen2 causal LM with random weights sized for `tokenizer`."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
