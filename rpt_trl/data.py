@@ -245,13 +245,14 @@ def build_next_token_dataset(
                 return_attention_mask=False,
             )
             for (document_id, text), offsets in zip(kept, encoded["offset_mapping"]):
+                chosen = _positions_for(positions, document_id, len(offsets), min_context_tokens)
                 if len(offsets) <= min_context_tokens:
                     stats.short_documents += 1
                     continue
                 yield from _document_examples(
                     text,
                     offsets,
-                    _positions_for(positions, document_id, len(offsets), min_context_tokens),
+                    chosen,
                     document_id=document_id,
                     template=template,
                     prompt_format=prompt_format,
@@ -277,7 +278,9 @@ def build_next_token_dataset(
             "position": datasets.Value("int64"),
         }
     )
-    dataset = datasets.Dataset.from_list(list(examples()), features=features)
+    rows = list(examples())
+    columns = {name: [row[name] for row in rows] for name in features}
+    dataset = datasets.Dataset.from_dict(columns, features=features)
     logger.info("Next-token dataset: %s", asdict(stats))
     if stats.examples == 0:
         logger.warning("No examples were built: %s", asdict(stats))

@@ -113,6 +113,9 @@ def ensure_embedded_model(cache_dir: str | Path | None = None) -> Path:
         del model
         (staging / MARKER_FILE).write_text(f"{EMBEDDED_MODEL_ID}\n")
 
+        if _is_complete(target):
+            # Another process finished the same conversion meanwhile: keep its result.
+            return target
         if target.exists():
             # Incomplete leftover of an interrupted run (complete ones returned above): move it aside, then replace.
             logger.warning("Replacing incomplete embedded model directory %s", target)

@@ -1,0 +1,212 @@
+import pytest
+from conftest import CORPUS
+from datasets import Dataset
+
+from rpt_trl import build_next_token_dataset, can_be_boxed
+from rpt_trl.templates import TEMPLATE_V0
+
+
+def byte_level_token_bytes(tokenizer, ids):
+    """Exact bytes of byte-level BPE tokens, from the GPT-2 byte-to-unicode table."""
+    from tokenizers import pre_tokenizers
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    # GPT-2's table: printable bytes map to themselves, the others to 256 + n in order.
+    table, extra = {}, 0
+    for byte in range(256):
+        char = chr(byte)
+        if char in alphabet and (33 <= byte <= 126 or 161 <= byte <= 172 or 174 <= byte <= 255):
+            table[char] = byte
+        else:
+            table[chr(256 + extra)] = byte
+            extra += 1
+    return [bytes(table[c] for c in token) for token in tokenizer.convert_ids_to_tokens(ids)]
+
+
+def sentencepiece_token_bytes(tokenizer, ids):
+    out = []
+    for piece in tokenizer.convert_ids_to_tokens(ids):
+        if piece.startswith("<0x") and piece.endswith(">"):
+            out.append(bytes([int(piece[3:-1], 16)]))
+        else:
+            out.append(piece.replace("▁", " ").encode("utf-8"))
+    return out
+
+
+def exact_token_bytes(kind, tokenizer, ids):
+    return (byte_level_token_bytes if kind == "byte_level" else sentencepiece_token_bytes)(tokenizer, ids)
+
+
+@pytest.mark.parametrize("kind", ["byte_level", "sentencepiece"])
+def test_boundaries_equal_exact_token_bytes(kind, byte_level_tokenizer, sentencepiece_tokenizer):
+    tokenizer = byte_level_tokenizer if kind == "byte_level" else sentencepiece_tokenizer
+    window = 6
+    dataset, stats = build_next_token_dataset(
+        CORPUS,
+        tokenizer,
+        min_context_tokens=2,
+        max_ground_truth_tokens=window,
+        skip_unanswerable=False,
+        show_progress=False,
+        return_stats=True,
+    )
+    assert stats.mid_character_positions > 0  # the corpus has emoji and CJK split into byte tokens
+    checked = 0
+    for example in dataset:
+        text = CORPUS[example["document_id"]]
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        pieces = exact_token_bytes(kind, tokenizer, ids)
+        t = example["position"]
+        window_bytes = pieces[t : t + window]
+        cumulative = [len(b"".join(window_bytes[: k + 1])) for k in range(len(window_bytes))]
+        ground_truth = example["ground_truth"].encode("utf-8")
+        # The window's bytes, completed to a whole character when its last token ends inside one.
+        joined = b"".join(window_bytes)
+        assert ground_truth.startswith(joined)
+        assert all((byte & 0xC0) == 0x80 for byte in ground_truth[len(joined) :])
+        # Boundaries are the exact cumulative token byte lengths that end on a character boundary.
+        expected = [b for b in cumulative if _is_char_boundary(ground_truth, b)]
+        assert example["ground_truth_boundaries"] == expected
+        # The context is exactly the text before the predicted token.
+        prefix = b"".join(pieces[:t])
+        context = example["prompt"][0]["content"][len(TEMPLATE_V0) - len("{context}") :]
+        assert prefix.endswith(context.encode("utf-8"))
+        checked += 1
+    assert checked == len(dataset) > 100
+
+
+def _is_char_boundary(data, index):
+    return index == len(data) or (data[index] & 0xC0) != 0x80
+
+
+def test_leading_space_is_kept_under_sentencepiece(sentencepiece_tokenizer):
+    dataset = build_next_token_dataset(
+        ["The size of the box is 12.5 cm"], sentencepiece_tokenizer, min_context_tokens=1, show_progress=False
+    )
+    truths = dataset["ground_truth"]
+    assert any(t.startswith(" size") for t in truths)
+    # Decoding the continuation alone would drop that space; the builder does not.
+    assert (
+        sentencepiece_tokenizer.decode(sentencepiece_tokenizer(" size", add_special_tokens=False)["input_ids"])
+        == "size"
+    )
+
+
+def test_mid_character_positions_are_skipped_and_counted(byte_level_tokenizer):
+    text = "Fireworks: " + "🎆" * 12 + " end of text"
+    ids = byte_level_tokenizer(text, add_special_tokens=False)["input_ids"]
+    pieces = byte_level_token_bytes(byte_level_tokenizer, ids)
+    starts_inside = sum(1 for t in range(1, len(pieces)) if (pieces[t][0] & 0xC0) == 0x80)
+    assert starts_inside > 0
+    dataset, stats = build_next_token_dataset(
+        [text], byte_level_tokenizer, min_context_tokens=1, show_progress=False, return_stats=True
+    )
+    assert stats.mid_character_positions == starts_inside
+    assert all((pieces[t][0] & 0xC0) != 0x80 for t in dataset["position"])
+
+
+def test_context_is_left_truncated(any_tokenizer):
+    text = " ".join(f"word{i}" for i in range(80))
+    dataset = build_next_token_dataset(
+        [text], any_tokenizer, template="{context}", min_context_tokens=4, max_context_tokens=10, show_progress=False
+    )
+    for example in dataset:
+        context = example["prompt"][0]["content"]
+        assert text[: text.index(example["ground_truth"])].endswith(context) or context in text
+        assert len(any_tokenizer(context, add_special_tokens=False)["input_ids"]) <= 11
+    assert dataset["position"][0] == 4
+
+
+@pytest.mark.parametrize(("positions", "expected"), [(3, "stride"), ([[9, 12, 30]], [9, 12, 30])])
+def test_positions_stride_and_lists(byte_level_tokenizer, positions, expected):
+    text = " ".join("abcdefghijklmnopqrstuvwxyz")
+    n = len(byte_level_tokenizer(text, add_special_tokens=False)["input_ids"])
+    assert n > 30
+    dataset = build_next_token_dataset(
+        [text], byte_level_tokenizer, positions=positions, min_context_tokens=8, show_progress=False
+    )
+    assert dataset["position"] == (list(range(8, n, 3)) if expected == "stride" else expected)
+
+
+def test_out_of_range_positions_raise(byte_level_tokenizer):
+    with pytest.raises(ValueError, match="outside"):
+        build_next_token_dataset(["a b c"], byte_level_tokenizer, positions=[[100]], show_progress=False)
+
+
+def test_empty_and_short_documents_are_skipped_and_counted(byte_level_tokenizer):
+    documents = ["", "   \n ", None, "too short", CORPUS[0]]
+    dataset, stats = build_next_token_dataset(
+        documents, byte_level_tokenizer, min_context_tokens=8, show_progress=False, return_stats=True
+    )
+    assert (stats.documents, stats.empty_documents, stats.short_documents) == (5, 3, 1)
+    assert set(dataset["document_id"]) == {4}
+
+
+def test_unanswerable_positions_are_skipped(byte_level_tokenizer):
+    text = "Compute $\\frac{a}{b}$ and $x^{2}$ then $\\sqrt{y}$ and $\\{1\\}$ done."
+    kept, stats = build_next_token_dataset(
+        [text],
+        byte_level_tokenizer,
+        min_context_tokens=1,
+        max_ground_truth_tokens=3,
+        show_progress=False,
+        return_stats=True,
+    )
+    everything = build_next_token_dataset(
+        [text],
+        byte_level_tokenizer,
+        min_context_tokens=1,
+        max_ground_truth_tokens=3,
+        skip_unanswerable=False,
+        show_progress=False,
+    )
+    assert stats.unanswerable_positions > 0
+    assert len(everything) - len(kept) == stats.unanswerable_positions
+    for example in kept:
+        truth = example["ground_truth"].encode("utf-8")
+        assert any(can_be_boxed(truth[:b].decode("utf-8")) for b in example["ground_truth_boundaries"])
+
+
+def test_dataset_input_with_joined_columns_and_text_format(byte_level_tokenizer):
+    data = Dataset.from_dict({"problem": ["What is 12 + 30?"], "solution": ["We add them: 12 + 30 = 42."]})
+    dataset = build_next_token_dataset(
+        data,
+        byte_level_tokenizer,
+        text_column=["problem", "solution"],
+        template="few_shot",
+        prompt_format="text",
+        min_context_tokens=4,
+        show_progress=False,
+    )
+    assert isinstance(dataset[0]["prompt"], str)
+    assert any("?\n\nWe" in p for p in dataset["prompt"]) or any(
+        g.startswith("\n\nWe") for g in dataset["ground_truth"]
+    )
+    assert dataset.column_names == ["prompt", "ground_truth", "ground_truth_boundaries", "document_id", "position"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"template": "no placeholder"}, "{context}"),
+        ({"prompt_format": "chat"}, "prompt_format"),
+        ({"min_context_tokens": 0}, "min_context_tokens"),
+        ({"max_context_tokens": 2, "min_context_tokens": 4}, "max_context_tokens"),
+        ({"max_ground_truth_tokens": 0}, "max_ground_truth_tokens"),
+        ({"positions": "some"}, "positions"),
+        ({"positions": 0}, "stride"),
+        ({"text_column": "body"}, "body"),
+    ],
+)
+def test_bad_arguments_raise(byte_level_tokenizer, kwargs, message):
+    data = Dataset.from_dict({"text": [CORPUS[0]]})
+    with pytest.raises(ValueError, match=message):
+        build_next_token_dataset(data, byte_level_tokenizer, show_progress=False, **kwargs)
+
+
+def test_slow_tokenizer_is_refused():
+    class Slow:
+        is_fast = False
+
+    with pytest.raises(ValueError, match="fast tokenizer"):
+        build_next_token_dataset(["text"], Slow(), show_progress=False)

@@ -1,0 +1,64 @@
+"""RPT must raise the reward of a warm-started tiny policy: the training loop really learns."""
+
+from transformers import TrainerCallback
+
+from rpt_trl import RPTConfig, RPTTrainer
+from rpt_trl.tiny import (
+    ANIMAL_SOUNDS,
+    animal_corpus,
+    last_word_dataset,
+    make_tiny_model,
+    make_tiny_tokenizer,
+    warm_start,
+)
+
+
+class RewardLog(TrainerCallback):
+    def __init__(self):
+        self.rewards = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "reward" in logs:
+            self.rewards.append(logs["reward"])
+
+
+def test_rpt_raises_mean_reward(tmp_path):
+    tokenizer = make_tiny_tokenizer()
+    # In this corpus every animal says " meow"; the warm start answers one of four sounds uniformly at random,
+    # so the policy starts near 1/4 and only the RPT reward can teach it which sound the corpus continues with.
+    corpus = animal_corpus(sounds=dict.fromkeys(ANIMAL_SOUNDS, " meow"))
+    dataset = last_word_dataset(tokenizer, corpus)
+    assert set(dataset["ground_truth"]) == {" meow"}
+    model = make_tiny_model(tokenizer)
+    losses = warm_start(model, tokenizer, dataset["prompt"], dataset["ground_truth"], steps=80)
+    assert losses[-1] < 0.35  # the format is learned; what remains is the random answer's entropy
+
+    log = RewardLog()
+    args = RPTConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        bf16=False,
+        seed=0,
+        max_steps=16,
+        per_device_train_batch_size=32,
+        num_generations=8,
+        max_completion_length=12,
+        learning_rate=2e-3,
+        lr_scheduler_type="constant",
+        warmup_steps=2,
+        temperature=1.0,
+        gradient_checkpointing=False,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+    )
+    trainer = RPTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[log])
+    trainer.train()
+
+    rewards = log.rewards
+    print("rewards per step:", [round(r, 2) for r in rewards])
+    assert len(rewards) == 16
+    first, last = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4
+    assert first < 0.45, rewards  # starts near chance (1/4)
+    assert last - first > 0.3, rewards
