@@ -6,8 +6,10 @@ braces of `\boxed{}` in a template need no escaping. Named templates:
 - `"v0"`: the paper's template v0, verbatim (paper, Section 3.3 and Appendix). Used for all its main experiments.
 - `"few_shot"`: this project's few-shot template, in the spirit of the paper's v6 (few-shot scored best on initial
   performance, Random@1 6.0 / Pass@8 19.0 vs 3.0 / 8.5 for v0). Its examples are varied (words, punctuation,
-  numbers, a newline, LaTeX), the thoughts are short, and it states the brace rule of [`extract_prediction`]. It
-  ends with `<think>`, so a base model continues inside the thought: use it with `prompt_format="text"`.
+  numbers, a newline, LaTeX), the thoughts are short ("Next comes ..."), the context is quoted (which made a
+  270M base model follow the format far more often in our probe), and it states the brace rule of
+  [`extract_prediction`]. It ends with `<think>`, so a base model continues inside the thought: use it with
+  `prompt_format="text"`.
 """
 
 CONTEXT_PLACEHOLDER = "{context}"
@@ -21,26 +23,31 @@ TEMPLATE_V0 = (
 )
 
 TEMPLATE_FEW_SHOT = (
-    "Predict the next token of each text. Think in a few words, then write </think> and the token in \\boxed{}. "
-    "Keep a leading space if the token has one. Braces inside \\boxed{} must balance.\n"
+    "Predict the next token of the text. Think in a few words, then give the token in \\boxed{}. Keep a leading "
+    "space if the token has one; braces inside \\boxed{} must balance.\n"
     "\n"
-    "Text: The cat sat on the\n"
-    "<think>A place to sit comes next.</think> \\boxed{ mat}\n"
+    'Text: "The cat sat on the"\n'
+    "<think>Next comes a place.</think> \\boxed{ mat}\n"
     "\n"
-    "Text: Step 1: 12 + 30 = 42.\n"
-    "Step 2: 42 \\times 2 =\n"
-    "<think>42 times 2 is 84.</think> \\boxed{ 84}\n"
+    'Text: "Step 1: We add 12 and 30 to get"\n'
+    "<think>Next comes the sum, 42.</think> \\boxed{ 42}\n"
     "\n"
-    "Text: First, we simplify the fraction\n"
-    "<think>A formula or a colon follows.</think> \\boxed{:}\n"
+    'Text: "She opened the door and said, \\"Hello"\n'
+    "<think>Next comes a comma.</think> \\boxed{,}\n"
     "\n"
-    "Text: The area is $\\frac{1}{2}\n"
-    "<think>The base times height follows.</think> \\boxed{ b}\n"
+    'Text: "Step 2: He now has 15 - 7 = 8"\n'
+    "<think>Next comes a period.</think> \\boxed{.}\n"
     "\n"
-    "Text: Hello, how are\n"
-    "<think>A common greeting.</think> \\boxed{ you}\n"
+    'Text: "The area is $\\frac{1}{2}"\n'
+    "<think>Next comes the base.</think> \\boxed{ b}\n"
     "\n"
-    "Text: {context}\n"
+    'Text: "We solve for x by dividing both"\n'
+    "<think>Next comes the word sides.</think> \\boxed{ sides}\n"
+    "\n"
+    'Text: "Step 1: The price is $20.\n"\n'
+    "<think>Next comes a new step.</think> \\boxed{Step}\n"
+    "\n"
+    'Text: "{context}"\n'
     "<think>"
 )
 
