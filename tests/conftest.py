@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from rpt_trl.tiny import make_tiny_model  # noqa: F401  (re-exported for the tests)
+
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -89,28 +91,3 @@ def sentencepiece_tokenizer(tmp_path_factory):
 @pytest.fixture(params=["byte_level", "sentencepiece"])
 def any_tokenizer(request, byte_level_tokenizer, sentencepiece_tokenizer):
     return {"byte_level": byte_level_tokenizer, "sentencepiece": sentencepiece_tokenizer}[request.param]
-
-
-def make_tiny_model(tokenizer, seed=0, hidden_size=64, layers=2):
-    """A Qwen2 causal LM with random weights sized for `tokenizer`."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.eos_token_id,
-    )
-    model = Qwen2ForCausalLM(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model
