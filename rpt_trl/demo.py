@@ -109,7 +109,7 @@ def run_demo(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Run the demo end to end and write its report; returns the results dict."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .embedded import EMBEDDED_MODEL_ID, resolve_model
     from .rpt_config import RPTConfig
@@ -147,15 +147,8 @@ def run_demo(
     before = reasoning_accuracy(model, tokenizer, list(eval_set), seed=seed)
     print(f"      accuracy {before['accuracy']:.3f}, answered {before['answer_rate']:.3f}", flush=True)
 
-    class RewardLog(TrainerCallback):
-        rewards: list[float] = []
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "reward" in logs:
-                self.rewards.append(logs["reward"])
-
     print(f"[4/6] Training RPT for {train_steps} steps", flush=True)
-    reward_log = RewardLog()
+    reward_log = _reward_log()
     args = RPTConfig(
         output_dir=str(output_dir / "checkpoint"),
         use_cpu=True,
@@ -208,8 +201,6 @@ def tiny_learning_curve(seed: int = 0, steps: int = 16) -> list[float]:
     """Train the tiny warm-started policy of `tests/test_learning.py` and return its reward per step."""
     import tempfile
 
-    from transformers import TrainerCallback
-
     from .rpt_config import RPTConfig
     from .rpt_trainer import RPTTrainer
     from .tiny import ANIMAL_SOUNDS, animal_corpus, last_word_dataset, make_tiny_model, make_tiny_tokenizer, warm_start
@@ -218,13 +209,7 @@ def tiny_learning_curve(seed: int = 0, steps: int = 16) -> list[float]:
     dataset = last_word_dataset(tokenizer, animal_corpus(sounds=dict.fromkeys(ANIMAL_SOUNDS, " meow")))
     model = make_tiny_model(tokenizer, seed=seed)
     warm_start(model, tokenizer, dataset["prompt"], dataset["ground_truth"], seed=seed)
-    rewards: list[float] = []
-
-    class RewardLog(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "reward" in logs:
-                rewards.append(logs["reward"])
-
+    reward_log = _reward_log()
     with tempfile.TemporaryDirectory() as tmp:
         args = RPTConfig(
             output_dir=tmp, use_cpu=True, bf16=False, seed=seed, max_steps=steps, per_device_train_batch_size=32,
@@ -233,9 +218,24 @@ def tiny_learning_curve(seed: int = 0, steps: int = 16) -> list[float]:
             report_to="none", disable_tqdm=True,
         )  # fmt: skip
         RPTTrainer(
-            model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[RewardLog()]
+            model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[reward_log]
         ).train()
-    return rewards
+    return reward_log.rewards
+
+
+def _reward_log() -> Any:
+    """A trainer callback that keeps the mean reward of every logged step in `.rewards`."""
+    from transformers import TrainerCallback
+
+    class RewardLog(TrainerCallback):
+        def __init__(self):
+            self.rewards: list[float] = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "reward" in logs:
+                self.rewards.append(logs["reward"])
+
+    return RewardLog()
 
 
 def _plot(results: dict[str, Any], path: Path) -> None:
