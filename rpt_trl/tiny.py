@@ -45,27 +45,44 @@ def last_word_dataset(tokenizer: Any, documents: list[str]) -> Any:
     )
 
 
-def make_tiny_tokenizer(extra_corpus: list[str] | None = None, vocab_size: int = 300) -> Any:
-    """A byte-level BPE tokenizer trained on the animal corpus and the answer format (about a second)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def make_byte_level_tokenizer(
+    corpus: list[str], *, vocab_size: int = 300, extra_tokens: list[str] | None = None, trim_offsets: bool = False
+) -> Any:
+    """A GPT-2 style byte-level BPE tokenizer trained on `corpus` in about a second.
+
+    Args:
+        corpus: Training text.
+        vocab_size: Target vocabulary size.
+        extra_tokens: Tokens added whole after training (e.g. `</think>`).
+        trim_offsets: Trim leading spaces from the offsets, as GPT-2's post-processor does.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
+    if trim_offsets:
+        backend.post_processor = processors.ByteLevel(trim_offsets=True)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=["<|endoftext|>", "<|pad|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    lines = animal_corpus(4) + [THOUGHT + s + "}" for s in ANIMAL_SOUNDS.values()] * 8 + (extra_corpus or [])
-    backend.train_from_iterator(lines, trainer=trainer)
+    backend.train_from_iterator(corpus, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|pad|>", padding_side="left"
     )
-    tokenizer.add_tokens(FORMAT_TOKENS)
+    if extra_tokens:
+        tokenizer.add_tokens(extra_tokens)
     return tokenizer
+
+
+def make_tiny_tokenizer() -> Any:
+    """The byte-level tokenizer of the tiny world: trained on the animal corpus and the answer format."""
+    lines = animal_corpus(4) + [THOUGHT + s + "}" for s in ANIMAL_SOUNDS.values()] * 8
+    return make_byte_level_tokenizer(lines, extra_tokens=FORMAT_TOKENS)
 
 
 def make_tiny_model(tokenizer: Any, *, seed: int = 0, hidden_size: int = 64, num_layers: int = 2) -> Any:

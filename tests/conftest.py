@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from rpt_trl import tiny
 from rpt_trl.tiny import make_tiny_model  # noqa: F401  (re-exported for the tests)
 
 
@@ -27,26 +28,10 @@ CHAT_TEMPLATE = (
 
 
 def make_byte_level_tokenizer(corpus=CORPUS, vocab_size=400, extra_tokens=()):
-    """A GPT-2 style byte-level BPE tokenizer trained on `corpus` (about a second)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    backend.post_processor = processors.ByteLevel(trim_offsets=True)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>", "<|pad|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+    """A byte-level BPE tokenizer on the test corpus, with GPT-2's trimmed offsets and a chat template."""
+    tokenizer = tiny.make_byte_level_tokenizer(
+        list(corpus) * 4, vocab_size=vocab_size, extra_tokens=list(extra_tokens), trim_offsets=True
     )
-    backend.train_from_iterator(list(corpus) * 4, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|pad|>", padding_side="left"
-    )
-    if extra_tokens:
-        tokenizer.add_tokens(list(extra_tokens))
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
