@@ -53,7 +53,8 @@ class NextTokenDatasetStats:
         return (aligned - self.unanswerable_positions) / aligned if aligned else float("nan")
 
 
-def _document_texts(data: datasets.Dataset | Sequence[str], text_column: str | Sequence[str]) -> list[Any]:
+def _document_texts(data: datasets.Dataset | Sequence[str], text_column: str | Sequence[str]) -> list[str | None]:
+    """One text (or `None`) per document; raises on anything that is not text, naming the document."""
     if isinstance(data, datasets.Dataset):
         columns = [text_column] if isinstance(text_column, str) else list(text_column)
         missing = [c for c in columns if c not in data.column_names]
@@ -61,19 +62,19 @@ def _document_texts(data: datasets.Dataset | Sequence[str], text_column: str | S
             raise ValueError(
                 f"text_column names {missing}, which the dataset does not have; its columns are {data.column_names}."
             )
-        if len(columns) == 1:
-            return list(data[columns[0]])
-        parts = [data[c] for c in columns]
-        texts = []
-        for index, row in enumerate(zip(*parts)):
-            for column, value in zip(columns, row):
-                if value is not None and not isinstance(value, str):
-                    raise TypeError(f"Document {index}: column {column!r} holds {type(value).__name__}, not text.")
-            texts.append(DOCUMENT_SEPARATOR.join(v for v in row if v))
-        return texts
-    if isinstance(data, str) or not isinstance(data, Sequence):
+        rows = zip(*(data[c] for c in columns))
+    elif isinstance(data, str) or not isinstance(data, Sequence):
         raise TypeError(f"data must be a datasets.Dataset or a list of strings, got {type(data).__name__}.")
-    return list(data)
+    else:
+        columns, rows = ["text"], ((text,) for text in data)
+    texts = []
+    for index, row in enumerate(rows):
+        for column, value in zip(columns, row):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"Document {index}: {column!r} is {type(value).__name__}, not text.")
+        parts = [value for value in row if value]
+        texts.append(DOCUMENT_SEPARATOR.join(parts) if parts else None)
+    return texts
 
 
 def _char_to_byte(text: str) -> Sequence[int]:
@@ -84,10 +85,8 @@ def _char_to_byte(text: str) -> Sequence[int]:
 
 
 def _positions_for(
-    spec: str | int | Sequence[Sequence[int]], document_index: int, num_tokens: int, min_context_tokens: int
+    spec: int | Sequence[Sequence[int]], document_index: int, num_tokens: int, min_context_tokens: int
 ) -> Sequence[int]:
-    if spec == "all":
-        return range(min_context_tokens, num_tokens)
     if isinstance(spec, int):
         return range(min_context_tokens, num_tokens, spec)
     chosen = spec[document_index]
@@ -130,17 +129,15 @@ def _document_examples(
             stats.zero_width_positions += 1
             continue
         last = min(t + max_ground_truth_tokens, num_tokens)
-        boundaries = []
+        answer_ends = []  # character index where each reachable answer ends
         for k in range(t, last):
             # A token end followed by a token that starts inside a character lies inside that character.
             if ends[k] > start and (k + 1 == num_tokens or not starts_inside_char[k + 1]):
-                boundary = byte_at[ends[k]] - byte_at[start]
-                if not boundaries or boundary > boundaries[-1]:
-                    boundaries.append(boundary)
+                if not answer_ends or ends[k] > answer_ends[-1]:
+                    answer_ends.append(ends[k])
+        boundaries = [byte_at[end] - byte_at[start] for end in answer_ends]
         ground_truth = text[start : ends[last - 1]]
-        if skip_unanswerable and not any(
-            can_be_boxed(ground_truth.encode("utf-8")[:b].decode("utf-8")) for b in boundaries
-        ):
+        if skip_unanswerable and not any(can_be_boxed(text[start:end]) for end in answer_ends):
             stats.unanswerable_positions += 1
             continue
         context = text[span_starts[max(0, t - max_context_tokens)] : start]
@@ -224,11 +221,10 @@ def build_next_token_dataset(
         )
 
     texts = _document_texts(data, text_column)
-    if not isinstance(positions, (str, int)) and len(positions) != len(texts):
+    if positions == "all":
+        positions = 1
+    if not isinstance(positions, int) and len(positions) != len(texts):
         raise ValueError(f"positions has {len(positions)} lists but there are {len(texts)} documents.")
-    for index, text in enumerate(texts):
-        if text is not None and not isinstance(text, str):
-            raise TypeError(f"Document {index} is {type(text).__name__}, not text.")
 
     stats = NextTokenDatasetStats(documents=len(texts))
 
@@ -236,7 +232,7 @@ def build_next_token_dataset(
         progress = tqdm(total=len(texts), desc="Building next-token examples", unit="doc", disable=not show_progress)
         for batch_start in range(0, len(texts), _TOKENIZE_BATCH):
             batch = texts[batch_start : batch_start + _TOKENIZE_BATCH]
-            kept = [(i, t) for i, t in enumerate(batch, batch_start) if t is not None and t.strip()]
+            kept = [(i, t) for i, t in enumerate(batch, batch_start) if t and t.strip()]
             stats.empty_documents += len(batch) - len(kept)
             encoded = tokenizer(
                 [t for _, t in kept],
@@ -278,8 +274,10 @@ def build_next_token_dataset(
             "position": datasets.Value("int64"),
         }
     )
-    rows = list(examples())
-    columns = {name: [row[name] for row in rows] for name in features}
+    columns: dict[str, list[Any]] = {name: [] for name in features}
+    for example in examples():
+        for name, value in example.items():
+            columns[name].append(value)
     dataset = datasets.Dataset.from_dict(columns, features=features)
     logger.info("Next-token dataset: %s", asdict(stats))
     if stats.examples == 0:

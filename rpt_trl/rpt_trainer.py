@@ -17,6 +17,7 @@ from .data import build_next_token_dataset
 from .generation import install_answer_stop
 from .rewards import REWARD_FUNCTIONS
 from .rpt_config import RPTConfig
+from .templates import TEMPLATES
 
 
 logger = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class RPTTrainer(GRPOTrainer):
             dataset,
             tokenizer,
             text_column=args.text_column,
-            positions="all" if args.position_stride == 1 else args.position_stride,
+            positions=args.position_stride,
             template=args.prompt_template,
             prompt_format=args.prompt_format,
             min_context_tokens=args.min_context_tokens,
@@ -211,7 +212,7 @@ def _card_hyperparameters(args: RPTConfig) -> dict[str, Any]:
         "gradient_accumulation_steps", "max_steps", "num_train_epochs", "seed",
     ]  # fmt: skip
     values = {name: getattr(args, name) for name in names}
-    if len(args.prompt_template) > 40:  # a custom template: name it, don't paste it
+    if args.prompt_template not in TEMPLATES:  # a custom template: name it, don't paste it
         values["prompt_template"] = "custom"
     return values
 

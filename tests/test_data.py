@@ -210,3 +210,13 @@ def test_slow_tokenizer_is_refused():
 
     with pytest.raises(ValueError, match="fast tokenizer"):
         build_next_token_dataset(["text"], Slow(), show_progress=False)
+
+
+@pytest.mark.parametrize(
+    ("data", "index"),
+    [(["fine text", 3], 1), (Dataset.from_dict({"problem": ["a", "b"], "solution": [5, 7]}), 0)],
+    ids=["list", "columns"],
+)
+def test_non_text_document_is_named(byte_level_tokenizer, data, index):
+    with pytest.raises(TypeError, match=f"Document {index}"):
+        build_next_token_dataset(data, byte_level_tokenizer, text_column=["problem", "solution"], show_progress=False)
