@@ -19,8 +19,7 @@ import torch
 
 from .data import build_next_token_dataset
 from .generation import AnswerStopLogitsProcessor
-from .parsing import extract_prediction
-from .rewards import score_prefix_match
+from .rewards import prefix_match_reward
 
 
 logger = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ def reasoning_accuracy(
     batch_size: int = 8,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Sample `num_samples` completions per example and score them with the training reward's scorer."""
+    """Sample `num_samples` completions per example and score them with the training reward."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
@@ -86,11 +85,19 @@ def reasoning_accuracy(
             pad_token_id=tokenizer.pad_token_id,
         )
         texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        for row, text in zip(batch, texts):
-            prediction = extract_prediction(text)
-            answered += prediction is not None
-            rewards.append(score_prefix_match(prediction, row["ground_truth"], row["ground_truth_boundaries"]))
-            samples.append({"truth": row["ground_truth"][:12], "prediction": prediction, "completion": text[:80]})
+        logged: dict[str, list] = {}
+        rewards += prefix_match_reward(
+            texts,
+            [r["ground_truth"] for r in batch],
+            [r["ground_truth_boundaries"] for r in batch],
+            log_extra=logged.__setitem__,
+        )
+        predictions = logged["prediction"]
+        answered += sum(p is not None for p in predictions)
+        samples += [
+            {"truth": r["ground_truth"][:12], "prediction": p, "completion": t[:80]}
+            for r, p, t in zip(batch, predictions, texts)
+        ]
     return {
         "accuracy": sum(rewards) / len(rewards),
         "answer_rate": answered / len(rows),

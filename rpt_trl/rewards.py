@@ -67,7 +67,8 @@ def _check_columns(
             f"{len(ground_truth_boundaries)} boundary lists; they must be equally long (one per completion)."
         )
     for index, (truth, boundaries) in enumerate(zip(ground_truth, ground_truth_boundaries)):
-        if boundaries and boundaries[-1] > len(truth.encode("utf-8")):
+        # A text of n characters has at least n bytes: encode only when the cheap bound does not settle it.
+        if boundaries and boundaries[-1] > len(truth) and boundaries[-1] > len(truth.encode("utf-8")):
             raise ValueError(
                 f"ground_truth_boundaries[{index}] ends at byte {boundaries[-1]}, past the end of its ground truth "
                 f"({len(truth.encode('utf-8'))} bytes). Build the columns with `rpt_trl.build_next_token_dataset`."
