@@ -10,6 +10,7 @@ safetensors cache (see `rpt_trl.embedded`). With network, `--model` takes any Hu
 
 import json
 import logging
+import math
 import random
 import time
 from pathlib import Path
@@ -45,10 +46,40 @@ def arithmetic_corpus(num_documents: int = 48, seed: int = 0) -> list[str]:
     return documents
 
 
-def _word_like(example: dict[str, Any]) -> bool:
-    """The first ground-truth token holds a letter or digit (not a lone space or punctuation)."""
-    first = example["ground_truth"].encode("utf-8")[: example["ground_truth_boundaries"][0]].decode("utf-8")
-    return any(ch.isalnum() for ch in first)
+# The demo's own few-shot template, tuned on this corpus for a 270M base model (a custom `{context}` template, as
+# any user may pass). Its answers are words of the context and its thought is one fixed short line: in our probes,
+# richer thoughts were parroted from the examples and the answers with them, while this form was answered in every
+# completion. The general `few_shot` template stays corpus-neutral.
+DEMO_TEMPLATE = (
+    "Predict the next token of the text. Think in a few words, then give the token in \\boxed{}. Keep a leading "
+    "space if the token has one; braces inside \\boxed{} must balance.\n\n"
+    + "".join(
+        f'Text: "{context}"\n<think>Copy the word that fits.</think> \\boxed{{{answer}}}\n\n'
+        for context, answer in [
+            ("Ana has 7 pencils and buys 3 more. How many", " pencils"),
+            ("The cat sat on the mat. Then the cat", " sat"),
+            ("First we add the coins: 4 + 5 = 9. So Ben has 9", " coins"),
+            ("Mia shares 12 books among 3 friends. Each", " friend"),
+            ("We divide by 4: 20 / 4 = 5. So each friend gets 5", " books"),
+        ]
+    )
+    + 'Text: "{context}"\n<think>'
+)
+
+
+def _first_token(example: dict[str, Any]) -> str:
+    return example["ground_truth"].encode("utf-8")[: example["ground_truth_boundaries"][0]].decode("utf-8")
+
+
+def _word_in_context(example: dict[str, Any]) -> bool:
+    """The first ground-truth token is a word of two or more characters that already occurs in the context.
+
+    These are the positions where a 270M model has a chance (names, items, repeated words), and where a lone-space
+    answer (Gemma splits " 42" into " " + "4" + "2") cannot score.
+    """
+    context = example["prompt"].rsplit('Text: "', 1)[-1]
+    word = _first_token(example).strip()
+    return len(word) > 1 and any(ch.isalnum() for ch in word) and word in context
 
 
 @torch.no_grad()
@@ -110,9 +141,9 @@ def run_demo(
     output_dir: str | Path = "rpt-demo",
     *,
     model_name: str | None = None,
-    train_steps: int = 6,
-    eval_positions: int = 16,
-    learning_rate: float = 1e-5,
+    train_steps: int = 12,
+    eval_positions: int = 24,
+    learning_rate: float = 1e-6,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Run the demo end to end and write its report; returns the results dict."""
@@ -136,15 +167,14 @@ def run_demo(
     dataset, stats = build_next_token_dataset(
         corpus,
         tokenizer,
-        template="few_shot",
+        template=DEMO_TEMPLATE,
         prompt_format="text",
         min_context_tokens=12,
         max_context_tokens=48,
         max_ground_truth_tokens=8,
         return_stats=True,
     )
-    # Positions where a 270M model has a chance and a lone-space answer cannot score: word or number tokens.
-    dataset = dataset.filter(_word_like)
+    dataset = dataset.filter(_word_in_context)
     held_out = set(range(8))  # the first eight documents are for evaluation only
     eval_set = dataset.filter(lambda e: e["document_id"] in held_out).shuffle(seed=seed).select(range(eval_positions))
     train_set = dataset.filter(lambda e: e["document_id"] not in held_out).shuffle(seed=seed)
@@ -269,13 +299,15 @@ def _plot(results: dict[str, Any], path: Path) -> None:
 def _report(results: dict[str, Any]) -> str:
     before, after = results["before"], results["after"]
     change = after["accuracy"] - before["accuracy"]
+    # Standard error of a difference of two proportions over n samples each (normal approximation).
+    noise = math.sqrt(sum(p * (1 - p) for p in (before["accuracy"], after["accuracy"])) / before["n"])
     tiny = results["tiny_rewards"]
     lines = [
         "# rpt-trl demo report",
         "",
         f"Model: `{results['model']}`. Corpus: {results['corpus_documents']} generated worked arithmetic solutions. "
         f"{results['train_positions']} training positions, {results['eval_positions']} held-out evaluation positions "
-        f"(word or number tokens only), {before['n'] // max(results['eval_positions'], 1)} samples each.",
+        f"(next token: a word that already occurs in the context), {before['n'] // max(results['eval_positions'], 1)} samples each.",
         "",
         "| | next-token accuracy (reasoning) | completions with an answer |",
         "| --- | --- | --- |",
@@ -284,10 +316,10 @@ def _report(results: dict[str, Any]) -> str:
         "",
         f"Change in accuracy: {change:+.3f} on {before['n']} samples. "
         + (
-            "With this few steps and samples the difference is within sampling noise: it does not show that the "
-            "real model learned."
-            if abs(change) < 0.15
-            else "Treat a change of this size on so few samples with caution."
+            f"That is within two standard errors ({2 * noise:.3f}) of no change: with this few steps and samples it "
+            "does not show that the real model learned."
+            if abs(change) < 2 * noise
+            else f"That is more than two standard errors ({2 * noise:.3f}) from no change; the sample is still small."
         ),
         "",
         f"Training reward per step: {[round(r, 2) for r in results['train_rewards']]}",
