@@ -240,12 +240,9 @@ def tiny_learning_curve(seed: int = 0, steps: int = 16) -> list[float]:
 
     from .rpt_config import RPTConfig
     from .rpt_trainer import RPTTrainer
-    from .tiny import ANIMAL_SOUNDS, animal_corpus, last_word_dataset, make_tiny_model, make_tiny_tokenizer, warm_start
+    from .tiny import warm_started_world
 
-    tokenizer = make_tiny_tokenizer()
-    dataset = last_word_dataset(tokenizer, animal_corpus(sounds=dict.fromkeys(ANIMAL_SOUNDS, " meow")))
-    model = make_tiny_model(tokenizer, seed=seed)
-    warm_start(model, tokenizer, dataset["prompt"], dataset["ground_truth"], seed=seed)
+    model, tokenizer, dataset, _ = warm_started_world(seed=seed)
     reward_log = _reward_log()
     with tempfile.TemporaryDirectory() as tmp:
         args = RPTConfig(

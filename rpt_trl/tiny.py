@@ -157,3 +157,17 @@ def warm_start(
         losses.append(loss.item())
     model.eval()
     return losses
+
+
+def warm_started_world(seed: int = 0) -> tuple[Any, Any, Any, list[float]]:
+    """The learning test's setup: every animal says " meow"; the policy is warm-started on random sounds.
+
+    Returns:
+        `(model, tokenizer, dataset, warm_start_losses)`. The policy starts near 1/4 accuracy, and only the RPT
+        reward can teach it which sound the corpus continues with.
+    """
+    tokenizer = make_tiny_tokenizer()
+    dataset = last_word_dataset(tokenizer, animal_corpus(sounds=dict.fromkeys(ANIMAL_SOUNDS, " meow")))
+    model = make_tiny_model(tokenizer, seed=seed)
+    losses = warm_start(model, tokenizer, dataset["prompt"], dataset["ground_truth"], seed=seed)
+    return model, tokenizer, dataset, losses

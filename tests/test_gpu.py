@@ -4,14 +4,7 @@ import pytest
 import torch
 
 from rpt_trl import RPTConfig, RPTTrainer
-from rpt_trl.tiny import (
-    ANIMAL_SOUNDS,
-    animal_corpus,
-    last_word_dataset,
-    make_tiny_model,
-    make_tiny_tokenizer,
-    warm_start,
-)
+from rpt_trl.tiny import warm_started_world
 
 
 pytestmark = [
@@ -21,10 +14,7 @@ pytestmark = [
 
 
 def test_bf16_rpt_steps_on_gpu(tmp_path):
-    tokenizer = make_tiny_tokenizer()
-    dataset = last_word_dataset(tokenizer, animal_corpus(sounds=dict.fromkeys(ANIMAL_SOUNDS, " meow")))
-    model = make_tiny_model(tokenizer)
-    warm_start(model, tokenizer, dataset["prompt"], dataset["ground_truth"])
+    model, tokenizer, dataset, _ = warm_started_world()
     args = RPTConfig(
         output_dir=str(tmp_path), bf16=True, max_steps=3, per_device_train_batch_size=32, num_generations=8,
         max_completion_length=12, learning_rate=2e-3, temperature=1.0, logging_steps=1, save_strategy="no",

@@ -3,14 +3,7 @@
 from transformers import TrainerCallback
 
 from rpt_trl import RPTConfig, RPTTrainer
-from rpt_trl.tiny import (
-    ANIMAL_SOUNDS,
-    animal_corpus,
-    last_word_dataset,
-    make_tiny_model,
-    make_tiny_tokenizer,
-    warm_start,
-)
+from rpt_trl.tiny import warm_started_world
 
 
 class RewardLog(TrainerCallback):
@@ -23,14 +16,10 @@ class RewardLog(TrainerCallback):
 
 
 def test_rpt_raises_mean_reward(tmp_path):
-    tokenizer = make_tiny_tokenizer()
     # In this corpus every animal says " meow"; the warm start answers one of four sounds uniformly at random,
     # so the policy starts near 1/4 and only the RPT reward can teach it which sound the corpus continues with.
-    corpus = animal_corpus(sounds=dict.fromkeys(ANIMAL_SOUNDS, " meow"))
-    dataset = last_word_dataset(tokenizer, corpus)
+    model, tokenizer, dataset, losses = warm_started_world()
     assert set(dataset["ground_truth"]) == {" meow"}
-    model = make_tiny_model(tokenizer)
-    losses = warm_start(model, tokenizer, dataset["prompt"], dataset["ground_truth"], steps=80)
     assert losses[-1] < 0.35  # the format is learned; what remains is the random answer's entropy
 
     log = RewardLog()
