@@ -2,7 +2,8 @@
 
 __version__ = "0.1.0"
 
-from .data import NextTokenDatasetStats, build_next_token_dataset
+from .data import DIFFICULTY_THRESHOLDS, NextTokenDatasetStats, build_next_token_dataset, difficulty_labels
+from .entropy import align_token_values, compute_token_entropy, document_entropy
 from .parsing import can_be_boxed, extract_prediction
 from .rewards import first_token_reward, prefix_match_reward, score_first_token, score_prefix_match
 from .rpt_config import RPTConfig
@@ -11,12 +12,17 @@ from .templates import TEMPLATES, render_prompt
 
 
 __all__ = [
+    "DIFFICULTY_THRESHOLDS",
     "NextTokenDatasetStats",
     "RPTConfig",
     "RPTTrainer",
     "TEMPLATES",
+    "align_token_values",
     "build_next_token_dataset",
     "can_be_boxed",
+    "compute_token_entropy",
+    "difficulty_labels",
+    "document_entropy",
     "extract_prediction",
     "first_token_reward",
     "prefix_match_reward",

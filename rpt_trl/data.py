@@ -15,7 +15,8 @@ can end there, so prefix matching is unchanged.
 """
 
 import logging
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from itertools import accumulate
 from typing import Any
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 DOCUMENT_SEPARATOR = "\n\n"
 _TOKENIZE_BATCH = 64
+# Evaluation difficulty (paper, Section 4.1): positions whose proxy entropy is above each threshold; nested sets.
+DIFFICULTY_THRESHOLDS = {"easy": 0.5, "medium": 1.0, "hard": 1.5}
 
 
 @dataclass
@@ -45,6 +48,7 @@ class NextTokenDatasetStats:
     mid_character_positions: int = 0
     zero_width_positions: int = 0
     unanswerable_positions: int = 0
+    low_entropy_positions: int = 0
 
     @property
     def answerable_fraction(self) -> float:
@@ -53,7 +57,16 @@ class NextTokenDatasetStats:
         return (aligned - self.unanswerable_positions) / aligned if aligned else float("nan")
 
 
-def _document_texts(data: datasets.Dataset | Sequence[str], text_column: str | Sequence[str]) -> list[str | None]:
+def difficulty_labels(entropy: float, thresholds: Mapping[str, float] = DIFFICULTY_THRESHOLDS) -> list[str]:
+    """The difficulty splits a position belongs to: every split whose threshold its entropy is above.
+
+    >>> difficulty_labels(1.2)
+    ['easy', 'medium']
+    """
+    return [name for name, threshold in thresholds.items() if entropy > threshold]
+
+
+def document_texts(data: datasets.Dataset | Sequence[str], text_column: str | Sequence[str]) -> list[str | None]:
     """One text (or `None`) per document; raises on anything that is not text, naming the document."""
     if isinstance(data, datasets.Dataset):
         columns = [text_column] if isinstance(text_column, str) else list(text_column)
@@ -110,6 +123,9 @@ def _document_examples(
     max_context_tokens: int,
     max_ground_truth_tokens: int,
     skip_unanswerable: bool,
+    entropy: Sequence[float] | None,
+    min_entropy: float | None,
+    difficulty_thresholds: Mapping[str, float],
     stats: NextTokenDatasetStats,
 ) -> Iterator[dict[str, Any]]:
     num_tokens = len(offsets)
@@ -128,6 +144,9 @@ def _document_examples(
         if ends[t] == start:
             stats.zero_width_positions += 1
             continue
+        if min_entropy is not None and not entropy[t] >= min_entropy:  # NaN (unscored) is dropped too
+            stats.low_entropy_positions += 1
+            continue
         last = min(t + max_ground_truth_tokens, num_tokens)
         answer_ends = []  # character index where each reachable answer ends
         for k in range(t, last):
@@ -143,13 +162,17 @@ def _document_examples(
         context = text[span_starts[max(0, t - max_context_tokens)] : start]
         prompt = render_prompt(template, context)
         stats.examples += 1
-        yield {
+        example = {
             "prompt": [{"role": "user", "content": prompt}] if prompt_format == "conversational" else prompt,
             "ground_truth": ground_truth,
             "ground_truth_boundaries": boundaries,
             "document_id": document_id,
             "position": t,
         }
+        if entropy is not None:
+            example["entropy"] = entropy[t]
+            example["difficulty"] = difficulty_labels(entropy[t], difficulty_thresholds)
+        yield example
 
 
 def build_next_token_dataset(
@@ -164,6 +187,9 @@ def build_next_token_dataset(
     max_context_tokens: int = 3840,
     max_ground_truth_tokens: int = 16,
     skip_unanswerable: bool = True,
+    token_entropy: Sequence[Sequence[float]] | None = None,
+    min_entropy: float | None = None,
+    difficulty_thresholds: Mapping[str, float] = DIFFICULTY_THRESHOLDS,
     show_progress: bool = True,
     return_stats: bool = False,
 ) -> datasets.Dataset | tuple[datasets.Dataset, NextTokenDatasetStats]:
@@ -185,12 +211,20 @@ def build_next_token_dataset(
         max_ground_truth_tokens: How many tokens of continuation to keep, so multi-token answers can be scored.
         skip_unanswerable: Skip (and count) positions where no token-aligned prefix of the ground truth can be
             written inside `\boxed{}` (see [`can_be_boxed`]).
+        token_entropy: One list per document with a proxy model's entropy at each of `tokenizer`'s tokens, from
+            [`compute_token_entropy`] (same tokenizer) or [`align_token_values`] (a different proxy tokenizer).
+            Adds the columns `entropy` and `difficulty`.
+        min_entropy: Keep only positions whose entropy is at least this (the paper's filter for training); needs
+            `token_entropy`. Unscored (NaN) positions are dropped with them, and both are counted.
+        difficulty_thresholds: Split name -> entropy threshold; a position is in every split whose threshold its
+            entropy is above (the paper's nested easy / medium / hard at 0.5 / 1.0 / 1.5).
         show_progress: Show a progress bar over documents.
         return_stats: Also return a [`NextTokenDatasetStats`].
 
     Returns:
         A dataset with columns `prompt`, `ground_truth`, `ground_truth_boundaries`, `document_id` (the document's
-        index in `data`) and `position` (the index t of the token to predict). With `return_stats`, a tuple.
+        index in `data`) and `position` (the index t of the token to predict), plus `entropy` (float) and
+        `difficulty` (list of split names) with `token_entropy`. With `return_stats`, a tuple.
 
     Example:
         >>> train = build_next_token_dataset(["The size of the box is 12 cm."], tokenizer, min_context_tokens=4)
@@ -220,11 +254,19 @@ def build_next_token_dataset(
             "AutoTokenizer.from_pretrained(..., use_fast=True)."
         )
 
-    texts = _document_texts(data, text_column)
+    if min_entropy is not None and token_entropy is None:
+        raise ValueError("min_entropy filters by a proxy model's entropy: pass token_entropy as well.")
+    for name, threshold in difficulty_thresholds.items():
+        if not isinstance(threshold, int | float) or math.isnan(threshold):
+            raise ValueError(f"difficulty_thresholds[{name!r}] must be a number, got {threshold!r}.")
+
+    texts = document_texts(data, text_column)
     if positions == "all":
         positions = 1
     if not isinstance(positions, int) and len(positions) != len(texts):
         raise ValueError(f"positions has {len(positions)} lists but there are {len(texts)} documents.")
+    if token_entropy is not None and len(token_entropy) != len(texts):
+        raise ValueError(f"token_entropy has {len(token_entropy)} lists but there are {len(texts)} documents.")
 
     stats = NextTokenDatasetStats(documents=len(texts))
 
@@ -245,6 +287,13 @@ def build_next_token_dataset(
                 if len(offsets) <= min_context_tokens:
                     stats.short_documents += 1
                     continue
+                entropy = None if token_entropy is None else token_entropy[document_id]
+                if entropy is not None and len(entropy) != len(offsets):
+                    raise ValueError(
+                        f"token_entropy[{document_id}] has {len(entropy)} values but the document has "
+                        f"{len(offsets)} tokens: the entropies come from another tokenizer. Map them with "
+                        "rpt_trl.align_token_values(texts, entropies, proxy_tokenizer, tokenizer)."
+                    )
                 yield from _document_examples(
                     text,
                     offsets,
@@ -255,6 +304,9 @@ def build_next_token_dataset(
                     max_context_tokens=max_context_tokens,
                     max_ground_truth_tokens=max_ground_truth_tokens,
                     skip_unanswerable=skip_unanswerable,
+                    entropy=entropy,
+                    min_entropy=min_entropy,
+                    difficulty_thresholds=difficulty_thresholds,
                     stats=stats,
                 )
             progress.update(len(batch))
@@ -274,6 +326,9 @@ def build_next_token_dataset(
             "position": datasets.Value("int64"),
         }
     )
+    if token_entropy is not None:
+        features["entropy"] = datasets.Value("float64")
+        features["difficulty"] = datasets.Sequence(datasets.Value("string"))
     columns: dict[str, list[Any]] = {name: [] for name in features}
     for example in examples():
         for name, value in example.items():

@@ -2,7 +2,7 @@ import pytest
 from conftest import CORPUS
 from datasets import Dataset
 
-from rpt_trl import build_next_token_dataset, can_be_boxed
+from rpt_trl import DIFFICULTY_THRESHOLDS, build_next_token_dataset, can_be_boxed, difficulty_labels
 from rpt_trl.templates import TEMPLATE_V0
 
 
@@ -220,3 +220,75 @@ def test_slow_tokenizer_is_refused():
 def test_non_text_document_is_named(byte_level_tokenizer, data, index):
     with pytest.raises(TypeError, match=f"Document {index}"):
         build_next_token_dataset(data, byte_level_tokenizer, text_column=["problem", "solution"], show_progress=False)
+
+
+def synthetic_entropy(tokenizer, texts):
+    """A known entropy per token: 0.1, 0.7, 1.2, 1.7, 0.1, ... so every difficulty band occurs."""
+    cycle = [0.1, 0.7, 1.2, 1.7]
+    return [
+        [float("nan")] + [cycle[k % 4] for k in range(1, len(tokenizer(t, add_special_tokens=False)["input_ids"]))]
+        for t in texts
+    ]
+
+
+@pytest.mark.parametrize("min_entropy", [None, 0.7, 1.5])
+def test_entropy_filter_and_nested_difficulty_splits(byte_level_tokenizer, min_entropy):
+    entropy = synthetic_entropy(byte_level_tokenizer, CORPUS)
+    kwargs = dict(min_context_tokens=2, skip_unanswerable=False, show_progress=False, return_stats=True)
+    unfiltered = build_next_token_dataset(CORPUS, byte_level_tokenizer, **kwargs)[0]
+    dataset, stats = build_next_token_dataset(
+        CORPUS, byte_level_tokenizer, token_entropy=entropy, min_entropy=min_entropy, **kwargs
+    )
+    for row in dataset:
+        value = entropy[row["document_id"]][row["position"]]
+        assert row["entropy"] == value
+        assert row["difficulty"] == [name for name, t in DIFFICULTY_THRESHOLDS.items() if value > t]
+        assert min_entropy is None or value >= min_entropy
+    kept = {(r["document_id"], r["position"]) for r in dataset}
+    expected = {
+        (r["document_id"], r["position"])
+        for r in unfiltered
+        if min_entropy is None or entropy[r["document_id"]][r["position"]] >= min_entropy
+    }
+    assert kept == expected and len(kept) > 0
+    assert stats.low_entropy_positions == len(unfiltered) - len(dataset)
+    splits = {
+        name: {(r["document_id"], r["position"]) for r in dataset if name in r["difficulty"]}
+        for name in DIFFICULTY_THRESHOLDS
+    }
+    assert splits["hard"] <= splits["medium"] <= splits["easy"] <= kept
+    if min_entropy is None:
+        assert splits["hard"] < splits["medium"] < splits["easy"] < kept  # every band is populated
+
+
+def test_difficulty_thresholds_are_user_settable(byte_level_tokenizer):
+    entropy = synthetic_entropy(byte_level_tokenizer, CORPUS[:2])
+    dataset = build_next_token_dataset(
+        CORPUS[:2], byte_level_tokenizer, token_entropy=entropy, difficulty_thresholds={"any": 0.0, "top": 1.6},
+        min_context_tokens=2, skip_unanswerable=False, show_progress=False,
+    )  # fmt: skip
+    assert {tuple(r["difficulty"]) for r in dataset} == {("any",), ("any", "top")}
+    assert (
+        difficulty_labels(1.2) == ["easy", "medium"]
+        and difficulty_labels(0.3) == []
+        and difficulty_labels(1.5) == ["easy", "medium"]
+    )
+
+
+def test_unscored_positions_are_dropped_by_the_filter_and_counted(byte_level_tokenizer):
+    entropy = [[float("nan")] * len(e) for e in synthetic_entropy(byte_level_tokenizer, CORPUS[:1])]
+    dataset, stats = build_next_token_dataset(
+        CORPUS[:1], byte_level_tokenizer, token_entropy=entropy, min_entropy=0.0, min_context_tokens=2,
+        show_progress=False, return_stats=True,
+    )  # fmt: skip
+    assert len(dataset) == 0 and stats.low_entropy_positions == stats.candidate_positions > 0
+
+
+def test_entropy_arguments_are_checked(byte_level_tokenizer, sentencepiece_tokenizer):
+    with pytest.raises(ValueError, match="pass token_entropy"):
+        build_next_token_dataset(CORPUS, byte_level_tokenizer, min_entropy=1.0)
+    with pytest.raises(ValueError, match="lists but there are"):
+        build_next_token_dataset(CORPUS, byte_level_tokenizer, token_entropy=[[0.0]])
+    other = synthetic_entropy(sentencepiece_tokenizer, CORPUS)
+    with pytest.raises(ValueError, match="align_token_values"):
+        build_next_token_dataset(CORPUS, byte_level_tokenizer, token_entropy=other, show_progress=False)

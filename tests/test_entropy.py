@@ -1,0 +1,250 @@
+"""Proxy-model token entropy: exact against a float64 reference, windows, chunking, cache, tokenizer mapping."""
+
+import copy
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CORPUS, make_byte_level_tokenizer
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rpt_trl import align_token_values, compute_token_entropy, document_entropy
+from rpt_trl.entropy import plan_windows
+from rpt_trl.tiny import make_tiny_model
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEXTS = [*CORPUS, "x", "", "A longer text that repeats itself. " * 6]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return make_byte_level_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    model = make_tiny_model(tokenizer, seed=3).eval()
+    with torch.no_grad():  # sharpen the random head so entropies spread over (0, ln 16) instead of sitting at ln 16
+        model.get_output_embeddings().weight.mul_(4.0)
+    return model
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def reference_entropy(text, model, tokenizer, top_k=16, bos=None):
+    """Plain PyTorch, one unpadded sequence, full logits, float64: the definition, written independently."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    prefix = [] if bos is None else [bos]
+    if not ids:
+        return []
+    with torch.no_grad():
+        logits = model(torch.tensor([prefix + ids])).logits[0].double()[len(prefix) :]
+    values = [math.nan]
+    for i in range(len(ids) - 1):
+        row = logits[i] if top_k is None else torch.sort(logits[i], descending=True).values[:top_k]
+        probs = torch.softmax(row, dim=-1)
+        values.append(float(-(probs * torch.log(probs)).sum()))
+    return values
+
+
+def assert_close(actual, expected, atol=1e-5):
+    assert len(actual) == len(expected)
+    assert math.isnan(actual[0]) if actual else True
+    for a, e in zip(actual[1:], expected[1:]):
+        assert a == pytest.approx(e, abs=atol)
+
+
+@pytest.mark.parametrize("top_k", [16, 1, None])
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_equals_float64_reference_with_padding_and_unequal_lengths(model, tokenizer, top_k, batch_size):
+    entropies = compute_token_entropy(TEXTS, model, tokenizer, top_k=top_k, batch_size=batch_size, show_progress=False)
+    spread = [v for e in entropies for v in e[1:]]
+    assert max(spread) - min(spread) > 0.5 or top_k == 1  # the test model's entropies are not all alike
+    for text, values in zip(TEXTS, entropies):
+        assert len(values) == len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        assert_close(values, reference_entropy(text, model, tokenizer, top_k=top_k))
+    if top_k == 1:
+        assert all(v == 0.0 for e in entropies for v in e[1:])
+
+
+def test_bos_is_context_only(model, tokenizer):
+    bos = tokenizer.convert_tokens_to_ids("a")  # any token id serves as a BOS for this check
+    tokenizer_with_bos = copy.deepcopy(tokenizer)
+    tokenizer_with_bos.bos_token = "a"
+    entropies = compute_token_entropy(TEXTS[:3], model, tokenizer_with_bos, add_bos=True, show_progress=False)
+    for text, values in zip(TEXTS[:3], entropies):
+        assert_close(values, reference_entropy(text, model, tokenizer, bos=bos))
+
+
+@given(num_tokens=st.integers(0, 300), max_length=st.integers(2, 64), data=st.data())
+def test_windows_score_every_token_once_with_enough_context(num_tokens, max_length, data):
+    overlap = data.draw(st.integers(0, max_length - 1))
+    windows = plan_windows(num_tokens, max_length, overlap)
+    scored = [t for _, first, end in windows for t in range(first, end)]
+    assert scored == list(range(1, num_tokens))
+    for k, (start, first, end) in enumerate(windows):
+        assert end - start <= max_length
+        assert first - start == (1 if k == 0 else overlap) or (k == 0 and start == 0)
+
+
+def test_sliding_windows_equal_a_single_pass_of_each_window(model, tokenizer):
+    text = TEXTS[-1]
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) > 40
+    whole = compute_token_entropy([text], model, tokenizer, max_length=len(ids), show_progress=False)[0]
+    assert_close(whole, reference_entropy(text, model, tokenizer))  # fits in one window: the single pass itself
+
+    sliding = compute_token_entropy(
+        [text], model, tokenizer, max_length=16, window_overlap=6, batch_size=4, show_progress=False
+    )[0]
+    for start, first, end in plan_windows(len(ids), 16, 6):
+        window_text = tokenizer.decode(ids[start:end])
+        assert tokenizer(window_text, add_special_tokens=False)["input_ids"] == ids[start:end]
+        expected = reference_entropy(window_text, model, tokenizer)
+        for t in range(first, end):
+            assert sliding[t] == pytest.approx(expected[t - start], abs=1e-5)
+    assert any(abs(a - b) > 1e-4 for a, b in zip(sliding[17:], whole[17:]))  # shorter context, other values
+
+
+def test_full_vocabulary_logits_exist_only_in_position_chunks(model, tokenizer, monkeypatch):
+    head = model.get_output_embeddings()
+    rows_seen = []
+    hook = head.register_forward_hook(lambda module, inputs, output: rows_seen.append(output.shape[:-1].numel()))
+    try:
+        compute_token_entropy(TEXTS, model, tokenizer, batch_size=8, position_chunk_size=5, show_progress=False)
+    finally:
+        hook.remove()
+    # The first two calls are the one-off 8-token check (model.forward, then head of decoder); then only chunks.
+    assert rows_seen[:2] == [8, 8] and max(rows_seen[2:]) == 5
+    total = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) - 1 for t in TEXTS if t)
+    assert sum(rows_seen[2:]) == total
+
+
+def test_cache_reads_back_and_notices_new_weights(model, tokenizer, tmp_path):
+    calls = []
+    hook = model.get_decoder().register_forward_hook(lambda *_: calls.append(1))
+    try:
+        first = compute_token_entropy(TEXTS, model, tokenizer, cache_dir=str(tmp_path), show_progress=False)
+        scored_calls = len(calls)
+        again = compute_token_entropy(TEXTS, model, tokenizer, cache_dir=str(tmp_path), show_progress=False)
+        assert len(calls) == scored_calls  # read from the cache: no forward pass at all
+        assert [v[1:] for v in again] == [v[1:] for v in first]
+        other = make_tiny_model(tokenizer, seed=4).eval()
+        fresh = compute_token_entropy(TEXTS, other, tokenizer, cache_dir=str(tmp_path), show_progress=False)
+        assert fresh[0][1:] != first[0][1:]
+        assert len(list(tmp_path.glob("entropy-*.npz"))) == 2
+    finally:
+        hook.remove()
+
+
+def test_a_model_whose_logits_are_not_the_head_of_the_decoder_is_refused(model, tokenizer):
+    class Scaled(type(model)):
+        def forward(self, *args, **kwargs):
+            output = super().forward(*args, **kwargs)
+            output.logits = output.logits * 2
+            return output
+
+    scaled = Scaled(model.config).eval()
+    scaled.load_state_dict(model.state_dict())
+    with pytest.raises(ValueError, match="output head"):
+        compute_token_entropy(TEXTS[:2], scaled, tokenizer, show_progress=False)
+
+
+def test_bad_arguments(model, tokenizer):
+    with pytest.raises(TypeError, match="list of strings"):
+        compute_token_entropy("one text", model, tokenizer)
+    with pytest.raises(ValueError, match="top_k"):
+        compute_token_entropy(["a b"], model, tokenizer, top_k=0)
+    with pytest.raises(ValueError, match="window_overlap"):
+        compute_token_entropy(["a b"], model, tokenizer, max_length=8, window_overlap=8)
+    with pytest.raises(TypeError, match="Text 1"):
+        compute_token_entropy(["a b", None], model, tokenizer)
+
+
+def test_align_same_tokenizer_is_identity(model, tokenizer):
+    entropies = compute_token_entropy(TEXTS, model, tokenizer, show_progress=False)
+    mapped, exact = align_token_values(TEXTS, entropies, tokenizer, tokenizer)
+    assert exact == 1.0
+    assert [m[1:] for m in mapped] == [e[1:] for e in entropies]
+
+
+def test_align_across_tokenizers_by_character_offsets(tokenizer, sentencepiece_tokenizer):
+    text = CORPUS[0]
+    source = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    values = [float(k) for k in range(len(source))]  # value = source token index, so the mapping is readable
+    mapped, _ = align_token_values([text], [values], tokenizer, sentencepiece_tokenizer)
+    target = sentencepiece_tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    assert len(mapped[0]) == len(target) and math.isnan(mapped[0][0])
+    source_starts = [0] + [end for _, end in source[:-1]]
+    target_starts = [0] + [end for _, end in target[:-1]]
+    for t in range(1, len(target)):
+        j = int(mapped[0][t])
+        assert source_starts[j] <= target_starts[t]  # the source token that covers the target token's start
+        assert j + 1 == len(source) or source_starts[j + 1] > target_starts[t]
+
+
+def test_align_refuses_a_tokenizer_without_offsets(tokenizer):
+    slow = types.SimpleNamespace(is_fast=False)  # what a Python (slow) tokenizer reports
+    with pytest.raises(ValueError, match="character offsets"):
+        align_token_values(["a b"], [[math.nan, 1.0]], tokenizer, slow)
+
+
+def test_document_entropy_scores_the_builder_texts_in_the_dataset_tokenizer(model, tokenizer, sentencepiece_tokenizer):
+    import datasets
+
+    data = datasets.Dataset.from_dict({"problem": [CORPUS[0], "", CORPUS[3]], "solution": [CORPUS[1], None, "ok"]})
+    entropies = document_entropy(data, sentencepiece_tokenizer, model, tokenizer, text_column=["problem", "solution"])
+    assert entropies[1] == []
+    for i in (0, 2):
+        text = "\n\n".join(x for x in (data[i]["problem"], data[i]["solution"]) if x)
+        n = len(sentencepiece_tokenizer(text, add_special_tokens=False)["input_ids"])
+        scored = [v for v in entropies[i] if not math.isnan(v)]
+        # NaN only where the dataset token starts inside the proxy's first token (which has no context)
+        assert len(entropies[i]) == n and len(scored) >= n - 3
+        assert all(0 <= v <= math.log(16) + 1e-9 for v in scored)
+
+
+def test_two_process_sharded_scoring_equals_one_process(model, tokenizer, tmp_path):
+    model.save_pretrained(tmp_path / "model")
+    # Its own folder: next to a Qwen2 config.json, AutoTokenizer would load it as a Qwen2 tokenizer and split digits.
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    (tmp_path / "texts.json").write_text(json.dumps(TEXTS))
+    worker = str(Path(__file__).with_name("_entropy_shard_worker.py"))
+    inputs = [str(tmp_path / "model"), str(tmp_path / "tokenizer"), str(tmp_path / "texts.json")]
+    # Both runs with one thread per process (torchrun's setting), so the only difference is the sharding.
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    launch = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()),
+    ]  # fmt: skip
+    results = {}
+    for name, command in [("sharded", launch), ("single", [sys.executable])]:
+        output = str(tmp_path / f"{name}.json")
+        finished = subprocess.run(
+            [*command, worker, *inputs, output], env=env, capture_output=True, text=True, timeout=240
+        )
+        assert finished.returncode == 0, finished.stderr[-3000:]
+        results[name] = json.loads(Path(output).read_text())
+    assert results["sharded"]["num_processes"] == 2 and results["single"]["num_processes"] == 1
+    assert json.dumps(results["sharded"]["entropies"]) == json.dumps(results["single"]["entropies"])  # bit for bit
+    in_process = compute_token_entropy(TEXTS, model, tokenizer, batch_size=2, max_length=24, show_progress=False)
+    for sharded, alone in zip(results["sharded"]["entropies"], in_process):
+        assert_close(sharded, alone)
