@@ -3,15 +3,17 @@
 import io
 import os
 
-import pytest
 
-from rpt_trl import tiny
-from rpt_trl.tiny import make_tiny_model  # noqa: F401  (re-exported for the tests)
-
-
+# Before anything imports huggingface_hub, which reads them once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from rpt_trl import tiny  # noqa: E402
+from rpt_trl.tiny import make_tiny_model  # noqa: E402, F401  (re-exported for the tests)
+
 
 CORPUS = [
     "The size of the box is 12.5 cm, and its area is 30 square centimetres.",

@@ -1,0 +1,402 @@
+"""Corpus -> prepared RPT dataset: entropy-filtered train split, difficulty-labelled eval split, card, Hub push.
+
+`rpt-trl prepare` runs [`load_documents`], [`prepare_rpt_dataset`], [`save_prepared_dataset`] and, with
+`--push-to-hub`, [`push_prepared_dataset`]. Every check that can fail (the output folder, Hub access, the input files,
+the tokenizer) runs before the proxy model scores anything, and the output folder appears whole or not at all.
+"""
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from importlib import resources
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from .data import DIFFICULTY_THRESHOLDS, build_next_token_dataset, document_texts
+from .entropy import document_entropy
+
+
+logger = logging.getLogger(__name__)
+
+DATASET_CARD_TEMPLATE = "rpt_dataset_card.md"
+INFO_FILE = "prepare_info.json"
+FILE_EXTENSIONS = (".jsonl", ".json", ".parquet", ".txt")
+_SAVED_DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+
+
+def _decode_lines(path: Path) -> list[str]:
+    """The file's lines, or a ValueError naming the file and the line where it stops being UTF-8."""
+    lines = []
+    with open(path, "rb") as file:
+        for number, raw in enumerate(file, 1):
+            try:
+                lines.append(raw.decode("utf-8"))
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"{path}, line {number}: invalid UTF-8 at byte {error.start} of the line ({error.reason})."
+                ) from None
+    return lines
+
+
+def _read_file(path: Path) -> list[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    lines = _decode_lines(path)
+    if suffix == ".txt":  # one document per file
+        return [{"text": "".join(lines)}]
+    if suffix == ".jsonl":
+        rows = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg}).") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}.")
+            rows.append(row)
+        return rows
+    try:
+        rows = json.loads("".join(lines))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}, line {error.lineno}: not valid JSON ({error.msg}).") from None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ValueError(f"{path}: expected a JSON list of objects (one per document).")
+    return rows
+
+
+def _pick_split(dataset_dict: Mapping[str, Any], split: str | None, source: str) -> datasets.Dataset:
+    if split is None:
+        if len(dataset_dict) == 1:
+            return next(iter(dataset_dict.values()))
+        split = "train"
+    if split not in dataset_dict:
+        raise ValueError(f"{source} has no split {split!r}; its splits are {list(dataset_dict)}. Pass --split.")
+    return dataset_dict[split]
+
+
+def load_documents(source: str | Sequence[str], *, split: str | None = None) -> datasets.Dataset:
+    """Load a corpus from the Hub, a saved dataset folder, a folder of files, or jsonl / json / parquet / txt files.
+
+    Args:
+        source: A Hub dataset id (`KbsdJames/Omni-MATH`), a folder written by `save_to_disk`, a folder of files, or
+            one or more file paths. A `.txt` file is one document (in a column `text`); `.jsonl` has one JSON object
+            per line; `.json` is a list of objects.
+        split: Which split of a Hub dataset or saved `DatasetDict`; by default the only one, else `train`.
+
+    Returns:
+        The documents as a `datasets.Dataset`.
+    """
+    sources = [source] if isinstance(source, str) else list(source)
+    if not sources:
+        raise ValueError("No dataset given.")
+    if len(sources) == 1 and os.path.isdir(sources[0]):
+        folder = Path(sources[0])
+        if any((folder / marker).exists() for marker in _SAVED_DATASET_MARKERS):
+            loaded = datasets.load_from_disk(str(folder))
+            return _pick_split(loaded, split, str(folder)) if isinstance(loaded, datasets.DatasetDict) else loaded
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in FILE_EXTENSIONS)
+        if not files:
+            raise ValueError(f"{folder} holds no saved dataset and no {', '.join(FILE_EXTENSIONS)} files.")
+    elif all(os.path.isfile(s) for s in sources):
+        files = [Path(s) for s in sources]
+    elif len(sources) == 1 and not os.path.exists(sources[0]):
+        return _load_from_hub(sources[0], split)
+    else:
+        missing = [s for s in sources if not os.path.isfile(s)]
+        raise ValueError(f"Not files: {missing}. Pass one Hub id, one folder, or existing files.")
+    unsupported = [str(f) for f in files if f.suffix.lower() not in FILE_EXTENSIONS]
+    if unsupported:
+        raise ValueError(f"Unsupported file type(s) {unsupported}; use {', '.join(FILE_EXTENSIONS)}.")
+    rows = [row for path in files for row in _read_file(path)]
+    if not rows:
+        raise ValueError(f"No documents in {[str(f) for f in files]}.")
+    return datasets.Dataset.from_list(rows)
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _load_from_hub(repo_id: str, split: str | None) -> datasets.Dataset:
+    if _hub_offline():
+        raise ValueError(
+            f"{repo_id!r} is not a local path, and the Hub is offline (HF_HUB_OFFLINE=1): pass local files or a folder."
+        )
+    loaded = datasets.load_dataset(repo_id, split=split)
+    return _pick_split(loaded, None, repo_id) if isinstance(loaded, datasets.DatasetDict) else loaded
+
+
+def _source_ids(batch: dict[str, list], source_ids: Sequence[int]) -> dict[str, list[int]]:
+    return {"document_id": [source_ids[i] for i in batch["document_id"]]}
+
+
+def _difficulty_counts(dataset: datasets.Dataset, thresholds: Mapping[str, float]) -> dict[str, int]:
+    labels = dataset["difficulty"] if len(dataset) else []
+    return {name: sum(name in row for row in labels) for name in thresholds}
+
+
+def prepare_rpt_dataset(
+    documents: datasets.Dataset | Sequence[str],
+    tokenizer: Any,
+    proxy_model: Any,
+    proxy_tokenizer: Any | None = None,
+    *,
+    text_column: str | Sequence[str] = "text",
+    min_entropy: float = 0.5,
+    eval_size: int = 200,
+    eval_min_entropy: float = 0.5,
+    difficulty_thresholds: Mapping[str, float] = DIFFICULTY_THRESHOLDS,
+    seed: int = 0,
+    dataset_kwargs: Mapping[str, Any] | None = None,
+    scorer_kwargs: Mapping[str, Any] | None = None,
+    show_progress: bool = True,
+) -> tuple[datasets.DatasetDict, dict[str, Any]]:
+    """Score a corpus with a proxy model and build the RPT train and eval splits.
+
+    `eval_size` documents, drawn with `seed`, are held out whole for evaluation (the paper holds out 200 OmniMATH
+    samples); the rest become training positions with entropy of at least `min_entropy` (the paper drops the
+    low-entropy positions but does not give its threshold). Evaluation keeps positions with entropy of at least
+    `eval_min_entropy` and labels them with the nested difficulty splits.
+
+    Args:
+        documents: The corpus (`datasets.Dataset` or list of strings).
+        tokenizer: The policy's tokenizer: positions and context lengths are counted in its tokens.
+        proxy_model: The scoring model (`transformers` or `vllm.LLM`).
+        proxy_tokenizer: The proxy's tokenizer, if it differs from `tokenizer` (entropies are then mapped by
+            character offsets; see [`align_token_values`]).
+        text_column: As for [`build_next_token_dataset`].
+        min_entropy: Training keeps positions with at least this entropy (nats, top-k).
+        eval_size: Documents held out for evaluation; 0 for no eval split.
+        eval_min_entropy: Evaluation keeps positions with at least this entropy.
+        difficulty_thresholds: Split name -> threshold (entropy above it), nested.
+        seed: Seed of the held-out draw.
+        dataset_kwargs: More arguments for [`build_next_token_dataset`] (`template`, `prompt_format`,
+            `positions`, `min_context_tokens`, ...).
+        scorer_kwargs: Arguments for [`compute_token_entropy`] (`top_k`, `batch_size`, `max_length`, `cache_dir`).
+        show_progress: Progress bars.
+
+    Returns:
+        A `DatasetDict` with `train` (and `eval`) and a dict describing what was kept, for the dataset card.
+    """
+    dataset_kwargs = dict(dataset_kwargs or {})
+    scorer_kwargs = {"show_progress": show_progress, **(scorer_kwargs or {})}
+    if isinstance(documents, datasets.Dataset):
+        data = documents
+    else:
+        data = datasets.Dataset.from_dict({"text": list(documents)})
+        text_column = "text"
+    texts = document_texts(data, text_column)
+    usable = [i for i, text in enumerate(texts) if text and text.strip()]
+    if eval_size < 0:
+        raise ValueError(f"eval_size must be 0 or more, got {eval_size}.")
+    if eval_size >= len(usable):
+        raise ValueError(
+            f"eval_size ({eval_size}) must leave training documents: the corpus has {len(usable)} non-empty ones."
+        )
+    held_out = set(random.Random(seed).sample(usable, eval_size))
+    split_ids = {"train": [i for i in range(len(texts)) if i not in held_out]}
+    if eval_size:
+        split_ids["eval"] = sorted(held_out)
+
+    entropies = document_entropy(
+        data, tokenizer, proxy_model, proxy_tokenizer, text_column=text_column, **scorer_kwargs
+    )
+    splits, info_splits = {}, {}
+    for split, ids in split_ids.items():
+        dataset, stats = build_next_token_dataset(
+            data.select(ids),
+            tokenizer,
+            text_column=text_column,
+            token_entropy=[entropies[i] for i in ids],
+            min_entropy=min_entropy if split == "train" else eval_min_entropy,
+            difficulty_thresholds=difficulty_thresholds,
+            show_progress=show_progress,
+            return_stats=True,
+            **dataset_kwargs,
+        )
+        # document_id is the index in the selection; point it back at the source corpus.
+        dataset = dataset.map(_source_ids, batched=True, fn_kwargs={"source_ids": ids})
+        splits[split] = dataset
+        info_splits[split] = {
+            "documents": len(ids),
+            "examples": len(dataset),
+            "difficulty": _difficulty_counts(dataset, difficulty_thresholds),
+            "stats": asdict(stats),
+        }
+    info = {
+        "text_column": [text_column] if isinstance(text_column, str) else list(text_column),
+        "min_entropy": min_entropy,
+        "eval_min_entropy": eval_min_entropy,
+        "eval_documents": eval_size,
+        "difficulty_thresholds": dict(difficulty_thresholds),
+        "seed": seed,
+        "top_k": scorer_kwargs.get("top_k", 16),
+        "splits": info_splits,
+        "settings": {
+            **{k: v for k, v in dataset_kwargs.items() if isinstance(v, str | int | float | bool)},
+            **{k: v for k, v in scorer_kwargs.items() if k not in ("show_progress", "cache_dir")},
+        },
+    }
+    return datasets.DatasetDict(splits), info
+
+
+def render_dataset_card(info: Mapping[str, Any], repo_id: str | None = None) -> Any:
+    """The dataset card (`huggingface_hub.DatasetCard`) from `model_card_templates/rpt_dataset_card.md`.
+
+    `info` is what [`prepare_rpt_dataset`] returns, with `source`, `proxy_model`, `tokenizer` and `command` added.
+    """
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from .rpt_trainer import RPTTrainer
+
+    source = str(info.get("source", "documents"))
+    source_is_hub = bool(info.get("source_is_hub"))
+    name = repo_id or info.get("name") or "rpt-dataset"
+    card_data = DatasetCardData(
+        pretty_name=f"RPT next-token reasoning: {name.split('/')[-1]}",
+        license=info.get("license"),
+        tags=["rpt", "trl", "reinforcement-pre-training", "next-token-reasoning"],
+        task_categories=["text-generation"],
+        source_datasets=[source] if source_is_hub else None,
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in info["splits"]],
+            }
+        ],
+    )
+    template = resources.files("rpt_trl.model_card_templates").joinpath(DATASET_CARD_TEMPLATE)
+    with resources.as_file(template) as template_path:
+        return DatasetCard.from_template(
+            card_data,
+            template_path=str(template_path),
+            repo_id=repo_id or "<your dataset>",
+            source=source,
+            source_is_hub=source_is_hub,
+            proxy_model=info.get("proxy_model", "<proxy model>"),
+            tokenizer=info.get("tokenizer", "<tokenizer>"),
+            command=info.get("command", "rpt_trl.prepare_rpt_dataset(...)"),
+            paper_id=RPTTrainer._paper["id"],
+            paper_title=RPTTrainer._paper["title"],
+            citation=RPTTrainer._paper["citation"],
+            rpt_trl_version=version("rpt-trl"),
+            **{k: info[k] for k in ("text_column", "top_k", "min_entropy", "eval_min_entropy", "splits", "settings")},
+            eval_documents=info["eval_documents"],
+            difficulty_thresholds=info["difficulty_thresholds"],
+        )
+
+
+def check_output_dir(output_dir: str, overwrite: bool = False) -> None:
+    """Refuse, before any work, to write into a folder that already holds something (unless `overwrite`)."""
+    path = Path(output_dir)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())) and not overwrite:
+        raise ValueError(f"{output_dir} already exists and is not empty; choose another --output or pass --overwrite.")
+
+
+def save_prepared_dataset(
+    dataset_dict: datasets.DatasetDict, info: Mapping[str, Any], output_dir: str, *, overwrite: bool = False
+) -> None:
+    """Write the splits (`save_to_disk`), `README.md` (the card) and `prepare_info.json`, all or nothing.
+
+    Everything goes to a temporary folder beside `output_dir`, renamed into place at the end, so a run that dies
+    leaves no half-written dataset. Read it back with `datasets.load_from_disk(output_dir)`.
+    """
+    check_output_dir(output_dir, overwrite)
+    target = Path(output_dir).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        dataset_dict.save_to_disk(str(staging))
+        render_dataset_card(info, info.get("repo_id")).save(str(staging / "README.md"))
+        (staging / INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def check_hub_write_access() -> None:
+    """Fail fast, before hours of scoring, when a push could not succeed: offline, or no token."""
+    from huggingface_hub import get_token
+
+    if _hub_offline():
+        raise ValueError("Cannot push to the Hub: HF_HUB_OFFLINE is set. Unset it, or drop --push-to-hub.")
+    if get_token() is None:
+        raise ValueError("Cannot push to the Hub: not logged in. Run `hf auth login` or set the HF_TOKEN variable.")
+
+
+def dataset_push_operations(
+    dataset_dict: datasets.DatasetDict,
+    info: Mapping[str, Any],
+    repo_id: str,
+    workdir: str,
+    *,
+    max_shard_bytes: int = 500 * 1024 * 1024,
+) -> list[Any]:
+    """The files of one Hub commit: parquet shards per split under `data/`, the card and `prepare_info.json`.
+
+    Shards are written into `workdir`, which must outlive the commit.
+    """
+    from huggingface_hub import CommitOperationAdd
+
+    operations = []
+    for split, dataset in dataset_dict.items():
+        num_shards = max(1, math.ceil(dataset.data.nbytes / max_shard_bytes))
+        for index in range(num_shards):
+            name = f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
+            path = os.path.join(workdir, name)
+            dataset.shard(num_shards, index, contiguous=True).to_parquet(path)
+            operations.append(CommitOperationAdd(path_in_repo=f"data/{name}", path_or_fileobj=path))
+    card = str(render_dataset_card(info, repo_id))
+    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode()))
+    info_bytes = json.dumps(info, indent=2, default=str).encode()
+    operations.append(CommitOperationAdd(path_in_repo=INFO_FILE, path_or_fileobj=info_bytes))
+    return operations
+
+
+def push_prepared_dataset(
+    dataset_dict: datasets.DatasetDict,
+    info: Mapping[str, Any],
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    api: Any | None = None,
+) -> str:
+    """Push a prepared dataset and its card to the Hub in one commit; returns the commit's URL.
+
+    The token comes from huggingface_hub's own login or the `HF_TOKEN` variable; it is never logged or written.
+    Load it back with `datasets.load_dataset(repo_id)`.
+    """
+    from huggingface_hub import HfApi
+
+    api = api or HfApi()
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory() as workdir:
+        operations = dataset_push_operations(dataset_dict, info, repo_id, workdir)
+        commit = api.create_commit(
+            repo_id=repo_id,
+            repo_type="dataset",
+            operations=operations,
+            commit_message=f"RPT dataset: {', '.join(f'{s} {len(d)}' for s, d in dataset_dict.items())} examples",
+        )
+    url = getattr(commit, "commit_url", str(commit))
+    logger.info("Pushed %s: %s", repo_id, url)
+    return url
