@@ -4,7 +4,7 @@ PYTHON ?= python
 TORCH ?= torch==2.13.0
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install install-dev demo test test-all lint format bench-reward
+.PHONY: install install-dev demo test test-all lint format bench-reward bench-entropy
 
 install:
 	$(PYTHON) -m pip install --quiet $(TORCH)
@@ -31,3 +31,6 @@ format:
 
 bench-reward:
 	$(PYTHON) benchmarks/reward_throughput.py
+
+bench-entropy:
+	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/entropy_scorer.py

@@ -103,6 +103,12 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"rpt-trl prepare: error: {error}") from None
 
 
+def _public_name(name_or_path: str) -> str:
+    import os
+
+    return os.path.basename(os.path.normpath(name_or_path)) if os.path.exists(name_or_path) else name_or_path
+
+
 def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     """`rpt-trl prepare`: every check first, then scoring, building, writing and pushing."""
     import os
@@ -112,7 +118,7 @@ def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from . import prepare as preparing
-    from .embedded import default_cache_dir
+    from .embedded import default_cache_dir, resolve_model
 
     preparing.check_output_dir(args.output, args.overwrite)
     if args.push_to_hub:
@@ -120,6 +126,10 @@ def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     documents = preparing.load_documents(args.dataset[0] if len(args.dataset) == 1 else args.dataset, split=args.split)
     if args.max_documents is not None:
         documents = documents.select(range(min(args.max_documents, len(documents))))
+    # Names for the card: a Hub id as given, a local folder by its name only (no machine paths in a public card).
+    proxy_name, tokenizer_name = (_public_name(n) for n in (args.proxy_model, args.tokenizer or args.proxy_model))
+    args.proxy_model = resolve_model(args.proxy_model)  # the embedded model's name works offline
+    args.tokenizer = args.tokenizer and resolve_model(args.tokenizer)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.proxy_model)
     if not getattr(tokenizer, "is_fast", False):
         raise SystemExit(
@@ -175,8 +185,8 @@ def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     info.update(
         source=", ".join(args.dataset) if source_is_hub else ", ".join(os.path.basename(s) for s in args.dataset),
         source_is_hub=source_is_hub,
-        proxy_model=args.proxy_model,
-        tokenizer=args.tokenizer or args.proxy_model,
+        proxy_model=proxy_name,
+        tokenizer=tokenizer_name,
         repo_id=args.push_to_hub,
         command=shlex.join(["rpt-trl", *(sys.argv[1:] if argv is None else argv)]),
     )

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 _TOKENIZE_BATCH = 256
+_LOGITS_PER_CHUNK = 2**28
 
 
 @dataclass
@@ -215,7 +216,7 @@ def compute_token_entropy(
     batch_size: int = 8,
     max_length: int = 2048,
     window_overlap: int | None = None,
-    position_chunk_size: int = 256,
+    position_chunk_size: int | None = None,
     add_bos: bool | None = None,
     cache_dir: str | None = None,
     show_progress: bool = True,
@@ -233,7 +234,9 @@ def compute_token_entropy(
             sliding windows.
         window_overlap: In sliding windows, every token keeps at least this many tokens of left context. Defaults
             to a quarter of `max_length`.
-        position_chunk_size: Positions whose full-vocabulary logits exist at once; bounds peak memory.
+        position_chunk_size: Positions whose full-vocabulary logits exist at once; bounds peak memory. Defaults to
+            as many as fit in 2**28 logits (1 GiB in float32): 1,024 positions for a 262k vocabulary. Larger
+            chunks make the output-head matrix product more efficient on a CPU.
         add_bos: Prepend the BOS token to every window, as context only. Defaults to what the tokenizer does itself
             (Gemma and Llama add one, Qwen does not).
         cache_dir: If set, results are stored there, keyed by the model's weights, the tokenizer, the settings and
@@ -256,7 +259,9 @@ def compute_token_entropy(
         raise TypeError("texts must be a list of strings, not a single string.")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be a positive integer or None, got {top_k}.")
-    if batch_size < 1 or position_chunk_size < 1:
+    if position_chunk_size is None and not _is_vllm(model):
+        position_chunk_size = max(1, _LOGITS_PER_CHUNK // model.get_output_embeddings().weight.shape[0])
+    if batch_size < 1 or (position_chunk_size is not None and position_chunk_size < 1):
         raise ValueError("batch_size and position_chunk_size must be positive.")
     add_bos = _adds_bos(tokenizer) if add_bos is None else add_bos
     prefix = [tokenizer.bos_token_id] if add_bos else []

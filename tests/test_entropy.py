@@ -1,6 +1,7 @@
 """Proxy-model token entropy: exact against a float64 reference, windows, chunking, cache, tokenizer mapping."""
 
 import copy
+import importlib.util
 import json
 import math
 import os
@@ -248,3 +249,65 @@ def test_two_process_sharded_scoring_equals_one_process(model, tokenizer, tmp_pa
     in_process = compute_token_entropy(TEXTS, model, tokenizer, batch_size=2, max_length=24, show_progress=False)
     for sharded, alone in zip(results["sharded"]["entropies"], in_process):
         assert_close(sharded, alone)
+
+
+def test_vllm_prompt_logprobs_are_read_as_top_k_by_rank(model, tokenizer, monkeypatch):
+    """The vLLM path, with vLLM's output objects imitated: the actual token is added beyond the top k when it is
+    not among them, and position 0 has no distribution. Results must equal the transformers scorer's."""
+
+    class Logprob(types.SimpleNamespace):
+        pass
+
+    class FakeLLM:
+        def generate(self, prompts, params, use_tqdm):
+            outputs = []
+            for prompt in prompts:
+                ids = prompt["prompt_token_ids"]
+                with torch.no_grad():
+                    log_probs = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
+                prompt_logprobs = [None]
+                for i in range(1, len(ids)):
+                    ranked = torch.argsort(log_probs[i - 1], descending=True)
+                    entries = {
+                        int(t): Logprob(logprob=float(log_probs[i - 1, t]), rank=r + 1)
+                        for r, t in enumerate(ranked[: params.prompt_logprobs])
+                    }
+                    actual_rank = int((ranked == ids[i]).nonzero()) + 1
+                    entries.setdefault(ids[i], Logprob(logprob=float(log_probs[i - 1, ids[i]]), rank=actual_rank))
+                    prompt_logprobs.append(dict(reversed(list(entries.items()))))  # order must not matter
+                outputs.append(types.SimpleNamespace(prompt_logprobs=prompt_logprobs))
+            return outputs
+
+    FakeLLM.__module__ = "vllm.entrypoints.llm"
+    fake_vllm = types.ModuleType("vllm")
+    fake_vllm.SamplingParams = lambda **kwargs: types.SimpleNamespace(**kwargs)
+    fake_inputs = types.ModuleType("vllm.inputs")
+    fake_inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm)
+    monkeypatch.setitem(sys.modules, "vllm.inputs", fake_inputs)
+
+    through_vllm = compute_token_entropy(TEXTS, FakeLLM(), tokenizer, max_length=20, show_progress=False)
+    direct = compute_token_entropy(TEXTS, model, tokenizer, max_length=20, show_progress=False)
+    for a, b in zip(through_vllm, direct):
+        assert_close(a, b)
+    with pytest.raises(ValueError, match="top-k"):
+        compute_token_entropy(TEXTS, FakeLLM(), tokenizer, top_k=None)
+
+
+@pytest.mark.vllm
+@pytest.mark.gpu
+@pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None or not torch.cuda.is_available(), reason="needs vLLM and a GPU"
+)
+def test_vllm_backend_equals_transformers_on_gpu(model, tokenizer, tmp_path):
+    from vllm import LLM
+
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    llm = LLM(
+        str(tmp_path / "model"), dtype="float32", max_logprobs=16, gpu_memory_utilization=0.3, enforce_eager=True
+    )
+    through_vllm = compute_token_entropy(TEXTS, llm, tokenizer, show_progress=False)
+    direct = compute_token_entropy(TEXTS, model.cuda(), tokenizer, show_progress=False)
+    for a, b in zip(through_vllm, direct):
+        assert_close(a, b, atol=1e-3)

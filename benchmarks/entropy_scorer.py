@@ -1,0 +1,163 @@
+"""Entropy scorer against a bare forward pass and against one pass per position: time and peak memory.
+
+    python benchmarks/entropy_scorer.py [--model PATH_OR_ID] [--lengths 512 1024 2048] [--repeats 3]
+
+Default model: the embedded Gemma 3 270M (262k vocabulary, float32, CPU), so the full-vocabulary logits that the
+scorer avoids are as large as they get. Three measurements, each against a baseline in the same run:
+
+1. Time: `compute_token_entropy` (top-16) against `model(input_ids).logits` on the same tokens and batch (best of
+   `--repeats`, interleaved so both see the same machine load).
+2. Time: against the naive approach, one forward pass per position, on a short document.
+3. Peak RSS: each of the scorer and the bare forward in a fresh process per document length; the report gives
+   the peak and the peak above the process's RSS once the model is loaded.
+"""
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+from functools import partial
+
+import torch
+
+
+GIB = 1024 * 1024  # KiB per GiB
+
+
+def load(model_name: str | None):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rpt_trl.embedded import EMBEDDED_MODEL_ID, resolve_model
+
+    path = resolve_model(model_name or EMBEDDED_MODEL_ID)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    return model, tokenizer
+
+
+def document(tokenizer, num_tokens: int, seed: int = 0) -> str:
+    """Generated worked solutions, cut at exactly `num_tokens` tokens."""
+    from rpt_trl.demo import arithmetic_corpus
+
+    text, k = "", 0
+    while len(tokenizer(text, add_special_tokens=False)["input_ids"]) < num_tokens:
+        text += "\n\n".join(arithmetic_corpus(16, seed=seed + k)) + "\n\n"
+        k += 1
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"][:num_tokens]
+    out = tokenizer.decode(ids)
+    assert len(tokenizer(out, add_special_tokens=False)["input_ids"]) == num_tokens, "re-tokenisation changed length"
+    return out
+
+
+def bare_forward(model, tokenizer, texts):
+    ids = [[tokenizer.bos_token_id, *tokenizer(t, add_special_tokens=False)["input_ids"]] for t in texts]
+    width = max(len(i) for i in ids)
+    input_ids = torch.zeros((len(ids), width), dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for b, row in enumerate(ids):
+        input_ids[b, : len(row)], mask[b, : len(row)] = torch.tensor(row), 1
+    with torch.inference_mode():
+        return model(input_ids=input_ids, attention_mask=mask).logits
+
+
+def scorer(model, tokenizer, texts, max_length):
+    from rpt_trl import compute_token_entropy
+
+    return compute_token_entropy(
+        texts, model, tokenizer, batch_size=len(texts), max_length=max_length, show_progress=False
+    )
+
+
+def naive(model, tokenizer, text):
+    ids = [tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"]]
+    values = [math.nan]
+    with torch.inference_mode():
+        for t in range(2, len(ids)):  # predict ids[t] from ids[:t]
+            logits = model(input_ids=torch.tensor([ids[:t]])).logits[0, -1].double()
+            probs = torch.softmax(logits.topk(16).values, -1)
+            values.append(float(-(probs * probs.log()).sum()))
+    return values
+
+
+def best_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def child(mode: str, num_tokens: int, model_name: str | None) -> None:
+    """One measurement in a fresh process: print peak RSS after loading and after the work (KiB)."""
+    model, tokenizer = load(model_name)
+    text = document(tokenizer, num_tokens)
+    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if mode == "bare":
+        bare_forward(model, tokenizer, [text])
+    else:
+        scorer(model, tokenizer, [text], num_tokens + 1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"loaded_kib": loaded, "peak_kib": peak}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="Hub id or path; default: the embedded Gemma 3 270M.")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 2048])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--naive-tokens", type=int, default=96)
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "TOKENS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]), args.model)
+        return
+
+    model, tokenizer = load(args.model)
+    print(f"model: {args.model or 'embedded Gemma 3 270M'}, vocabulary {model.config.vocab_size}, "
+          f"torch threads {torch.get_num_threads()}")  # fmt: skip
+
+    print(f"\n1. Scorer against a bare forward pass, same tokens and batch (best of {args.repeats})")
+    print("| batch x tokens | bare forward s | scorer s | ratio |\n| --- | --- | --- | --- |")
+    for batch, tokens in [(1, max(args.lengths)), (4, min(args.lengths))]:
+        texts = [document(tokenizer, tokens, seed=100 * k) for k in range(batch)]
+        bare_times, scorer_times = [], []
+        for _ in range(args.repeats):  # interleaved
+            bare_times.append(best_time(partial(bare_forward, model, tokenizer, texts), 1))
+            scorer_times.append(best_time(partial(scorer, model, tokenizer, texts, tokens + 1), 1))
+        bare, scored = min(bare_times), min(scorer_times)
+        print(f"| {batch} x {tokens} | {bare:.2f} | {scored:.2f} | {scored / bare:.3f} |")
+
+    print(f"\n2. Scorer against one forward pass per position ({args.naive_tokens}-token document)")
+    text = document(tokenizer, args.naive_tokens, seed=7)
+    naive_time = best_time(lambda: naive(model, tokenizer, text), 1)
+    scorer_time = best_time(lambda: scorer(model, tokenizer, [text], args.naive_tokens + 1), args.repeats)
+    fast = scorer(model, tokenizer, [text], args.naive_tokens + 1)[0]
+    slow = naive(model, tokenizer, text)
+    gap = max(abs(a - b) for a, b in zip(fast[1:], slow[1:]))
+    print(f"naive {naive_time:.2f} s, scorer {scorer_time:.3f} s: the scorer is {naive_time / scorer_time:.1f}x faster; "
+          f"largest entropy difference {gap:.2e} nats")  # fmt: skip
+
+    print("\n3. Peak RSS, one fresh process per run (GiB)")
+    print("| tokens | bare peak | scorer peak | bare above load | scorer above load | scorer / bare (peak) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for tokens in args.lengths:
+        rss = {}
+        for mode in ("bare", "scorer"):
+            command = [sys.executable, __file__, "--child", mode, str(tokens)]
+            if args.model:
+                command += ["--model", args.model]
+            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            rss[mode] = json.loads(output.strip().splitlines()[-1])
+        above = {mode: (r["peak_kib"] - r["loaded_kib"]) / GIB for mode, r in rss.items()}
+        print(
+            f"| {tokens} | {rss['bare']['peak_kib'] / GIB:.2f} | {rss['scorer']['peak_kib'] / GIB:.2f} | "
+            f"{above['bare']:.2f} | {above['scorer']:.2f} | {rss['scorer']['peak_kib'] / rss['bare']['peak_kib']:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
