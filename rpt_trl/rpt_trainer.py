@@ -13,8 +13,10 @@ from transformers import AutoTokenizer
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
+from .checkpoints import EpochReplayRepeatSampler, resolve_resume_checkpoint
 from .data import build_next_token_dataset
 from .generation import install_answer_stop
+from .hub import CheckpointRevisionPusher, check_hub_access
 from .rewards import REWARD_FUNCTIONS
 from .rpt_config import RPTConfig
 from .templates import TEMPLATES
@@ -87,6 +89,10 @@ class RPTTrainer(GRPOTrainer):
                 f"RPTTrainer needs an RPTConfig, got {type(args).__name__}; build one with RPTConfig(**your_args) "
                 "(every GRPOConfig field is accepted)."
             )
+        if args.push_to_hub:  # before any model or data work: a missing login must not surface hours later
+            check_hub_access(args.hub_token)
+        if isinstance(model, str):  # load weights from safetensors only, unless the user says otherwise
+            args.model_init_kwargs = {"use_safetensors": True, **(args.model_init_kwargs or {})}
 
         if _is_raw(train_dataset, args) or _is_raw(eval_dataset, args):
             processing_class = processing_class or _load_tokenizer(model, args)
@@ -119,6 +125,34 @@ class RPTTrainer(GRPOTrainer):
             reward_funcs[0].keywords["reasoning_tokenizer"] = self._tokenizer
         if args.stop_after_answer:
             install_answer_stop(self.model, self._tokenizer, require_think_close=args.require_think_close)
+        if args.push_checkpoint_revisions:
+            self.add_callback(
+                CheckpointRevisionPusher(self.hub_model_id, token=args.hub_token, retries=args.hub_push_retries)
+            )
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> Any:
+        """`Trainer.train`, with two more ways to resume.
+
+        Args:
+            resume_from_checkpoint: `True` resumes from the last *complete* checkpoint in `args.output_dir`
+                (half-written ones are skipped with a warning); `"org/name@step-000500"` downloads that Hub revision
+                and resumes from it; a local path resumes from that folder.
+            **kwargs: Passed to `Trainer.train`.
+        """
+        checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args)
+        return super().train(resume_from_checkpoint=checkpoint, **kwargs)
+
+    def _get_train_sampler(self, dataset: Any = None) -> Any:
+        # GRPO's sampler restarts its shuffle when a run resumes in a later epoch; this one replays the epoch's order.
+        sampler = super()._get_train_sampler(dataset)
+        return EpochReplayRepeatSampler(
+            data_source=sampler.data_source,
+            mini_repeat_count=sampler.mini_repeat_count,
+            batch_size=sampler.batch_size,
+            repeat_count=sampler.repeat_count,
+            shuffle=sampler.shuffle,
+            seed=sampler.seed,
+        )
 
     @staticmethod
     def _build_if_raw(dataset: Any, args: RPTConfig, tokenizer: Any) -> Any:
