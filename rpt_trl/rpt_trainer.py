@@ -17,6 +17,15 @@ from .checkpoints import EpochReplayRepeatSampler, resolve_resume_checkpoint
 from .data import build_next_token_dataset
 from .generation import install_answer_stop
 from .hub import CheckpointRevisionPusher, check_hub_access
+from .model_card import (
+    CURVE_COLUMNS,
+    TRAINING_CURVES_PNG,
+    check_eval_results,
+    eval_table_rows,
+    model_index_results,
+    plot_training_curves,
+    training_curve_rows,
+)
 from .rewards import REWARD_FUNCTIONS
 from .rpt_config import RPTConfig
 from .templates import TEMPLATES
@@ -179,16 +188,26 @@ class RPTTrainer(GRPOTrainer):
         model_name: str | None = None,
         dataset_name: str | None = None,
         tags: str | list[str] | None = None,
+        eval_results: list[dict[str, Any]] | None = None,
+        license: str | None = None,
     ) -> None:
-        """Write an RPT model card (`README.md`) into `args.output_dir`.
+        """Write an RPT model card (`README.md`) into `args.output_dir`, with the training curves of this run.
+
+        `trainer.push_to_hub(dataset_name=..., eval_results=..., license=...)` passes these arguments on.
 
         Args:
             model_name: Name of the model.
             dataset_name: Hub id of the training dataset.
             tags: Extra tags.
+            eval_results: Evaluation results in the project's schema (`rpt-trl evaluate` output), shown as a table
+                and as `model-index` metadata.
+            license: License identifier for the metadata (e.g. `"apache-2.0"`, usually the base model's).
         """
         if not self.is_world_process_zero():
             return
+        curves_png = plot_training_curves(
+            self.state.log_history, os.path.join(self.args.output_dir, TRAINING_CURVES_PNG)
+        )
         card = render_model_card(
             base_model=_hub_base_model(self.model),
             model_name=model_name or os.path.basename(os.path.normpath(self.args.output_dir)),
@@ -196,6 +215,10 @@ class RPTTrainer(GRPOTrainer):
             dataset_name=dataset_name,
             tags=[tags] if isinstance(tags, str) else list(tags or []),
             args=self.args,
+            eval_results=eval_results,
+            license=license,
+            log_history=self.state.log_history,
+            curves_png=TRAINING_CURVES_PNG if curves_png else None,
         )
         card.save(os.path.join(self.args.output_dir, "README.md"))
 
@@ -208,15 +231,30 @@ def render_model_card(
     dataset_name: str | None,
     tags: list[str],
     args: RPTConfig,
+    eval_results: list[dict[str, Any]] | None = None,
+    license: str | None = None,
+    log_history: list[dict[str, Any]] | None = None,
+    curves_png: str | None = None,
 ) -> ModelCard:
-    """Render the RPT model card from the template shipped with the package (`model_card_templates/`)."""
+    """Render the RPT model card from the template shipped with the package (`model_card_templates/`).
+
+    Args:
+        eval_results: Evaluation results in the project's schema; a table and `model-index` metadata.
+        license: License identifier for the metadata.
+        log_history: `trainer.state.log_history`; its reward metrics per step become the training-curve table.
+        curves_png: Path of the training-curve image, relative to the card.
+    """
+    eval_results = check_eval_results(eval_results or [])
     card_data = ModelCardData(
         base_model=base_model,
         datasets=dataset_name,
+        eval_results=model_index_results(eval_results, [model_name, hub_model_id]) or None,
         library_name="transformers",
+        license=license,
         model_name=model_name,
         tags=sorted({"generated_from_trainer", *RPTTrainer._tag_names, *tags}),
     )
+    curve_rows = training_curve_rows(log_history or [])
     template = resources.files("rpt_trl.model_card_templates").joinpath(MODEL_CARD_TEMPLATE)
     with resources.as_file(template) as template_path:
         return ModelCard.from_template(
@@ -230,6 +268,10 @@ def render_model_card(
             paper_title=RPTTrainer._paper["title"],
             citation=RPTTrainer._paper["citation"],
             hyperparameters=_card_hyperparameters(args),
+            eval_rows=eval_table_rows(eval_results),
+            curve_rows=curve_rows,
+            curve_columns=[c for c in CURVE_COLUMNS if any(c in row for row in curve_rows)],
+            curves_png=curves_png,
             rpt_trl_version=version("rpt-trl"),
             trl_version=version("trl"),
             transformers_version=version("transformers"),
