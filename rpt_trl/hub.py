@@ -8,6 +8,7 @@ API and never logged or written anywhere.
 import logging
 import os
 import re
+import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -19,6 +20,7 @@ from transformers import TrainerCallback
 logger = logging.getLogger(__name__)
 
 REVISION_FORMAT = "step-{step:06d}"
+STAGING_DIR = "_hub_staging"  # a leading underscore keeps it out of Trainer.push_to_hub's upload
 _HUB_REFERENCE = re.compile(r"^(?P<repo_id>[A-Za-z0-9][\w.-]*/[\w.-]+)@(?P<revision>[\w.][\w./-]*)$")
 _TRUE = {"1", "on", "yes", "true"}
 
@@ -149,6 +151,9 @@ class CheckpointRevisionPusher(TrainerCallback):
     is retried `retries` times with exponential backoff; after the last try it is logged as a warning and recorded
     in `failures`, and training continues. Pending pushes are awaited at the end of training.
 
+    The files are first hard-linked into `<output_dir>/_hub_staging/checkpoint-N` (no copy; the folder is removed
+    once pushed), so that `save_total_limit` can rotate the checkpoint away while it uploads.
+
     Args:
         repo_id: `"org/name"` (e.g. `trainer.hub_model_id`).
         api: The client; a new `HfApi` when `None`.
@@ -184,14 +189,28 @@ class CheckpointRevisionPusher(TrainerCallback):
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
 
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero:  # links left by a run that was killed mid-push
+            shutil.rmtree(os.path.join(args.output_dir, STAGING_DIR), ignore_errors=True)
+
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
         checkpoint_dir = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        staged_dir = _stage(checkpoint_dir, os.path.join(args.output_dir, STAGING_DIR))
         revision = self.revision_format.format(step=state.global_step)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rpt-hub-push")
-        self._pending.append(self._executor.submit(self.push, checkpoint_dir, revision, state.global_step))
+        self._pending.append(
+            self._executor.submit(self._push_staged, staged_dir, checkpoint_dir, revision, state.global_step)
+        )
+
+    def _push_staged(self, staged_dir: str, checkpoint_dir: str, revision: str, step: int) -> bool:
+        try:
+            return self.push(staged_dir, revision, step)
+        finally:
+            if staged_dir != checkpoint_dir:
+                shutil.rmtree(staged_dir, ignore_errors=True)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.wait()
@@ -259,3 +278,16 @@ class CheckpointRevisionPusher(TrainerCallback):
                 self.pushed.append(revision)
                 return True
         return False
+
+
+def _stage(checkpoint_dir: str, staging_root: str) -> str:
+    """Hard-link the files of `checkpoint_dir` into `staging_root`; the checkpoint itself where links fail."""
+    staged_dir = os.path.join(staging_root, os.path.basename(checkpoint_dir))
+    try:
+        shutil.rmtree(staged_dir, ignore_errors=True)
+        shutil.copytree(checkpoint_dir, staged_dir, copy_function=os.link)
+    except OSError as error:
+        logger.info("Cannot hard-link %s for the push (%s); pushing it in place.", checkpoint_dir, error)
+        shutil.rmtree(staged_dir, ignore_errors=True)
+        return checkpoint_dir
+    return staged_dir

@@ -148,12 +148,20 @@ def test_pusher_commits_each_checkpoint_to_its_step_branch_in_the_background(tmp
     make_checkpoint_folder(tmp_path / "checkpoint-2")
     make_checkpoint_folder(tmp_path / "checkpoint-500")
     release = threading.Event()
+    uploaded = {}
+
+    def create_commit(repo_id, *, operations, revision, **kwargs):
+        release.wait(10)
+        uploaded[revision] = {op.path_in_repo: open(op.path_or_fileobj).read() for op in operations}
+
     api = mock.Mock()
-    api.create_commit.side_effect = lambda *a, **k: release.wait(10)
+    api.create_commit.side_effect = create_commit
     pusher = CheckpointRevisionPusher("org/rpt-tiny", api=api, token=SECRET)
     pusher.on_save(*save_event(tmp_path, 2), control=None)
     pusher.on_save(*save_event(tmp_path, 500), control=None)
     assert pusher.pushed == []  # on_save returned while the first upload is still in flight
+    # save_total_limit may delete a checkpoint while it uploads: the staged hard links keep its files.
+    shutil.rmtree(tmp_path / "checkpoint-2")
     release.set()
     pusher.on_train_end(None, None, None)
     assert pusher.pushed == ["step-000002", "step-000500"] and pusher.failures == []
@@ -164,10 +172,15 @@ def test_pusher_commits_each_checkpoint_to_its_step_branch_in_the_background(tmp
     first = api.create_commit.call_args_list[0]
     assert first.args == ("org/rpt-tiny",)
     assert first.kwargs["revision"] == "step-000002" and first.kwargs["commit_message"] == "Checkpoint at step 2"
-    assert [op.path_or_fileobj for op in first.kwargs["operations"]][0] == str(
-        tmp_path / "checkpoint-2" / "model.safetensors"
+    assert first.kwargs["token"] == SECRET
+    assert first.kwargs["operations"][0].path_or_fileobj == str(
+        tmp_path / "_hub_staging" / "checkpoint-2" / "model.safetensors"
     )
-    assert len(first.kwargs["operations"]) == 4
+    assert uploaded["step-000002"] == {
+        "model.safetensors": "model.safetensors", "nested/extra.json": "nested/extra.json",
+        "optimizer.pt": "optimizer.pt", "trainer_state.json": "trainer_state.json",
+    }  # fmt: skip
+    assert list((tmp_path / "_hub_staging").iterdir()) == []  # the links are gone once pushed
 
 
 def test_pusher_retries_with_backoff_then_succeeds(tmp_path, monkeypatch):
