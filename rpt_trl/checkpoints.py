@@ -153,8 +153,9 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | bool | None, args: A
     """The local checkpoint folder that `Trainer.train(resume_from_checkpoint=...)` should load.
 
     Args:
-        resume_from_checkpoint: `None` / `False` (start afresh), `True` (the last complete checkpoint of
-            `args.output_dir`), a local folder, or a Hub revision `"org/name@revision"` (downloaded first).
+        resume_from_checkpoint: `None` / `False` (start afresh), `True` or the strings `"true"` / `"last"` (the last
+            complete checkpoint of `args.output_dir`), a local folder, or a Hub revision `"org/name@revision"`
+            (downloaded first).
         args: The trainer's `TrainingArguments`.
 
     Raises:
@@ -162,6 +163,10 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | bool | None, args: A
     """
     if resume_from_checkpoint is None or resume_from_checkpoint is False:
         return None
+    if isinstance(resume_from_checkpoint, str) and not os.path.exists(resume_from_checkpoint):
+        # Command lines pass strings: `--resume_from_checkpoint true` means the last complete checkpoint.
+        if resume_from_checkpoint.strip().lower() in ("true", "last"):
+            resume_from_checkpoint = True
     require_optimizer = not args.save_only_model
     if resume_from_checkpoint is True:
         checkpoint = last_complete_checkpoint(args.output_dir, require_optimizer=require_optimizer)

@@ -196,6 +196,13 @@ def test_resume_true_skips_torn_checkpoints_with_a_warning(tmp_path, caplog):
     assert "checkpoint-14 (model.safetensors is truncated" in skipped[0]
     assert "checkpoint-12 (no trainer_state.json)" in skipped[1]
 
+    # As `--resume_from_checkpoint true` passes it.
+    assert (
+        resolve_resume_checkpoint("true", args)
+        == resolve_resume_checkpoint("last", args)
+        == str(tmp_path / "checkpoint-10")
+    )
+
     # A torn folder named explicitly is an error, not a silent restart at step 0.
     with pytest.raises(ValueError, match=r"Cannot resume from .*checkpoint-12: no trainer_state.json"):
         resolve_resume_checkpoint(str(tmp_path / "checkpoint-12"), args)
