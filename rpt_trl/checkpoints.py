@@ -1,8 +1,9 @@
 """Resuming a run exactly: find the last complete checkpoint, and replay the data order of the epoch resumed in.
 
 A process killed while it writes `checkpoint-N` leaves a folder that `transformers.trainer_utils.get_last_checkpoint`
-still picks. Resuming from it fails late or, worse, silently: without `trainer_state.json` the Trainer restarts at
-step 0 with the half-trained weights. [`last_complete_checkpoint`] skips such folders with a warning.
+still picks, so `train(resume_from_checkpoint=True)` crashes on the missing `trainer_state.json` (or on a truncated
+weights file) although an older complete checkpoint is there. [`last_complete_checkpoint`] skips such folders with a
+warning.
 
 GRPO's `RepeatSampler` draws each epoch's permutation from one generator seeded once, so an uninterrupted run's
 epoch k uses the k-th permutation, while a run resumed in epoch k builds a fresh sampler and uses the first one
