@@ -6,6 +6,8 @@ import shlex
 import sys
 from typing import Any
 
+from .hub import HubAccessError
+
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rpt-trl", description="Reinforcement Pre-Training with TRL.")
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "prepare":
         try:
             prepare(args, argv)
-        except (ValueError, TypeError) as error:  # bad input: say what and where, without a traceback
+        except (ValueError, TypeError, HubAccessError) as error:  # bad input: say what and where, no traceback
             raise SystemExit(f"rpt-trl prepare: error: {error}") from None
 
 
@@ -119,10 +121,11 @@ def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
 
     from . import prepare as preparing
     from .embedded import default_cache_dir, resolve_model
+    from .hub import check_hub_access
 
     preparing.check_output_dir(args.output, args.overwrite)
     if args.push_to_hub:
-        preparing.check_hub_write_access()
+        check_hub_access()
     documents = preparing.load_documents(args.dataset[0] if len(args.dataset) == 1 else args.dataset, split=args.split)
     if args.max_documents is not None:
         documents = documents.select(range(min(args.max_documents, len(documents))))

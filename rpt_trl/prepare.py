@@ -23,6 +23,7 @@ import datasets
 
 from .data import DIFFICULTY_THRESHOLDS, build_next_token_dataset, document_texts
 from .entropy import document_entropy
+from .hub import hub_is_offline
 
 
 logger = logging.getLogger(__name__)
@@ -127,14 +128,8 @@ def load_documents(source: str | Sequence[str], *, split: str | None = None) -> 
     return datasets.Dataset.from_list(rows)
 
 
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-
-
 def _load_from_hub(repo_id: str, split: str | None) -> datasets.Dataset:
-    if _hub_offline():
+    if hub_is_offline():
         raise ValueError(
             f"{repo_id!r} is not a local path, and the Hub is offline (HF_HUB_OFFLINE=1): pass local files or a folder."
         )
@@ -331,16 +326,6 @@ def save_prepared_dataset(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def check_hub_write_access() -> None:
-    """Fail fast, before hours of scoring, when a push could not succeed: offline, or no token."""
-    from huggingface_hub import get_token
-
-    if _hub_offline():
-        raise ValueError("Cannot push to the Hub: HF_HUB_OFFLINE is set. Unset it, or drop --push-to-hub.")
-    if get_token() is None:
-        raise ValueError("Cannot push to the Hub: not logged in. Run `hf auth login` or set the HF_TOKEN variable.")
 
 
 def dataset_push_operations(

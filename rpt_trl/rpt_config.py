@@ -44,6 +44,15 @@ class RPTConfig(GRPOConfig):
     skip_unanswerable_positions (`bool`, *optional*, defaults to `True`):
         Skip positions whose continuation cannot be written inside `\boxed{}` (unbalanced braces).
 
+    > Parameters that control pushing checkpoints to the Hub
+
+    push_checkpoint_revisions (`bool`, *optional*, defaults to `False`):
+        With `push_to_hub=True`, also push every saved checkpoint (weights, optimizer, RNG and trainer state) to its
+        own branch `step-{global_step:06d}` of the Hub repository, in the background, so a run can be resumed from
+        it elsewhere. Combine with `hub_strategy="end"` so that `main` only receives the final model.
+    hub_push_retries (`int`, *optional*, defaults to `3`):
+        Tries per checkpoint push; after the last one the failure is logged and training goes on.
+
     > Defaults taken from the paper (Section 4.1), different from `GRPOConfig`
 
     - `temperature`: `0.8` instead of `1.0`.
@@ -119,6 +128,15 @@ class RPTConfig(GRPOConfig):
         metadata={"help": "Skip positions whose continuation cannot be written inside \\boxed{}."},
     )
 
+    push_checkpoint_revisions: bool = field(
+        default=False,
+        metadata={"help": "With push_to_hub, push each checkpoint to its own branch step-NNNNNN in the background."},
+    )
+    hub_push_retries: int = field(
+        default=3,
+        metadata={"help": "Tries per checkpoint push; a push that still fails is logged and training goes on."},
+    )
+
     def __post_init__(self):
         super().__post_init__()
         if isinstance(self.text_column, str):
@@ -156,3 +174,10 @@ class RPTConfig(GRPOConfig):
                 "stop_after_answer works with transformers generation only; with use_vllm=True rely on the model's EOS "
                 "and max_completion_length instead, or set stop_after_answer=False."
             )
+        if self.push_checkpoint_revisions and not self.push_to_hub:
+            raise ValueError(
+                "push_checkpoint_revisions=True pushes to the run's Hub repository: set push_to_hub=True (and "
+                "hub_model_id='org/name'), or set push_checkpoint_revisions=False."
+            )
+        if self.hub_push_retries < 1:
+            raise ValueError(f"hub_push_retries must be at least 1, got {self.hub_push_retries}.")

@@ -13,8 +13,19 @@ from transformers import AutoTokenizer
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
+from .checkpoints import EpochReplayRepeatSampler, resolve_resume_checkpoint
 from .data import build_next_token_dataset
 from .generation import install_answer_stop
+from .hub import CheckpointRevisionPusher, check_hub_access
+from .model_card import (
+    CURVE_COLUMNS,
+    TRAINING_CURVES_PNG,
+    check_eval_results,
+    eval_table_rows,
+    model_index_results,
+    plot_training_curves,
+    training_curve_rows,
+)
 from .rewards import REWARD_FUNCTIONS
 from .rpt_config import RPTConfig
 from .templates import TEMPLATES
@@ -87,6 +98,10 @@ class RPTTrainer(GRPOTrainer):
                 f"RPTTrainer needs an RPTConfig, got {type(args).__name__}; build one with RPTConfig(**your_args) "
                 "(every GRPOConfig field is accepted)."
             )
+        if args.push_to_hub:  # before any model or data work: a missing login must not surface hours later
+            check_hub_access(args.hub_token)
+        if isinstance(model, str):  # load weights from safetensors only, unless the user says otherwise
+            args.model_init_kwargs = {"use_safetensors": True, **(args.model_init_kwargs or {})}
 
         if _is_raw(train_dataset, args) or _is_raw(eval_dataset, args):
             processing_class = processing_class or _load_tokenizer(model, args)
@@ -119,6 +134,34 @@ class RPTTrainer(GRPOTrainer):
             reward_funcs[0].keywords["reasoning_tokenizer"] = self._tokenizer
         if args.stop_after_answer:
             install_answer_stop(self.model, self._tokenizer, require_think_close=args.require_think_close)
+        if args.push_checkpoint_revisions:
+            self.add_callback(
+                CheckpointRevisionPusher(self.hub_model_id, token=args.hub_token, retries=args.hub_push_retries)
+            )
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> Any:
+        """`Trainer.train`, with two more ways to resume.
+
+        Args:
+            resume_from_checkpoint: `True` resumes from the last *complete* checkpoint in `args.output_dir`
+                (half-written ones are skipped with a warning); `"org/name@step-000500"` downloads that Hub revision
+                and resumes from it; a local path resumes from that folder.
+            **kwargs: Passed to `Trainer.train`.
+        """
+        checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args)
+        return super().train(resume_from_checkpoint=checkpoint, **kwargs)
+
+    def _get_train_sampler(self, dataset: Any = None) -> Any:
+        # GRPO's sampler restarts its shuffle when a run resumes in a later epoch; this one replays the epoch's order.
+        sampler = super()._get_train_sampler(dataset)
+        return EpochReplayRepeatSampler(
+            data_source=sampler.data_source,
+            mini_repeat_count=sampler.mini_repeat_count,
+            batch_size=sampler.batch_size,
+            repeat_count=sampler.repeat_count,
+            shuffle=sampler.shuffle,
+            seed=sampler.seed,
+        )
 
     @staticmethod
     def _build_if_raw(dataset: Any, args: RPTConfig, tokenizer: Any) -> Any:
@@ -145,16 +188,26 @@ class RPTTrainer(GRPOTrainer):
         model_name: str | None = None,
         dataset_name: str | None = None,
         tags: str | list[str] | None = None,
+        eval_results: list[dict[str, Any]] | None = None,
+        license: str | None = None,
     ) -> None:
-        """Write an RPT model card (`README.md`) into `args.output_dir`.
+        """Write an RPT model card (`README.md`) into `args.output_dir`, with the training curves of this run.
+
+        `trainer.push_to_hub(dataset_name=..., eval_results=..., license=...)` passes these arguments on.
 
         Args:
             model_name: Name of the model.
             dataset_name: Hub id of the training dataset.
             tags: Extra tags.
+            eval_results: Evaluation results in the project's schema (`rpt-trl evaluate` output), shown as a table
+                and as `model-index` metadata.
+            license: License identifier for the metadata (e.g. `"apache-2.0"`, usually the base model's).
         """
         if not self.is_world_process_zero():
             return
+        curves_png = plot_training_curves(
+            self.state.log_history, os.path.join(self.args.output_dir, TRAINING_CURVES_PNG)
+        )
         card = render_model_card(
             base_model=_hub_base_model(self.model),
             model_name=model_name or os.path.basename(os.path.normpath(self.args.output_dir)),
@@ -162,6 +215,10 @@ class RPTTrainer(GRPOTrainer):
             dataset_name=dataset_name,
             tags=[tags] if isinstance(tags, str) else list(tags or []),
             args=self.args,
+            eval_results=eval_results,
+            license=license,
+            log_history=self.state.log_history,
+            curves_png=TRAINING_CURVES_PNG if curves_png else None,
         )
         card.save(os.path.join(self.args.output_dir, "README.md"))
 
@@ -174,15 +231,30 @@ def render_model_card(
     dataset_name: str | None,
     tags: list[str],
     args: RPTConfig,
+    eval_results: list[dict[str, Any]] | None = None,
+    license: str | None = None,
+    log_history: list[dict[str, Any]] | None = None,
+    curves_png: str | None = None,
 ) -> ModelCard:
-    """Render the RPT model card from the template shipped with the package (`model_card_templates/`)."""
+    """Render the RPT model card from the template shipped with the package (`model_card_templates/`).
+
+    Args:
+        eval_results: Evaluation results in the project's schema; a table and `model-index` metadata.
+        license: License identifier for the metadata.
+        log_history: `trainer.state.log_history`; its reward metrics per step become the training-curve table.
+        curves_png: Path of the training-curve image, relative to the card.
+    """
+    eval_results = check_eval_results(eval_results or [])
     card_data = ModelCardData(
         base_model=base_model,
         datasets=dataset_name,
+        eval_results=model_index_results(eval_results, [model_name, hub_model_id]) or None,
         library_name="transformers",
+        license=license,
         model_name=model_name,
         tags=sorted({"generated_from_trainer", *RPTTrainer._tag_names, *tags}),
     )
+    curve_rows = training_curve_rows(log_history or [])
     template = resources.files("rpt_trl.model_card_templates").joinpath(MODEL_CARD_TEMPLATE)
     with resources.as_file(template) as template_path:
         return ModelCard.from_template(
@@ -196,6 +268,10 @@ def render_model_card(
             paper_title=RPTTrainer._paper["title"],
             citation=RPTTrainer._paper["citation"],
             hyperparameters=_card_hyperparameters(args),
+            eval_rows=eval_table_rows(eval_results),
+            curve_rows=curve_rows,
+            curve_columns=[c for c in CURVE_COLUMNS if any(c in row for row in curve_rows)],
+            curves_png=curves_png,
             rpt_trl_version=version("rpt-trl"),
             trl_version=version("trl"),
             transformers_version=version("transformers"),

@@ -182,8 +182,8 @@ def test_push_is_refused_without_a_login(corpus_file, tmp_path, monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
-    with pytest.raises(SystemExit, match="not logged in"):
+    monkeypatch.setattr("rpt_trl.hub.get_token", lambda: None)
+    with pytest.raises(SystemExit, match="no Hugging Face token was found"):
         run_prepare(corpus_file, tmp_path / "no-such-model", tmp_path / "never", "--push-to-hub", "org/name")
 
 
