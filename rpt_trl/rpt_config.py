@@ -53,6 +53,17 @@ class RPTConfig(GRPOConfig):
     hub_push_retries (`int`, *optional*, defaults to `3`):
         Tries per checkpoint push; after the last one the failure is logged and training goes on.
 
+    > Parameters that control dynamic sampling (paper, Section 4.1; see `rpt_trl.dynamic_sampling`)
+
+    dynamic_sampling (`bool`, *optional*, defaults to `True`):
+        From `dynamic_sampling_start_step` on, drop the groups whose rollouts all earned the same reward and refill
+        the batch with fresh prompts.
+    dynamic_sampling_start_step (`int`, *optional*, defaults to `500`):
+        First optimizer step with dynamic sampling (the paper's 500).
+    dynamic_sampling_max_refills (`int`, *optional*, defaults to `4`):
+        Most refill rounds per generation batch; when reached, uniform groups fill the remaining slots and a warning
+        is logged.
+
     > Defaults taken from the paper (Section 4.1), different from `GRPOConfig`
 
     - `temperature`: `0.8` instead of `1.0`.
@@ -136,6 +147,18 @@ class RPTConfig(GRPOConfig):
         default=3,
         metadata={"help": "Tries per checkpoint push; a push that still fails is logged and training goes on."},
     )
+    dynamic_sampling: bool = field(
+        default=True,
+        metadata={"help": "Drop groups whose rollouts all earned the same reward and refill the batch."},
+    )
+    dynamic_sampling_start_step: int = field(
+        default=500,
+        metadata={"help": "First optimizer step with dynamic sampling (the paper's 500)."},
+    )
+    dynamic_sampling_max_refills: int = field(
+        default=4,
+        metadata={"help": "Most refill rounds per generation batch before uniform groups fill the remaining slots."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -181,3 +204,13 @@ class RPTConfig(GRPOConfig):
             )
         if self.hub_push_retries < 1:
             raise ValueError(f"hub_push_retries must be at least 1, got {self.hub_push_retries}.")
+        if self.dynamic_sampling_start_step < 0:
+            raise ValueError(
+                f"dynamic_sampling_start_step must be at least 0 (0 starts at once), got "
+                f"{self.dynamic_sampling_start_step}; set dynamic_sampling=False to turn it off."
+            )
+        if self.dynamic_sampling_max_refills < 0:
+            raise ValueError(
+                f"dynamic_sampling_max_refills must be at least 0 (0 only drops, never refills), got "
+                f"{self.dynamic_sampling_max_refills}."
+            )

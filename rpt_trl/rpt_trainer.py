@@ -15,6 +15,7 @@ from trl.trainer.utils import get_config_model_id
 
 from .checkpoints import EpochReplayRepeatSampler, resolve_resume_checkpoint
 from .data import build_next_token_dataset
+from .dynamic_sampling import DynamicSamplingMixin
 from .generation import install_answer_stop
 from .hub import CheckpointRevisionPusher, check_hub_access
 from .model_card import (
@@ -37,7 +38,7 @@ RPT_COLUMNS = ("prompt", "ground_truth", "ground_truth_boundaries")
 MODEL_CARD_TEMPLATE = "rpt_model_card.md"
 
 
-class RPTTrainer(GRPOTrainer):
+class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
     """Trainer for Reinforcement Pre-Training (Dong et al. 2025, arXiv 2506.08007).
 
     A thin `trl.GRPOTrainer`: the policy reads a context, reasons, and answers the next token in `\\boxed{}`;
@@ -48,6 +49,7 @@ class RPTTrainer(GRPOTrainer):
       `args.text_column` columns and no `prompt`) with [`build_next_token_dataset`] and the config's settings;
     - metrics `rpt/next_token_accuracy`, `rpt/answer_rate` and `rpt/reasoning_tokens` (logged by the reward);
     - optionally, EOS as soon as the answer box closes (`args.stop_after_answer`);
+    - dynamic sampling from `args.dynamic_sampling_start_step` (see `rpt_trl.dynamic_sampling`);
     - an RPT model card.
 
     Args:
@@ -132,6 +134,7 @@ class RPTTrainer(GRPOTrainer):
         if default_reward and processing_class is None:
             # GRPOTrainer loaded the tokenizer: bind it now so that reasoning length is counted in tokens.
             reward_funcs[0].keywords["reasoning_tokenizer"] = self._tokenizer
+        self._check_dynamic_sampling()
         if args.stop_after_answer:
             install_answer_stop(self.model, self._tokenizer, require_think_close=args.require_think_close)
         if args.push_checkpoint_revisions:

@@ -1,0 +1,241 @@
+"""Dynamic sampling (paper, Section 4.1; from DAPO): train only on groups whose rollouts earned different rewards.
+
+A group of `num_generations` rollouts that all earned the same reward has advantage zero everywhere: with `beta=0`
+it moves no parameter, yet it takes a slot of the batch. Once training reaches
+`RPTConfig.dynamic_sampling_start_step`, [`DynamicSamplingMixin`] therefore
+
+1. generates and scores the generation batch as `GRPOTrainer` does;
+2. keeps the groups whose rewards differ ("informative") and drops the uniform ones;
+3. while some process still has fewer informative groups than the batch holds, draws fresh prompts from the train
+   dataset (as many as the batch holds, on every process, so that the collective operations of generation and
+   scoring stay in step), generates and scores them, and keeps their informative groups; at most
+   `dynamic_sampling_max_refills` such rounds per generation batch;
+4. returns a batch of exactly the configured size: the first informative groups, and, when the cap stopped the
+   refills early, uniform groups in the remaining slots (they carry no advantage; a warning says how many).
+
+Why this shape: `GRPOTrainer._prepare_inputs` calls `_generate_and_score_completions` once per generation batch,
+splits its output into `steps_per_generation` slices and buffers them. Keeping the output's size fixed leaves that
+buffering, the loss normalisation and the optimizer schedule untouched, so the override is one method (plus a
+one-line hook on `_calculate_rewards` to read each group's rewards, which the output dict does not carry).
+
+What it needs: each process's generation batch must hold whole groups (`per_device_train_batch_size *
+steps_per_generation` a multiple of `num_generations`), and refills index the train dataset, so it must be a
+map-style dataset. Advantages are those GRPO computed for the round a group was generated in; with
+`scale_rewards="batch"` the batch std of that round therefore includes the dropped groups. Reward metrics
+(`reward`, `rpt/*`, completions) are logged for every generated round, dropped groups included.
+
+Metrics (train): `dynamic_sampling/dropped_fraction` (uniform groups / generated groups, over all processes and
+rounds), `dynamic_sampling/refill_rounds`, `dynamic_sampling/uniform_fraction_kept` (share of the final batch that is
+uniform padding because the cap was reached).
+"""
+
+import logging
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+logger = logging.getLogger(__name__)
+
+# Keys of `_generate_and_score_completions`'s output that this module knows how to merge, with the side and value
+# they are padded with (None: one value per rollout, concatenated as they are).
+_MERGEABLE = {
+    "prompt_ids": ("left", "pad"),
+    "prompt_mask": ("left", 0),
+    "completion_ids": ("right", "pad"),
+    "completion_mask": ("right", 0),
+    "tool_mask": ("right", 1),
+    "old_per_token_logps": ("right", 0.0),
+    "sampling_per_token_logps": ("right", 0.0),
+    "ref_per_token_logps": ("right", 0.0),
+    "importance_sampling_ratio": ("right", 0.0),
+    "advantages": (None, None),
+}
+
+
+def uniform_groups(rewards_per_func: torch.Tensor, reward_weights: torch.Tensor, num_generations: int) -> torch.Tensor:
+    """Which groups of rollouts all earned the same reward.
+
+    Args:
+        rewards_per_func: `(num_rollouts, num_reward_funcs)` rewards, NaN where a function did not score a rollout.
+        reward_weights: `(num_reward_funcs,)` weights, as GRPO combines the functions.
+        num_generations: Rollouts per group (consecutive rows).
+
+    Returns:
+        A bool tensor with one entry per group: `True` when its scored rollouts share one reward (or none is scored).
+
+    Example:
+        >>> uniform_groups(torch.tensor([[1.0], [1.0], [0.0], [1.0]]), torch.tensor([1.0]), 2).tolist()
+        [True, False]
+    """
+    unscored = torch.isnan(rewards_per_func).all(dim=1)
+    rewards = (rewards_per_func * reward_weights.to(rewards_per_func.device)).nansum(dim=1)
+    grouped = rewards.view(-1, num_generations)
+    grouped_unscored = unscored.view(-1, num_generations)
+    highest = grouped.masked_fill(grouped_unscored, -torch.inf).max(dim=1).values
+    lowest = grouped.masked_fill(grouped_unscored, torch.inf).min(dim=1).values
+    # A group with no scored rollout has highest=-inf < lowest=+inf: it carries no signal either.
+    return (highest <= lowest) | torch.isclose(highest, lowest, rtol=0.0, atol=1e-6)
+
+
+def merge_rollouts(batches: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
+    """Concatenate the rollouts of several `_generate_and_score_completions` outputs into one output.
+
+    Prompts are left-padded and completions right-padded to the widest batch, as GRPOTrainer pads them.
+    `num_items_in_batch` is left for the caller to recompute.
+
+    Args:
+        batches: Outputs restricted to the rows to keep (see [`select_rows`]).
+        pad_token_id: The tokenizer's pad token id.
+    """
+    merged = {}
+    for key in batches[0]:
+        if key == "num_items_in_batch":
+            continue
+        if key not in _MERGEABLE:
+            raise ValueError(
+                f"Dynamic sampling cannot merge the rollout field {key!r} (multimodal or tool inputs); set "
+                "dynamic_sampling=False in RPTConfig for this dataset."
+            )
+        side, value = _MERGEABLE[key]
+        tensors = [batch[key] for batch in batches]
+        if side is not None:
+            width = max(t.shape[1] for t in tensors)
+            fill = pad_token_id if value == "pad" else value
+            tensors = [
+                F.pad(t, (width - t.shape[1], 0) if side == "left" else (0, width - t.shape[1]), value=fill)
+                for t in tensors
+            ]
+        merged[key] = torch.cat(tensors, dim=0)
+    return merged
+
+
+def select_rows(batch: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
+    """The rollouts `rows` of one output (fields with one entry per rollout; scalars are dropped)."""
+    return {
+        key: value[rows]
+        for key, value in batch.items()
+        if isinstance(value, torch.Tensor) and value.ndim > 0 and key != "num_items_in_batch"
+    }
+
+
+class DynamicSamplingMixin:
+    """Adds dynamic sampling to a `trl.GRPOTrainer` subclass, configured by the `dynamic_sampling*` fields of
+    [`RPTConfig`]. Place it before `GRPOTrainer` in the bases. See the module docstring for the design."""
+
+    def _check_dynamic_sampling(self) -> None:
+        """Raise early when the configuration or the train dataset cannot support dynamic sampling."""
+        args = self.args
+        if not args.dynamic_sampling:
+            return
+        local_generation_batch = args.per_device_train_batch_size * args.steps_per_generation
+        if local_generation_batch % args.num_generations:
+            raise ValueError(
+                f"Dynamic sampling needs whole groups on each process, but per_device_train_batch_size * "
+                f"steps_per_generation = {local_generation_batch} is not a multiple of num_generations "
+                f"({args.num_generations}). Make it one, or set dynamic_sampling=False."
+            )
+        dataset = self.train_dataset
+        if dataset is not None and not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+            raise ValueError(
+                "Dynamic sampling refills the batch by indexing the train dataset, which needs a map-style dataset "
+                f"(got {type(dataset).__name__}). Pass a datasets.Dataset, or set dynamic_sampling=False."
+            )
+
+    def _dynamic_sampling_active(self) -> bool:
+        return (
+            self.args.dynamic_sampling
+            and self.model.training
+            and self.state.global_step >= self.args.dynamic_sampling_start_step
+        )
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # The output of _generate_and_score_completions carries advantages, not rewards: keep the gathered rewards.
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._last_rewards_per_func = rewards_per_func
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        if not self._dynamic_sampling_active():
+            return super()._generate_and_score_completions(inputs)
+
+        num_generations = self.num_generations
+        num_groups = len(inputs) // num_generations
+        process = self.accelerator.process_index
+        kept, uniform = [], []  # (output, rows) pairs, in generation order
+        kept_groups = generated_groups = dropped_groups = refill_rounds = 0
+        batch = inputs
+        while True:
+            output = super()._generate_and_score_completions(batch)
+            is_uniform_all = uniform_groups(self._last_rewards_per_func, self.reward_weights, num_generations)
+            dropped_groups += int(is_uniform_all.sum())
+            generated_groups += is_uniform_all.numel()
+            is_uniform = is_uniform_all[process * num_groups : (process + 1) * num_groups].cpu()
+            for group, flat in enumerate(is_uniform.tolist()):
+                rows = torch.arange(group * num_generations, (group + 1) * num_generations)
+                (uniform if flat else kept).append(select_rows(output, rows.to(output["advantages"].device)))
+            kept_groups = len(kept)
+            missing = torch.tensor(max(num_groups - kept_groups, 0), device=self.accelerator.device)
+            if self.accelerator.gather(missing).max().item() == 0:
+                break
+            if refill_rounds == self.args.dynamic_sampling_max_refills:
+                if self.accelerator.is_main_process:
+                    logger.warning(
+                        "Dynamic sampling stopped refilling at the cap (dynamic_sampling_max_refills=%d) at step %d: "
+                        "%d of %d groups on this process have differing rewards; the other %d slots hold uniform "
+                        "groups, which carry no advantage. Raise dynamic_sampling_max_refills, or train on harder "
+                        "(entropy-filtered) positions.",
+                        self.args.dynamic_sampling_max_refills,
+                        self.state.global_step,
+                        kept_groups,
+                        num_groups,
+                        num_groups - kept_groups,
+                    )
+                break
+            refill_rounds += 1
+            batch = self._refill_prompts(num_groups)
+
+        padding = uniform[: max(num_groups - kept_groups, 0)]
+        merged = merge_rollouts(kept[:num_groups] + padding, self._tokenizer.pad_token_id)
+        if self.pad_to_multiple_of:
+            merged = _pad_widths_to_multiple(merged, self.pad_to_multiple_of, self._tokenizer.pad_token_id)
+        loss_mask = merged["completion_mask"] * merged.get("tool_mask", 1)
+        merged["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+
+        metrics = self._metrics["train"]
+        metrics["dynamic_sampling/dropped_fraction"].append(dropped_groups / generated_groups)
+        metrics["dynamic_sampling/refill_rounds"].append(float(refill_rounds))
+        padded = self.accelerator.gather(torch.tensor(len(padding), device=self.accelerator.device)).sum().item()
+        metrics["dynamic_sampling/uniform_fraction_kept"].append(
+            padded / (num_groups * self.accelerator.num_processes)
+        )
+        return merged
+
+    def _refill_prompts(self, num_groups: int) -> list[dict[str, Any]]:
+        """`num_groups` fresh prompts from the train dataset, each repeated `num_generations` times."""
+        if getattr(self, "_refill_order", None) is None:
+            self._refill_generator = torch.Generator().manual_seed(
+                self.args.seed + 7919 * self.accelerator.process_index
+            )
+            self._refill_order = []
+        rows = []
+        while len(rows) < num_groups:
+            if not self._refill_order:
+                self._refill_order = torch.randperm(len(self.train_dataset), generator=self._refill_generator).tolist()
+            rows.append(self.train_dataset[self._refill_order.pop()])
+        return [row for row in rows for _ in range(self.num_generations)]
+
+
+def _pad_widths_to_multiple(batch: dict[str, Any], multiple: int, pad_token_id: int) -> dict[str, Any]:
+    """Pad prompt and per-token completion fields to a multiple of `multiple` tokens, as `pad_to_multiple_of` asks."""
+    widths = {"left": batch["prompt_ids"].shape[1], "right": batch["completion_ids"].shape[1]}
+    padded = dict(batch)
+    for key, (side, value) in _MERGEABLE.items():
+        # Skip per-rollout fields and per-sequence ratios (width 1), which are not token-aligned.
+        if side is None or key not in batch or batch[key].shape[1] != widths[side] or widths[side] % multiple == 0:
+            continue
+        extra = multiple - widths[side] % multiple
+        fill = pad_token_id if value == "pad" else value
+        padded[key] = F.pad(batch[key], (extra, 0) if side == "left" else (0, extra), value=fill)
+    return padded
