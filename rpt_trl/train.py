@@ -1,0 +1,169 @@
+"""The RPT training script: `accelerate launch recipes/rpt.py --config recipes/<model>/rpt/config_*.yaml`.
+
+Configured like TRL's and open-r1's scripts: [`TrlParser`] fills three dataclasses ([`RPTScriptArguments`],
+[`RPTConfig`], `trl.ModelConfig`) from a YAML file (`--config`) and command-line flags, which override the YAML.
+`rpt-trl train` runs the same `main`.
+
+Data: `dataset_name` is a prepared next-token dataset (columns `prompt`, `ground_truth`,
+`ground_truth_boundaries`, e.g. OmniMATH positions kept by the entropy filter) or raw documents, from which
+[`RPTTrainer`] builds every `position_stride`-th position itself. When `dataset_name` cannot be found and
+`documents_dataset_name` is set, the script warns and falls back to those raw documents (unfiltered positions).
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
+
+from .rpt_config import RPTConfig
+from .rpt_trainer import RPTTrainer
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RPTScriptArguments(ScriptArguments):
+    """Script arguments of the RPT recipes: everything in `trl.ScriptArguments`, plus
+
+    documents_dataset_name (`str`, *optional*):
+        Raw documents (Hub id or local dir) to build examples from when `dataset_name` is not given or not found.
+    documents_dataset_config (`str`, *optional*):
+        Configuration name of `documents_dataset_name`.
+    documents_split (`str`, *optional*, defaults to `"train"`):
+        Split of `documents_dataset_name`.
+    min_entropy (`float`, *optional*):
+        Keep only examples whose `entropy` column (written by the entropy filter) exceeds this value.
+    max_train_examples (`int`, *optional*):
+        Use at most this many training examples (the first ones after filtering).
+    tiny_world (`bool`, *optional*, defaults to `False`):
+        Train the tiny warm-started policy of `rpt_trl.tiny` on its animal dataset (offline, seconds on a CPU);
+        `model_name_or_path` and the dataset fields are ignored. For tests and the CPU recipe.
+    """
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Prepared next-token dataset or raw documents (Hub id or local dir)."},
+    )
+    documents_dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Raw documents to fall back on when dataset_name is not given or not found."},
+    )
+    documents_dataset_config: str | None = field(
+        default=None, metadata={"help": "Configuration name of documents_dataset_name."}
+    )
+    documents_split: str = field(default="train", metadata={"help": "Split of documents_dataset_name."})
+    min_entropy: float | None = field(
+        default=None,
+        metadata={"help": "Keep only examples whose 'entropy' column exceeds this value (nats)."},
+    )
+    max_train_examples: int | None = field(default=None, metadata={"help": "Use at most this many training examples."})
+    tiny_world: bool = field(
+        default=False,
+        metadata={"help": "Train the tiny offline policy of rpt_trl.tiny (tests and the CPU recipe)."},
+    )
+
+
+def make_parser(subparsers: Any = None) -> TrlParser:
+    """The parser of `recipes/rpt.py` and `rpt-trl train`: `(RPTScriptArguments, RPTConfig, ModelConfig)`.
+
+    Args:
+        subparsers: An `argparse` subparsers action to add a `train` subcommand to; `None` returns a top parser.
+    """
+    dataclass_types = (RPTScriptArguments, RPTConfig, ModelConfig)
+    if subparsers is not None:
+        return subparsers.add_parser(
+            "train", help="Train with RPT from a YAML recipe (--config) and flags.", dataclass_types=dataclass_types
+        )
+    return TrlParser(dataclass_types)
+
+
+def parse_args(argv: list[str] | None, default_config: str | None = None) -> tuple[Any, RPTConfig, ModelConfig]:
+    """Parse `argv` with [`make_parser`]; without `--config`, read `default_config` when one is given."""
+    argv = list(argv or [])
+    if "--config" not in argv and default_config is not None:
+        argv = ["--config", default_config, *argv]
+    return make_parser().parse_args_and_config(argv)
+
+
+def load_train_dataset(script_args: RPTScriptArguments) -> datasets.Dataset:
+    """The training split named by the script arguments, filtered and truncated as they ask."""
+    dataset = None
+    if script_args.dataset_name is not None:
+        try:
+            dataset = _load(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
+        except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as error:
+            if script_args.documents_dataset_name is None:
+                raise
+            logger.warning(
+                "dataset_name %r was not found (%s); falling back to the raw documents %r, with every position "
+                "(no entropy filter).",
+                script_args.dataset_name,
+                error,
+                script_args.documents_dataset_name,
+            )
+    if dataset is None:
+        if script_args.documents_dataset_name is None:
+            raise ValueError(
+                "Give dataset_name (prepared next-token examples or raw documents) or documents_dataset_name."
+            )
+        dataset = _load(
+            script_args.documents_dataset_name, script_args.documents_dataset_config, script_args.documents_split
+        )
+    if script_args.min_entropy is not None:
+        if "entropy" not in dataset.column_names:
+            raise ValueError(
+                f"min_entropy={script_args.min_entropy} needs an 'entropy' column (written by the entropy filter); "
+                f"the dataset has {dataset.column_names}."
+            )
+        before = len(dataset)
+        dataset = dataset.filter(lambda entropy: entropy > script_args.min_entropy, input_columns="entropy")
+        logger.info("Entropy filter > %s kept %d of %d examples.", script_args.min_entropy, len(dataset), before)
+    if script_args.max_train_examples is not None:
+        dataset = dataset.select(range(min(script_args.max_train_examples, len(dataset))))
+    return dataset
+
+
+def _load(name: str, config: str | None, split: str) -> datasets.Dataset:
+    if os.path.isdir(name) and os.path.exists(os.path.join(name, "dataset_dict.json")):
+        return datasets.load_from_disk(name)[split]
+    if os.path.isdir(name) and os.path.exists(os.path.join(name, "dataset_info.json")):
+        return datasets.load_from_disk(name)
+    return datasets.load_dataset(name, name=config, split=split)
+
+
+def main(script_args: RPTScriptArguments, training_args: RPTConfig, model_args: ModelConfig) -> RPTTrainer:
+    """Build the trainer from the three argument groups, train (resuming if asked), save; returns the trainer."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    processing_class = None
+    if script_args.tiny_world:
+        from .tiny import warm_started_world
+
+        model, processing_class, train_dataset, _ = warm_started_world(seed=training_args.seed)
+    else:
+        if model_args.model_name_or_path is None:
+            raise ValueError("Give model_name_or_path (a Hub id or a local dir), or tiny_world=true.")
+        model = model_args.model_name_or_path
+        model_init_kwargs = {
+            "revision": model_args.model_revision,
+            "trust_remote_code": training_args.trust_remote_code,
+            "attn_implementation": model_args.attn_implementation,
+            "dtype": model_args.dtype,
+        }
+        training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
+        train_dataset = load_train_dataset(script_args)
+
+    trainer = RPTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        processing_class=processing_class,
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    logger.info("Model saved to %s.", training_args.output_dir)
+    return trainer

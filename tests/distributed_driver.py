@@ -1,0 +1,45 @@
+"""Run the RPT recipe script's `main` and write what each rank ended with: launched by test_distributed.py.
+
+Usage: accelerate launch ... tests/distributed_driver.py <out_dir> --config recipes/tiny/rpt/config_cpu.yaml [flags]
+"""
+
+import hashlib
+import json
+import os
+import sys
+
+import torch
+
+from rpt_trl.tiny import warm_started_world
+from rpt_trl.train import main, parse_args
+
+
+def parameter_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().float().numpy().tobytes())
+    return digest.hexdigest()
+
+
+if __name__ == "__main__":
+    out_dir, argv = sys.argv[1], sys.argv[2:]
+    script_args, training_args, model_args = parse_args(argv)
+    initial = parameter_digest(warm_started_world(seed=training_args.seed)[0])
+    trainer = main(script_args, training_args, model_args)
+    rank = trainer.accelerator.process_index
+    record = {
+        "rank": rank,
+        "world_size": trainer.accelerator.num_processes,
+        "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
+        "initial": initial,
+        "final": parameter_digest(trainer.accelerator.unwrap_model(trainer.model)),
+        "steps": trainer.state.global_step,
+        "refill_rounds": [
+            e["dynamic_sampling/refill_rounds"]
+            for e in trainer.state.log_history
+            if "loss" in e and "dynamic_sampling/refill_rounds" in e
+        ],
+    }
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as file:
+        json.dump(record, file)
