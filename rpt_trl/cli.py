@@ -22,6 +22,10 @@ def make_parser() -> argparse.ArgumentParser:
     demo.add_argument("--learning-rate", type=float, default=1e-6, help="The paper's 1e-6 by default.")
     demo.add_argument("--seed", type=int, default=0)
     _add_prepare_parser(commands)
+    # `train` is parsed by TrlParser (rpt_trl.train.make_parser): `rpt-trl train --help` lists its options.
+    commands.add_parser(
+        "train", add_help=False, help="Train with RPT from a recipe YAML (--config) and flags, as recipes/rpt_14b.py."
+    )
     return parser
 
 
@@ -85,6 +89,13 @@ def _add_prepare_parser(commands: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        from .train import main as train
+        from .train import parse_args
+
+        train(*parse_args(argv[1:]))
+        return
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "demo":

@@ -165,5 +165,6 @@ def main(script_args: RPTScriptArguments, training_args: RPTConfig, model_args: 
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
-    logger.info("Model saved to %s.", training_args.output_dir)
+    trainer.create_model_card(dataset_name=None if script_args.tiny_world else script_args.dataset_name)
+    logger.info("Model and model card saved to %s.", training_args.output_dir)
     return trainer
