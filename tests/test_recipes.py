@@ -1,5 +1,6 @@
 import logging
 import runpy
+import sys
 from pathlib import Path
 
 import datasets
@@ -177,3 +178,40 @@ def test_rlvr_names_the_extra_when_math_verify_is_missing(monkeypatch):
     monkeypatch.setattr(importlib.import_module("trl.import_utils"), "is_math_verify_available", lambda: False)
     with pytest.raises(ImportError, match=r"rpt-trl\[rlvr\]"):
         main(RLVRScriptArguments(), None, None)
+
+
+def run_slurm_dry(tmp_path, nodes, *args):
+    import os
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    scontrol = bin_dir / "scontrol"  # stands in for SLURM's: expands the job's node list
+    scontrol.write_text("#!/bin/bash\n" + "".join(f"echo {node}\n" for node in nodes))
+    scontrol.chmod(0o755)
+    python_dir = os.path.dirname(sys.executable)
+    env = dict(os.environ, PATH=f"{bin_dir}:{python_dir}:{os.environ['PATH']}", DRY_RUN="1", SLURM_JOB_NODELIST="x")
+    return subprocess.run(
+        ["bash", str(RECIPES / "slurm" / "rpt.slurm"), *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_slurm_launcher_splits_nodes_and_keeps_the_global_batch(tmp_path):
+    result = run_slurm_dry(tmp_path, ["gpu-1", "gpu-2", "gpu-3"], str(RPT_14B), "recipes/accelerate_configs/zero3.yaml", "--max_steps", "7")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    vllm_line, train_line = result.stdout.strip().splitlines()
+    assert vllm_line.startswith("vllm node gpu-3: trl vllm-serve --model deepseek-ai/DeepSeek-R1-Distill-Qwen-14B")
+    assert "--data_parallel_size 8" in vllm_line
+    assert train_line.startswith("train nodes gpu-1,gpu-2: accelerate launch")
+    for flag in ["--num_machines 2", "--num_processes 16", "--main_process_ip gpu-1", "--vllm_server_host gpu-3",
+                 "--gradient_accumulation_steps 64", "--vllm_mode server", "--max_steps 7"]:  # fmt: skip
+        assert flag in train_line  # 16 GPUs x 2 completions x 64 accumulation steps / 8 rollouts = 256 prompts
+
+
+def test_slurm_launcher_refuses_a_batch_it_cannot_split(tmp_path):
+    result = run_slurm_dry(tmp_path, ["a", "b", "c", "d"], str(RPT_14B))  # 3 training nodes: 128 / 3
+    assert result.returncode == 1
+    assert "not divisible by 3 training nodes" in result.stderr
+    result = run_slurm_dry(tmp_path, ["a"], str(RPT_14B))
+    assert result.returncode == 1 and "at least 2 nodes" in result.stderr
