@@ -31,6 +31,7 @@ if __name__ == "__main__":
     record = {
         "rank": rank,
         "world_size": trainer.accelerator.num_processes,
+        "distributed_type": str(trainer.accelerator.distributed_type),
         "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
         "initial": initial,
         "final": parameter_digest(trainer.accelerator.unwrap_model(trainer.model)),

@@ -32,6 +32,8 @@ def launch_command(out_dir: Path, *launch_args: str) -> list[str]:
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", *launch_args,
         str(DRIVER), str(out_dir), "--config", str(TINY_RECIPE), "--output_dir", str(out_dir / "run"),
         "--max_steps", "3", "--dynamic_sampling_start_step", "0",
+        # Groups of 2 rollouts from a policy right 1 time in 4 are uniform 5 times in 8: refills are all but certain.
+        "--num_generations", "2",
     ]  # fmt: skip
 
 
@@ -58,12 +60,14 @@ def check_ranks(out_dir: Path, logs: str) -> None:
         assert record["rank"] == rank
         assert record["world_size"] == 2
         assert record["backend"] == "gloo"
+        assert record["distributed_type"] == "DistributedType.MULTI_CPU"
         assert record["steps"] == 3
         assert len(record["refill_rounds"]) == 3  # dynamic sampling ran at every step, on both ranks
     assert records[0]["initial"] == records[1]["initial"]
     assert records[0]["final"] == records[1]["final"]
     assert records[0]["final"] != records[0]["initial"]  # training moved the parameters
     assert records[0]["refill_rounds"] == records[1]["refill_rounds"]  # refills run in step on every rank
+    assert sum(records[0]["refill_rounds"]) > 0
 
 
 def test_two_process_cpu_run_ends_with_identical_parameters(tmp_path):

@@ -133,7 +133,16 @@ def test_uniform_groups_are_dropped_and_refilled_with_informative_ones(tmp_path,
 
 
 def test_training_with_dynamic_sampling_from_the_start_step(tmp_path, tokenizer):
-    trainer = make_trainer(tmp_path, tokenizer, KindReward(), dynamic_sampling_start_step=1, max_steps=2)
+    # Two accumulation steps: the generation batch (2 groups) is generated once and split in two, as GRPO buffers it.
+    trainer = make_trainer(
+        tmp_path,
+        tokenizer,
+        KindReward(),
+        dynamic_sampling_start_step=1,
+        max_steps=2,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+    )
     trainer.train()
     steps = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(steps) == 2
