@@ -97,6 +97,7 @@ def make_trainer(tmp_path, tokenizer, reward, **overrides):
         prompt_format="text",
         dynamic_sampling_start_step=0,
         seed=3,
+        gradient_checkpointing=False,
     )
     values.update(overrides)
     return RPTTrainer(
@@ -170,10 +171,13 @@ def test_all_uniform_groups_stop_refilling_at_the_cap_with_a_warning(tmp_path, t
 def test_dynamic_sampling_is_off_before_the_start_step_and_when_disabled(tmp_path, tokenizer):
     for overrides in ({"dynamic_sampling_start_step": 500}, {"dynamic_sampling": False}):
         reward = KindReward()
-        trainer = make_trainer(tmp_path, tokenizer, reward, max_steps=1, **overrides)
-        trainer.train()
-        assert len(reward.groups_seen) == 2
-        assert not any("dynamic_sampling/refill_rounds" in e for e in trainer.state.log_history)
+        trainer = make_trainer(tmp_path, tokenizer, reward, **overrides)
+        trainer.model.train()
+        inputs = [trainer.train_dataset[i] for i in (0, 1) for _ in range(4)]
+        output = trainer._generate_and_score_completions(inputs)
+        assert reward.groups_seen == ["flat", "live"]  # no refill
+        assert output["advantages"][:4].abs().max() < 1e-3  # the flat group stays in the batch
+        assert "dynamic_sampling/refill_rounds" not in trainer._metrics["train"]
 
 
 def test_dynamic_sampling_needs_whole_groups_per_process(tmp_path, tokenizer):

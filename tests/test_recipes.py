@@ -138,10 +138,15 @@ def test_prepared_dataset_is_filtered_by_entropy_and_truncated(tmp_path, documen
         load_train_dataset(RPTScriptArguments(dataset_name=documents_dir, min_entropy=0.5))
 
 
-def test_cli_train_runs_the_tiny_recipe(tmp_path):
+def test_cli_train_parses_the_recipe_and_runs_the_script_main(tmp_path, monkeypatch):
+    import rpt_trl.train
+
+    calls = []
+    monkeypatch.setattr(rpt_trl.train, "main", lambda *groups: calls.append(groups))
     cli.main(["train", "--config", str(TINY), "--output_dir", str(tmp_path), "--max_steps", "1"])
-    assert (tmp_path / "model.safetensors").exists()
-    assert (tmp_path / "README.md").read_text().count("2506.08007") >= 1  # the RPT model card
+    ((script_args, args, model_args),) = calls
+    assert script_args.tiny_world and args.use_cpu
+    assert (args.output_dir, args.max_steps, args.num_generations) == (str(tmp_path), 1, 4)
 
 
 @pytest.mark.parametrize(
