@@ -22,7 +22,9 @@ What it needs: each process's generation batch must hold whole groups (`per_devi
 steps_per_generation` a multiple of `num_generations`), and refills index the train dataset, so it must be a
 map-style dataset. Advantages are those GRPO computed for the round a group was generated in; with
 `scale_rewards="batch"` the batch std of that round therefore includes the dropped groups. Reward metrics
-(`reward`, `rpt/*`, completions) are logged for every generated round, dropped groups included.
+(`reward`, `rpt/*`, completions) are logged for every generated round, dropped groups included. Refill prompts are
+drawn uniformly from the train dataset, seeded by (seed, process, step, round): independent of the main sampler (a
+prompt can come twice in an epoch), and the same after resuming from a checkpoint.
 
 Metrics (train): `dynamic_sampling/dropped_fraction` (uniform groups / generated groups, over all processes and
 rounds), `dynamic_sampling/refill_rounds`, `dynamic_sampling/uniform_fraction_kept` (share of the final batch that is
@@ -194,7 +196,7 @@ class DynamicSamplingMixin:
                     )
                 break
             refill_rounds += 1
-            batch = self._refill_prompts(num_groups)
+            batch = self._refill_prompts(num_groups, refill_rounds)
 
         padding = uniform[: max(num_groups - kept_groups, 0)]
         merged = merge_rollouts(kept[:num_groups] + padding, self._tokenizer.pad_token_id)
@@ -212,18 +214,19 @@ class DynamicSamplingMixin:
         )
         return merged
 
-    def _refill_prompts(self, num_groups: int) -> list[dict[str, Any]]:
-        """`num_groups` fresh prompts from the train dataset, each repeated `num_generations` times."""
-        if getattr(self, "_refill_order", None) is None:
-            self._refill_generator = torch.Generator().manual_seed(
-                self.args.seed + 7919 * self.accelerator.process_index
-            )
-            self._refill_order = []
-        rows = []
-        while len(rows) < num_groups:
-            if not self._refill_order:
-                self._refill_order = torch.randperm(len(self.train_dataset), generator=self._refill_generator).tolist()
-            rows.append(self.train_dataset[self._refill_order.pop()])
+    def _refill_prompts(self, num_groups: int, refill_round: int) -> list[dict[str, Any]]:
+        """`num_groups` fresh prompts from the train dataset, each repeated `num_generations` times.
+
+        The draw depends only on (seed, process, step, round), not on state kept between steps, so a run resumed
+        from a checkpoint refills exactly as the uninterrupted run would have.
+        """
+        seed = (self.args.seed * 1_000_003 + self.accelerator.process_index) * 1_000_033 + self.state.global_step
+        generator = torch.Generator().manual_seed((seed * 1_009 + refill_round) % 2**63)
+        size = len(self.train_dataset)
+        indices = torch.randperm(size, generator=generator)[:num_groups].tolist()
+        while len(indices) < num_groups:  # a dataset smaller than the batch: draw with replacement
+            indices += torch.randint(size, (num_groups - len(indices),), generator=generator).tolist()
+        rows = [self.train_dataset[index] for index in indices]
         return [row for row in rows for _ in range(self.num_generations)]
 
 

@@ -133,6 +133,19 @@ def test_uniform_groups_are_dropped_and_refilled_with_informative_ones(tmp_path,
     assert metrics["dynamic_sampling/uniform_fraction_kept"] == [0.0]
 
 
+def test_refill_prompts_depend_only_on_step_and_round(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer, KindReward(), seed=2**32 - 1)
+    first = trainer._refill_prompts(3, refill_round=1)
+    assert len(first) == 12 and first[0:4] == [first[0]] * 4  # 3 prompts, each repeated num_generations times
+    assert len({row["prompt"] for row in first}) == 3  # drawn without replacement
+    assert trainer._refill_prompts(3, refill_round=1) == first  # no hidden state: a resumed run refills the same
+    draws = {tuple(r["prompt"] for r in trainer._refill_prompts(3, refill_round=n)[::4]) for n in range(1, 6)}
+    trainer.state.global_step = 7
+    draws.add(tuple(r["prompt"] for r in trainer._refill_prompts(3, refill_round=1)[::4]))
+    assert len(draws) >= 5  # rounds and steps draw different prompts (16 prompts, 560 ordered triples)
+    assert len(trainer._refill_prompts(20, refill_round=1)) == 80  # more than the dataset: with replacement
+
+
 def test_training_with_dynamic_sampling_from_the_start_step(tmp_path, tokenizer):
     # Two accumulation steps: the generation batch (2 groups) is generated once and split in two, as GRPO buffers it.
     trainer = make_trainer(
