@@ -219,3 +219,37 @@ def test_config_rejects_negative_dynamic_sampling_values(tmp_path, field, value,
 def test_paper_default_is_dynamic_sampling_from_step_500(tmp_path):
     args = RPTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False)
     assert (args.dynamic_sampling, args.dynamic_sampling_start_step) == (True, 500)
+
+
+@pytest.mark.slow  # ~40 s on 2 shared cores: three training runs
+def test_a_resumed_run_with_dynamic_sampling_ends_as_the_uninterrupted_one(tmp_path, tokenizer):
+    def run(output_dir, max_steps, resume=None):
+        reward = KindReward()
+        trainer = make_trainer(
+            output_dir,
+            tokenizer,
+            reward,
+            max_steps=max_steps,
+            dynamic_sampling_start_step=1,
+            # Two accumulation steps: a generation batch of 2 groups, generated once and split in two as GRPO buffers.
+            per_device_train_batch_size=4,
+            gradient_accumulation_steps=2,
+            save_strategy="steps",
+            save_steps=2,
+            lr_scheduler_type="constant",  # the cut run stops at 2 steps: a decaying schedule would differ
+            seed=5,
+        )
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer, reward
+
+    full, full_reward = run(tmp_path / "full", 4)
+    steps = [entry for entry in full.state.log_history if "loss" in entry]
+    assert len(steps) == 4 and all(math.isfinite(entry["loss"]) for entry in steps)
+    assert "dynamic_sampling/refill_rounds" not in steps[0]  # step 0 is before the start step
+    assert sum(entry["dynamic_sampling/refill_rounds"] for entry in steps[2:]) > 0  # the steps to replay refilled
+
+    run(tmp_path / "cut", 2)  # stops after checkpoint-2, as an interrupted run would
+    resumed, resumed_reward = run(tmp_path / "cut", 4, resume=str(tmp_path / "cut" / "checkpoint-2"))
+    assert resumed_reward.groups_seen == full_reward.groups_seen[-len(resumed_reward.groups_seen) :]
+    for (name, expected), actual in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(expected, actual), name
