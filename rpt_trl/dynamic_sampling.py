@@ -131,6 +131,8 @@ class DynamicSamplingMixin:
         args = self.args
         if not args.dynamic_sampling:
             return
+        if 0 < args.max_steps <= args.dynamic_sampling_start_step:
+            return  # the run ends before dynamic sampling starts: nothing to refuse
         local_generation_batch = args.per_device_train_batch_size * args.steps_per_generation
         if local_generation_batch % args.num_generations:
             raise ValueError(

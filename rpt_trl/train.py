@@ -165,6 +165,9 @@ def main(script_args: RPTScriptArguments, training_args: RPTConfig, model_args: 
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
-    trainer.create_model_card(dataset_name=None if script_args.tiny_world else script_args.dataset_name)
+    dataset_name = None if script_args.tiny_world else script_args.dataset_name
+    trainer.create_model_card(dataset_name=dataset_name)
     logger.info("Model and model card saved to %s.", training_args.output_dir)
+    if training_args.push_to_hub:  # the final model and its card on the repo's main branch
+        trainer.push_to_hub(dataset_name=dataset_name)
     return trainer

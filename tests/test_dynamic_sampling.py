@@ -200,7 +200,9 @@ def test_dynamic_sampling_needs_whole_groups_per_process(tmp_path, tokenizer):
     trainer.args.per_device_train_batch_size, trainer.args.steps_per_generation = 2, 1
     with pytest.raises(ValueError, match="multiple of num_generations.*dynamic_sampling=False"):
         trainer._check_dynamic_sampling()
-    trainer.args.dynamic_sampling = False
+    trainer.args.max_steps, trainer.args.dynamic_sampling_start_step = 10, 10  # ends before it starts: no refusal
+    trainer._check_dynamic_sampling()
+    trainer.args.max_steps, trainer.args.dynamic_sampling = 11, False
     trainer._check_dynamic_sampling()
 
 
