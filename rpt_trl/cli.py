@@ -16,6 +16,10 @@ def make_parser() -> argparse.ArgumentParser:
     demo.add_argument("--eval-positions", type=int, default=24, help="Held-out positions to evaluate.")
     demo.add_argument("--learning-rate", type=float, default=1e-6, help="The paper's 1e-6 by default.")
     demo.add_argument("--seed", type=int, default=0)
+
+    from .evaluation.commands import add_evaluate_commands
+
+    add_evaluate_commands(commands)
     return parser
 
 
@@ -33,6 +37,10 @@ def main(argv: list[str] | None = None) -> None:
             learning_rate=args.learning_rate,
             seed=args.seed,
         )
+    elif args.command == "evaluate":
+        from .evaluation.commands import run_evaluate_command
+
+        run_evaluate_command(args)
 
 
 if __name__ == "__main__":
