@@ -57,20 +57,25 @@ def load_documents(name: str, text_column: list[str], split: str = "train") -> l
     return [text or "" for text in _document_texts(load_rows(name, split), text_column)]
 
 
-def load_model(name: str | None, *, device: str | None = None) -> tuple[Any, Any, str]:
-    """Model, tokenizer and resolved path; `None` is the embedded Gemma 3 270M demo model."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(name: str | None) -> tuple[Any, str, str]:
+    """Tokenizer, model name (for the results) and resolved path; `None` is the embedded Gemma 3 270M demo model."""
+    from transformers import AutoTokenizer
 
     from ..embedded import EMBEDDED_MODEL_ID, resolve_model
 
     name = name or EMBEDDED_MODEL_ID
     path = resolve_model(name)
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+    return AutoTokenizer.from_pretrained(path, padding_side="left"), name, path
+
+
+def load_model(path: str, *, device: str | None = None) -> Any:
+    """A causal LM from a resolved path: bfloat16 on a GPU, float32 on a CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
-    return model, tokenizer, path
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
 
 
 def _write_outputs(result: dict[str, Any], output: str | Path) -> None:
@@ -83,7 +88,8 @@ def _write_outputs(result: dict[str, Any], output: str | Path) -> None:
     print(f"Wrote {output}, {output.with_suffix('.md')}, {output.with_suffix('.png')} ({result['wall_time_s']} s)")
 
 
-def _generator(args: argparse.Namespace, model: Any, tokenizer: Any, path: str):
+def _generator(args: argparse.Namespace, tokenizer: Any, path: str):
+    """The sampler the arguments ask for; the transformers model is loaded only when it is the one used."""
     import importlib.util
 
     import torch
@@ -97,7 +103,7 @@ def _generator(args: argparse.Namespace, model: Any, tokenizer: Any, path: str):
         )
         return lambda prompts, k: generate([prompt_text(p, tokenizer) for p in prompts], k)
     return transformers_generator(
-        model, tokenizer, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        load_model(path), tokenizer, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
         batch_size=args.batch_size, seed=args.seed,
     )  # fmt: skip
 
@@ -144,8 +150,8 @@ def run_next_token(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit is not None:
         examples = examples.select(range(min(args.limit, len(examples))))
     rows = list(examples)
-    model, tokenizer, path = load_model(args.model)
-    result: dict[str, Any] = {"model": args.model or path, "dataset": args.dataset, "mode": args.mode}
+    tokenizer, name, path = load_tokenizer(args.model)
+    result: dict[str, Any] = {"model": name, "dataset": args.dataset, "mode": args.mode}
     if args.mode == "standard":
         if args.documents is None:
             raise ValueError(
@@ -153,11 +159,11 @@ def run_next_token(args: argparse.Namespace) -> dict[str, Any]:
                 "per document scores all its positions)."
             )
         documents = load_documents(args.documents, args.text_column, args.split)
-        scores = standard_scores(model, tokenizer, rows, documents)
+        scores = standard_scores(load_model(path), tokenizer, rows, documents)
         result["overall"], result["splits"] = summarize(rows, scores)
         result["documents"] = args.documents
     else:
-        generate = _generator(args, model, tokenizer, path)
+        generate = _generator(args, tokenizer, path)
         completions, rewards, predictions = reasoning_scores(
             rows, generate, num_samples=args.num_samples, require_think_close=not args.no_think_close
         )
@@ -182,8 +188,9 @@ def _save_completions(path: str, rows: list, completions: list, predictions: lis
         for index, (row_completions, row_predictions, row_scores) in enumerate(zip(completions, predictions, scores)):
             for completion, prediction, score in zip(row_completions, row_predictions, row_scores):
                 record = {"item": index, "completion": completion, "prediction": prediction, "score": score}
-                if "ground_truth" in rows[index]:
-                    record["ground_truth"] = rows[index]["ground_truth"]
+                for key in ("ground_truth", "answer"):  # next-token rows, multiple-choice rows
+                    if key in rows[index]:
+                        record[key] = rows[index][key]
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
@@ -196,7 +203,7 @@ def zero_shot_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     parser.add_argument("--prompt-format", choices=["conversational", "text"], default="conversational",
                         help="'text' for base models: the prompt is plain text ending in '<think>'.")  # fmt: skip
     parser.add_argument("--template", default=MULTIPLE_CHOICE_TEMPLATE,
-                        help="Prompt template with {question} and {options}.")  # fmt: skip
+                        help="Prompt template with {question} and {options}, or the path of a file holding one.")  # fmt: skip
     add_generation_arguments(parser)
     return parser
 
@@ -209,17 +216,20 @@ def run_zero_shot(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit is not None:
         raw = raw.select(range(min(args.limit, len(raw))))
     rows = [normalize_row(row, category_column=args.category_column) for row in raw]
-    prompts: list[Any] = [render_question(row, args.template) for row in rows]
+    template = Path(args.template).read_text() if Path(args.template).is_file() else args.template
+    if "{question}" not in template or "{options}" not in template:
+        raise ValueError("--template must contain {question} and {options} (or name a file that does).")
+    prompts: list[Any] = [render_question(row, template) for row in rows]
     if args.prompt_format == "text":
         prompts = [p + "<think>" for p in prompts]
     else:
         prompts = [[{"role": "user", "content": p}] for p in prompts]
-    model, tokenizer, path = load_model(args.model)
-    completions = _generator(args, model, tokenizer, path)(prompts, args.num_samples)
+    tokenizer, model_name, path = load_tokenizer(args.model)
+    completions = _generator(args, tokenizer, path)(prompts, args.num_samples)
     scores, letters = score_choices(rows, completions)
     overall, categories = summarize_choices(rows, scores, letters)
     result: dict[str, Any] = {
-        "model": args.model or path, "dataset": name, "benchmark": args.benchmark, "mode": "multiple_choice",
+        "model": model_name, "dataset": name, "benchmark": Path(args.benchmark).stem, "mode": "multiple_choice",
         "overall": overall, "splits": {}, "categories": categories,
         "mean_reasoning_tokens": mean_reasoning_length(completions, tokenizer),
         "settings": {"num_samples": args.num_samples, "max_new_tokens": args.max_new_tokens,
@@ -229,7 +239,11 @@ def run_zero_shot(args: argparse.Namespace) -> dict[str, Any]:
         result["label"] = args.label
     if args.save_completions:
         _save_completions(
-            args.save_completions, rows, completions, letters, [[s] * len(c) for s, c in zip(scores, completions)]
+            args.save_completions,
+            rows,
+            completions,
+            letters,
+            [[float(x == row["answer"]) for x in found] for row, found in zip(rows, letters)],
         )
     result["wall_time_s"] = round(time.perf_counter() - started, 1)
     _write_outputs(result, args.output)
@@ -270,7 +284,7 @@ def run_scaling(args: argparse.Namespace) -> dict[str, Any]:
         if "error" in fit:
             lines.append(f"| {split} | fit failed: {fit['error']} | | | | |")
         else:
-            flag = " (alpha at the search bound)" if fit["alpha_at_bound"] else ""
+            flag = " (at the search bound: the points do not follow the law)" if fit["alpha_at_bound"] else ""
             lines.append(f"| {split} | {fit['A']:.4g} | {fit['alpha']:.4f}{flag} | {100 * fit['P_star']:.2f} | "
                          f"{fit['r_squared']:.4f} | {fit['num_points']} |")  # fmt: skip
     table = "\n".join(lines) + "\n"

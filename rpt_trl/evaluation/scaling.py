@@ -192,7 +192,8 @@ def plot_scaling(points: Sequence[tuple[float, dict[str, float]]], fits: dict[st
         if "error" not in fit:
             law = PowerLawFit(**fit)
             axis.plot(curve, [100 * law.predict(c) for c in curve], "-", color=line.get_color(),
-                      label=f"{split} fit: alpha={law.alpha:.2f}, P*={100 * law.P_star:.1f}, R²={law.r_squared:.3f}")  # fmt: skip
+                      label=f"{split} fit: alpha={law.alpha:.2f}, P*={100 * law.P_star:.1f}, R²={law.r_squared:.3f}"
+                            + (" (alpha at the search bound)" if law.alpha_at_bound else ""))  # fmt: skip
     axis.set_xscale("log")
     axis.set(xlabel="training compute (FLOPs)", ylabel="next-token accuracy (%)", title="P(C) = A / C^alpha + P*")
     axis.legend(fontsize=7)
