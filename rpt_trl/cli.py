@@ -26,6 +26,10 @@ def make_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "train", add_help=False, help="Train with RPT from a recipe YAML (--config) and flags, as recipes/rpt_14b.py."
     )
+
+    from .evaluation.commands import add_evaluate_commands
+
+    add_evaluate_commands(commands)
     return parser
 
 
@@ -215,6 +219,10 @@ def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
         )
     if args.push_to_hub:
         preparing.push_prepared_dataset(dataset_dict, info, args.push_to_hub, private=args.private or None)
+    elif args.command == "evaluate":
+        from .evaluation.commands import run_evaluate_command
+
+        run_evaluate_command(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Evaluation entry points (`python -m evaluation.<name> ...`); the computation lives in `rpt_trl.evaluation`."""

@@ -1,0 +1,101 @@
+"""Next-token accuracy on an eval split every N training steps, logged with the training metrics."""
+
+import logging
+from typing import Any
+
+from transformers import TrainerCallback
+
+from .next_token import reasoning_scores, reasoning_summary, transformers_generator
+
+
+logger = logging.getLogger(__name__)
+
+
+class NextTokenAccuracyCallback(TrainerCallback):
+    """Evaluate reasoning-mode next-token accuracy every `eval_steps` steps and log it through the trainer.
+
+    Logged keys (as `trainer.log` logs the other metrics, so they reach `log_history` and every reporting backend):
+    `eval_rpt/next_token_accuracy`, `eval_rpt/answer_rate`, `eval_rpt/pass@k` with several samples, and
+    `eval_rpt/next_token_accuracy_<split>` for the Easy / Medium / Hard splits the data labels.
+
+    The completions are sampled with the trainer's model and tokenizer, parsed and scored exactly as in training.
+    Generation runs on the main process only (it does not support DeepSpeed ZeRO-3, where every rank must take
+    part in generation).
+
+    Args:
+        trainer: The `RPTTrainer` (or `GRPOTrainer`) to evaluate and log through.
+        eval_dataset: Next-token examples (`prompt`, `ground_truth`, `ground_truth_boundaries`, optionally
+            `difficulty` or `entropy`).
+        eval_steps: Evaluate when the global step is a multiple of this.
+        num_samples: Completions per position (mean accuracy and pass@k).
+        max_new_tokens: Defaults to the trainer's `max_completion_length`.
+        temperature: Defaults to the trainer's `temperature`.
+        batch_size: Prompts per generation batch.
+        seed: Seed of the sampler (the same at every evaluation, so steps are compared on equal draws).
+
+    Example:
+        >>> trainer = RPTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)  # doctest: +SKIP
+        >>> trainer.add_callback(NextTokenAccuracyCallback(trainer, held_out, eval_steps=50))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        trainer: Any,
+        eval_dataset: Any,
+        *,
+        eval_steps: int,
+        num_samples: int = 1,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        batch_size: int = 8,
+        seed: int = 0,
+    ):
+        if eval_steps < 1:
+            raise ValueError(f"eval_steps must be at least 1, got {eval_steps}.")
+        self.trainer = trainer
+        self.eval_dataset = eval_dataset
+        self.eval_steps = eval_steps
+        self.num_samples = num_samples
+        self.max_new_tokens = max_new_tokens or trainer.args.max_completion_length
+        self.temperature = trainer.args.temperature if temperature is None else temperature
+        self.batch_size = batch_size
+        self.seed = seed
+        self.require_think_close = getattr(trainer.args, "require_think_close", True)
+
+    def evaluate(self, model: Any) -> dict[str, float]:
+        """Score the eval split with `model` and return the metrics to log."""
+        generate = transformers_generator(
+            model,
+            self.trainer.processing_class,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            show_progress=False,
+        )
+        rows = list(self.eval_dataset)
+        _, rewards, predictions = reasoning_scores(
+            rows, generate, num_samples=self.num_samples, require_think_close=self.require_think_close
+        )
+        overall, splits = reasoning_summary(rows, rewards, predictions)
+        metrics = {"eval_rpt/next_token_accuracy": overall["accuracy"], "eval_rpt/answer_rate": overall["answer_rate"]}
+        if self.num_samples > 1:
+            metrics[f"eval_rpt/pass@{self.num_samples}"] = overall[f"pass@{self.num_samples}"]
+        for split, summary in splits.items():
+            metrics[f"eval_rpt/next_token_accuracy_{split}"] = summary["accuracy"]
+        return metrics
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.eval_steps != 0 or not self.trainer.accelerator.is_main_process:
+            return control
+        metrics = self.evaluate(self.trainer.accelerator.unwrap_model(self.trainer.model))
+        logger.info("Step %d next-token evaluation: %s", state.global_step, metrics)
+        # GRPOTrainer.log merges (and clears) the metrics of the model's current mode. In eval mode it merges the
+        # eval metrics, which are empty between evaluations, so the training metrics of this step stay untouched.
+        # Trainer.log also resets `should_log`, which the flow callback may have just set for this step's own log.
+        was_training, should_log = self.trainer.model.training, control.should_log
+        self.trainer.model.eval()
+        self.trainer.log(metrics)
+        self.trainer.model.train(was_training)
+        control.should_log = should_log
+        return control

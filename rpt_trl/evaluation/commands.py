@@ -1,0 +1,368 @@
+"""The evaluation commands: argument parsers and runners shared by `evaluation/*.py` and `rpt-trl evaluate`.
+
+Every runner writes the result JSON (schema in `results.py`), a Markdown table next to it (`.md`) and a PNG chart
+(`.png`), and prints the table.
+"""
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from ..data import _document_texts
+from .multiple_choice import MULTIPLE_CHOICE_TEMPLATE, normalize_row, render_question, score_choices, summarize_choices
+from .next_token import (
+    mean_reasoning_length,
+    prompt_text,
+    reasoning_scores,
+    reasoning_summary,
+    standard_scores,
+    summarize,
+    transformers_generator,
+    vllm_generator,
+)
+from .reasoning_patterns import count_patterns, plot_patterns, read_completions
+from .results import load_results, plot_results, results_markdown, save_result
+from .scaling import compute_from_trainer_state, fit_splits, plot_scaling
+
+
+logger = logging.getLogger(__name__)
+
+HUB_BENCHMARKS = {"mmlu-pro": ("TIGER-Lab/MMLU-Pro", "test"), "supergpqa": ("m-a-p/SuperGPQA", "train")}
+_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def load_rows(name: str, split: str = "train") -> datasets.Dataset:
+    """A dataset from a `save_to_disk` directory, a local JSON / JSONL / Parquet / CSV file, or a Hub id."""
+    path = Path(name)
+    if path.is_dir() and (path / "dataset_info.json").exists():
+        loaded = datasets.load_from_disk(str(path))
+        return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+    if path.is_file():
+        if path.suffix not in _FILE_BUILDERS:
+            raise ValueError(f"{name}: unsupported file type; use {sorted(_FILE_BUILDERS)} or a dataset directory.")
+        return datasets.load_dataset(_FILE_BUILDERS[path.suffix], data_files=str(path), split="train")
+    return datasets.load_dataset(name, split=split)
+
+
+def load_documents(name: str, text_column: list[str], split: str = "train") -> list[str]:
+    """Source documents, joined from `text_column` as `build_next_token_dataset` joins them (a `.txt` file: one
+    document per line)."""
+    if Path(name).suffix == ".txt" and Path(name).is_file():
+        return Path(name).read_text().splitlines()
+    return [text or "" for text in _document_texts(load_rows(name, split), text_column)]
+
+
+def load_tokenizer(name: str | None) -> tuple[Any, str, str]:
+    """Tokenizer, model name (for the results) and resolved path; `None` is the embedded Gemma 3 270M demo model."""
+    from transformers import AutoTokenizer
+
+    from ..embedded import EMBEDDED_MODEL_ID, resolve_model
+
+    name = name or EMBEDDED_MODEL_ID
+    path = resolve_model(name)
+    return AutoTokenizer.from_pretrained(path, padding_side="left"), name, path
+
+
+def load_model(path: str, *, device: str | None = None) -> Any:
+    """A causal LM from a resolved path: bfloat16 on a GPU, float32 on a CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+
+
+def _write_outputs(result: dict[str, Any], output: str | Path) -> None:
+    output = Path(output)
+    save_result(result, output)
+    table = results_markdown([result])
+    output.with_suffix(".md").write_text(table)
+    plot_results([result], output.with_suffix(".png"))
+    print(table)
+    print(f"Wrote {output}, {output.with_suffix('.md')}, {output.with_suffix('.png')} ({result['wall_time_s']} s)")
+
+
+def _generator(args: argparse.Namespace, tokenizer: Any, path: str):
+    """The sampler the arguments ask for; the transformers model is loaded only when it is the one used."""
+    import importlib.util
+
+    import torch
+
+    backend = args.backend
+    if backend == "auto":
+        backend = "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "transformers"
+    if backend == "vllm":
+        generate = vllm_generator(
+            path, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed
+        )
+        return lambda prompts, k: generate([prompt_text(p, tokenizer) for p in prompts], k)
+    return transformers_generator(
+        load_model(path), tokenizer, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        batch_size=args.batch_size, seed=args.seed,
+    )  # fmt: skip
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--num-samples", type=int, default=1, help="Completions per item (mean accuracy, pass@k).")
+    parser.add_argument("--pass-k", type=int, nargs="*", default=[], help="Extra k values for pass@k.")
+    parser.add_argument("--max-new-tokens", type=int, default=1024, help="Completion budget (the paper: 8,192).")
+    parser.add_argument("--temperature", type=float, default=0.8, help="Sampling temperature (the paper: 0.8).")
+    parser.add_argument("--batch-size", type=int, default=8, help="Prompts per generation batch.")
+    parser.add_argument("--backend", choices=["auto", "transformers", "vllm"], default="auto",
+                        help="'auto': vLLM when installed and on a GPU, else transformers.")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-completions", default=None, help="Write every completion to this JSONL file.")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="Hub id or local path; default: the embedded Gemma 3 270M.")
+    parser.add_argument("--label", default=None, help="Name of the model in tables (default: last part of --model).")
+    parser.add_argument("--split", default="train", help="Dataset split for Hub datasets.")
+    parser.add_argument("--limit", type=int, default=None, help="Evaluate only the first N items.")
+    parser.add_argument("--output", required=True, help="Result JSON; the .md table and .png chart go next to it.")
+
+
+def next_token_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(description="Next-token accuracy (the paper's Table 1).")
+    add_common_arguments(parser)
+    parser.add_argument("--dataset", required=True, help="A dataset built by build_next_token_dataset (dir or id).")
+    parser.add_argument("--mode", choices=["standard", "reasoning"], required=True)
+    parser.add_argument("--documents", default=None,
+                        help="Standard mode: the source documents the dataset was built from (dataset dir, file or "
+                             "id; a .txt file holds one document per line).")  # fmt: skip
+    parser.add_argument("--text-column", nargs="+", default=["text"], help="Text column(s) of --documents.")
+    parser.add_argument("--no-think-close", action="store_true",
+                        help="Reasoning mode: count a box even without </think> (require_think_close=False).")  # fmt: skip
+    add_generation_arguments(parser)
+    return parser
+
+
+def run_next_token(args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate next-token accuracy in standard or reasoning mode and write the outputs."""
+    started = time.perf_counter()
+    examples = load_rows(args.dataset, args.split)
+    if args.limit is not None:
+        examples = examples.select(range(min(args.limit, len(examples))))
+    rows = list(examples)
+    tokenizer, name, path = load_tokenizer(args.model)
+    result: dict[str, Any] = {"model": name, "dataset": args.dataset, "mode": args.mode}
+    if args.mode == "standard":
+        if args.documents is None:
+            raise ValueError(
+                "Standard mode needs --documents: the source documents the dataset was built from (one forward pass "
+                "per document scores all its positions)."
+            )
+        documents = load_documents(args.documents, args.text_column, args.split)
+        scores = standard_scores(load_model(path), tokenizer, rows, documents)
+        result["overall"], result["splits"] = summarize(rows, scores)
+        result["documents"] = args.documents
+    else:
+        generate = _generator(args, tokenizer, path)
+        completions, rewards, predictions = reasoning_scores(
+            rows, generate, num_samples=args.num_samples, require_think_close=not args.no_think_close
+        )
+        result["overall"], result["splits"] = reasoning_summary(rows, rewards, predictions, pass_k=args.pass_k)
+        result["mean_reasoning_tokens"] = mean_reasoning_length(completions, tokenizer)
+        result["settings"] = {
+            "num_samples": args.num_samples, "max_new_tokens": args.max_new_tokens,
+            "temperature": args.temperature, "seed": args.seed, "require_think_close": not args.no_think_close,
+        }  # fmt: skip
+        if args.save_completions:
+            _save_completions(args.save_completions, rows, completions, predictions, rewards)
+    if args.label:
+        result["label"] = args.label
+    result["wall_time_s"] = round(time.perf_counter() - started, 1)
+    _write_outputs(result, args.output)
+    return result
+
+
+def _save_completions(path: str, rows: list, completions: list, predictions: list, scores: list) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        for index, (row_completions, row_predictions, row_scores) in enumerate(zip(completions, predictions, scores)):
+            for completion, prediction, score in zip(row_completions, row_predictions, row_scores):
+                record = {"item": index, "completion": completion, "prediction": prediction, "score": score}
+                for key in ("ground_truth", "answer"):  # next-token rows, multiple-choice rows
+                    if key in rows[index]:
+                        record[key] = rows[index][key]
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def zero_shot_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(description="Zero-shot multiple choice in reasoning mode.")
+    add_common_arguments(parser)
+    parser.add_argument("--benchmark", required=True,
+                        help="'mmlu-pro', 'supergpqa' (their Hub datasets), a Hub id, or a local file / dataset dir.")  # fmt: skip
+    parser.add_argument("--category-column", default=None, help="Column to report accuracy by (default: auto).")
+    parser.add_argument("--prompt-format", choices=["conversational", "text"], default="conversational",
+                        help="'text' for base models: the prompt is plain text ending in '<think>'.")  # fmt: skip
+    parser.add_argument("--template", default=MULTIPLE_CHOICE_TEMPLATE,
+                        help="Prompt template with {question} and {options}, or the path of a file holding one.")  # fmt: skip
+    add_generation_arguments(parser)
+    return parser
+
+
+def run_zero_shot(args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate multiple-choice accuracy overall and per category and write the outputs."""
+    started = time.perf_counter()
+    name, split = HUB_BENCHMARKS.get(args.benchmark.lower(), (args.benchmark, args.split))
+    raw = load_rows(name, split)
+    if args.limit is not None:
+        raw = raw.select(range(min(args.limit, len(raw))))
+    rows = [normalize_row(row, category_column=args.category_column) for row in raw]
+    template = Path(args.template).read_text() if Path(args.template).is_file() else args.template
+    if "{question}" not in template or "{options}" not in template:
+        raise ValueError("--template must contain {question} and {options} (or name a file that does).")
+    prompts: list[Any] = [render_question(row, template) for row in rows]
+    if args.prompt_format == "text":
+        prompts = [p + "<think>" for p in prompts]
+    else:
+        prompts = [[{"role": "user", "content": p}] for p in prompts]
+    tokenizer, model_name, path = load_tokenizer(args.model)
+    completions = _generator(args, tokenizer, path)(prompts, args.num_samples)
+    scores, letters = score_choices(rows, completions)
+    overall, categories = summarize_choices(rows, scores, letters)
+    result: dict[str, Any] = {
+        "model": model_name, "dataset": name, "benchmark": Path(args.benchmark).stem, "mode": "multiple_choice",
+        "overall": overall, "splits": {}, "categories": categories,
+        "mean_reasoning_tokens": mean_reasoning_length(completions, tokenizer),
+        "settings": {"num_samples": args.num_samples, "max_new_tokens": args.max_new_tokens,
+                     "temperature": args.temperature, "seed": args.seed, "prompt_format": args.prompt_format},
+    }  # fmt: skip
+    if args.label:
+        result["label"] = args.label
+    if args.save_completions:
+        _save_completions(
+            args.save_completions,
+            rows,
+            completions,
+            letters,
+            [[float(x == row["answer"]) for x in found] for row, found in zip(rows, letters)],
+        )
+    result["wall_time_s"] = round(time.perf_counter() - started, 1)
+    _write_outputs(result, args.output)
+    return result
+
+
+def scaling_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(description="Fit P(C) = A / C^alpha + P* per split over checkpoints.")
+    parser.add_argument("--results", nargs="+", required=True,
+                        help="One next-token result JSON per checkpoint (its 'model' is the checkpoint dir).")  # fmt: skip
+    parser.add_argument("--compute", type=float, nargs="*", default=None,
+                        help="Training compute per result; default: 6 * parameters * tokens from each checkpoint's "
+                             "trainer_state.json.")  # fmt: skip
+    parser.add_argument("--num-parameters", type=int, default=None, help="Model size (default: counted).")
+    parser.add_argument("--output", required=True, help="Fit JSON; the .png plot and .md table go next to it.")
+    return parser
+
+
+def run_scaling(args: argparse.Namespace) -> dict[str, Any]:
+    """Fit the scaling law per split (and overall) and write the fit, a table and the plot."""
+    results = load_results(args.results)
+    if args.compute and len(args.compute) != len(results):
+        raise ValueError(f"--compute has {len(args.compute)} values for {len(results)} results.")
+    compute = args.compute or [compute_from_trainer_state(r["model"], args.num_parameters) for r in results]
+    points = []
+    for c, result in zip(compute, results):
+        accuracies = {split: group["accuracy"] for split, group in result["splits"].items()}
+        points.append((c, {**accuracies, "all": result["overall"]["accuracy"]}))
+    points.sort(key=lambda point: point[0])
+    fits = fit_splits(points)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    report = {"points": [{"compute": c, "accuracy": a} for c, a in points], "fits": fits}
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    plot_scaling(points, fits, output.with_suffix(".png"))
+    lines = ["| split | A | alpha | P* (%) | R² | points |", "| --- | --- | --- | --- | --- | --- |"]
+    for split, fit in fits.items():
+        if "error" in fit:
+            lines.append(f"| {split} | fit failed: {fit['error']} | | | | |")
+        else:
+            flag = " (at the search bound: the points do not follow the law)" if fit["alpha_at_bound"] else ""
+            lines.append(f"| {split} | {fit['A']:.4g} | {fit['alpha']:.4f}{flag} | {100 * fit['P_star']:.2f} | "
+                         f"{fit['r_squared']:.4f} | {fit['num_points']} |")  # fmt: skip
+    table = "\n".join(lines) + "\n"
+    output.with_suffix(".md").write_text(table)
+    print(table)
+    return report
+
+
+def patterns_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(description="Reasoning-pattern counts per 1,000 reasoning tokens.")
+    parser.add_argument("--completions", nargs="+", required=True,
+                        help="LABEL=PATH pairs: completion JSONL files from --save-completions, one per model.")  # fmt: skip
+    parser.add_argument("--tokenizer", default=None, help="Count tokens with this tokenizer (default: words).")
+    parser.add_argument("--output", required=True, help="Counts JSON; the .png chart goes next to it.")
+    return parser
+
+
+def run_patterns(args: argparse.Namespace) -> dict[str, Any]:
+    tokenizer = None
+    if args.tokenizer:
+        from transformers import AutoTokenizer
+
+        from ..embedded import resolve_model
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(args.tokenizer))
+    stats = {}
+    for pair in args.completions:
+        label, separator, path = pair.partition("=")
+        if not separator:
+            raise ValueError(f"--completions takes LABEL=PATH pairs, got {pair!r}.")
+        stats[label] = count_patterns(read_completions(path), tokenizer=tokenizer)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(stats, indent=2) + "\n")
+    plot_patterns(stats, output.with_suffix(".png"))
+    families = list(next(iter(stats.values()))["per_1k_tokens"])
+    print("| model | " + " | ".join(families) + " | reasoning tokens |")
+    print("| --- |" + " --- |" * (len(families) + 1))
+    for label, entry in stats.items():
+        rates = " | ".join(f"{entry['per_1k_tokens'][f]:.1f}" for f in families)
+        print(f"| {label} | {rates} | {entry['reasoning_tokens']} |")
+    return stats
+
+
+def table_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(description="One comparison table from several result files.")
+    parser.add_argument("results", nargs="+", help="Result JSON files (e.g. base and RPT checkpoint).")
+    parser.add_argument("--output", required=True, help="Markdown file; the .png chart goes next to it.")
+    return parser
+
+
+def run_table(args: argparse.Namespace) -> str:
+    results = load_results(args.results)
+    table = results_markdown(results)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(table)
+    plot_results(results, output.with_suffix(".png"))
+    print(table)
+    return table
+
+
+COMMANDS = {
+    "next-token": (next_token_parser, run_next_token, "Next-token accuracy, standard or reasoning mode (Table 1)."),
+    "zero-shot": (zero_shot_parser, run_zero_shot, "Zero-shot multiple choice (MMLU-Pro, SuperGPQA)."),
+    "scaling": (scaling_parser, run_scaling, "Fit accuracy against training compute over checkpoints."),
+    "patterns": (patterns_parser, run_patterns, "Count reasoning-pattern keywords in completions."),
+    "table": (table_parser, run_table, "Combine result files into the Table-1-style and zero-shot tables."),
+}
+
+
+def add_evaluate_commands(subparsers: Any) -> None:
+    """Register `rpt-trl evaluate <command>`."""
+    evaluate = subparsers.add_parser("evaluate", help="Evaluate models: next-token accuracy, zero-shot, scaling.")
+    commands = evaluate.add_subparsers(dest="evaluate_command", required=True)
+    for name, (make, _, help_text) in COMMANDS.items():
+        make(commands.add_parser(name, help=help_text, description=help_text))
+
+
+def run_evaluate_command(args: argparse.Namespace) -> Any:
+    return COMMANDS[args.evaluate_command][1](args)

@@ -1,0 +1,307 @@
+r"""Next-token accuracy, as in the paper's Table 1, in two modes.
+
+- **standard**: the model's argmax next token at `position` equals the document's token there. One forward pass per
+  document covers all of its positions. This mode needs the source documents (the dataset keeps only a windowed
+  context inside a rendered prompt), and the tokenizer the dataset was built with: `position` indexes that
+  tokenizer's tokens. Each row is checked against the document (its ground truth must start where token `position`
+  starts), so a mismatched document list or tokenizer is an error, not a silent wrong number.
+- **reasoning**: the model writes a chain of thought and answers in `\boxed{}`; completions are parsed with
+  [`extract_prediction`] and scored with [`prefix_match_reward`], the training reward. With several samples per
+  position it reports mean accuracy and unbiased pass@k.
+
+Splits: a row belongs to the paper's nested Easy / Medium / Hard splits as listed in its `difficulty` column (from the
+entropy filter), or, without that column, as given by its `entropy` column and the paper's thresholds. With neither,
+only the overall accuracy is reported.
+"""
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from itertools import accumulate
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..generation import AnswerStopLogitsProcessor
+from ..parsing import THINK_CLOSE
+from ..rewards import prefix_match_reward
+from .results import SPLIT_ENTROPY_THRESHOLDS, SPLITS
+
+
+logger = logging.getLogger(__name__)
+
+Generator = Callable[[list[Any], int], list[list[str]]]
+"""`generate(prompts, num_samples) -> completions`: `num_samples` completion strings for every prompt."""
+
+
+def row_splits(row: Mapping[str, Any]) -> list[str]:
+    """The splits a dataset row belongs to: its `difficulty` labels, else those its `entropy` implies, else none.
+
+    Example:
+        >>> row_splits({"difficulty": ["easy", "medium"]}), row_splits({"entropy": 1.2}), row_splits({})
+        (['easy', 'medium'], ['easy', 'medium'], [])
+    """
+    labels = row.get("difficulty")
+    if labels is not None:
+        unknown = [label for label in labels if label not in SPLITS]
+        if unknown:
+            raise ValueError(f"difficulty labels must be among {SPLITS}, got {unknown}.")
+        return list(labels)
+    entropy = row.get("entropy")
+    if entropy is None or math.isnan(entropy):
+        return []
+    return [name for name, threshold in SPLIT_ENTROPY_THRESHOLDS.items() if entropy > threshold]
+
+
+def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
+    """Unbiased pass@k estimator (Chen et al. 2021): the chance that k of the n samples, drawn without
+    replacement, include a correct one, `1 - C(n - c, k) / C(n, k)`.
+
+    Example:
+        >>> pass_at_k(4, 1, 1), pass_at_k(4, 1, 2), pass_at_k(4, 0, 4)
+        (0.25, 0.5, 0.0)
+    """
+    if not 0 <= num_correct <= num_samples:
+        raise ValueError(f"num_correct ({num_correct}) must be between 0 and num_samples ({num_samples}).")
+    if not 1 <= k <= num_samples:
+        raise ValueError(f"k ({k}) must be between 1 and num_samples ({num_samples}).")
+    if num_samples - num_correct < k:
+        return 1.0
+    # Product form of C(n - c, k) / C(n, k), stable for large n.
+    miss = 1.0
+    for i in range(num_samples - num_correct + 1, num_samples + 1):
+        miss *= 1.0 - k / i
+    return 1.0 - miss
+
+
+def summarize(
+    rows: Sequence[Mapping[str, Any]], scores: Sequence[float], extra: Sequence[Mapping[str, float]] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Mean score overall and per split (and the mean of each `extra` entry): the `overall` and `splits` of a result."""
+    members: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        members["all"].append(index)
+        for split in row_splits(row):
+            members[split].append(index)
+
+    def group(indices: list[int]) -> dict[str, Any]:
+        summary: dict[str, Any] = {"accuracy": sum(scores[i] for i in indices) / len(indices), "n": len(indices)}
+        for key in extra[0] if extra else ():
+            summary[key] = sum(extra[i][key] for i in indices) / len(indices)
+        return summary
+
+    if not rows:
+        return {"accuracy": None, "n": 0}, {}
+    return group(members["all"]), {split: group(members[split]) for split in SPLITS if members[split]}
+
+
+@torch.no_grad()
+def standard_scores(
+    model: Any,
+    tokenizer: Any,
+    examples: Any,
+    documents: Sequence[str],
+    *,
+    prepend_bos: bool = True,
+    show_progress: bool = True,
+) -> list[float]:
+    """Score every row in standard mode: 1.0 when the argmax next token is the document's token at `position`.
+
+    Args:
+        model: A causal LM.
+        tokenizer: The fast tokenizer the dataset was built with (it must share the model's vocabulary).
+        examples: Rows with `document_id`, `position` and `ground_truth` (a dataset from `build_next_token_dataset`).
+        documents: The texts the dataset was built from, indexed by `document_id`.
+        prepend_bos: Put the tokenizer's BOS token (when it has one) before each document, as the model saw it in
+            pre-training; positions shift accordingly.
+        show_progress: Show a progress bar over documents.
+
+    Returns:
+        One score per row, in the rows' order.
+    """
+    rows = list(examples)
+    by_document: dict[int, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        if not 0 <= row["document_id"] < len(documents):
+            raise ValueError(
+                f"Row {index} refers to document {row['document_id']}, but {len(documents)} documents were given; "
+                "pass the documents the dataset was built from, in the same order."
+            )
+        by_document[row["document_id"]].append(index)
+    bos = [tokenizer.bos_token_id] if prepend_bos and tokenizer.bos_token_id is not None else []
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    scores = [0.0] * len(rows)
+    for document_id, indices in tqdm(by_document.items(), desc="Standard next-token accuracy", unit="doc",
+                                     disable=not show_progress):  # fmt: skip
+        text = documents[document_id]
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        token_ids = encoded["input_ids"]
+        # The builder's span of token t starts where the tokens before it end (running max, as in `data.py`).
+        ends = list(accumulate((end for _, end in encoded["offset_mapping"]), max))
+        last = max(rows[i]["position"] for i in indices)
+        if min(rows[i]["position"] for i in indices) + len(bos) < 1:
+            raise ValueError(f"Document {document_id}: position 0 has no context; use a tokenizer with a BOS token.")
+        if last >= len(token_ids):
+            raise ValueError(
+                f"Document {document_id} has {len(token_ids)} tokens, but a row predicts position {last}. Standard "
+                "mode needs the documents and the tokenizer the dataset was built with."
+            )
+        for i in indices:
+            position, truth = rows[i]["position"], rows[i]["ground_truth"]
+            start = ends[position - 1] if position > 0 else 0
+            if not text.startswith(truth, start):
+                raise ValueError(
+                    f"Row {i} (document {document_id}, position {position}): the document's text at that token does "
+                    f"not start with the ground truth {truth[:20]!r}. Standard mode needs the documents and the "
+                    "tokenizer the dataset was built with."
+                )
+        # Logits at index j predict the token at index j + 1: the forward pass needs the tokens before `last`.
+        input_ids = torch.tensor([bos + token_ids[:last]], device=device)
+        predicted = model(input_ids=input_ids).logits[0].argmax(dim=-1).tolist()
+        for i in indices:
+            position = rows[i]["position"]
+            scores[i] = 1.0 if predicted[position + len(bos) - 1] == token_ids[position] else 0.0
+    model.train(was_training)
+    return scores
+
+
+def prompt_text(prompt: Any, tokenizer: Any) -> str:
+    """A dataset prompt as text: a string as is, a conversation through the tokenizer's chat template."""
+    if isinstance(prompt, str):
+        return prompt
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(
+            "The dataset has conversational prompts but the tokenizer has no chat template; build the dataset with "
+            "prompt_format='text' for a base model."
+        )
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def transformers_generator(
+    model: Any,
+    tokenizer: Any,
+    *,
+    max_new_tokens: int = 1024,
+    temperature: float = 0.8,
+    batch_size: int = 8,
+    seed: int = 0,
+    stop_after_answer: bool = True,
+    show_progress: bool = True,
+) -> Generator:
+    """A batched, seeded sampler with `model.generate` (the paper samples at temperature 0.8).
+
+    Each batch reseeds torch with `seed + batch index`, so a run is reproducible for the same prompts and settings.
+    With `stop_after_answer`, a completion ends as soon as its answer box closes, as in training.
+    """
+
+    @torch.no_grad()
+    def generate(prompts: list[Any], num_samples: int) -> list[list[str]]:
+        texts = [prompt_text(p, tokenizer) for p in prompts for _ in range(num_samples)]
+        padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        outputs: list[str] = []
+        starts = range(0, len(texts), batch_size)
+        for batch_index, start in enumerate(tqdm(starts, desc="Generating", unit="batch", disable=not show_progress)):
+            torch.manual_seed(seed + batch_index)
+            inputs = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
+            processors = [AnswerStopLogitsProcessor(tokenizer, tokenizer.eos_token_id)] if stop_after_answer else []
+            generated = model.generate(
+                **inputs,
+                do_sample=temperature > 0,
+                temperature=temperature if temperature > 0 else None,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=max_new_tokens,
+                logits_processor=processors,
+                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            )
+            outputs += tokenizer.batch_decode(generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+        return [outputs[i : i + num_samples] for i in range(0, len(outputs), num_samples)]
+
+    return generate
+
+
+def vllm_generator(
+    model_name: str, *, max_new_tokens: int = 1024, temperature: float = 0.8, seed: int = 0, **llm_kwargs: Any
+) -> Generator:
+    """A sampler on vLLM (when installed, on a GPU). Prompts must already be text (see [`prompt_text`])."""
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(model=model_name, seed=seed, **llm_kwargs)
+
+    def generate(prompts: list[Any], num_samples: int) -> list[list[str]]:
+        params = SamplingParams(n=num_samples, temperature=temperature, max_tokens=max_new_tokens, seed=seed)
+        return [[o.text for o in request.outputs] for request in llm.generate(prompts, params)]
+
+    return generate
+
+
+def reasoning_scores(
+    examples: Any, generate: Generator, *, num_samples: int = 1, require_think_close: bool = True
+) -> tuple[list[list[str]], list[list[float]], list[list[str | None]]]:
+    """Sample `num_samples` completions per row and score each with the training reward.
+
+    Returns:
+        `(completions, rewards, predictions)`, each one list per row with `num_samples` entries.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
+    rows = list(examples)
+    completions = generate([row["prompt"] for row in rows], num_samples)
+    if len(completions) != len(rows) or any(len(c) != num_samples for c in completions):
+        raise ValueError(f"The generator must return {num_samples} completions for each of the {len(rows)} prompts.")
+    flat = [c for per_row in completions for c in per_row]
+    logged: dict[str, Any] = {}
+    rewards = prefix_match_reward(
+        flat,
+        [row["ground_truth"] for row in rows for _ in range(num_samples)],
+        [row["ground_truth_boundaries"] for row in rows for _ in range(num_samples)],
+        require_think_close=require_think_close,
+        log_extra=logged.__setitem__,
+    )
+    predictions = logged["prediction"]
+
+    def per_row(values: list[Any]) -> list[list[Any]]:
+        return [values[i : i + num_samples] for i in range(0, len(values), num_samples)]
+
+    return completions, per_row(rewards), per_row(predictions)
+
+
+def reasoning_summary(
+    rows: Sequence[Mapping[str, Any]],
+    rewards: Sequence[Sequence[float]],
+    predictions: Sequence[Sequence[str | None]],
+    *,
+    pass_k: Sequence[int] = (),
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Overall and per-split mean accuracy, answer rate and pass@k from per-row sample rewards."""
+    num_samples = len(rewards[0]) if rewards else 1
+    ks = sorted({1, num_samples, *(k for k in pass_k if k <= num_samples)})
+    extra = []
+    for row_rewards, row_predictions in zip(rewards, predictions):
+        correct = int(sum(row_rewards))
+        entry = {f"pass@{k}": pass_at_k(num_samples, correct, k) for k in ks}
+        entry["answer_rate"] = sum(p is not None for p in row_predictions) / num_samples
+        extra.append(entry)
+    scores = [sum(r) / len(r) for r in rewards]
+    overall, splits = summarize(rows, scores, extra)
+    overall["samples_per_item"] = num_samples
+    return overall, splits
+
+
+def mean_reasoning_length(completions: Sequence[Sequence[str]], tokenizer: Any | None = None) -> float:
+    """Mean length of the thoughts (text before `</think>`), in tokens of `tokenizer` or else in characters."""
+    thoughts = [c.split(THINK_CLOSE, 1)[0] for per_row in completions for c in per_row]
+    if not thoughts:
+        return 0.0
+    if tokenizer is None:
+        return sum(map(len, thoughts)) / len(thoughts)
+    return sum(len(ids) for ids in tokenizer(thoughts, add_special_tokens=False)["input_ids"]) / len(thoughts)

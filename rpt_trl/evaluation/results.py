@@ -1,0 +1,163 @@
+r"""The evaluation results schema, and its Markdown table and bar chart.
+
+Every evaluation run produces one JSON object (the model card takes a list of them):
+
+```
+{
+  "model": str,                    # Hub id or local path of the evaluated model
+  "dataset": str,                  # Hub id or local path of the evaluation data
+  "mode": "standard" | "reasoning" | "multiple_choice",
+  "overall": {"accuracy": float, "n": int, ...},
+  "splits": {"easy": {"accuracy": float, "n": int, ...}, "medium": {...}, "hard": {...}},
+  ...                              # extra keys allowed (settings, pass@k, categories, wall time)
+}
+```
+
+- `accuracy` is a fraction in [0, 1]; `n` counts the scored items (positions or questions), not the samples.
+- `splits` holds the paper's nested entropy splits (Table 1: Easy, Medium, Hard = entropy above 0.5, 1.0, 1.5) when
+  the data has difficulty labels, and is `{}` otherwise. Multiple-choice runs put per-category accuracy under
+  `"categories"`, with the same `{"accuracy", "n"}` entries.
+- Reasoning runs with several samples per item add `"pass@k"` entries (`{"pass@1": ..., "pass@8": ...}`) to
+  `overall` and to every split.
+"""
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+MODES = ("standard", "reasoning", "multiple_choice")
+SPLITS = ("easy", "medium", "hard")
+# Paper, Section 4.2 (Table 1): the splits are the positions whose top-16 entropy exceeds these thresholds (nats).
+SPLIT_ENTROPY_THRESHOLDS = {"easy": 0.5, "medium": 1.0, "hard": 1.5}
+
+
+def validate_result(result: Mapping[str, Any]) -> None:
+    """Raise `ValueError` naming the first way `result` departs from the schema above.
+
+    Example:
+        >>> validate_result({"model": "m", "dataset": "d", "mode": "standard", "overall": {"accuracy": 0.5, "n": 2},
+        ...                  "splits": {}})
+    """
+    for key, kind in (("model", str), ("dataset", str), ("mode", str), ("overall", Mapping), ("splits", Mapping)):
+        if not isinstance(result.get(key), kind):
+            raise ValueError(f"An evaluation result needs {key!r} of type {kind.__name__}, got {result.get(key)!r}.")
+    if result["mode"] not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {result['mode']!r}.")
+    groups = {"overall": result["overall"], **{f"splits.{k}": v for k, v in result["splits"].items()}}
+    groups.update({f"categories.{k}": v for k, v in result.get("categories", {}).items()})
+    for name, group in groups.items():
+        accuracy, n = group.get("accuracy"), group.get("n")
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"{name}.n must be a non-negative integer, got {n!r}.")
+        if n and not (isinstance(accuracy, int | float) and 0.0 <= accuracy <= 1.0):
+            raise ValueError(f"{name}.accuracy must be a fraction in [0, 1], got {accuracy!r}.")
+
+
+def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Read result files (each one object, or a list of objects) and validate every result."""
+    results = []
+    for path in paths:
+        loaded = json.loads(Path(path).read_text())
+        for result in loaded if isinstance(loaded, list) else [loaded]:
+            try:
+                validate_result(result)
+            except ValueError as error:
+                raise ValueError(f"{path}: {error}") from None
+            results.append(result)
+    return results
+
+
+def save_result(result: Mapping[str, Any], path: str | Path) -> None:
+    """Validate `result` and write it as indented JSON."""
+    validate_result(result)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+
+
+def _percent(group: Mapping[str, Any] | None) -> str:
+    if not group or not group.get("n") or group.get("accuracy") is None:
+        return "–"
+    return f"{100 * group['accuracy']:.2f}"
+
+
+def model_label(result: Mapping[str, Any]) -> str:
+    """The name a table shows for a result: its `label` when set, else the last part of the model path."""
+    return result.get("label") or str(result["model"]).rstrip("/").split("/")[-1]
+
+
+def next_token_table(results: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown table laid out like the paper's Table 1: one row per model and mode, accuracy (%) per split.
+
+    Example:
+        >>> print(next_token_table([{"model": "org/base", "dataset": "d", "mode": "standard",
+        ...     "overall": {"accuracy": 0.25, "n": 8}, "splits": {"easy": {"accuracy": 0.5, "n": 4}}}]))
+        | model | mode | easy | medium | hard | all | n |
+        | --- | --- | --- | --- | --- | --- | --- |
+        | base | standard | 50.00 | – | – | 25.00 | 8 |
+    """
+    lines = ["| model | mode | easy | medium | hard | all | n |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for result in results:
+        if result["mode"] == "multiple_choice":
+            continue
+        splits = result.get("splits", {})
+        cells = [model_label(result), result["mode"], *(_percent(splits.get(s)) for s in SPLITS)]
+        cells += [_percent(result["overall"]), str(result["overall"]["n"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def zero_shot_table(results: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown table of multiple-choice accuracy (%): one row per model, one column per benchmark."""
+    chosen = [r for r in results if r["mode"] == "multiple_choice"]
+    benchmarks = list(dict.fromkeys(str(r.get("benchmark") or r["dataset"]) for r in chosen))
+    rows: dict[str, dict[str, str]] = {}
+    for result in chosen:
+        benchmark = str(result.get("benchmark") or result["dataset"])
+        rows.setdefault(model_label(result), {})[benchmark] = (
+            f"{_percent(result['overall'])} (n={result['overall']['n']})"
+        )
+    lines = ["| model | " + " | ".join(benchmarks) + " |", "| --- |" + " --- |" * len(benchmarks)]
+    for model, cells in rows.items():
+        lines.append(f"| {model} | " + " | ".join(cells.get(b, "–") for b in benchmarks) + " |")
+    return "\n".join(lines)
+
+
+def results_markdown(results: Sequence[Mapping[str, Any]]) -> str:
+    """The Markdown a report or model card shows for a list of results: the Table-1 table and/or the zero-shot one."""
+    parts = []
+    if any(r["mode"] != "multiple_choice" for r in results):
+        parts.append("Next-token accuracy (%):\n\n" + next_token_table(results))
+    if any(r["mode"] == "multiple_choice" for r in results):
+        parts.append("Zero-shot multiple choice, accuracy (%):\n\n" + zero_shot_table(results))
+    return "\n\n".join(parts) + "\n"
+
+
+def plot_results(results: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    """Save a grouped bar chart (PNG) of accuracy by split (or by category) for each result."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: list[str] = []
+    for result in results:
+        keys = list(result.get("splits") or {}) or list(result.get("categories") or {})
+        groups += [k for k in keys if k not in groups]
+    groups.append("all")
+    width = 0.8 / max(len(results), 1)
+    figure, axis = plt.subplots(figsize=(max(5.0, 1.2 * len(groups) * max(len(results), 1) ** 0.5), 3.6))
+    for index, result in enumerate(results):
+        table = {**(result.get("splits") or {}), **(result.get("categories") or {}), "all": result["overall"]}
+        heights = [100 * table[g]["accuracy"] if g in table and table[g].get("n") else math.nan for g in groups]
+        xs = [g + (index - (len(results) - 1) / 2) * width for g in range(len(groups))]
+        axis.bar(xs, heights, width=width, label=f"{model_label(result)} ({result['mode']})")
+    axis.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 6 else 0)
+    axis.set(ylabel="accuracy (%)", title="Accuracy by split")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
