@@ -13,7 +13,7 @@ from typing import Any
 
 import datasets
 
-from ..data import _document_texts
+from ..data import document_texts
 from .multiple_choice import MULTIPLE_CHOICE_TEMPLATE, normalize_row, render_question, score_choices, summarize_choices
 from .next_token import (
     mean_reasoning_length,
@@ -54,7 +54,7 @@ def load_documents(name: str, text_column: list[str], split: str = "train") -> l
     document per line)."""
     if Path(name).suffix == ".txt" and Path(name).is_file():
         return Path(name).read_text().splitlines()
-    return [text or "" for text in _document_texts(load_rows(name, split), text_column)]
+    return [text or "" for text in document_texts(load_rows(name, split), text_column)]
 
 
 def load_tokenizer(name: str | None) -> tuple[Any, str, str]:
