@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
             prepare(args, argv)
         except (ValueError, TypeError, HubAccessError) as error:  # bad input: say what and where, no traceback
             raise SystemExit(f"rpt-trl prepare: error: {error}") from None
+    elif args.command == "evaluate":
+        from .evaluation.commands import run_evaluate_command
+
+        run_evaluate_command(args)
 
 
 def _public_name(name_or_path: str) -> str:
@@ -219,10 +223,6 @@ def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
         )
     if args.push_to_hub:
         preparing.push_prepared_dataset(dataset_dict, info, args.push_to_hub, private=args.private or None)
-    elif args.command == "evaluate":
-        from .evaluation.commands import run_evaluate_command
-
-        run_evaluate_command(args)
 
 
 if __name__ == "__main__":
