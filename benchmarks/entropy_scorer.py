@@ -17,10 +17,10 @@ import json
 import math
 import subprocess
 import sys
-import time
 from functools import partial
 
 import torch
+from reward_throughput import best_of
 
 
 GIB = 1024 * 1024  # KiB per GiB
@@ -82,15 +82,6 @@ def naive(model, tokenizer, text):
     return values
 
 
-def best_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def _status_kib(field: str) -> int:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
@@ -149,8 +140,8 @@ def compare_with_forward(model, tokenizer, args) -> None:
         texts = [document(tokenizer, tokens, seed=100 * k) for k in range(batch)]
         bare_times, scorer_times = [], []
         for _ in range(args.repeats):  # interleaved
-            bare_times.append(best_time(partial(bare_forward, model, tokenizer, texts), 1))
-            scorer_times.append(best_time(partial(scorer, model, tokenizer, texts, tokens + 1), 1))
+            bare_times.append(best_of(partial(bare_forward, model, tokenizer, texts), 1))
+            scorer_times.append(best_of(partial(scorer, model, tokenizer, texts, tokens + 1), 1))
         bare, scored = min(bare_times), min(scorer_times)
         print(f"| {batch} x {tokens} | {bare:.2f} | {scored:.2f} | {scored / bare:.3f} |")
 
@@ -158,8 +149,8 @@ def compare_with_forward(model, tokenizer, args) -> None:
 def compare_with_naive(model, tokenizer, args) -> None:
     print(f"\n2. Scorer against one forward pass per position ({args.naive_tokens}-token document)")
     text = document(tokenizer, args.naive_tokens, seed=7)
-    naive_time = best_time(lambda: naive(model, tokenizer, text), 1)
-    scorer_time = best_time(lambda: scorer(model, tokenizer, [text], args.naive_tokens + 1), args.repeats)
+    naive_time = best_of(lambda: naive(model, tokenizer, text), 1)
+    scorer_time = best_of(lambda: scorer(model, tokenizer, [text], args.naive_tokens + 1), args.repeats)
     fast = scorer(model, tokenizer, [text], args.naive_tokens + 1)[0]
     slow = naive(model, tokenizer, text)
     gap = max(abs(a - b) for a, b in zip(fast[1:], slow[1:]))

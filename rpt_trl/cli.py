@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 from typing import Any
@@ -125,15 +126,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _public_name(name_or_path: str) -> str:
-    import os
-
     return os.path.basename(os.path.normpath(name_or_path)) if os.path.exists(name_or_path) else name_or_path
 
 
 def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     """`rpt-trl prepare`: every check first, then scoring, building, writing and pushing."""
-    import os
-
     import torch
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer
