@@ -97,6 +97,20 @@ def _char_to_byte(text: str) -> Sequence[int]:
     return list(accumulate((len(ch.encode("utf-8")) for ch in text), initial=0))
 
 
+def token_spans(offsets: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Where each token's text starts and ends: token k covers the text from the end of token k-1 to its own end.
+
+    Characters a tokenizer leaves out of its offsets (spaces, with some pre-tokenizers) so belong to the token that
+    follows them. A running max guards against offsets that step back (overlapping special pieces). Every module that
+    maps tokens to text (the dataset builder, entropy alignment, standard-mode evaluation) uses this one rule.
+
+    >>> token_spans([(0, 3), (4, 8), (8, 9)])
+    ([0, 3, 8], [3, 8, 9])
+    """
+    ends = list(accumulate((end for _, end in offsets), max))
+    return [0, *ends[:-1]], ends
+
+
 def _positions_for(
     spec: int | Sequence[Sequence[int]], document_index: int, num_tokens: int, min_context_tokens: int
 ) -> Sequence[int]:
@@ -129,9 +143,7 @@ def _document_examples(
     stats: NextTokenDatasetStats,
 ) -> Iterator[dict[str, Any]]:
     num_tokens = len(offsets)
-    # Running max guards against tokenizers whose offsets step back (overlapping special pieces).
-    ends = list(accumulate((end for _, end in offsets), max))
-    span_starts = [0, *ends[:-1]]
+    span_starts, ends = token_spans(offsets)
     starts_inside_char = [k > 0 and offsets[k][0] < ends[k - 1] for k in range(num_tokens)]
     byte_at = _char_to_byte(text)
 

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .data import document_texts, token_spans
+
 
 logger = logging.getLogger(__name__)
 
@@ -351,12 +353,6 @@ def compute_token_entropy(
     return entropies
 
 
-def _span_starts(offsets: Sequence[tuple[int, int]]) -> list[int]:
-    """Token k covers the text from the end of token k-1 (as in `build_next_token_dataset`)."""
-    ends = list(accumulate((end for _, end in offsets), max))
-    return [0, *ends[:-1]]
-
-
 def _offsets(tokenizer: Any, texts: Sequence[str], role: str) -> list[list[tuple[int, int]]]:
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
@@ -392,9 +388,9 @@ def align_token_values(
                 f"Got {len(text_values)} values for a text of {len(source)} proxy tokens; the values must come from "
                 "the source tokenizer's tokenization of the same texts."
             )
-        source_starts = _span_starts(source) if source else []
+        source_starts = token_spans(source)[0] if source else []
         out: list[float] = []
-        target_starts = _span_starts(target) if target else []
+        target_starts = token_spans(target)[0] if target else []
         for k, start in enumerate(target_starts):
             j = bisect_right(source_starts, start) - 1
             if j >= 0 and source_starts[j] == start:
@@ -436,8 +432,6 @@ def document_entropy(
     Returns:
         One list per document (empty for an empty document) with one entropy per `tokenizer` token.
     """
-    from .data import document_texts
-
     proxy_tokenizer = tokenizer if proxy_tokenizer is None else proxy_tokenizer
     texts = document_texts(data, text_column)
     scored = [i for i, text in enumerate(texts) if text and text.strip()]

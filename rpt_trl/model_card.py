@@ -14,10 +14,12 @@ from typing import Any
 
 from huggingface_hub import EvalResult
 
+from .data import DIFFICULTY_THRESHOLDS
+
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("easy", "medium", "hard")
+SPLITS = tuple(DIFFICULTY_THRESHOLDS)  # the paper's nested easy / medium / hard, in the dataset builder's order
 MODES = ("standard", "reasoning", "multiple_choice")
 CURVE_COLUMNS = ("reward", "rpt/next_token_accuracy", "rpt/answer_rate", "rpt/reasoning_tokens")
 TRAINING_CURVES_PNG = "training_curves.png"

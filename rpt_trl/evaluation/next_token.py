@@ -15,19 +15,18 @@ only the overall accuracy is reported.
 """
 
 import logging
-import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from itertools import accumulate
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from ..data import difficulty_labels, token_spans
 from ..generation import AnswerStopLogitsProcessor
 from ..parsing import THINK_CLOSE
 from ..rewards import prefix_match_reward
-from .results import SPLIT_ENTROPY_THRESHOLDS, SPLITS
+from .results import SPLITS
 
 
 logger = logging.getLogger(__name__)
@@ -50,9 +49,7 @@ def row_splits(row: Mapping[str, Any]) -> list[str]:
             raise ValueError(f"difficulty labels must be among {SPLITS}, got {unknown}.")
         return list(labels)
     entropy = row.get("entropy")
-    if entropy is None or math.isnan(entropy):
-        return []
-    return [name for name, threshold in SPLIT_ENTROPY_THRESHOLDS.items() if entropy > threshold]
+    return [] if entropy is None else difficulty_labels(entropy)  # NaN is above no threshold
 
 
 def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
@@ -140,8 +137,7 @@ def standard_scores(
         text = documents[document_id]
         encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         token_ids = encoded["input_ids"]
-        # The builder's span of token t starts where the tokens before it end (running max, as in `data.py`).
-        ends = list(accumulate((end for _, end in encoded["offset_mapping"]), max))
+        span_starts, _ = token_spans(encoded["offset_mapping"])  # the builder's rule for where token t starts
         last = max(rows[i]["position"] for i in indices)
         if min(rows[i]["position"] for i in indices) + len(bos) < 1:
             raise ValueError(f"Document {document_id}: position 0 has no context; use a tokenizer with a BOS token.")
@@ -152,19 +148,20 @@ def standard_scores(
             )
         for i in indices:
             position, truth = rows[i]["position"], rows[i]["ground_truth"]
-            start = ends[position - 1] if position > 0 else 0
-            if not text.startswith(truth, start):
+            if not text.startswith(truth, span_starts[position]):
                 raise ValueError(
                     f"Row {i} (document {document_id}, position {position}): the document's text at that token does "
                     f"not start with the ground truth {truth[:20]!r}. Standard mode needs the documents and the "
                     "tokenizer the dataset was built with."
                 )
-        # Logits at index j predict the token at index j + 1: the forward pass needs the tokens before `last`.
+        # Logits at index j predict the token at index j + 1: the forward pass needs the tokens before `last`, and
+        # the head only the rows' positions (full-vocabulary logits for every token would be 2.1 GB per 2k tokens
+        # at a 262k vocabulary).
         input_ids = torch.tensor([bos + token_ids[:last]], device=device)
-        predicted = model(input_ids=input_ids).logits[0].argmax(dim=-1).tolist()
-        for i in indices:
-            position = rows[i]["position"]
-            scores[i] = 1.0 if predicted[position + len(bos) - 1] == token_ids[position] else 0.0
+        keep = torch.tensor([rows[i]["position"] + len(bos) - 1 for i in indices], device=device)
+        predicted = model(input_ids=input_ids, logits_to_keep=keep).logits[0].argmax(dim=-1).tolist()
+        for i, prediction in zip(indices, predicted):
+            scores[i] = 1.0 if prediction == token_ids[rows[i]["position"]] else 0.0
     model.train(was_training)
     return scores
 

@@ -27,11 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
-MODES = ("standard", "reasoning", "multiple_choice")
-SPLITS = ("easy", "medium", "hard")
-# Paper, Section 4.2 (Table 1): the splits are the positions whose top-16 entropy exceeds these thresholds (nats).
-SPLIT_ENTROPY_THRESHOLDS = {"easy": 0.5, "medium": 1.0, "hard": 1.5}
+from ..model_card import MODES, SPLITS  # one schema for the card and the evaluation outputs
 
 
 def validate_result(result: Mapping[str, Any]) -> None:
