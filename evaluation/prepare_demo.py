@@ -8,7 +8,7 @@ Two worlds, both offline on a CPU:
   checkpoints give a scaling curve with something to fit.
 
 Writes to `--output-dir`: `documents.jsonl` (the source documents, for standard mode), `eval/` (the next-token
-evaluation dataset, with an `entropy` column from the base model so that the Easy / Medium / Hard splits exist),
+evaluation dataset, with `entropy` and `difficulty` columns from the base model so that the Easy / Medium / Hard splits exist),
 `base/` for the tiny world (the warm-started model), `rpt/checkpoint-<step>/` every `--save-steps` steps, and a
 small generated multiple-choice file in MMLU-Pro's format (`mmlu_pro_demo.jsonl`) with a few-shot template for a
 base model (`mc_template.txt`).
@@ -26,23 +26,6 @@ import time
 from pathlib import Path
 
 import torch
-
-
-def top16_entropy(model, tokenizer, documents, rows, *, top_k: int = 16) -> list[float]:
-    """Entropy (nats) of the renormalised top-k next-token distribution at every row's position."""
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    entropies = []
-    cache: dict[int, torch.Tensor] = {}
-    with torch.no_grad():
-        for row in rows:
-            document_id = row["document_id"]
-            if document_id not in cache:
-                ids = tokenizer(documents[document_id], add_special_tokens=False)["input_ids"]
-                cache[document_id] = model(input_ids=torch.tensor([bos + ids])).logits[0].float()
-            logits = cache[document_id][row["position"] + len(bos) - 1]
-            probabilities = torch.softmax(logits.topk(top_k).values, dim=-1)
-            entropies.append(float(-(probabilities * probabilities.log()).sum()))
-    return entropies
 
 
 # A few-shot multiple-choice template for a small base model (the general template in rpt_trl is zero-shot).
@@ -101,8 +84,8 @@ def main(argv=None):
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rpt_trl import RPTConfig, RPTTrainer, build_next_token_dataset
-    from rpt_trl.demo import DEMO_TEMPLATE, _word_in_context, arithmetic_corpus
+    from rpt_trl import DIFFICULTY_THRESHOLDS, RPTConfig, RPTTrainer, compute_token_entropy, difficulty_labels
+    from rpt_trl.demo import demo_splits
     from rpt_trl.embedded import EMBEDDED_MODEL_ID, resolve_model
 
     started = time.perf_counter()
@@ -112,22 +95,18 @@ def main(argv=None):
         path = resolve_model(EMBEDDED_MODEL_ID)
         tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        documents = arithmetic_corpus(seed=args.seed)
-        dataset = build_next_token_dataset(
-            documents, tokenizer, template=DEMO_TEMPLATE, prompt_format="text", min_context_tokens=12,
-            max_context_tokens=48, max_ground_truth_tokens=8, show_progress=False,
-        ).filter(_word_in_context)  # fmt: skip
-        held_out = set(range(8))
-        eval_set = dataset.filter(lambda e: e["document_id"] in held_out).shuffle(seed=args.seed)
-        eval_set = eval_set.select(range(min(args.eval_positions or 24, len(eval_set))))
-        train_set = dataset.filter(lambda e: e["document_id"] not in held_out).shuffle(seed=args.seed)
+        documents, train_set, eval_set, _ = demo_splits(
+            tokenizer, seed=args.seed, eval_positions=args.eval_positions or 24
+        )
         config = dict(per_device_train_batch_size=4, num_generations=4, max_completion_length=24,
                       learning_rate=args.learning_rate or 1e-6, stop_after_answer=True)  # fmt: skip
     else:
-        from rpt_trl.tiny import animal_corpus, warm_started_world
+        from rpt_trl.tiny import ANIMAL_SOUNDS, animal_corpus, warm_started_world
 
         model, tokenizer, dataset, _ = warm_started_world(seed=args.seed)
-        documents = animal_corpus(sounds=dict.fromkeys(["cat", "dog", "cow", "sheep"], " meow"))
+        documents = animal_corpus(
+            sounds=dict.fromkeys(ANIMAL_SOUNDS, " meow")
+        )  # the documents the world was built from
         split = dataset.train_test_split(test_size=args.eval_positions or 16, seed=args.seed)
         train_set, eval_set = split["train"], split["test"]
         model.save_pretrained(output / "base")
@@ -142,11 +121,18 @@ def main(argv=None):
     (output / "mc_template.txt").write_text(DEMO_MULTIPLE_CHOICE_TEMPLATE)
     (output / "documents.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in documents))
     model.eval()
-    entropy = top16_entropy(model, tokenizer, documents, list(eval_set))
-    eval_set = eval_set.add_column("entropy", entropy)
+    # The base model's own top-16 entropy stands in for a proxy model's (rpt-trl prepare does it with a real one).
+    scored_ids = sorted(set(eval_set["document_id"]))
+    scored = compute_token_entropy([documents[i] for i in scored_ids], model, tokenizer, show_progress=False)
+    by_document = dict(zip(scored_ids, scored))
+    entropy = [by_document[row["document_id"]][row["position"]] for row in eval_set]
+    eval_set = eval_set.add_column("entropy", entropy).add_column(
+        "difficulty", [difficulty_labels(e) for e in entropy]
+    )
     eval_set.save_to_disk(str(output / "eval"))
-    print(f"{len(train_set)} training and {len(eval_set)} evaluation positions; entropy above 0.5 / 1.0 / 1.5: "
-          f"{[sum(e > t for e in entropy) for t in (0.5, 1.0, 1.5)]}", flush=True)  # fmt: skip
+    print(f"{len(train_set)} training and {len(eval_set)} evaluation positions; entropy above "
+          f"{' / '.join(map(str, DIFFICULTY_THRESHOLDS.values()))}: "
+          f"{[sum(e > t for e in entropy) for t in DIFFICULTY_THRESHOLDS.values()]}", flush=True)  # fmt: skip
 
     rpt_args = RPTConfig(
         output_dir=str(output / "rpt"), use_cpu=True, bf16=False, seed=args.seed, max_steps=args.train_steps,

@@ -82,6 +82,34 @@ def _word_in_context(example: dict[str, Any]) -> bool:
     return len(word) > 1 and any(ch.isalnum() for ch in word) and word in context
 
 
+HELD_OUT_DOCUMENTS = 8  # the first eight documents of the corpus are for evaluation only
+
+
+def demo_splits(tokenizer: Any, *, seed: int = 0, eval_positions: int = 24) -> tuple[list[str], Any, Any, Any]:
+    """The demo's corpus and its train and held-out evaluation positions (the demo template, word positions only).
+
+    Returns:
+        `(corpus, train_set, eval_set, stats)`; `eval_set` has at most `eval_positions` rows.
+    """
+    corpus = arithmetic_corpus(seed=seed)
+    dataset, stats = build_next_token_dataset(
+        corpus,
+        tokenizer,
+        template=DEMO_TEMPLATE,
+        prompt_format="text",
+        min_context_tokens=12,
+        max_context_tokens=48,
+        max_ground_truth_tokens=8,
+        return_stats=True,
+    )
+    dataset = dataset.filter(_word_in_context)
+    held_out = set(range(HELD_OUT_DOCUMENTS))
+    eval_set = dataset.filter(lambda e: e["document_id"] in held_out).shuffle(seed=seed)
+    eval_set = eval_set.select(range(min(eval_positions, len(eval_set))))
+    train_set = dataset.filter(lambda e: e["document_id"] not in held_out).shuffle(seed=seed)
+    return corpus, train_set, eval_set, stats
+
+
 @torch.no_grad()
 def reasoning_accuracy(
     model: Any,
@@ -163,21 +191,7 @@ def run_demo(
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
 
     print("[2/6] Building next-token examples from the generated arithmetic corpus", flush=True)
-    corpus = arithmetic_corpus(seed=seed)
-    dataset, stats = build_next_token_dataset(
-        corpus,
-        tokenizer,
-        template=DEMO_TEMPLATE,
-        prompt_format="text",
-        min_context_tokens=12,
-        max_context_tokens=48,
-        max_ground_truth_tokens=8,
-        return_stats=True,
-    )
-    dataset = dataset.filter(_word_in_context)
-    held_out = set(range(8))  # the first eight documents are for evaluation only
-    eval_set = dataset.filter(lambda e: e["document_id"] in held_out).shuffle(seed=seed).select(range(eval_positions))
-    train_set = dataset.filter(lambda e: e["document_id"] not in held_out).shuffle(seed=seed)
+    corpus, train_set, eval_set, stats = demo_splits(tokenizer, seed=seed, eval_positions=eval_positions)
     print(f"      {len(train_set)} training and {len(eval_set)} evaluation positions", flush=True)
 
     print("[3/6] Next-token accuracy before RPT (reasoning mode)", flush=True)
