@@ -122,30 +122,33 @@ def select_rows(batch: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
     }
 
 
+def check_dynamic_sampling(args: Any, train_dataset: Any) -> None:
+    """Raise, before any model is loaded, when the configuration or the train dataset cannot support dynamic
+    sampling (the trainer calls this first thing)."""
+    if not args.dynamic_sampling:
+        return
+    if 0 < args.max_steps <= args.dynamic_sampling_start_step:
+        return  # the run ends before dynamic sampling starts: nothing to refuse
+    local_generation_batch = args.per_device_train_batch_size * args.steps_per_generation
+    if local_generation_batch % args.num_generations:
+        raise ValueError(
+            f"Dynamic sampling needs whole groups on each process, but per_device_train_batch_size * "
+            f"steps_per_generation = {local_generation_batch} is not a multiple of num_generations "
+            f"({args.num_generations}). Make it one, or set dynamic_sampling=False."
+        )
+    if train_dataset is not None and not (hasattr(train_dataset, "__getitem__") and hasattr(train_dataset, "__len__")):
+        raise ValueError(
+            "Dynamic sampling refills the batch by indexing the train dataset, which needs a map-style dataset "
+            f"(got {type(train_dataset).__name__}). Pass a datasets.Dataset, or set dynamic_sampling=False."
+        )
+
+
 class DynamicSamplingMixin:
     """Adds dynamic sampling to a `trl.GRPOTrainer` subclass, configured by the `dynamic_sampling*` fields of
     [`RPTConfig`]. Place it before `GRPOTrainer` in the bases. See the module docstring for the design."""
 
     def _check_dynamic_sampling(self) -> None:
-        """Raise early when the configuration or the train dataset cannot support dynamic sampling."""
-        args = self.args
-        if not args.dynamic_sampling:
-            return
-        if 0 < args.max_steps <= args.dynamic_sampling_start_step:
-            return  # the run ends before dynamic sampling starts: nothing to refuse
-        local_generation_batch = args.per_device_train_batch_size * args.steps_per_generation
-        if local_generation_batch % args.num_generations:
-            raise ValueError(
-                f"Dynamic sampling needs whole groups on each process, but per_device_train_batch_size * "
-                f"steps_per_generation = {local_generation_batch} is not a multiple of num_generations "
-                f"({args.num_generations}). Make it one, or set dynamic_sampling=False."
-            )
-        dataset = self.train_dataset
-        if dataset is not None and not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
-            raise ValueError(
-                "Dynamic sampling refills the batch by indexing the train dataset, which needs a map-style dataset "
-                f"(got {type(dataset).__name__}). Pass a datasets.Dataset, or set dynamic_sampling=False."
-            )
+        check_dynamic_sampling(self.args, self.train_dataset)
 
     def _dynamic_sampling_active(self) -> bool:
         return (
@@ -181,7 +184,8 @@ class DynamicSamplingMixin:
                 (uniform if flat else kept).append(select_rows(output, rows.to(output["advantages"].device)))
             kept_groups = len(kept)
             missing = torch.tensor(max(num_groups - kept_groups, 0), device=self.accelerator.device)
-            if self.accelerator.gather(missing).max().item() == 0:
+            gathered_missing = self.accelerator.gather(missing)
+            if gathered_missing.max().item() == 0:
                 break
             if refill_rounds == self.args.dynamic_sampling_max_refills:
                 if self.accelerator.is_main_process:
@@ -202,15 +206,13 @@ class DynamicSamplingMixin:
 
         padding = uniform[: max(num_groups - kept_groups, 0)]
         merged = merge_rollouts(kept[:num_groups] + padding, self._tokenizer.pad_token_id)
-        if self.pad_to_multiple_of:
-            merged = _pad_widths_to_multiple(merged, self.pad_to_multiple_of, self._tokenizer.pad_token_id)
         loss_mask = merged["completion_mask"] * merged.get("tool_mask", 1)
         merged["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
 
         metrics = self._metrics["train"]
         metrics["dynamic_sampling/dropped_fraction"].append(dropped_groups / generated_groups)
         metrics["dynamic_sampling/refill_rounds"].append(float(refill_rounds))
-        padded = self.accelerator.gather(torch.tensor(len(padding), device=self.accelerator.device)).sum().item()
+        padded = gathered_missing.sum().item()  # every process pads exactly its missing groups
         metrics["dynamic_sampling/uniform_fraction_kept"].append(
             padded / (num_groups * self.accelerator.num_processes)
         )
@@ -230,17 +232,3 @@ class DynamicSamplingMixin:
             indices += torch.randint(size, (num_groups - len(indices),), generator=generator).tolist()
         rows = [self.train_dataset[index] for index in indices]
         return [row for row in rows for _ in range(self.num_generations)]
-
-
-def _pad_widths_to_multiple(batch: dict[str, Any], multiple: int, pad_token_id: int) -> dict[str, Any]:
-    """Pad prompt and per-token completion fields to a multiple of `multiple` tokens, as `pad_to_multiple_of` asks."""
-    widths = {"left": batch["prompt_ids"].shape[1], "right": batch["completion_ids"].shape[1]}
-    padded = dict(batch)
-    for key, (side, value) in _MERGEABLE.items():
-        # Skip per-rollout fields and per-sequence ratios (width 1), which are not token-aligned.
-        if side is None or key not in batch or batch[key].shape[1] != widths[side] or widths[side] % multiple == 0:
-            continue
-        extra = multiple - widths[side] % multiple
-        fill = pad_token_id if value == "pad" else value
-        padded[key] = F.pad(batch[key], (extra, 0) if side == "left" else (0, extra), value=fill)
-    return padded

@@ -22,7 +22,6 @@ logger = logging.getLogger(__name__)
 REVISION_FORMAT = "step-{step:06d}"
 STAGING_DIR = "_hub_staging"  # a leading underscore keeps it out of Trainer.push_to_hub's upload
 _HUB_REFERENCE = re.compile(r"^(?P<repo_id>[A-Za-z0-9][\w.-]*/[\w.-]+)@(?P<revision>[\w.][\w./-]*)$")
-_TRUE = {"1", "on", "yes", "true"}
 
 
 class HubAccessError(RuntimeError):
@@ -32,7 +31,8 @@ class HubAccessError(RuntimeError):
 def hub_is_offline() -> bool:
     """Whether offline mode is on (`HF_HUB_OFFLINE` or `TRANSFORMERS_OFFLINE`, read now and at import)."""
     from_env = any(
-        os.environ.get(name, "").strip().lower() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+        os.environ.get(name, "").strip().upper() in constants.ENV_VARS_TRUE_VALUES
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     )
     return bool(constants.HF_HUB_OFFLINE) or from_env
 

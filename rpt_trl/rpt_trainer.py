@@ -15,7 +15,7 @@ from trl.trainer.utils import get_config_model_id
 
 from .checkpoints import EpochReplayRepeatSampler, resolve_resume_checkpoint
 from .data import build_next_token_dataset
-from .dynamic_sampling import DynamicSamplingMixin
+from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .generation import install_answer_stop
 from .hub import CheckpointRevisionPusher, check_hub_access
 from .model_card import (
@@ -100,7 +100,9 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
                 f"RPTTrainer needs an RPTConfig, got {type(args).__name__}; build one with RPTConfig(**your_args) "
                 "(every GRPOConfig field is accepted)."
             )
-        if args.push_to_hub:  # before any model or data work: a missing login must not surface hours later
+        # Before any model or data work, a missing login must not surface hours later; one process asks the Hub
+        # (whoami is rate-limited), and torchrun stops the others when it raises.
+        if args.push_to_hub and args.process_index == 0:
             check_hub_access(args.hub_token)
         if isinstance(model, str):  # load weights from safetensors only, unless the user says otherwise
             args.model_init_kwargs = {"use_safetensors": True, **(args.model_init_kwargs or {})}
@@ -110,6 +112,7 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
             train_dataset = self._build_if_raw(train_dataset, args, processing_class)
             eval_dataset = self._build_if_raw(eval_dataset, args, processing_class)
 
+        check_dynamic_sampling(args, train_dataset)  # before the model (and vLLM) load
         default_reward = reward_funcs is None
         if default_reward:
             reward_funcs = [
@@ -134,7 +137,6 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
         if default_reward and processing_class is None:
             # GRPOTrainer loaded the tokenizer: bind it now so that reasoning length is counted in tokens.
             reward_funcs[0].keywords["reasoning_tokenizer"] = self._tokenizer
-        self._check_dynamic_sampling()
         if args.stop_after_answer:
             install_answer_stop(self.model, self._tokenizer, require_think_close=args.require_think_close)
         if args.push_checkpoint_revisions:

@@ -1,4 +1,4 @@
-"""The RPT training script: `accelerate launch recipes/rpt.py --config recipes/<model>/rpt/config_*.yaml`.
+"""The RPT training script: `accelerate launch recipes/rpt_14b.py --config recipes/<model>/rpt/config_*.yaml`.
 
 Configured like TRL's and open-r1's scripts: [`TrlParser`] fills three dataclasses ([`RPTScriptArguments`],
 [`RPTConfig`], `trl.ModelConfig`) from a YAML file (`--config`) and command-line flags, which override the YAML.
@@ -68,7 +68,7 @@ class RPTScriptArguments(ScriptArguments):
 
 
 def make_parser(subparsers: Any = None) -> TrlParser:
-    """The parser of `recipes/rpt.py` and `rpt-trl train`: `(RPTScriptArguments, RPTConfig, ModelConfig)`.
+    """The parser of `recipes/rpt_14b.py` and `rpt-trl train`: `(RPTScriptArguments, RPTConfig, ModelConfig)`.
 
     Args:
         subparsers: An `argparse` subparsers action to add a `train` subcommand to; `None` returns a top parser.
@@ -164,10 +164,13 @@ def main(script_args: RPTScriptArguments, training_args: RPTConfig, model_args: 
         peft_config=get_peft_config(model_args),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model(training_args.output_dir)
     dataset_name = None if script_args.tiny_world else script_args.dataset_name
-    trainer.create_model_card(dataset_name=dataset_name)
-    logger.info("Model and model card saved to %s.", training_args.output_dir)
-    if training_args.push_to_hub:  # the final model and its card on the repo's main branch
+    if training_args.push_to_hub:
+        # push_to_hub saves the model and writes the card itself, then uploads once to the repo's main branch
+        # (save_model would push a first time, with a card that lacks the dataset).
         trainer.push_to_hub(dataset_name=dataset_name)
+    else:
+        trainer.save_model(training_args.output_dir)
+        trainer.create_model_card(dataset_name=dataset_name)
+    logger.info("Model and model card saved to %s.", training_args.output_dir)
     return trainer
