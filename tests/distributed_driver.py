@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from rpt_trl.tiny import warm_started_world
+import rpt_trl.tiny
 from rpt_trl.train import main, parse_args
 
 
@@ -25,7 +25,10 @@ def parameter_digest(model: torch.nn.Module) -> str:
 if __name__ == "__main__":
     out_dir, argv = sys.argv[1], sys.argv[2:]
     script_args, training_args, model_args = parse_args(argv)
-    initial = parameter_digest(warm_started_world(seed=training_args.seed)[0])
+    # Build the tiny world once: the recipe's main trains this very model, whose starting digest is recorded.
+    world = rpt_trl.tiny.warm_started_world(seed=training_args.seed)
+    initial = parameter_digest(world[0])
+    rpt_trl.tiny.warm_started_world = lambda seed=0: world
     trainer = main(script_args, training_args, model_args)
     rank = trainer.accelerator.process_index
     record = {

@@ -7,29 +7,21 @@ parameters; after a few steps every rank must hold the same parameters, differen
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import ACCELERATE_TWO_PROCESSES, REPO_ROOT, free_port, subprocess_env
 
 
-REPO = Path(__file__).resolve().parents[1]
-DRIVER = REPO / "tests" / "distributed_driver.py"
-TINY_RECIPE = REPO / "recipes" / "tiny" / "rpt" / "config_cpu.yaml"
+DRIVER = REPO_ROOT / "tests" / "distributed_driver.py"
+TINY_RECIPE = REPO_ROOT / "recipes" / "tiny" / "rpt" / "config_cpu.yaml"
 TIMEOUT_S = 240
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch_command(out_dir: Path, *launch_args: str) -> list[str]:
     return [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", *launch_args,
+        *ACCELERATE_TWO_PROCESSES, *launch_args,
         str(DRIVER), str(out_dir), "--config", str(TINY_RECIPE), "--output_dir", str(out_dir / "run"),
         "--max_steps", "3", "--dynamic_sampling_start_step", "0",
         # Groups of 2 rollouts from a policy right 1 time in 4 are uniform 5 times in 8: refills are all but certain.
@@ -38,16 +30,7 @@ def launch_command(out_dir: Path, *launch_args: str) -> list[str]:
 
 
 def environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-        HF_HUB_OFFLINE="1",
-        HF_HUB_DISABLE_TELEMETRY="1",
-        TOKENIZERS_PARALLELISM="false",
-        OMP_NUM_THREADS="1",
-        CUDA_VISIBLE_DEVICES="",  # the CPU path even on a machine with GPUs
-    )
-    return env
+    return subprocess_env(CUDA_VISIBLE_DEVICES="")  # the CPU path even on a machine with GPUs
 
 
 def check_ranks(out_dir: Path, logs: str) -> None:

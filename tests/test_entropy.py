@@ -4,8 +4,6 @@ import copy
 import importlib.util
 import json
 import math
-import os
-import socket
 import subprocess
 import sys
 import types
@@ -13,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CORPUS, make_byte_level_tokenizer
+from conftest import ACCELERATE_TWO_PROCESSES, CORPUS, free_port, make_byte_level_tokenizer, subprocess_env
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,7 +20,6 @@ from rpt_trl.entropy import plan_windows
 from rpt_trl.tiny import make_tiny_model
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [*CORPUS, "x", "", "A longer text that repeats itself. " * 6]
 
 
@@ -37,12 +34,6 @@ def model(tokenizer):
     with torch.no_grad():  # sharpen the random head so entropies spread over (0, ln 16) instead of sitting at ln 16
         model.get_output_embeddings().weight.mul_(4.0)
     return model
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def reference_entropy(text, model, tokenizer, top_k=16, bos=None):
@@ -226,16 +217,9 @@ def test_two_process_sharded_scoring_equals_one_process(model, tokenizer, tmp_pa
     worker = str(Path(__file__).with_name("_entropy_shard_worker.py"))
     inputs = [str(tmp_path / "model"), str(tmp_path / "tokenizer"), str(tmp_path / "texts.json")]
     # Both runs with one thread per process (torchrun's setting), so the only difference is the sharding.
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()),
-    ]  # fmt: skip
+    env = subprocess_env()
+    launch = [*ACCELERATE_TWO_PROCESSES, "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(free_port())]  # fmt: skip
     results = {}
     for name, command in [("sharded", launch), ("single", [sys.executable])]:
         output = str(tmp_path / f"{name}.json")

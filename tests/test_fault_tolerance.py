@@ -3,7 +3,6 @@ half-written checkpoints are detected and skipped."""
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import subprocess_env
 from safetensors.torch import load_file, save_file
 
 from rpt_trl import RPTConfig
@@ -24,13 +24,12 @@ from rpt_trl.checkpoints import (
 from rpt_trl.tiny import warm_started_world
 
 
-REPO = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("resume_worker.py")
 
 
 def launch(world_dir, output_dir, mode):
     output_dir.mkdir(exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = subprocess_env()
     log = open(output_dir / f"{mode}.log", "w")
     return subprocess.Popen([sys.executable, str(WORKER), str(world_dir), str(output_dir), mode], env=env,
                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
