@@ -7,7 +7,7 @@ Load it from this folder: `evaluate.load("evaluation/next_token_accuracy_metric"
 import datasets
 import evaluate
 
-from rpt_trl import extract_prediction, prefix_match_reward
+from rpt_trl import prefix_match_reward
 
 
 _DESCRIPTION = """
@@ -64,13 +64,15 @@ class NextTokenAccuracyMetric(evaluate.Metric):
     def _compute(self, predictions, references, require_think_close=True):
         if not predictions:
             return {"next_token_accuracy": None, "answer_rate": None}
+        logged = {}
         rewards = prefix_match_reward(
             predictions,
             [r["ground_truth"] for r in references],
             [r["ground_truth_boundaries"] for r in references],
             require_think_close=require_think_close,
+            log_extra=logged.__setitem__,  # the reward's own parse: each completion is parsed once
         )
-        answered = [extract_prediction(p, require_think_close=require_think_close) is not None for p in predictions]
+        answered = [prediction is not None for prediction in logged["prediction"]]
         return {
             "next_token_accuracy": sum(rewards) / len(rewards),
             "answer_rate": sum(answered) / len(answered),

@@ -53,7 +53,7 @@ class NextTokenAccuracyCallback(TrainerCallback):
         if eval_steps < 1:
             raise ValueError(f"eval_steps must be at least 1, got {eval_steps}.")
         self.trainer = trainer
-        self.eval_dataset = eval_dataset
+        self.eval_rows = list(eval_dataset)  # materialised once, not at every evaluation
         self.eval_steps = eval_steps
         self.num_samples = num_samples
         self.max_new_tokens = max_new_tokens or trainer.args.max_completion_length
@@ -73,7 +73,7 @@ class NextTokenAccuracyCallback(TrainerCallback):
             seed=self.seed,
             show_progress=False,
         )
-        rows = list(self.eval_dataset)
+        rows = self.eval_rows
         _, rewards, predictions = reasoning_scores(
             rows, generate, num_samples=self.num_samples, require_think_close=self.require_think_close
         )

@@ -303,13 +303,7 @@ def patterns_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
 
 
 def run_patterns(args: argparse.Namespace) -> dict[str, Any]:
-    tokenizer = None
-    if args.tokenizer:
-        from transformers import AutoTokenizer
-
-        from ..embedded import resolve_model
-
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model(args.tokenizer))
+    tokenizer = load_tokenizer(args.tokenizer)[0] if args.tokenizer else None
     stats = {}
     for pair in args.completions:
         label, separator, path = pair.partition("=")
