@@ -48,6 +48,7 @@ def main() -> None:
     from rpt_trl.embedded import EMBEDDED_MODEL_ID, ensure_embedded_model
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="rpt-prepare-")
+    os.makedirs(workdir, exist_ok=True)
     corpus = os.path.join(workdir, "omnimath-style.jsonl")
     output = os.path.join(workdir, "rpt-omnimath-style")
     write_omnimath_style(corpus, args.documents)
