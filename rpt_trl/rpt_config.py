@@ -1,6 +1,8 @@
 """Configuration of [`RPTTrainer`]: a `GRPOConfig` with the paper's defaults and the RPT task's own fields."""
 
+import copy
 from dataclasses import dataclass, field
+from typing import Any
 
 from trl import GRPOConfig
 
@@ -161,7 +163,14 @@ class RPTConfig(GRPOConfig):
     )
 
     def __post_init__(self):
+        # GRPOConfig divides by num_generations in its own __post_init__: check it first, for a message, not a
+        # ZeroDivisionError.
+        if self.num_generations is not None and self.num_generations < 2:
+            raise ValueError(
+                f"num_generations must be at least 2 (GRPO compares the rollouts of a group), got {self.num_generations}."
+            )
         super().__post_init__()
+        self._check_sampling_and_optimisation()
         if isinstance(self.text_column, str):
             self.text_column = [self.text_column]
         try:
@@ -214,3 +223,43 @@ class RPTConfig(GRPOConfig):
                 f"dynamic_sampling_max_refills must be at least 0 (0 only drops, never refills), got "
                 f"{self.dynamic_sampling_max_refills}."
             )
+
+    def _check_sampling_and_optimisation(self) -> None:
+        """Refuse the GRPO values that cannot train, before any model loads."""
+        if self.temperature <= 0:
+            raise ValueError(
+                f"temperature must be > 0, got {self.temperature}: GRPO samples several different rollouts per prompt. "
+                "The paper uses 0.8; for nearly greedy rollouts use a small value such as 0.1."
+            )
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] (1 keeps every token), got {self.top_p}.")
+        if self.max_completion_length is not None and self.max_completion_length < 1:
+            raise ValueError(
+                f"max_completion_length must be at least 1 token (the paper uses 8,192), got "
+                f"{self.max_completion_length}."
+            )
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.learning_rate < 0:
+            raise ValueError(f"learning_rate must be >= 0 (the paper uses 1e-6), got {self.learning_rate}.")
+
+    # The run uses `hub_token` from this object, but `Trainer` pickles the whole object into every checkpoint's
+    # `training_args.bin` (and the checkpoint pusher uploads it): leave the token out of the pickled state. Copies
+    # stay in memory, so they keep it.
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if state.get("hub_token") is not None:
+            state["hub_token"] = None
+        return state
+
+    def __copy__(self) -> "RPTConfig":
+        duplicate = self.__class__.__new__(self.__class__)
+        duplicate.__dict__.update(self.__dict__)
+        return duplicate
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "RPTConfig":
+        duplicate = self.__class__.__new__(self.__class__)
+        memo[id(self)] = duplicate
+        duplicate.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return duplicate

@@ -44,6 +44,17 @@ def test_every_rpt_field_has_help():
         ({"max_context_tokens": 4, "min_context_tokens": 8}, "max_context_tokens"),
         ({"max_ground_truth_tokens": 0}, "max_ground_truth_tokens"),
         ({"stop_after_answer": True, "use_vllm": True}, "stop_after_answer"),
+        # issue 13, item 11: values GRPOConfig accepts but that cannot train
+        ({"temperature": 0.0}, "temperature must be > 0.*small value such as 0.1"),
+        ({"temperature": -1.0}, "temperature must be > 0"),
+        ({"max_completion_length": 0}, "max_completion_length must be at least 1"),
+        ({"per_device_train_batch_size": 0}, "per_device_train_batch_size must be at least 1"),
+        ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps must be at least 1"),
+        ({"top_p": 0.0}, "top_p must be in"),
+        ({"top_p": 1.5}, "top_p must be in"),
+        ({"learning_rate": -1e-6}, "learning_rate must be >= 0"),
+        ({"num_generations": 0}, "num_generations must be at least 2"),
+        ({"num_generations": 1}, "num_generations must be at least 2"),
     ],
 )
 def test_bad_values_raise_with_a_fix(kwargs, message):
@@ -53,3 +64,19 @@ def test_bad_values_raise_with_a_fix(kwargs, message):
 
 def test_text_column_string_becomes_list():
     assert make(text_column="problem").text_column == ["problem"]
+
+
+def test_hub_token_is_kept_for_the_run_but_not_pickled():
+    import copy
+    import io
+
+    import torch
+
+    args = make(hub_token="hf_NotToBeWritten")
+    buffer = io.BytesIO()
+    torch.save(args, buffer)  # what Trainer writes to every training_args.bin
+    assert b"hf_NotToBeWritten" not in buffer.getvalue()
+    loaded = torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
+    assert loaded.hub_token is None and loaded.learning_rate == args.learning_rate
+    assert args.hub_token == "hf_NotToBeWritten"  # the run still pushes with it
+    assert copy.deepcopy(args).hub_token == copy.copy(args).hub_token == "hf_NotToBeWritten"
