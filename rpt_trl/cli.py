@@ -142,7 +142,9 @@ def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     preparing.check_output_dir(args.output, args.overwrite)
     if args.push_to_hub:
         check_hub_access()
-    documents = preparing.load_documents(args.dataset[0] if len(args.dataset) == 1 else args.dataset, split=args.split)
+    documents = preparing.load_documents(
+        args.dataset[0] if len(args.dataset) == 1 else args.dataset, split=args.split, columns=args.text_column
+    )
     if args.max_documents is not None:
         documents = documents.select(range(min(args.max_documents, len(documents))))
     # Names for the card: a Hub id as given, a local folder by its name only (no machine paths in a public card).

@@ -23,118 +23,15 @@ import datasets
 
 from .data import DIFFICULTY_THRESHOLDS, build_next_token_dataset, document_texts
 from .entropy import document_entropy
-from .hub import hub_is_offline
+from .loading import load_documents
 
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["load_documents", "prepare_rpt_dataset", "push_prepared_dataset", "save_prepared_dataset"]
+
 DATASET_CARD_TEMPLATE = "rpt_dataset_card.md"
 INFO_FILE = "prepare_info.json"
-FILE_EXTENSIONS = (".jsonl", ".json", ".parquet", ".txt")
-_SAVED_DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
-
-
-def _decode_lines(path: Path) -> list[str]:
-    """The file's lines, or a ValueError naming the file and the line where it stops being UTF-8."""
-    lines = []
-    with open(path, "rb") as file:
-        for number, raw in enumerate(file, 1):
-            try:
-                lines.append(raw.decode("utf-8"))
-            except UnicodeDecodeError as error:
-                raise ValueError(
-                    f"{path}, line {number}: invalid UTF-8 at byte {error.start} of the line ({error.reason})."
-                ) from None
-    return lines
-
-
-def _read_file(path: Path) -> list[dict[str, Any]]:
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-    lines = _decode_lines(path)
-    if suffix == ".txt":  # one document per file
-        return [{"text": "".join(lines)}]
-    if suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg}).") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}.")
-            rows.append(row)
-        return rows
-    try:
-        rows = json.loads("".join(lines))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}, line {error.lineno}: not valid JSON ({error.msg}).") from None
-    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-        raise ValueError(f"{path}: expected a JSON list of objects (one per document).")
-    return rows
-
-
-def _pick_split(dataset_dict: Mapping[str, Any], split: str | None, source: str) -> datasets.Dataset:
-    if split is None:
-        if len(dataset_dict) == 1:
-            return next(iter(dataset_dict.values()))
-        split = "train"
-    if split not in dataset_dict:
-        raise ValueError(f"{source} has no split {split!r}; its splits are {list(dataset_dict)}. Pass --split.")
-    return dataset_dict[split]
-
-
-def load_documents(source: str | Sequence[str], *, split: str | None = None) -> datasets.Dataset:
-    """Load a corpus from the Hub, a saved dataset folder, a folder of files, or jsonl / json / parquet / txt files.
-
-    Args:
-        source: A Hub dataset id (`KbsdJames/Omni-MATH`), a folder written by `save_to_disk`, a folder of files, or
-            one or more file paths. A `.txt` file is one document (in a column `text`); `.jsonl` has one JSON object
-            per line; `.json` is a list of objects.
-        split: Which split of a Hub dataset or saved `DatasetDict`; by default the only one, else `train`.
-
-    Returns:
-        The documents as a `datasets.Dataset`.
-    """
-    sources = [source] if isinstance(source, str) else list(source)
-    if not sources:
-        raise ValueError("No dataset given.")
-    if len(sources) == 1 and os.path.isdir(sources[0]):
-        folder = Path(sources[0])
-        if any((folder / marker).exists() for marker in _SAVED_DATASET_MARKERS):
-            loaded = datasets.load_from_disk(str(folder))
-            return _pick_split(loaded, split, str(folder)) if isinstance(loaded, datasets.DatasetDict) else loaded
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in FILE_EXTENSIONS)
-        if not files:
-            raise ValueError(f"{folder} holds no saved dataset and no {', '.join(FILE_EXTENSIONS)} files.")
-    elif all(os.path.isfile(s) for s in sources):
-        files = [Path(s) for s in sources]
-    elif len(sources) == 1 and not os.path.exists(sources[0]):
-        return _load_from_hub(sources[0], split)
-    else:
-        missing = [s for s in sources if not os.path.isfile(s)]
-        raise ValueError(f"Not files: {missing}. Pass one Hub id, one folder, or existing files.")
-    unsupported = [str(f) for f in files if f.suffix.lower() not in FILE_EXTENSIONS]
-    if unsupported:
-        raise ValueError(f"Unsupported file type(s) {unsupported}; use {', '.join(FILE_EXTENSIONS)}.")
-    rows = [row for path in files for row in _read_file(path)]
-    if not rows:
-        raise ValueError(f"No documents in {[str(f) for f in files]}.")
-    return datasets.Dataset.from_list(rows)
-
-
-def _load_from_hub(repo_id: str, split: str | None) -> datasets.Dataset:
-    if hub_is_offline():
-        raise ValueError(
-            f"{repo_id!r} is not a local path, and the Hub is offline (HF_HUB_OFFLINE=1): pass local files or a folder."
-        )
-    loaded = datasets.load_dataset(repo_id, split=split)
-    return _pick_split(loaded, None, repo_id) if isinstance(loaded, datasets.DatasetDict) else loaded
 
 
 def _source_ids(batch: dict[str, list], source_ids: Sequence[int]) -> dict[str, list[int]]:

@@ -11,13 +11,13 @@ Data: `dataset_name` is a prepared next-token dataset (columns `prompt`, `ground
 """
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
+from .loading import load_documents
 from .rpt_config import RPTConfig
 from .rpt_trainer import RPTTrainer
 
@@ -128,11 +128,7 @@ def load_train_dataset(script_args: RPTScriptArguments) -> datasets.Dataset:
 
 
 def _load(name: str, config: str | None, split: str) -> datasets.Dataset:
-    if os.path.isdir(name) and os.path.exists(os.path.join(name, "dataset_dict.json")):
-        return datasets.load_from_disk(name)[split]
-    if os.path.isdir(name) and os.path.exists(os.path.join(name, "dataset_info.json")):
-        return datasets.load_from_disk(name)
-    return datasets.load_dataset(name, name=config, split=split)
+    return load_documents(name, split=split, config=config)
 
 
 def main(script_args: RPTScriptArguments, training_args: RPTConfig, model_args: ModelConfig) -> RPTTrainer:

@@ -236,9 +236,9 @@ def test_load_documents_reads_files_folders_and_saved_datasets(tmp_path):
         prepare.load_documents(str(tmp_path / "saved"), split="train")
     with pytest.raises(ValueError, match="Hub is offline"):
         prepare.load_documents("KbsdJames/Omni-MATH")
-    (tmp_path / "notes.csv").write_text("a,b")
+    (tmp_path / "notes.md").write_text("# a")
     with pytest.raises(ValueError, match="Unsupported file type"):
-        prepare.load_documents([str(tmp_path / "notes.csv")])
+        prepare.load_documents([str(tmp_path / "notes.md")])
     (tmp_path / "broken.jsonl").write_text('{"text": "ok"}\n{"text": \n')
     with pytest.raises(ValueError, match=r"broken\.jsonl, line 2: not valid JSON"):
         prepare.load_documents(str(tmp_path / "broken.jsonl"))

@@ -14,6 +14,7 @@ from typing import Any
 import datasets
 
 from ..data import document_texts
+from ..loading import load_documents
 from .multiple_choice import MULTIPLE_CHOICE_TEMPLATE, normalize_row, render_question, score_choices, summarize_choices
 from .next_token import (
     mean_reasoning_length,
@@ -33,28 +34,18 @@ from .scaling import compute_from_trainer_state, fit_splits, plot_scaling
 logger = logging.getLogger(__name__)
 
 HUB_BENCHMARKS = {"mmlu-pro": ("TIGER-Lab/MMLU-Pro", "test"), "supergpqa": ("m-a-p/SuperGPQA", "train")}
-_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
-def load_rows(name: str, split: str = "train") -> datasets.Dataset:
-    """A dataset from a `save_to_disk` directory, a local JSON / JSONL / Parquet / CSV file, or a Hub id."""
-    path = Path(name)
-    if path.is_dir() and (path / "dataset_info.json").exists():
-        loaded = datasets.load_from_disk(str(path))
-        return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-    if path.is_file():
-        if path.suffix not in _FILE_BUILDERS:
-            raise ValueError(f"{name}: unsupported file type; use {sorted(_FILE_BUILDERS)} or a dataset directory.")
-        return datasets.load_dataset(_FILE_BUILDERS[path.suffix], data_files=str(path), split="train")
-    return datasets.load_dataset(name, split=split)
+def load_rows(name: str, split: str | None = None) -> datasets.Dataset:
+    """A dataset through the one document loader ([`rpt_trl.loading.load_documents`]): a `save_to_disk` folder
+    (`DatasetDict` or `Dataset`), a folder of files, a JSON / JSONL / Parquet / CSV / TXT file, or a Hub id."""
+    return load_documents(name, split=split)
 
 
-def load_documents(name: str, text_column: list[str], split: str = "train") -> list[str]:
-    """Source documents, joined from `text_column` as `build_next_token_dataset` joins them (a `.txt` file: one
-    document per line)."""
-    if Path(name).suffix == ".txt" and Path(name).is_file():
-        return Path(name).read_text().splitlines()
-    return [text or "" for text in document_texts(load_rows(name, split), text_column)]
+def load_document_texts(name: str, text_column: list[str], split: str | None = None) -> list[str]:
+    """Source documents, joined from `text_column` as `build_next_token_dataset` joins them (a `.txt` file is one
+    document, as everywhere)."""
+    return [text or "" for text in document_texts(load_documents(name, split=split, columns=text_column), text_column)]
 
 
 def load_tokenizer(name: str | None) -> tuple[Any, str, str]:
@@ -135,7 +126,7 @@ def next_token_parser(parser: argparse.ArgumentParser | None = None) -> argparse
     parser.add_argument("--mode", choices=["standard", "reasoning"], required=True)
     parser.add_argument("--documents", default=None,
                         help="Standard mode: the source documents the dataset was built from (dataset dir, file or "
-                             "id; a .txt file holds one document per line).")  # fmt: skip
+                             "id; a .txt file is one document).")  # fmt: skip
     parser.add_argument("--text-column", nargs="+", default=["text"], help="Text column(s) of --documents.")
     parser.add_argument("--no-think-close", action="store_true",
                         help="Reasoning mode: count a box even without </think> (require_think_close=False).")  # fmt: skip
@@ -158,7 +149,7 @@ def run_next_token(args: argparse.Namespace) -> dict[str, Any]:
                 "Standard mode needs --documents: the source documents the dataset was built from (one forward pass "
                 "per document scores all its positions)."
             )
-        documents = load_documents(args.documents, args.text_column, args.split)
+        documents = load_document_texts(args.documents, args.text_column, args.split)
         scores = standard_scores(load_model(path), tokenizer, rows, documents)
         result["overall"], result["splits"] = summarize(rows, scores)
         result["documents"] = args.documents
