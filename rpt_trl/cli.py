@@ -125,10 +125,6 @@ def main(argv: list[str] | None = None) -> None:
         run_evaluate_command(args)
 
 
-def _public_name(name_or_path: str) -> str:
-    return os.path.basename(os.path.normpath(name_or_path)) if os.path.exists(name_or_path) else name_or_path
-
-
 def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     """`rpt-trl prepare`: every check first, then scoring, building, writing and pushing."""
     import torch
@@ -137,7 +133,7 @@ def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
 
     from . import prepare as preparing
     from .embedded import default_cache_dir, resolve_model
-    from .hub import check_hub_access
+    from .hub import check_hub_access, public_command, public_name
 
     preparing.check_output_dir(args.output, args.overwrite)
     if args.push_to_hub:
@@ -148,7 +144,7 @@ def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     if args.max_documents is not None:
         documents = documents.select(range(min(args.max_documents, len(documents))))
     # Names for the card: a Hub id as given, a local folder by its name only (no machine paths in a public card).
-    proxy_name, tokenizer_name = (_public_name(n) for n in (args.proxy_model, args.tokenizer or args.proxy_model))
+    proxy_name, tokenizer_name = (public_name(n) for n in (args.proxy_model, args.tokenizer or args.proxy_model))
     args.proxy_model = resolve_model(args.proxy_model)  # the embedded model's name works offline
     args.tokenizer = args.tokenizer and resolve_model(args.tokenizer)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.proxy_model)
@@ -157,6 +153,23 @@ def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
             f"{args.tokenizer or args.proxy_model}: the tokenizer returns no character offsets; use a fast one."
         )
     proxy_tokenizer = AutoTokenizer.from_pretrained(args.proxy_model) if args.tokenizer else tokenizer
+    names = ("easy", "medium", "hard")
+    prepare_kwargs = {
+        "text_column": args.text_column,
+        "min_entropy": args.min_entropy,
+        "eval_size": args.eval_size,
+        "eval_min_entropy": args.eval_min_entropy,
+        "seed": args.seed,
+        "dataset_kwargs": {
+            "positions": args.stride,
+            "template": args.template,
+            "prompt_format": args.prompt_format,
+            "min_context_tokens": args.min_context_tokens,
+            "max_context_tokens": args.max_context_tokens,
+            "max_ground_truth_tokens": args.max_ground_truth_tokens,
+        },
+    }
+    preparing.plan_splits(documents, tokenizer, **prepare_kwargs)  # before the proxy loads
 
     state = PartialState(cpu=not torch.cuda.is_available())
     if args.vllm:
@@ -172,26 +185,13 @@ def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
         )
         proxy.to(state.device).eval()
     cache_dir = None if args.no_cache else (args.cache_dir or os.path.join(default_cache_dir(), "entropy"))
-    names = ("easy", "medium", "hard")
     dataset_dict, info = preparing.prepare_rpt_dataset(
         documents,
         tokenizer,
         proxy,
         proxy_tokenizer,
-        text_column=args.text_column,
-        min_entropy=args.min_entropy,
-        eval_size=args.eval_size,
-        eval_min_entropy=args.eval_min_entropy,
         difficulty_thresholds=dict(zip(names, args.difficulty_thresholds)),
-        seed=args.seed,
-        dataset_kwargs={
-            "positions": args.stride,
-            "template": args.template,
-            "prompt_format": args.prompt_format,
-            "min_context_tokens": args.min_context_tokens,
-            "max_context_tokens": args.max_context_tokens,
-            "max_ground_truth_tokens": args.max_ground_truth_tokens,
-        },
+        **prepare_kwargs,
         scorer_kwargs={
             "top_k": args.top_k,
             "batch_size": args.batch_size,
@@ -204,12 +204,12 @@ def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
         return
     source_is_hub = len(args.dataset) == 1 and not os.path.exists(args.dataset[0])
     info.update(
-        source=", ".join(args.dataset) if source_is_hub else ", ".join(os.path.basename(s) for s in args.dataset),
+        source=", ".join(public_name(source) for source in args.dataset),
         source_is_hub=source_is_hub,
         proxy_model=proxy_name,
         tokenizer=tokenizer_name,
         repo_id=args.push_to_hub,
-        command=shlex.join(["rpt-trl", *(sys.argv[1:] if argv is None else argv)]),
+        command=shlex.join(["rpt-trl", *public_command(sys.argv[1:] if argv is None else argv)]),
     )
     preparing.save_prepared_dataset(dataset_dict, info, args.output, overwrite=args.overwrite)
     for split, counts in info["splits"].items():

@@ -16,7 +16,8 @@ import json
 import logging
 import math
 import os
-import tempfile
+import shutil
+import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .atomic_io import remove, stale_temporaries_in, write_file_atomically
 from .data import document_texts, token_spans
 
 
@@ -191,22 +193,95 @@ def _fingerprint(model: Any, tokenizer: Any, settings: dict[str, Any], texts: Se
     return digest.hexdigest()[:32]
 
 
-def _load_cache(path: str) -> list[list[float]] | None:
-    if not os.path.exists(path):
+def _read_npz(path: str, names: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """The arrays of an `.npz` cache file; `None`, with a warning, when it is unreadable (then it is deleted)."""
+    try:
+        with np.load(path) as stored:
+            arrays = {name: stored[name] for name in names}
+        if int(arrays["lengths"].sum()) != len(arrays["values"]):
+            raise ValueError("its lengths do not add up to its values")
+    except Exception as error:  # a truncated or foreign file: zipfile, EOF, key and value errors alike
+        logger.warning(
+            "Entropy cache file %s is unreadable (%s: %s); deleting it, its entries are scored again.",
+            path,
+            type(error).__name__,
+            error,
+        )
+        os.remove(path)
         return None
-    with np.load(path) as stored:
-        values, lengths = stored["values"], stored["lengths"]
+    return arrays
+
+
+def _split_values(values: np.ndarray, lengths: np.ndarray) -> list[list[float]]:
     return [chunk.tolist() for chunk in np.split(values, np.cumsum(lengths)[:-1])] if len(lengths) else []
 
 
+def _load_cache(path: str) -> list[list[float]] | None:
+    if not os.path.exists(path):
+        return None
+    arrays = _read_npz(path, ("values", "lengths"))
+    return None if arrays is None else _split_values(arrays["values"], arrays["lengths"])
+
+
 def _save_cache(path: str, entropies: list[list[float]]) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     lengths = np.array([len(e) for e in entropies], dtype=np.int64)
     values = np.array([v for e in entropies for v in e], dtype=np.float64)
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".npz.tmp")
-    with os.fdopen(handle, "wb") as file:
-        np.savez(file, values=values, lengths=lengths)
-    os.replace(temporary, path)  # atomic: a killed run never leaves a half-written cache entry
+    # Atomic: a killed run never leaves a half-written cache entry, and the next run removes its temporary.
+    write_file_atomically(path, lambda file: np.savez(file, values=values, lengths=lengths))
+
+
+class _ShardCheckpoints:
+    """Scored windows saved into `<cache entry>.parts/` as scoring goes, so an interrupted run resumes.
+
+    Each shard file holds the windows of some batches, keyed by the batch's index in the plan that every process
+    builds the same way (same texts, settings and model: the cache key), so a resumed run, with any number of
+    processes, skips the batches that any earlier process finished.
+    """
+
+    def __init__(self, folder: str | None, checkpoint_seconds: float, process_index: int):
+        self.folder = folder
+        self.checkpoint_seconds = checkpoint_seconds
+        self.process_index = process_index
+        self.pending: list[tuple[int, int, int, list[float]]] = []  # (batch, text, first scored, values)
+        self.last_save = time.monotonic()
+        self.done: dict[int, list[tuple[int, int, list[float]]]] = {}
+        if folder is not None and os.path.isdir(folder):
+            for stale in stale_temporaries_in(folder, "tmp"):
+                remove(stale)
+            for name in sorted(os.listdir(folder)):
+                if name.endswith(".npz"):
+                    self._read(os.path.join(folder, name))
+
+    def _read(self, path: str) -> None:
+        arrays = _read_npz(path, ("batch", "text", "first", "lengths", "values"))
+        if arrays is None:
+            return
+        chunks = _split_values(arrays["values"], arrays["lengths"])
+        for batch, text, first, values in zip(arrays["batch"], arrays["text"], arrays["first"], chunks):
+            self.done.setdefault(int(batch), []).append((int(text), int(first), values))
+
+    def add(self, batch_index: int, scored: list[tuple[int, int, list[float]]]) -> None:
+        if self.folder is None:
+            return
+        self.pending.extend((batch_index, text, first, values) for text, first, values in scored)
+        if time.monotonic() - self.last_save >= self.checkpoint_seconds:
+            self.save()
+
+    def save(self) -> None:
+        if self.folder is None or not self.pending:
+            return
+        batches, texts, firsts, chunks = zip(*self.pending)
+        arrays = {
+            "batch": np.array(batches, dtype=np.int64),
+            "text": np.array(texts, dtype=np.int64),
+            "first": np.array(firsts, dtype=np.int64),
+            "lengths": np.array([len(chunk) for chunk in chunks], dtype=np.int64),
+            "values": np.array([v for chunk in chunks for v in chunk], dtype=np.float64),
+        }
+        name = f"process{self.process_index:03d}-batch{batches[-1]:08d}.npz"
+        write_file_atomically(os.path.join(self.folder, name), lambda file: np.savez(file, **arrays))
+        self.pending = []
+        self.last_save = time.monotonic()
 
 
 def compute_token_entropy(
@@ -221,6 +296,7 @@ def compute_token_entropy(
     position_chunk_size: int | None = None,
     add_bos: bool | None = None,
     cache_dir: str | None = None,
+    checkpoint_seconds: float = 60.0,
     show_progress: bool = True,
 ) -> list[list[float]]:
     """Entropy of a proxy model's next-token distribution at every token of every text.
@@ -242,7 +318,10 @@ def compute_token_entropy(
         add_bos: Prepend the BOS token to every window, as context only. Defaults to what the tokenizer does itself
             (Gemma and Llama add one, Qwen does not).
         cache_dir: If set, results are stored there, keyed by the model's weights, the tokenizer, the settings and
-            the texts, and a re-run with the same inputs reads them instead of scoring again.
+            the texts, and a re-run with the same inputs reads them instead of scoring again. While scoring, what
+            is scored is saved there in shards, so an interrupted run resumes where it stopped. An unreadable cache
+            file is reported, deleted and scored again.
+        checkpoint_seconds: With `cache_dir`, save a shard of scored windows at most this often.
         show_progress: Show a progress bar with tokens per second.
 
     Returns:
@@ -292,6 +371,9 @@ def compute_token_entropy(
     if cache_dir is not None:
         key = _fingerprint(model, tokenizer, settings, texts)
         cache_path = os.path.join(cache_dir, f"entropy-{key}.npz")
+        if state.is_main_process:
+            for stale in stale_temporaries_in(cache_dir, "tmp"):
+                remove(stale)
         cached = _load_cache(cache_path)
         if cached is not None and len(cached) == len(texts):
             logger.info("Token entropy read from the cache (%s).", os.path.basename(cache_path))
@@ -323,22 +405,35 @@ def compute_token_entropy(
     batches = [windows[b : b + batch_size] for b in range(0, len(windows), batch_size)]
     # Every process builds the same batches and takes every n-th one, so each window is computed in exactly the
     # batch (and padding) a single process would use: sharded results are bit-for-bit the single-process ones.
-    mine = batches[state.process_index :: state.num_processes]
+    mine = list(range(len(batches)))[state.process_index :: state.num_processes]
+    checkpoints = _ShardCheckpoints(
+        None if cache_path is None else cache_path[: -len(".npz")] + ".parts", checkpoint_seconds, state.process_index
+    )
+    scored = [entry for index in mine for entry in checkpoints.done.get(index, [])]
+    resumed = {index for index in mine if index in checkpoints.done}
+    if resumed:
+        logger.info("Resuming token entropy: %d of %d batches were scored by an earlier run.", len(resumed), len(mine))
+    mine = [index for index in mine if index not in resumed]
     progress = tqdm(
-        total=sum(w.end - w.first_scored for batch in mine for w in batch),
+        total=sum(w.end - w.first_scored for index in mine for w in batches[index]),
         desc="Scoring token entropy",
         unit="tok",
         unit_scale=True,
         disable=not (show_progress and state.is_main_process),
     )
-    scored = []
-    for batch in mine:
+    for index in mine:
+        batch = batches[index]
         rows = [prefix + token_ids[w.text_index][w.start : w.end] for w in batch]
         # Hidden index j (in the row) predicts row token j + 1, i.e. text token w.start + j + 1 - len(prefix).
         wanted = [range(w.first_scored - w.start + len(prefix) - 1, w.end - w.start + len(prefix) - 1) for w in batch]
-        for window, values in zip(batch, scorer.score(rows, wanted)):
-            scored.append((window.text_index, window.first_scored, values.tolist()))
-            progress.update(len(values))
+        batch_scored = [
+            (window.text_index, window.first_scored, values.tolist())
+            for window, values in zip(batch, scorer.score(rows, wanted))
+        ]
+        scored.extend(batch_scored)
+        checkpoints.add(index, batch_scored)
+        progress.update(sum(len(values) for _, _, values in batch_scored))
+    checkpoints.save()
     progress.close()
 
     if state.num_processes > 1:
@@ -348,6 +443,8 @@ def compute_token_entropy(
         entropies[text_index][first_scored : first_scored + len(values)] = values
     if cache_path is not None and state.is_main_process:
         _save_cache(cache_path, entropies)
+        # The whole entry is written: its shards are no longer needed.
+        shutil.rmtree(checkpoints.folder, ignore_errors=True)
     if state.num_processes > 1:
         state.wait_for_everyone()
     return entropies

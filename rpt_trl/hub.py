@@ -37,6 +37,36 @@ def hub_is_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or from_env
 
 
+def public_name(name_or_path: str) -> str:
+    """What a public card or info file may say about a model or dataset: a Hub id as given, a local path by its
+    last component only (a machine's paths are no one else's business, and no Hub link).
+
+    Example:
+        >>> public_name("KbsdJames/Omni-MATH"), public_name("/")
+        ('KbsdJames/Omni-MATH', '/')
+    """
+    if os.path.isabs(name_or_path) or os.path.exists(name_or_path):
+        return os.path.basename(os.path.normpath(name_or_path)) or name_or_path
+    return name_or_path
+
+
+def public_command(argv: list[str]) -> list[str]:
+    """`argv` with every local path (`/a/b`, `--flag=/a/b`, or an existing relative path) cut to its last component.
+
+    Example:
+        >>> public_command(["prepare", "--output", "/data/me/out", "--cache-dir=/tmp/x", "--eval-size", "4"])
+        ['prepare', '--output', 'out', '--cache-dir=x', '--eval-size', '4']
+    """
+    public = []
+    for argument in argv:
+        flag, equals, value = argument.partition("=")
+        if equals and flag.startswith("--"):
+            public.append(f"{flag}={public_name(value)}")
+        else:
+            public.append(public_name(argument))
+    return public
+
+
 def check_hub_access(token: str | None = None, *, api: HfApi | None = None) -> str:
     """Fail fast, before any model is loaded, when a run that pushes to the Hub could not push.
 

@@ -10,7 +10,6 @@ import logging
 import math
 import os
 import random
-import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -21,6 +20,7 @@ from typing import Any
 
 import datasets
 
+from .atomic_io import remove, stale_temporaries, temporary_name
 from .data import DIFFICULTY_THRESHOLDS, build_next_token_dataset, document_texts
 from .entropy import document_entropy
 from .loading import load_documents
@@ -93,19 +93,16 @@ def prepare_rpt_dataset(
     else:
         data = datasets.Dataset.from_dict({"text": list(documents)})
         text_column = "text"
-    texts = document_texts(data, text_column)
-    usable = [i for i, text in enumerate(texts) if text and text.strip()]
-    if eval_size < 0:
-        raise ValueError(f"eval_size must be 0 or more, got {eval_size}.")
-    if eval_size >= len(usable):
-        raise ValueError(
-            f"eval_size ({eval_size}) must leave training documents: the corpus has {len(usable)} non-empty ones."
-        )
-    held_out = set(random.Random(seed).sample(usable, eval_size))
-    split_ids = {"train": [i for i in range(len(texts)) if i not in held_out]}
-    if eval_size:
-        split_ids["eval"] = sorted(held_out)
-
+    split_ids = plan_splits(
+        data,
+        tokenizer,
+        text_column=text_column,
+        eval_size=eval_size,
+        min_entropy=min_entropy,
+        eval_min_entropy=eval_min_entropy,
+        seed=seed,
+        dataset_kwargs=dataset_kwargs,
+    )
     entropies = document_entropy(
         data, tokenizer, proxy_model, proxy_tokenizer, text_column=text_column, **scorer_kwargs
     )
@@ -122,6 +119,14 @@ def prepare_rpt_dataset(
             return_stats=True,
             **dataset_kwargs,
         )
+        if not len(dataset):
+            threshold = min_entropy if split == "train" else eval_min_entropy
+            option = "--min-entropy" if split == "train" else "--eval-min-entropy"
+            raise ValueError(
+                f"The {split} split has no examples: no position of its {len(ids)} documents has entropy of at least "
+                f"{threshold} ({asdict(stats)}). Lower {option}, or give more or longer documents. The entropies "
+                "are cached, so a re-run with the same proxy and corpus does not score again."
+            )
         # document_id is the index in the selection; point it back at the source corpus.
         dataset = dataset.map(_source_ids, batched=True, fn_kwargs={"source_ids": ids})
         splits[split] = dataset
@@ -146,6 +151,96 @@ def prepare_rpt_dataset(
         },
     }
     return datasets.DatasetDict(splits), info
+
+
+def plan_splits(
+    data: datasets.Dataset,
+    tokenizer: Any,
+    *,
+    text_column: str | Sequence[str] = "text",
+    eval_size: int = 200,
+    min_entropy: float = 0.5,
+    eval_min_entropy: float = 0.5,
+    seed: int = 0,
+    dataset_kwargs: Mapping[str, Any] | None = None,
+) -> dict[str, list[int]]:
+    """Check everything that can be checked without the proxy model, and draw the held-out documents.
+
+    `rpt-trl prepare` calls it before the proxy loads, and [`prepare_rpt_dataset`] before the proxy scores, so that
+    an empty corpus, a bad threshold or template, or a split whose documents are all too short fails in seconds,
+    not after hours of scoring.
+
+    Args:
+        data: The corpus.
+        tokenizer: The policy's tokenizer.
+        text_column: As for [`build_next_token_dataset`].
+        eval_size: Documents held out for evaluation.
+        min_entropy: Training threshold (checked to be a finite number).
+        eval_min_entropy: Evaluation threshold (likewise).
+        seed: Seed of the held-out draw.
+        dataset_kwargs: More arguments for [`build_next_token_dataset`], tried on one document.
+
+    Returns:
+        Split name -> indices of its documents in `data`.
+    """
+    dataset_kwargs = dict(dataset_kwargs or {})
+    texts = document_texts(data, text_column)
+    usable = [i for i, text in enumerate(texts) if text and text.strip()]
+    if not usable:
+        raise ValueError(
+            f"The corpus has no text: all {len(texts)} documents are empty in column(s) {text_column}. "
+            "Check --text-column."
+        )
+    if eval_size < 0:
+        raise ValueError(f"eval_size must be 0 or more, got {eval_size}.")
+    if eval_size >= len(usable):
+        raise ValueError(
+            f"eval_size ({eval_size}) must leave training documents: the corpus has {len(usable)} non-empty ones."
+        )
+    for name, threshold in (("min_entropy", min_entropy), ("eval_min_entropy", eval_min_entropy)):
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
+            raise ValueError(f"{name} must be a finite number of nats, got {threshold!r}.")
+    held_out = set(random.Random(seed).sample(usable, eval_size))
+    split_ids = {"train": [i for i in range(len(texts)) if i not in held_out]}
+    if eval_size:
+        split_ids["eval"] = sorted(held_out)
+    _check_before_scoring(texts, split_ids, tokenizer, data, text_column, dataset_kwargs)
+    return split_ids
+
+
+def _check_before_scoring(
+    texts: Sequence[str | None],
+    split_ids: Mapping[str, Sequence[int]],
+    tokenizer: Any,
+    data: datasets.Dataset,
+    text_column: str | Sequence[str],
+    dataset_kwargs: Mapping[str, Any],
+) -> None:
+    """Fail before the proxy scores: a split whose documents are all too short, and bad builder settings."""
+    min_context_tokens = dataset_kwargs.get("min_context_tokens", 16)
+    first_long = {}
+    for split, ids in split_ids.items():
+        for start in range(0, len(ids), 256):  # stops at the first batch that holds a long enough document
+            batch = [i for i in ids[start : start + 256] if texts[i] and texts[i].strip()]
+            lengths = tokenizer([texts[i] for i in batch], add_special_tokens=False)["input_ids"] if batch else []
+            long_enough = [i for i, ids_ in zip(batch, lengths) if len(ids_) > min_context_tokens]
+            if long_enough:
+                first_long[split] = long_enough[0]
+                break
+        else:
+            raise ValueError(
+                f"The {split} split would have no examples: none of its {len(ids)} documents has more than "
+                f"min_context_tokens={min_context_tokens} tokens. Lower --min-context-tokens, or give longer documents."
+            )
+    # One document through the builder checks the template, format, stride and context settings.
+    sample = first_long["train"]
+    sample_kwargs = dict(dataset_kwargs)
+    positions = sample_kwargs.get("positions")
+    if positions is not None and not isinstance(positions, str | int):
+        sample_kwargs["positions"] = [positions[sample]]
+    build_next_token_dataset(
+        data.select([sample]), tokenizer, text_column=text_column, show_progress=False, **sample_kwargs
+    )
 
 
 def render_dataset_card(info: Mapping[str, Any], repo_id: str | None = None) -> Any:
@@ -195,10 +290,32 @@ def render_dataset_card(info: Mapping[str, Any], repo_id: str | None = None) -> 
 
 
 def check_output_dir(output_dir: str, overwrite: bool = False) -> None:
-    """Refuse, before any work, to write into a folder that already holds something (unless `overwrite`)."""
+    """Refuse, before any work, to write into a folder that already holds something (unless `overwrite`).
+
+    First, what an interrupted [`save_prepared_dataset`] left beside the folder is cleaned up: a half-written new
+    dataset is removed, and a previous dataset that was moved aside but not yet replaced is put back.
+    """
+    recover_interrupted_save(output_dir)
     path = Path(output_dir)
     if path.exists() and (not path.is_dir() or any(path.iterdir())) and not overwrite:
         raise ValueError(f"{output_dir} already exists and is not empty; choose another --output or pass --overwrite.")
+
+
+def recover_interrupted_save(output_dir: str) -> None:
+    """Undo what a killed [`save_prepared_dataset`] left: its staging folder, and an old output moved aside."""
+    target = Path(output_dir).resolve()
+    for staging in stale_temporaries(target, _STAGING_TAG):
+        logger.warning("Removing %s, a dataset that an interrupted run did not finish writing.", staging.name)
+        remove(staging)
+    for previous in stale_temporaries(target, _PREVIOUS_TAG):
+        if target.exists():  # the swap finished; only the deletion of the old output did not
+            remove(previous)
+        else:
+            logger.warning("An interrupted run had moved %s aside to replace it; putting it back.", target.name)
+            previous.rename(target)
+
+
+_STAGING_TAG, _PREVIOUS_TAG = "rpt-new", "rpt-old"
 
 
 def save_prepared_dataset(
@@ -206,23 +323,35 @@ def save_prepared_dataset(
 ) -> None:
     """Write the splits (`save_to_disk`), `README.md` (the card) and `prepare_info.json`, all or nothing.
 
-    Everything goes to a temporary folder beside `output_dir`, renamed into place at the end, so a run that dies
-    leaves no half-written dataset. Read it back with `datasets.load_from_disk(output_dir)`.
+    Everything goes to a staging folder beside `output_dir`, renamed into place at the end. With `overwrite`, the
+    old output is first renamed aside and deleted only once the new one is in place. A run killed at any point
+    leaves the old output or the new one, whole; the next run (or [`check_output_dir`]) removes the leftovers and
+    puts back an old output that was moved aside. Read it back with `datasets.load_from_disk(output_dir)`.
     """
+    for split, dataset in dataset_dict.items():
+        if not len(dataset):  # `load_from_disk` cannot read an empty split back
+            raise ValueError(f"The {split} split is empty; nothing is written.")
     check_output_dir(output_dir, overwrite)
     target = Path(output_dir).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging = temporary_name(target, _STAGING_TAG)
+    previous = temporary_name(target, _PREVIOUS_TAG)
     try:
+        staging.mkdir()
         dataset_dict.save_to_disk(str(staging))
         render_dataset_card(info, info.get("repo_id")).save(str(staging / "README.md"))
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
         if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
+            target.rename(previous)
         staging.rename(target)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if previous.exists() and not target.exists():
+            previous.rename(target)
+        if staging.exists():
+            remove(staging)
         raise
+    if previous.exists():
+        remove(previous)
 
 
 def dataset_push_operations(

@@ -17,7 +17,7 @@ from .checkpoints import EpochReplayRepeatSampler, resolve_resume_checkpoint
 from .data import build_next_token_dataset
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .generation import install_answer_stop
-from .hub import CheckpointRevisionPusher, check_hub_access
+from .hub import CheckpointRevisionPusher, check_hub_access, public_name
 from .model_card import (
     CURVE_COLUMNS,
     TRAINING_CURVES_PNG,
@@ -210,6 +210,10 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
         """
         if not self.is_world_process_zero():
             return
+        if dataset_name is not None and public_name(dataset_name) != dataset_name:
+            # `datasets:` metadata is a Hub link: a local folder would be a broken link and a machine path.
+            logger.info("The training dataset is a local path, not a Hub id: the model card does not name it.")
+            dataset_name = None
         curves_png = plot_training_curves(
             self.state.log_history, os.path.join(self.args.output_dir, TRAINING_CURVES_PNG)
         )
