@@ -93,11 +93,13 @@ def checkpoint_problems(checkpoint_dir: str, *, require_optimizer: bool = True) 
         if problem:
             problems.append(f"{name} {problem}")
 
-    if require_optimizer and not any(FOREIGN_WEIGHTS.match(name) for name in files):
-        if "optimizer.pt" not in files:
-            problems.append("no optimizer.pt")
-        elif not zipfile.is_zipfile(os.path.join(checkpoint_dir, "optimizer.pt")):
-            problems.append("optimizer.pt is truncated or not a torch archive")
+    if require_optimizer and not any(FOREIGN_WEIGHTS.match(name) for name in files) and "optimizer.pt" not in files:
+        problems.append("no optimizer.pt")
+    # Every torch archive that resuming loads (optimizer, scheduler, scaler, each process's RNG state) must be whole:
+    # a truncated one loses the zip directory at its end.
+    for name in sorted(name for name in files if name.endswith((".pt", ".pth"))):
+        if not zipfile.is_zipfile(os.path.join(checkpoint_dir, name)):
+            problems.append(f"{name} is truncated or not a torch archive")
     return problems
 
 
@@ -147,6 +149,8 @@ def _safetensors_problem(path: str) -> str | None:
     data_end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
     if size < 8 + header_length + data_end:
         return f"is truncated ({size} of {8 + header_length + data_end} bytes)"
+    if size > 8 + header_length + data_end:  # safetensors refuses to load such a file
+        return f"has {size - 8 - header_length - data_end} trailing bytes after its data"
     return None
 
 
@@ -176,6 +180,7 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | bool | None, args: A
                 f"resume_from_checkpoint=True, but {args.output_dir} has no complete checkpoint-N folder (see the "
                 "warnings above for the incomplete ones). Start without resume_from_checkpoint, or name a checkpoint."
             )
+        logger.info("Resuming from %s, the last complete checkpoint.", checkpoint)
         return checkpoint
     if not os.path.exists(resume_from_checkpoint):
         from .hub import download_checkpoint, parse_hub_reference
@@ -194,4 +199,5 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | bool | None, args: A
             f"Cannot resume from {resume_from_checkpoint}: {'; '.join(problems)}. Pass resume_from_checkpoint=True "
             "to use the last complete checkpoint instead."
         )
+    logger.info("Resuming from %s.", resume_from_checkpoint)
     return resume_from_checkpoint

@@ -8,6 +8,7 @@ from importlib import resources
 from importlib.metadata import version
 from typing import Any
 
+import datasets
 from huggingface_hub import ModelCard, ModelCardData
 from transformers import AutoTokenizer
 from trl import GRPOTrainer
@@ -112,6 +113,8 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
             train_dataset = self._build_if_raw(train_dataset, args, processing_class)
             eval_dataset = self._build_if_raw(eval_dataset, args, processing_class)
 
+        for name, dataset in _named_datasets(train_dataset, eval_dataset):
+            _check_not_empty(dataset, name)
         check_dynamic_sampling(args, train_dataset)  # before the model (and vLLM) load
         default_reward = reward_funcs is None
         if default_reward:
@@ -307,11 +310,39 @@ def _hub_base_model(model: Any) -> str | None:
     return name if name and not os.path.isdir(name) else None
 
 
+def _column_names(dataset: Any) -> list[str] | None:
+    """The dataset's columns; for an `IterableDataset` that does not know them (a generator), its first row's."""
+    columns = getattr(dataset, "column_names", None)
+    if columns or not isinstance(dataset, datasets.IterableDataset):
+        return columns
+    first = next(iter(dataset), None)  # a fresh iterator: training still starts at the first row
+    return None if first is None else list(first)
+
+
+def _check_not_empty(dataset: Any, name: str) -> None:
+    if isinstance(dataset, datasets.IterableDataset):
+        empty = next(iter(dataset), None) is None
+    else:
+        empty = hasattr(dataset, "__len__") and len(dataset) == 0
+    if empty:
+        raise ValueError(
+            f"{name} has no examples, so training would run 0 steps. If it was built from documents, they may all be "
+            "shorter than min_context_tokens, or an entropy threshold may have dropped every position."
+        )
+
+
 def _is_raw(dataset: Any, args: RPTConfig) -> bool:
     if isinstance(dataset, dict):
         return any(_is_raw(d, args) for d in dataset.values())
-    columns = getattr(dataset, "column_names", None)
-    return bool(columns) and "prompt" not in columns and all(c in columns for c in args.text_column)
+    columns = _column_names(dataset)
+    raw = bool(columns) and "prompt" not in columns and all(c in columns for c in args.text_column)
+    if raw and isinstance(dataset, datasets.IterableDataset):
+        raise ValueError(
+            f"This IterableDataset holds raw documents (columns {columns}); next-token examples are built from a "
+            "map-style dataset. Load the documents without streaming (or `datasets.Dataset.from_generator(...)`), "
+            "or build the examples first with `rpt_trl.build_next_token_dataset(documents, tokenizer, ...)`."
+        )
+    return raw
 
 
 def _named_datasets(train_dataset: Any, eval_dataset: Any) -> list[tuple[str, Any]]:
@@ -324,8 +355,8 @@ def _named_datasets(train_dataset: Any, eval_dataset: Any) -> list[tuple[str, An
 
 
 def _check_columns(dataset: Any, name: str) -> None:
-    columns = getattr(dataset, "column_names", None)
-    if not columns:  # an IterableDataset may not know its columns before iteration
+    columns = _column_names(dataset)
+    if not columns:
         return
     missing = [c for c in RPT_COLUMNS if c not in columns]
     if missing:

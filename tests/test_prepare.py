@@ -273,3 +273,80 @@ def test_entropy_is_cached_between_runs(corpus_file, proxy_dir, tmp_path):
     first, second = (datasets.load_from_disk(str(tmp_path / name))["train"] for name in "ab")
     assert first["entropy"] == second["entropy"] and not any(math.isnan(v) for v in first["entropy"])
     assert os.listdir(tmp_path / "a") == os.listdir(tmp_path / "b")
+
+
+# Issue 13: bad input fails before the proxy loads or writes nothing; no machine paths in public files.
+
+
+@pytest.fixture
+def proxy_must_not_load(monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the proxy model was loaded before the input was checked")
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", refuse)
+
+
+@pytest.mark.parametrize(
+    ("rows", "extra", "message"),
+    [
+        # item 1: a corpus of only short documents used to write an unloadable dataset and exit 0
+        ([{"problem": "Hi", "solution": "."}] * 6, [], "would have no examples: none of its"),
+        # item 6: template, stride, context and threshold errors came after the whole corpus was scored
+        (None, ["--template", "no placeholder"], "template"),
+        (None, ["--min-context-tokens", "20", "--max-context-tokens", "10"], "max_context_tokens"),
+        (None, ["--min-entropy", "nan"], "min_entropy must be a finite number"),
+        # item 13: a corpus without text was reported as "eval_size must leave training documents"
+        ([{"problem": "", "solution": None}] * 6, [], "The corpus has no text"),
+    ],
+)
+def test_bad_input_fails_before_the_proxy_loads_and_writes_nothing(
+    rows, extra, message, corpus_file, proxy_dir, tmp_path, proxy_must_not_load
+):
+    source = corpus_file
+    if rows is not None:
+        source = tmp_path / "corpus.jsonl"
+        source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(SystemExit, match=message):
+        run_prepare(source, proxy_dir, tmp_path / "out", *extra)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_split_emptied_by_the_entropy_threshold_is_an_error_not_an_unloadable_dataset(
+    corpus_file, proxy_dir, tmp_path
+):
+    # Issue 13, item 1: `--eval-size 1 --min-entropy 3.0` exited 0, and `load_from_disk` then raised IndexError.
+    with pytest.raises(SystemExit, match=r"The eval split has no examples.*Lower --eval-min-entropy"):
+        run_prepare(corpus_file, proxy_dir, tmp_path / "out", "--eval-min-entropy", "50")
+    with pytest.raises(SystemExit, match=r"The train split has no examples.*Lower --min-entropy"):
+        run_prepare(corpus_file, proxy_dir, tmp_path / "out", "--min-entropy", "50")
+    assert not (tmp_path / "out").exists() and os.listdir(tmp_path) == []
+
+
+def test_the_trainer_refuses_an_empty_dataset_before_the_model_loads(tmp_path):
+    # Issue 13, item 1: an empty dataset trained 0 steps and exited normally.
+    args = RPTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none")
+    empty = datasets.Dataset.from_dict({"prompt": [], "ground_truth": [], "ground_truth_boundaries": []})
+    with pytest.raises(ValueError, match="train_dataset has no examples"):
+        RPTTrainer(model="no/such-model", args=args, train_dataset=empty)
+
+
+def test_iterable_datasets_are_checked_before_step_one(tmp_path):
+    # Issue 13, item 12: a generator dataset without the columns failed only at step 1; raw documents had no fix.
+    args = RPTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", dynamic_sampling=False)
+    wrong = datasets.IterableDataset.from_generator(lambda: iter([{"question": "q"}]))
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['prompt'"):
+        RPTTrainer(model="no/such-model", args=args, train_dataset=wrong)
+    raw = datasets.IterableDataset.from_generator(lambda: iter([{"text": "a document"}]))
+    with pytest.raises(ValueError, match="raw documents.*build_next_token_dataset"):
+        RPTTrainer(model="no/such-model", args=args, train_dataset=raw)
+
+
+def test_no_machine_paths_in_the_card_or_the_info_file(prepared, tmp_path):
+    # Issue 13, item 9: the card and prepare_info.json recorded the command line's absolute paths.
+    for name in ("README.md", "prepare_info.json"):
+        text = (prepared / name).read_text()
+        assert str(prepared.parent) not in text and "/tmp" not in text, name
+    info = json.loads((prepared / "prepare_info.json").read_text())
+    assert "--output rpt-omnimath" in info["command"] and "--dataset omnimath.jsonl" in info["command"]

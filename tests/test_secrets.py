@@ -130,4 +130,7 @@ def test_planted_token_is_never_written_nor_uploaded(way, tiny_model_and_documen
     assert leaking == []
     assert [key for key, content in hub.uploaded.items() if TOKEN.encode() in content] == []
     assert TOKEN not in caplog.text
+    # Issue 13, item 9: a local dataset used to appear in the card as `datasets: /abs/path` (a broken Hub link).
+    card = (output_dir / "README.md").read_text()
+    assert str(tmp_path) not in card and str(model_dir.parent) not in card
     assert not list(tmp_path.glob("**/*.tmp"))
