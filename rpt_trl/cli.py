@@ -96,10 +96,15 @@ def _add_prepare_parser(commands: Any) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:
+        from .train import check_inputs, parse_args
         from .train import main as train
-        from .train import parse_args
 
-        train(*parse_args(argv[1:]))
+        script_args, training_args, model_args = parse_args(argv[1:])
+        try:
+            check_inputs(script_args, model_args)
+        except FileNotFoundError as error:  # explained: no traceback
+            raise SystemExit(f"rpt-trl train: error: {error}") from None
+        train(script_args, training_args, model_args)
         return
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -122,7 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "evaluate":
         from .evaluation.commands import run_evaluate_command
 
-        run_evaluate_command(args)
+        try:
+            run_evaluate_command(args)
+        except (ValueError, TypeError, FileNotFoundError) as error:  # explained input errors: no traceback
+            raise SystemExit(f"rpt-trl evaluate: error: {error}") from None
 
 
 def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
@@ -170,6 +178,7 @@ def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
         },
     }
     preparing.plan_splits(documents, tokenizer, **prepare_kwargs)  # before the proxy loads
+    _warn_if_longer_than_the_proxy(args.proxy_model, args.max_length)
 
     state = PartialState(cpu=not torch.cuda.is_available())
     if args.vllm:
@@ -222,6 +231,21 @@ def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> None:
         )
     if args.push_to_hub:
         preparing.push_prepared_dataset(dataset_dict, info, args.push_to_hub, private=args.private or None)
+
+
+def _warn_if_longer_than_the_proxy(proxy_model: str, max_length: int) -> None:
+    from transformers import AutoConfig
+
+    context = getattr(AutoConfig.from_pretrained(proxy_model), "max_position_embeddings", None)
+    if context is not None and max_length > context:
+        logging.getLogger("rpt_trl").warning(
+            "--max-length %d exceeds the proxy's context of %d tokens: its entropies past position %d are not "
+            "trustworthy. Lower --max-length to %d or less.",
+            max_length,
+            context,
+            context,
+            context,
+        )
 
 
 if __name__ == "__main__":

@@ -70,6 +70,10 @@ def document_texts(data: datasets.Dataset | Sequence[str], text_column: str | Se
     """One text (or `None`) per document; raises on anything that is not text, naming the document."""
     if isinstance(data, datasets.Dataset):
         columns = [text_column] if isinstance(text_column, str) else list(text_column)
+        if not columns:
+            raise ValueError(
+                "text_column names no column: give at least one, e.g. text_column=['problem', 'solution']."
+            )
         missing = [c for c in columns if c not in data.column_names]
         if missing:
             raise ValueError(
@@ -117,6 +121,9 @@ def _positions_for(
     if isinstance(spec, int):
         return range(min_context_tokens, num_tokens, spec)
     chosen = spec[document_index]
+    not_indices = [t for t in chosen if isinstance(t, bool) or not isinstance(t, int)]
+    if not_indices:
+        raise ValueError(f"positions[{document_index}] must hold token indices (integers), got {not_indices[:5]}.")
     out_of_range = [t for t in chosen if not 0 <= t < num_tokens]
     if out_of_range:
         raise ValueError(

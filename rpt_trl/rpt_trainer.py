@@ -369,6 +369,11 @@ def _check_columns(dataset: Any, name: str) -> None:
 
 def _load_tokenizer(model: Any, args: RPTConfig) -> Any:
     name = model if isinstance(model, str) else get_config_model_id(model.config)
+    if not name:
+        raise ValueError(
+            "Building examples from raw documents needs the tokenizer, and this in-memory model names no checkpoint "
+            "to load it from: pass processing_class=tokenizer."
+        )
     init_kwargs = args.model_init_kwargs or {}
     return AutoTokenizer.from_pretrained(
         name,

@@ -63,6 +63,11 @@ def resolve_template(template: str) -> str:
     Raises:
         ValueError: If `template` is neither.
     """
+    if not isinstance(template, str):
+        raise ValueError(
+            f"A prompt template must be one of {sorted(TEMPLATES)} or a string containing '{CONTEXT_PLACEHOLDER}', "
+            f"got {type(template).__name__} {template!r}."
+        )
     if template in TEMPLATES:
         return TEMPLATES[template]
     if CONTEXT_PLACEHOLDER not in template:

@@ -11,12 +11,14 @@ Data: `dataset_name` is a prepared next-token dataset (columns `prompt`, `ground
 """
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
+from .hub import hub_is_offline
 from .loading import load_documents
 from .rpt_config import RPTConfig
 from .rpt_trainer import RPTTrainer
@@ -131,9 +133,29 @@ def _load(name: str, config: str | None, split: str) -> datasets.Dataset:
     return load_documents(name, split=split, config=config)
 
 
+def check_inputs(script_args: RPTScriptArguments, model_args: ModelConfig) -> None:
+    """Refuse, before anything loads, a model path that does not exist (a path is not a Hub id).
+
+    Args:
+        script_args: The script arguments.
+        model_args: The model arguments.
+    """
+    name = model_args.model_name_or_path
+    if script_args.tiny_world or name is None or os.path.exists(name):
+        return
+    looks_like_a_path = name.startswith((os.sep, ".", "~")) or name.count("/") > 1
+    if looks_like_a_path or hub_is_offline():
+        raise FileNotFoundError(
+            f"model_name_or_path={name!r} is not an existing folder"
+            + ("" if looks_like_a_path else ", and the Hub is offline (HF_HUB_OFFLINE=1)")
+            + ". Give a local model folder or a Hub id."
+        )
+
+
 def main(script_args: RPTScriptArguments, training_args: RPTConfig, model_args: ModelConfig) -> RPTTrainer:
     """Build the trainer from the three argument groups, train (resuming if asked), save; returns the trainer."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    check_inputs(script_args, model_args)
     processing_class = None
     if script_args.tiny_world:
         from .tiny import warm_started_world

@@ -1,6 +1,7 @@
 """`rpt-trl prepare`: corpus files -> entropy-filtered splits on disk (and the Hub push, offline), then training."""
 
 import json
+import logging
 import math
 import os
 
@@ -350,3 +351,60 @@ def test_no_machine_paths_in_the_card_or_the_info_file(prepared, tmp_path):
         assert str(prepared.parent) not in text and "/tmp" not in text, name
     info = json.loads((prepared / "prepare_info.json").read_text())
     assert "--output rpt-omnimath" in info["command"] and "--dataset omnimath.jsonl" in info["command"]
+
+
+def test_smaller_items_give_clear_errors(tmp_path, caplog):
+    # Issue 13, item 13.
+    from rpt_trl import build_next_token_dataset
+    from rpt_trl.train import RPTScriptArguments, check_inputs
+
+    tokenizer = make_byte_level_tokenizer()
+    documents = ["A document that is long enough to hold a few positions of context."]
+    with pytest.raises(ValueError, match=r"positions\[0\] must hold token indices \(integers\), got \[20.0\]"):
+        build_next_token_dataset(documents, tokenizer, positions=[[20.0]], min_context_tokens=2)
+    with pytest.raises(ValueError, match="A prompt template must be one of .* got NoneType None"):
+        build_next_token_dataset(documents, tokenizer, template=None)
+    with pytest.raises(ValueError, match="text_column names no column"):
+        build_next_token_dataset(datasets.Dataset.from_dict({"text": documents}), tokenizer, text_column=[])
+    # a missing model path: one line, not a 71-line traceback
+    from trl import ModelConfig
+
+    with pytest.raises(FileNotFoundError, match="is not an existing folder"):
+        check_inputs(RPTScriptArguments(), ModelConfig(model_name_or_path=str(tmp_path / "no-model")))
+    with pytest.raises(SystemExit, match="rpt-trl train: error: .*no-model.* is not an existing folder"):
+        main(["train", "--model_name_or_path", str(tmp_path / "no-model"), "--output_dir", str(tmp_path / "o"),
+              "--use_cpu", "true", "--bf16", "false", "--report_to", "none"])  # fmt: skip
+    # an in-memory model that names no checkpoint, with raw documents and no tokenizer
+    model = make_tiny_model(tokenizer)
+    model.config._name_or_path = ""
+    args = RPTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none")
+    with pytest.raises(ValueError, match="pass processing_class=tokenizer"):
+        RPTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_dict({"text": documents}))
+
+
+def test_the_output_folder_gets_the_usual_permissions(tmp_path):
+    # Issue 13, item 13: the staging folder came from mkdtemp, so the output folder had mode 0700.
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"prompt": ["a"]})})
+    info = {
+        "text_column": ["text"], "min_entropy": 0.5, "eval_min_entropy": 0.5, "eval_documents": 0,
+        "difficulty_thresholds": {"easy": 0.5}, "seed": 0, "top_k": 16, "settings": {},
+        "splits": {"train": {"documents": 1, "examples": 1, "difficulty": {"easy": 0}, "stats": {}}},
+    }  # fmt: skip
+    prepare.save_prepared_dataset(splits, info, str(tmp_path / "out"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_max_length_beyond_the_proxy_context_is_warned(proxy_dir, caplog):
+    from rpt_trl.cli import _warn_if_longer_than_the_proxy
+
+    with caplog.at_level(logging.WARNING, logger="rpt_trl"):
+        _warn_if_longer_than_the_proxy(str(proxy_dir), 4096)
+    assert any("exceeds the proxy's context of 1024 tokens" in r.getMessage() for r in caplog.records)
+
+
+def test_evaluate_explains_errors_without_a_traceback(tmp_path):
+    with pytest.raises(SystemExit, match="rpt-trl evaluate: error: .*not a local path"):
+        main(["evaluate", "next-token", "--dataset", str(tmp_path / "absent"), "--mode", "standard",
+              "--output", str(tmp_path / "r.json")])  # fmt: skip

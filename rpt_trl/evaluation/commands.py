@@ -66,7 +66,8 @@ def load_model(path: str, *, device: str | None = None) -> Any:
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    # safetensors only, as in training: a pickled `pytorch_model.bin` can run code when loaded.
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True).to(device)
 
 
 def _write_outputs(result: dict[str, Any], output: str | Path) -> None:
