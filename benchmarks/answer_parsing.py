@@ -19,6 +19,7 @@ from rpt_trl.generation import AnswerStopLogitsProcessor
 from rpt_trl.parsing import extract_prediction
 
 
+# Each makes about n characters. Nested closed boxes: every `}` closes a box (the old parser copied its content).
 PARSER_FAMILIES = {
     "nested closed boxes": lambda n: "</think>" + "\\boxed{" * (n // 8) + "x" + "}" * (n // 8),
     "latex-like": lambda n: "</think>" + "\\frac{a}{b}^{2} " * (n // 16),
@@ -29,6 +30,8 @@ LATEX_PIECES = ["\\frac", "{a", "}{", "b}", "^{", "2}", " +"]
 
 
 class PieceTokenizer:
+    """Token id i decodes to `vocabulary[i]`: drives the processor through any split of a text."""
+
     def __init__(self, vocabulary: list[str]):
         self.vocabulary = vocabulary
 

@@ -4,7 +4,9 @@ Adversarial inputs are built from the pieces the parser reacts to (`\boxed{`, br
 pieces anywhere, including inside those markers.
 """
 
+import importlib.util
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +16,14 @@ from hypothesis import strategies as st
 from rpt_trl.generation import AnswerStopLogitsProcessor
 from rpt_trl.parsing import AnswerBoxTracker, extract_prediction
 
+
+# The benchmark's input families, tokenizer stand-in and timer: the tests bound what the benchmark measures.
+_spec = importlib.util.spec_from_file_location(
+    "answer_parsing_benchmark", Path(__file__).resolve().parents[1] / "benchmarks" / "answer_parsing.py"
+)
+benchmark = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(benchmark)
+PieceTokenizer, WORST_FAMILIES, best_time = benchmark.PieceTokenizer, benchmark.PARSER_FAMILIES, benchmark.best_of
 
 MARKERS = ["\\boxed{", "{", "}", "\\", "\\\\", "\\{", "\\}", "</think>", "</th", "ink>", "\\box", "ed{", "b", "x", " "]
 hostile_text = st.lists(st.sampled_from(MARKERS) | st.text(max_size=3), max_size=40).map("".join)
@@ -73,16 +83,6 @@ def test_without_think_close_a_later_think_restarts_the_search():
     assert tracker.feed("\\boxed{b}") is True
 
 
-class PieceTokenizer:
-    """Token id i decodes to `vocabulary[i]`: lets a test drive the processor through any split of a text."""
-
-    def __init__(self, vocabulary: list[str]):
-        self.vocabulary = vocabulary
-
-    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
-        return "".join(self.vocabulary[i] for i in ids)
-
-
 def run_processor(pieces_per_row: list[list[str]], *, require_think_close: bool = True) -> list[list[bool]]:
     """Feed each row its pieces, one per step; return, per step, which rows the processor forced to EOS."""
     vocabulary = ["<eos>"] + sorted({piece for pieces in pieces_per_row for piece in pieces})
@@ -115,31 +115,12 @@ def test_processor_equals_reparse(pieces_per_row):
             assert forced[row] is done, (pieces, step)
 
 
-# The worst families found for the old code: nested closed boxes (every `}` closes a box whose content is copied),
-# and LaTeX-like text dense in closing braces (the old processor re-parsed the whole completion at each `}`).
-WORST_FAMILIES = {  # each makes about n characters
-    "nested closed boxes": lambda n: "</think>" + "\\boxed{" * (n // 8) + "x" + "}" * (n // 8),
-    "latex-like": lambda n: "</think>" + "\\frac{a}{b}^{2} " * (n // 16),
-    "open boxes": lambda n: "</think>" + "\\boxed{" * (n // 7),
-    "backslashes and braces": lambda n: "</think>" + "\\\\{}\\{" * (n // 6),
-}
-
-
-def best_time(function, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 @pytest.mark.parametrize("family", sorted(WORST_FAMILIES))
 def test_parser_time_per_megabyte_is_bounded_and_linear(family):
     make = WORST_FAMILIES[family]
     small, large = make(250_000), make(1_000_000)
-    small_time = best_time(lambda: extract_prediction(small))
-    large_time = best_time(lambda: extract_prediction(large))
+    small_time = best_time(3, lambda: extract_prediction(small))
+    large_time = best_time(3, lambda: extract_prediction(large))
     assert large_time < 1.0  # about 0.1 s per MB here; the quadratic scan took seconds
     assert large_time < 8 * max(small_time, 1e-3)  # 4x the input: linear is ~4x, quadratic ~16x
 
@@ -153,7 +134,7 @@ def test_tracker_time_per_megabyte_is_bounded_and_linear(family):
 
     make = WORST_FAMILIES[family]
     small, large = make(100_000), make(400_000)
-    small_time, large_time = best_time(lambda: feed_tokens(small)), best_time(lambda: feed_tokens(large))
+    small_time, large_time = best_time(3, lambda: feed_tokens(small)), best_time(3, lambda: feed_tokens(large))
     assert large_time < 2.0
     assert large_time < 8 * max(small_time, 1e-3)
 
