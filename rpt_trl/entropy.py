@@ -22,6 +22,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -207,7 +208,8 @@ def _read_npz(path: str, names: Sequence[str]) -> dict[str, np.ndarray] | None:
             type(error).__name__,
             error,
         )
-        os.remove(path)
+        # missing_ok: under `accelerate launch` every process reads the same shards and may find the same bad one.
+        Path(path).unlink(missing_ok=True)
         return None
     return arrays
 

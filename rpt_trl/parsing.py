@@ -30,8 +30,11 @@ BOX_OPEN = "\\boxed{"
 
 # Order matters: an escaped backslash must be consumed before it can escape a brace.
 _BRACE_EVENTS = re.compile(r"\\\\|\\[{}]|\\boxed\{|[{}]")
-# A proper prefix of an escape or of `\boxed{` at the very end of the text seen so far.
-_INCOMPLETE_ESCAPE = re.compile(r"\\(?:b(?:o(?:x(?:e(?:d)?)?)?)?)?\Z")
+# Outside every box only the next box matters. The scan consumes a run of backslashes in pairs from its start, so
+# `\boxed{` opens a box exactly when an odd run of backslashes ends in it (`\\boxed{` is an escape, then text).
+_NEXT_BOX = re.compile(r"(?<!\\)(?:\\\\)*\\boxed\{")
+# A backslash followed by a proper prefix of `boxed{` at the very end of the text seen so far.
+_TRAILING_BOX_PREFIX = re.compile(r"\\(?:b(?:o(?:x(?:e(?:d)?)?)?)?)?\Z")
 
 
 def completion_text(completion: str | Sequence[Mapping[str, Any]]) -> str:
@@ -105,7 +108,8 @@ class _BoxBalance:
     r"""The state of a left-to-right brace scan: the open `\boxed{` boxes and the last box that closed.
 
     Each open box remembers where its content starts and how many plain braces were open around it, so the state is
-    one counter plus one entry per open box, and each brace costs O(1). The scan can go on over more text later
+    one counter plus one entry per open box, and each brace inside a box costs O(1); text outside every box is
+    skipped by one regular-expression search for the next box. The scan can go on over more text later
     ([`AnswerBoxTracker`]) as long as the caller never splits an escape or a `\boxed{` between two calls.
     """
 
@@ -116,31 +120,40 @@ class _BoxBalance:
         self._plain_depth = 0  # plain braces open inside the innermost open box (or outside every box)
         self._open_boxes: list[tuple[int, int]] = []  # (content start, plain depth around the box), innermost last
 
-    def scan(self, text: str, start: int = 0) -> int:
-        """Consume the brace events of `text[start:]` and return where the last one ended (`start` if none).
+    def scan(self, text: str, start: int = 0) -> None:
+        """Consume the brace events of `text[start:]`; positions in `last_box` are indices into `text`.
 
-        Positions in `last_box` are indices into `text`.
+        `start` must not split a run of backslashes (the scan pairs them from the run's start).
         """
         plain_depth, open_boxes = self._plain_depth, self._open_boxes
-        event_end = start
-        for event in _BRACE_EVENTS.finditer(text, start):
-            event_end = event.end()
-            token = event.group()
-            if token == "{":
-                plain_depth += 1
-            elif token == "}":
-                if plain_depth:
-                    plain_depth -= 1
-                elif open_boxes:  # this brace balances the innermost box's opening brace
-                    content_start, plain_depth = open_boxes.pop()
-                    self.last_box = (content_start, event.start())
-                # else: an unmatched closing brace outside any box is just text
-            elif token == BOX_OPEN:
-                open_boxes.append((event.end(), plain_depth))
-                plain_depth = 0
-            # escaped braces and backslashes are text
+        position = start
+        while True:
+            if not open_boxes:  # plain braces outside every box change nothing: jump to the next box
+                box = _NEXT_BOX.search(text, position)
+                if box is None:
+                    break
+                open_boxes.append((box.end(), 0))
+                plain_depth, position = 0, box.end()
+            for event in _BRACE_EVENTS.finditer(text, position):
+                token = event.group()
+                if token == "{":
+                    plain_depth += 1
+                elif token == "}":
+                    if plain_depth:
+                        plain_depth -= 1
+                    else:  # this brace balances the innermost box's opening brace
+                        content_start, plain_depth = open_boxes.pop()
+                        self.last_box = (content_start, event.start())
+                        if not open_boxes:
+                            position = event.end()
+                            break
+                elif token == BOX_OPEN:
+                    open_boxes.append((event.end(), plain_depth))
+                    plain_depth = 0
+                # escaped braces and backslashes are text
+            else:
+                break
         self._plain_depth = plain_depth
-        return event_end
 
 
 class AnswerBoxTracker:
@@ -205,12 +218,18 @@ class AnswerBoxTracker:
 
     def _scan(self, text: str) -> None:
         buffer = self._pending + text
-        # A trailing `\`, `\b`, ... `\boxed` after the last event holds no event yet, but more text may turn it into
-        # an escape or a box: keep it back for the next piece. The search starts where the last event ended, so the
-        # second backslash of an escaped backslash is never taken for the start of an escape.
-        last_event_end = self._balance.scan(buffer)
-        holdback = _INCOMPLETE_ESCAPE.search(buffer, max(last_event_end, len(buffer) - len(BOX_OPEN) + 1))
-        self._pending = "" if holdback is None else buffer[holdback.start() :]
+        self._balance.scan(buffer)
+        # A trailing unpaired backslash, alone or followed by `b`, `bo`, ... `boxed`, holds no event yet, but more
+        # text may turn it into an escape or a box: keep it back for the next piece. Backslashes pair from the start
+        # of their run, and a run never reaches back past this buffer (a held-back backslash is in it).
+        tail = _TRAILING_BOX_PREFIX.search(buffer, max(0, len(buffer) - len(BOX_OPEN) + 1))
+        if tail is None:
+            self._pending = ""
+            return
+        run_start = tail.start()
+        while run_start > 0 and buffer[run_start - 1] == "\\":
+            run_start -= 1
+        self._pending = buffer[tail.start() :] if (tail.start() - run_start) % 2 == 0 else ""
 
 
 def can_be_boxed(answer: str) -> bool:

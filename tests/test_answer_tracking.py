@@ -55,6 +55,40 @@ def test_tracker_fed_one_character_at_a_time(text, require_think_close):
     assert tracker.closed is (extract_prediction(text, require_think_close=require_think_close) is not None)
 
 
+def reference_prediction(text: str, require_think_close: bool = True) -> str | None:
+    """The parsing rule written plainly, one character at a time (small inputs only: it copies freely)."""
+    think = text.find("</think>")
+    if think < 0 and require_think_close:
+        return None
+    i = think + len("</think>") if think >= 0 else 0
+    stack, prediction = [], None  # content start of a box, or None for a plain brace
+    while i < len(text):
+        if text.startswith("\\\\", i) or text.startswith("\\{", i) or text.startswith("\\}", i):
+            i += 2
+        elif text.startswith("\\boxed{", i):
+            i += len("\\boxed{")
+            stack.append(i)
+        elif text[i] == "{":
+            stack.append(None)
+            i += 1
+        elif text[i] == "}":
+            if stack:
+                start = stack.pop()
+                if start is not None:
+                    prediction = text[start:i]
+            i += 1
+        else:
+            i += 1
+    return prediction
+
+
+@settings(max_examples=1000, deadline=None)
+@given(hostile_text, st.booleans())
+def test_parser_equals_a_plain_reference_on_adversarial_braces(text, require_think_close):
+    expected = reference_prediction(text, require_think_close)
+    assert extract_prediction(text, require_think_close=require_think_close) == expected
+
+
 @pytest.mark.parametrize(
     ("pieces", "expected"),
     [
