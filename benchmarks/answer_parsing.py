@@ -4,7 +4,7 @@
 
 Parser families (`extract_prediction` on the whole text, after `</think>`): nested closed boxes
 (`\\boxed{` * n + `}` * n, the family where slicing at every closing brace was quadratic), LaTeX-like text, open boxes,
-escapes and braces. Processor: one sequence of LaTeX-like pieces fed token by token through
+escapes and braces. Processor: one sequence of `</think>` and LaTeX-like pieces fed token by token through
 `AnswerStopLogitsProcessor` (one decode and one parse update per token, as in generation), 8,192 and 16,384 tokens.
 Each figure is the best of `--repeats` runs. Prints one line per measurement.
 """
@@ -49,12 +49,14 @@ def best_of(repeats: int, function) -> float:
 
 
 def run_processor(num_tokens: int) -> None:
-    vocabulary = ["<eos>", *LATEX_PIECES]
+    """`</think>`, then LaTeX-like tokens with no box: each closing brace made the old processor re-parse it all."""
+    vocabulary = ["<eos>", "</think>", *LATEX_PIECES]
     processor = AnswerStopLogitsProcessor(PieceTokenizer(vocabulary), eos_token_id=0)
     scores = torch.zeros((1, len(vocabulary)))
     input_ids = torch.zeros((1, num_tokens + 1), dtype=torch.long)
-    for step in range(num_tokens):
-        input_ids[0, step + 1] = 1 + step % len(LATEX_PIECES)
+    input_ids[0, 1] = 1
+    for step in range(1, num_tokens):
+        input_ids[0, step + 1] = 2 + step % len(LATEX_PIECES)
     processor(input_ids[:, :1], scores)
     for step in range(1, num_tokens + 1):
         processor(input_ids[:, : step + 1], scores)

@@ -175,7 +175,7 @@ def test_tracker_time_per_megabyte_is_bounded_and_linear(family):
 
 def test_processor_on_long_latex_completion_is_linear():
     # 8,192 steps of LaTeX-like pieces, as a long OmniMATH-style chain of thought produces.
-    pieces = ["\\frac", "{a", "}{", "b}", "^{", "2}", " +"] * (8192 // 7)
+    pieces = ["</think>"] + ["\\frac", "{a", "}{", "b}", "^{", "2}", " +"] * (8192 // 7)
     start = time.perf_counter()
     forced = run_processor([pieces])
     elapsed = time.perf_counter() - start
