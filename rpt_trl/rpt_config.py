@@ -26,7 +26,8 @@ class RPTConfig(GRPOConfig):
         Default reward when no `reward_funcs` are given: `"prefix_match"` (the paper's) or `"first_token"`.
     stop_after_answer (`bool`, *optional*, defaults to `False`):
         End a completion (with EOS) as soon as its answer box closes. Saves generation time for models that keep
-        writing; transformers generation only.
+        writing. Works with transformers generation and with vLLM (colocate, and server mode when the server has
+        rpt-trl installed), through `rpt_trl.vllm_engine.AnswerStopLogitsProcessor`.
 
     > Parameters that control how raw documents become examples
 
@@ -111,7 +112,7 @@ class RPTConfig(GRPOConfig):
     stop_after_answer: bool = field(
         default=False,
         metadata={
-            "help": "End a completion with EOS as soon as its answer box closes (transformers generation only)."
+            "help": "End a completion with EOS as soon as its answer box closes (transformers or vLLM generation)."
         },
     )
     text_column: list[str] = field(
@@ -191,11 +192,6 @@ class RPTConfig(GRPOConfig):
             raise ValueError(
                 f"max_ground_truth_tokens must be at least 1 (the answer is at least one token), "
                 f"got {self.max_ground_truth_tokens}."
-            )
-        if self.stop_after_answer and self.use_vllm:
-            raise ValueError(
-                "stop_after_answer works with transformers generation only; with use_vllm=True rely on the model's EOS "
-                "and max_completion_length instead, or set stop_after_answer=False."
             )
         if self.push_checkpoint_revisions and not self.push_to_hub:
             raise ValueError(
