@@ -56,7 +56,7 @@ def test_rlvr_recipe_trains_on_a_tiny_skywork_style_world(tmp_path):
         "--use_cpu", "true", "--bf16", "false", "--use_vllm", "false", "--gradient_checkpointing", "false",
         "--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "4",
         "--gradient_accumulation_steps", "1", "--max_completion_length", "16", "--logging_steps", "1",
-        "--save_strategy", "no", "--report_to", "none", "--dtype", "float32", "--push_to_hub", "false",
+        "--save_strategy", "no", "--report_to", "none", "--dtype", "float32", "--attn_implementation", "sdpa", "--push_to_hub", "false",
     ]  # fmt: skip
     result = subprocess.run(
         command, env=subprocess_env(CUDA_VISIBLE_DEVICES=""), cwd=tmp_path, capture_output=True, text=True,
