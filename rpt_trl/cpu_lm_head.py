@@ -4,8 +4,9 @@ GRPOTrainer (TRL 1.16) computes per-token log-probabilities through the fused LM
 `trl.trainer.utils.add_fused_lm_head`. Whether that head projects only the positions that have a label (the
 completion) or every position of the sequence (prompt included, over the whole vocabulary, zeroed afterwards) is
 decided by one call, `_use_triton(hidden_states.device)`, which is true only on CUDA/XPU with Triton. TRL keeps
-every position elsewhere so that the tile shapes stay fixed on compiling backends such as Neuron; on a CPU nothing
-is compiled, and scoring the prompt only costs time. With Gemma 3 270M (262k vocabulary) on the demo's ~263-token
+every position elsewhere so that the tile shapes stay fixed on compiling backends such as Neuron; a CPU gains nothing
+from fixed shapes (with `torch_compile=True` it takes the same path as CUDA does), and scoring the prompt only costs
+time. With Gemma 3 270M (262k vocabulary) on the demo's ~263-token
 prompts and ~24-token completions, 62% of a training step was the backward through prompt logits that the loss
 never reads; scoring only the completion gave the same log-probabilities and gradients and ran forward plus
 backward 3.29x faster (issue 11).
