@@ -14,6 +14,7 @@ from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from .checkpoints import EpochReplayRepeatSampler, resolve_resume_checkpoint
+from .cpu_lm_head import CompletionScoringOnCPUMixin
 from .data import build_next_token_dataset
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .generation import install_answer_stop
@@ -38,7 +39,7 @@ RPT_COLUMNS = ("prompt", "ground_truth", "ground_truth_boundaries")
 MODEL_CARD_TEMPLATE = "rpt_model_card.md"
 
 
-class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
+class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer):
     """Trainer for Reinforcement Pre-Training (Dong et al. 2025, arXiv 2506.08007).
 
     A thin `trl.GRPOTrainer`: the policy reads a context, reasons, and answers the next token in `\\boxed{}`;
@@ -50,6 +51,7 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
     - metrics `rpt/next_token_accuracy`, `rpt/answer_rate` and `rpt/reasoning_tokens` (logged by the reward);
     - optionally, EOS as soon as the answer box closes (`args.stop_after_answer`);
     - dynamic sampling from `args.dynamic_sampling_start_step` (see `rpt_trl.dynamic_sampling`);
+    - on a CPU, log-probabilities of the completion positions only, as on CUDA (see `rpt_trl.cpu_lm_head`);
     - an RPT model card.
 
     Args:
