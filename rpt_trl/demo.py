@@ -20,7 +20,7 @@ import torch
 
 from .data import build_next_token_dataset
 from .generation import AnswerStopLogitsProcessor
-from .rewards import prefix_match_reward
+from .rewards import score_completions
 
 
 logger = logging.getLogger(__name__)
@@ -144,14 +144,10 @@ def reasoning_accuracy(
             pad_token_id=tokenizer.pad_token_id,
         )
         texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        logged: dict[str, list] = {}
-        rewards += prefix_match_reward(
-            texts,
-            [r["ground_truth"] for r in batch],
-            [r["ground_truth_boundaries"] for r in batch],
-            log_extra=logged.__setitem__,
+        batch_rewards, predictions = score_completions(
+            texts, [r["ground_truth"] for r in batch], [r["ground_truth_boundaries"] for r in batch]
         )
-        predictions = logged["prediction"]
+        rewards += batch_rewards
         answered += sum(p is not None for p in predictions)
         samples += [
             {"truth": r["ground_truth"][:12], "prediction": p, "completion": t[:80]}
