@@ -126,6 +126,20 @@ def _positions_for(
     return [t for t in chosen if t >= min_context_tokens]
 
 
+def _ends_on_token_boundary(k: int, ends: Sequence[int], starts_inside_char: Sequence[bool]) -> bool:
+    """Whether the character where token k's offsets end is also where some token ends in bytes.
+
+    Token k ending inside a character has the character's end as its offset end, like the token(s) that complete
+    the character. That end is a real boundary when one of those completing tokens ends there, even past the
+    ground-truth window (the window's last token may be the first half of a character), and not when the next
+    token straddles it.
+    """
+    following = k + 1
+    while following < len(ends) and starts_inside_char[following] and ends[following] == ends[k]:
+        following += 1  # a token completing the character, ending where token k's offsets end
+    return following == len(ends) or not starts_inside_char[following]
+
+
 def _document_examples(
     text: str,
     offsets: Sequence[tuple[int, int]],
@@ -162,8 +176,7 @@ def _document_examples(
         last = min(t + max_ground_truth_tokens, num_tokens)
         answer_ends = []  # character index where each reachable answer ends
         for k in range(t, last):
-            # A token end followed by a token that starts inside a character lies inside that character.
-            if ends[k] > start and (k + 1 == num_tokens or not starts_inside_char[k + 1]):
+            if ends[k] > start and _ends_on_token_boundary(k, ends, starts_inside_char):
                 if not answer_ends or ends[k] > answer_ends[-1]:
                     answer_ends.append(ends[k])
         boundaries = [byte_at[end] - byte_at[start] for end in answer_ends]

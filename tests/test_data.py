@@ -2,7 +2,13 @@ import pytest
 from conftest import CORPUS
 from datasets import Dataset
 
-from rpt_trl import DIFFICULTY_THRESHOLDS, build_next_token_dataset, can_be_boxed, difficulty_labels
+from rpt_trl import (
+    DIFFICULTY_THRESHOLDS,
+    build_next_token_dataset,
+    can_be_boxed,
+    difficulty_labels,
+    prefix_match_reward,
+)
 from rpt_trl.templates import TEMPLATE_V0
 
 
@@ -64,8 +70,10 @@ def test_boundaries_equal_exact_token_bytes(kind, byte_level_tokenizer, sentence
         joined = b"".join(window_bytes)
         assert ground_truth.startswith(joined)
         assert all((byte & 0xC0) == 0x80 for byte in ground_truth[len(joined) :])
-        # Boundaries are the exact cumulative token byte lengths that end on a character boundary.
-        expected = [b for b in cumulative if _is_char_boundary(ground_truth, b)]
+        # Boundaries are the exact cumulative token byte lengths that end on a character boundary, up to the
+        # ground truth's end (which the token completing a character split by the window's last token may reach).
+        every_end = [len(b"".join(pieces[t : k + 1])) for k in range(t, len(pieces))]
+        expected = [b for b in every_end if b <= len(ground_truth) and _is_char_boundary(ground_truth, b)]
         assert example["ground_truth_boundaries"] == expected
         # The context is exactly the text before the predicted token.
         prefix = b"".join(pieces[:t])
@@ -73,6 +81,40 @@ def test_boundaries_equal_exact_token_bytes(kind, byte_level_tokenizer, sentence
         assert prefix.endswith(context.encode("utf-8"))
         checked += 1
     assert checked == len(dataset) > 100
+
+
+NON_LATIN = [
+    "Tiếng Việt rất đẹp và phong phú, người ta nói vậy.",
+    "Τα ελληνικά γράμματα είναι όμορφα και παλιά.",
+]
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 5])
+def test_window_ending_inside_a_character_keeps_the_completing_tokens_boundary(byte_level_tokenizer, window):
+    """Found with Vietnamese and Greek under a byte-level BPE: the window's last token is the first half of a
+    character. The token completing it ends exactly at the ground truth's end, a real boundary, so an answer
+    spanning the whole window must score 1."""
+    dataset = build_next_token_dataset(
+        NON_LATIN, byte_level_tokenizer, min_context_tokens=1, max_ground_truth_tokens=window,
+        skip_unanswerable=False, show_progress=False,
+    )  # fmt: skip
+    split_windows = 0
+    for example in dataset:
+        ids = byte_level_tokenizer(NON_LATIN[example["document_id"]], add_special_tokens=False)["input_ids"]
+        pieces = byte_level_token_bytes(byte_level_tokenizer, ids)
+        t = example["position"]
+        ground_truth = example["ground_truth"].encode("utf-8")
+        every_end = [len(b"".join(pieces[t : k + 1])) for k in range(t, len(pieces))]
+        expected = [b for b in every_end if b <= len(ground_truth) and _is_char_boundary(ground_truth, b)]
+        assert example["ground_truth_boundaries"] == expected
+        window_bytes = len(b"".join(pieces[t : t + window]))
+        if window_bytes < len(ground_truth) and len(ground_truth) in every_end:
+            split_windows += 1
+            answer = f"<think>x</think> \\boxed{{{example['ground_truth']}}}"
+            assert prefix_match_reward([answer], [example["ground_truth"]], [example["ground_truth_boundaries"]]) == [
+                1.0
+            ]
+    assert split_windows > 0  # the case this test is about occurs
 
 
 def _is_char_boundary(data, index):
