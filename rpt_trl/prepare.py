@@ -24,6 +24,7 @@ import datasets
 from .data import DIFFICULTY_THRESHOLDS, build_next_token_dataset, document_texts
 from .entropy import document_entropy
 from .hub import hub_is_offline
+from .model_card import PAPER
 
 
 logger = logging.getLogger(__name__)
@@ -258,8 +259,6 @@ def render_dataset_card(info: Mapping[str, Any], repo_id: str | None = None) -> 
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from .rpt_trainer import RPTTrainer
-
     source = str(info.get("source", "documents"))
     source_is_hub = bool(info.get("source_is_hub"))
     name = repo_id or info.get("name") or "rpt-dataset"
@@ -287,9 +286,9 @@ def render_dataset_card(info: Mapping[str, Any], repo_id: str | None = None) -> 
             proxy_model=info.get("proxy_model", "<proxy model>"),
             tokenizer=info.get("tokenizer", "<tokenizer>"),
             command=info.get("command", "rpt_trl.prepare_rpt_dataset(...)"),
-            paper_id=RPTTrainer._paper["id"],
-            paper_title=RPTTrainer._paper["title"],
-            citation=RPTTrainer._paper["citation"],
+            paper_id=PAPER["id"],
+            paper_title=PAPER["title"],
+            citation=PAPER["citation"],
             rpt_trl_version=version("rpt-trl"),
             **{k: info[k] for k in ("text_column", "top_k", "min_entropy", "eval_min_entropy", "splits", "settings")},
             eval_documents=info["eval_documents"],

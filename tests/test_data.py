@@ -64,7 +64,6 @@ def test_boundaries_equal_exact_token_bytes(kind, byte_level_tokenizer, sentence
         pieces = exact_token_bytes(kind, tokenizer, ids)
         t = example["position"]
         window_bytes = pieces[t : t + window]
-        cumulative = [len(b"".join(window_bytes[: k + 1])) for k in range(len(window_bytes))]
         ground_truth = example["ground_truth"].encode("utf-8")
         # The window's bytes, completed to a whole character when its last token ends inside one.
         joined = b"".join(window_bytes)

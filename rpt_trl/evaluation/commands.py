@@ -14,6 +14,7 @@ from typing import Any
 import datasets
 
 from ..data import document_texts
+from ..results import load_results, plot_results, results_markdown, save_result
 from .multiple_choice import MULTIPLE_CHOICE_TEMPLATE, normalize_row, render_question, score_choices, summarize_choices
 from .next_token import (
     mean_reasoning_length,
@@ -26,7 +27,6 @@ from .next_token import (
     vllm_generator,
 )
 from .reasoning_patterns import count_patterns, plot_patterns, read_completions
-from .results import load_results, plot_results, results_markdown, save_result
 from .scaling import compute_from_trainer_state, fit_splits, plot_scaling
 
 

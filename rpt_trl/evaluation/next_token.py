@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 from ..data import difficulty_labels, token_spans
 from ..generation import AnswerStopLogitsProcessor
 from ..parsing import split_thought
+from ..results import SPLITS
 from ..rewards import score_completions, thought_token_counts
-from .results import SPLITS
 
 
 logger = logging.getLogger(__name__)
