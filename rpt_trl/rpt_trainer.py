@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
-from .checkpoints import EpochReplayRepeatSampler, resolve_resume_checkpoint
+from .checkpoints import resolve_resume_checkpoint
 from .data import build_next_token_dataset
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .generation import install_answer_stop
@@ -17,6 +17,7 @@ from .hub import CheckpointRevisionPusher, check_hub_access
 from .model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
 from .rewards import REWARD_FUNCTIONS
 from .rpt_config import RPTConfig
+from .sampler import EpochReplayRepeatSampler
 
 
 logger = logging.getLogger(__name__)
