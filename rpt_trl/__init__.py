@@ -2,7 +2,13 @@
 
 __version__ = "0.1.0"
 
-from .data import DIFFICULTY_THRESHOLDS, NextTokenDatasetStats, build_next_token_dataset, difficulty_labels
+from .data import (
+    DIFFICULTY_THRESHOLDS,
+    NextTokenDatasetStats,
+    NextTokenSettings,
+    build_next_token_dataset,
+    difficulty_labels,
+)
 from .entropy import align_token_values, compute_token_entropy, document_entropy
 from .parsing import can_be_boxed, extract_prediction, split_thought
 from .prepare import load_documents, prepare_rpt_dataset, push_prepared_dataset, save_prepared_dataset
@@ -21,6 +27,7 @@ from .templates import TEMPLATES, render_prompt
 __all__ = [
     "DIFFICULTY_THRESHOLDS",
     "NextTokenDatasetStats",
+    "NextTokenSettings",
     "RPTConfig",
     "RPTTrainer",
     "TEMPLATES",

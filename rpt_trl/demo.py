@@ -95,7 +95,7 @@ def demo_splits(tokenizer: Any, *, seed: int = 0, eval_positions: int = 24) -> t
     dataset, stats = build_next_token_dataset(
         corpus,
         tokenizer,
-        template=DEMO_TEMPLATE,
+        prompt_template=DEMO_TEMPLATE,
         prompt_format="text",
         min_context_tokens=12,
         max_context_tokens=48,

@@ -152,18 +152,12 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
         if not _is_raw(dataset, args):
             return dataset
         logger.info("Building next-token examples from raw documents (columns %s).", args.text_column)
-        return build_next_token_dataset(
-            dataset,
-            tokenizer,
-            text_column=args.text_column,
-            positions=args.position_stride,
-            template=args.prompt_template,
-            prompt_format=args.prompt_format,
-            min_context_tokens=args.min_context_tokens,
-            max_context_tokens=args.max_context_tokens,
-            max_ground_truth_tokens=args.max_ground_truth_tokens,
-            skip_unanswerable=args.skip_unanswerable_positions,
-        )
+        settings = args.next_token_settings()
+        if settings.min_entropy is not None:
+            # Raw documents carry no proxy entropies: min_entropy filters prepared datasets (`rpt-trl prepare`).
+            logger.warning("min_entropy=%s is ignored for raw documents, which have no entropies.", args.min_entropy)
+            settings.min_entropy = None
+        return build_next_token_dataset(dataset, tokenizer, settings)
 
     def create_model_card(
         self,

@@ -38,7 +38,7 @@ def last_word_dataset(tokenizer: Any, documents: list[str]) -> Any:
         documents,
         tokenizer,
         positions=[[n - 1] for n in lengths],
-        template=TINY_TEMPLATE,
+        prompt_template=TINY_TEMPLATE,
         prompt_format="text",
         min_context_tokens=2,
         show_progress=False,

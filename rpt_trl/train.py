@@ -35,8 +35,6 @@ class RPTScriptArguments(ScriptArguments):
         Configuration name of `documents_dataset_name`.
     documents_split (`str`, *optional*, defaults to `"train"`):
         Split of `documents_dataset_name`.
-    min_entropy (`float`, *optional*):
-        Keep only examples whose `entropy` column (written by the entropy filter) exceeds this value.
     max_train_examples (`int`, *optional*):
         Use at most this many training examples (the first ones after filtering).
     tiny_world (`bool`, *optional*, defaults to `False`):
@@ -56,10 +54,6 @@ class RPTScriptArguments(ScriptArguments):
         default=None, metadata={"help": "Configuration name of documents_dataset_name."}
     )
     documents_split: str = field(default="train", metadata={"help": "Split of documents_dataset_name."})
-    min_entropy: float | None = field(
-        default=None,
-        metadata={"help": "Keep only examples whose 'entropy' column exceeds this value (nats)."},
-    )
     max_train_examples: int | None = field(default=None, metadata={"help": "Use at most this many training examples."})
     tiny_world: bool = field(
         default=False,
@@ -89,8 +83,14 @@ def parse_args(argv: list[str] | None, default_config: str | None = None) -> tup
     return make_parser().parse_args_and_config(argv)
 
 
-def load_train_dataset(script_args: RPTScriptArguments) -> datasets.Dataset:
-    """The training split named by the script arguments, filtered and truncated as they ask."""
+def load_train_dataset(script_args: RPTScriptArguments, min_entropy: float | None = None) -> datasets.Dataset:
+    """The training split named by the script arguments, filtered and truncated as they ask.
+
+    Args:
+        script_args: Which dataset, and how many examples.
+        min_entropy: Keep only examples whose `entropy` column is at least this (`RPTConfig.min_entropy`, the same
+            filter as `build_next_token_dataset`'s); NaN (unscored) is dropped.
+    """
     dataset = None
     if script_args.dataset_name is not None:
         try:
@@ -113,15 +113,15 @@ def load_train_dataset(script_args: RPTScriptArguments) -> datasets.Dataset:
         dataset = _load(
             script_args.documents_dataset_name, script_args.documents_dataset_config, script_args.documents_split
         )
-    if script_args.min_entropy is not None:
+    if min_entropy is not None:
         if "entropy" not in dataset.column_names:
             raise ValueError(
-                f"min_entropy={script_args.min_entropy} needs an 'entropy' column (written by the entropy filter); "
-                f"the dataset has {dataset.column_names}."
+                f"min_entropy={min_entropy} needs an 'entropy' column (written by `rpt-trl prepare`); the dataset "
+                f"has {dataset.column_names}."
             )
         before = len(dataset)
-        dataset = dataset.filter(lambda entropy: entropy > script_args.min_entropy, input_columns="entropy")
-        logger.info("Entropy filter > %s kept %d of %d examples.", script_args.min_entropy, len(dataset), before)
+        dataset = dataset.filter(lambda entropy: entropy >= min_entropy, input_columns="entropy")  # NaN fails too
+        logger.info("Entropy filter >= %s kept %d of %d examples.", min_entropy, len(dataset), before)
     if script_args.max_train_examples is not None:
         dataset = dataset.select(range(min(script_args.max_train_examples, len(dataset))))
     return dataset
@@ -154,7 +154,7 @@ def main(script_args: RPTScriptArguments, training_args: RPTConfig, model_args: 
             "dtype": model_args.dtype,
         }
         training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
-        train_dataset = load_train_dataset(script_args)
+        train_dataset = load_train_dataset(script_args, training_args.min_entropy)
 
     trainer = RPTTrainer(
         model=model,

@@ -1,9 +1,13 @@
+from dataclasses import asdict
+
 import pytest
 from conftest import CORPUS
 from datasets import Dataset
 
 from rpt_trl import (
     DIFFICULTY_THRESHOLDS,
+    NextTokenSettings,
+    RPTConfig,
     build_next_token_dataset,
     can_be_boxed,
     difficulty_labels,
@@ -52,7 +56,7 @@ def test_boundaries_equal_exact_token_bytes(kind, byte_level_tokenizer, sentence
         tokenizer,
         min_context_tokens=2,
         max_ground_truth_tokens=window,
-        skip_unanswerable=False,
+        skip_unanswerable_positions=False,
         show_progress=False,
         return_stats=True,
     )
@@ -95,7 +99,7 @@ def test_window_ending_inside_a_character_keeps_the_completing_tokens_boundary(b
     spanning the whole window must score 1."""
     dataset = build_next_token_dataset(
         NON_LATIN, byte_level_tokenizer, min_context_tokens=1, max_ground_truth_tokens=window,
-        skip_unanswerable=False, show_progress=False,
+        skip_unanswerable_positions=False, show_progress=False,
     )  # fmt: skip
     split_windows = 0
     for example in dataset:
@@ -149,7 +153,12 @@ def test_mid_character_positions_are_skipped_and_counted(byte_level_tokenizer):
 def test_context_is_left_truncated(any_tokenizer):
     text = " ".join(f"word{i}" for i in range(80))
     dataset = build_next_token_dataset(
-        [text], any_tokenizer, template="{context}", min_context_tokens=4, max_context_tokens=10, show_progress=False
+        [text],
+        any_tokenizer,
+        prompt_template="{context}",
+        min_context_tokens=4,
+        max_context_tokens=10,
+        show_progress=False,
     )
     for example in dataset:
         context = example["prompt"][0]["content"]
@@ -158,15 +167,37 @@ def test_context_is_left_truncated(any_tokenizer):
     assert dataset["position"][0] == 4
 
 
-@pytest.mark.parametrize(("positions", "expected"), [(3, "stride"), ([[9, 12, 30]], [9, 12, 30])])
-def test_positions_stride_and_lists(byte_level_tokenizer, positions, expected):
+@pytest.mark.parametrize(
+    ("selection", "expected"), [({"position_stride": 3}, "stride"), ({"positions": [[9, 12, 30]]}, [9, 12, 30])]
+)
+def test_positions_stride_and_lists(byte_level_tokenizer, selection, expected):
     text = " ".join("abcdefghijklmnopqrstuvwxyz")
     n = len(byte_level_tokenizer(text, add_special_tokens=False)["input_ids"])
     assert n > 30
     dataset = build_next_token_dataset(
-        [text], byte_level_tokenizer, positions=positions, min_context_tokens=8, show_progress=False
+        [text], byte_level_tokenizer, min_context_tokens=8, show_progress=False, **selection
     )
     assert dataset["position"] == (list(range(8, n, 3)) if expected == "stride" else expected)
+
+
+def test_settings_object_and_deprecated_names_build_the_same_examples(byte_level_tokenizer):
+    settings = NextTokenSettings(
+        prompt_template="{context}", position_stride=3, min_context_tokens=4, skip_unanswerable_positions=False
+    )
+    expected = build_next_token_dataset(CORPUS, byte_level_tokenizer, settings, show_progress=False)
+    with pytest.warns(FutureWarning, match="deprecated"):
+        old = build_next_token_dataset(
+            CORPUS, byte_level_tokenizer, template="{context}", positions=3, min_context_tokens=4,
+            skip_unanswerable=False, show_progress=False,
+        )  # fmt: skip
+    assert old.to_list() == expected.to_list() and len(expected) > 10
+    # An RPTConfig is a NextTokenSettings: a trainer's config builds the same examples
+    config = RPTConfig(output_dir="unused", use_cpu=True, report_to="none", **asdict(settings))
+    assert build_next_token_dataset(CORPUS, byte_level_tokenizer, config, show_progress=False).to_list() == (
+        expected.to_list()
+    )
+    with pytest.raises(TypeError, match="Unknown setting"):
+        build_next_token_dataset(CORPUS, byte_level_tokenizer, stride=3)
 
 
 def test_out_of_range_positions_raise(byte_level_tokenizer):
@@ -198,7 +229,7 @@ def test_unanswerable_positions_are_skipped(byte_level_tokenizer):
         byte_level_tokenizer,
         min_context_tokens=1,
         max_ground_truth_tokens=3,
-        skip_unanswerable=False,
+        skip_unanswerable_positions=False,
         show_progress=False,
     )
     assert stats.unanswerable_positions > 0
@@ -214,7 +245,7 @@ def test_dataset_input_with_joined_columns_and_text_format(byte_level_tokenizer)
         data,
         byte_level_tokenizer,
         text_column=["problem", "solution"],
-        template="few_shot",
+        prompt_template="few_shot",
         prompt_format="text",
         min_context_tokens=4,
         show_progress=False,
@@ -229,13 +260,13 @@ def test_dataset_input_with_joined_columns_and_text_format(byte_level_tokenizer)
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"template": "no placeholder"}, "{context}"),
+        ({"prompt_template": "no placeholder"}, "{context}"),
         ({"prompt_format": "chat"}, "prompt_format"),
         ({"min_context_tokens": 0}, "min_context_tokens"),
         ({"max_context_tokens": 2, "min_context_tokens": 4}, "max_context_tokens"),
         ({"max_ground_truth_tokens": 0}, "max_ground_truth_tokens"),
         ({"positions": "some"}, "positions"),
-        ({"positions": 0}, "stride"),
+        ({"position_stride": 0}, "stride"),
         ({"text_column": "body"}, "body"),
     ],
 )
@@ -275,7 +306,7 @@ def synthetic_entropy(tokenizer, texts):
 @pytest.mark.parametrize("min_entropy", [None, 0.7, 1.5])
 def test_entropy_filter_and_nested_difficulty_splits(byte_level_tokenizer, min_entropy):
     entropy = synthetic_entropy(byte_level_tokenizer, CORPUS)
-    kwargs = dict(min_context_tokens=2, skip_unanswerable=False, show_progress=False, return_stats=True)
+    kwargs = dict(min_context_tokens=2, skip_unanswerable_positions=False, show_progress=False, return_stats=True)
     unfiltered = build_next_token_dataset(CORPUS, byte_level_tokenizer, **kwargs)[0]
     dataset, stats = build_next_token_dataset(
         CORPUS, byte_level_tokenizer, token_entropy=entropy, min_entropy=min_entropy, **kwargs
@@ -306,7 +337,7 @@ def test_difficulty_thresholds_are_user_settable(byte_level_tokenizer):
     entropy = synthetic_entropy(byte_level_tokenizer, CORPUS[:2])
     dataset = build_next_token_dataset(
         CORPUS[:2], byte_level_tokenizer, token_entropy=entropy, difficulty_thresholds={"any": 0.0, "top": 1.6},
-        min_context_tokens=2, skip_unanswerable=False, show_progress=False,
+        min_context_tokens=2, skip_unanswerable_positions=False, show_progress=False,
     )  # fmt: skip
     assert {tuple(r["difficulty"]) for r in dataset} == {("any",), ("any", "top")}
     assert (

@@ -130,12 +130,14 @@ def test_prepared_dataset_is_filtered_by_entropy_and_truncated(tmp_path, documen
     path = tmp_path / "prepared"
     entropies = [0.2, 1.7, float("nan"), 0.9, 2.5]
     datasets.Dataset.from_dict({"prompt": list("abcde"), "entropy": entropies}).save_to_disk(str(path))
-    dataset = load_train_dataset(RPTScriptArguments(dataset_name=str(path), min_entropy=0.5))
+    dataset = load_train_dataset(RPTScriptArguments(dataset_name=str(path)), min_entropy=0.5)
     assert dataset["prompt"] == ["b", "d", "e"]  # NaN (not scored) is not above the threshold
-    dataset = load_train_dataset(RPTScriptArguments(dataset_name=str(path), min_entropy=0.5, max_train_examples=2))
+    dataset = load_train_dataset(RPTScriptArguments(dataset_name=str(path), max_train_examples=2), min_entropy=0.5)
     assert dataset["prompt"] == ["b", "d"]
     with pytest.raises(ValueError, match="entropy"):
-        load_train_dataset(RPTScriptArguments(dataset_name=documents_dir, min_entropy=0.5))
+        load_train_dataset(RPTScriptArguments(dataset_name=documents_dir), min_entropy=0.5)
+    # min_entropy means "at least" here as in build_next_token_dataset: an entropy equal to it is kept
+    assert load_train_dataset(RPTScriptArguments(dataset_name=str(path)), min_entropy=0.9)["prompt"] == ["b", "d", "e"]
 
 
 def test_cli_train_parses_the_recipe_and_runs_the_script_main(tmp_path, monkeypatch):
