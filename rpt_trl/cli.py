@@ -13,13 +13,19 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rpt-trl", description="Reinforcement Pre-Training with TRL.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="Run the offline demo on a real small model (CPU, about 9 minutes).")
-    demo.add_argument("--output-dir", default="rpt-demo", help="Where to write report.md, results.json, rewards.png.")
+    demo.add_argument(
+        "--output_dir", "--output-dir", default="rpt-demo", help="Where to write report.md, results.json, rewards.png."
+    )
     demo.add_argument(
         "--model", default=None, help="Hub id or local path; defaults to the embedded Gemma 3 270M (offline)."
     )
-    demo.add_argument("--train-steps", type=int, default=12, help="RPT steps on the real model.")
-    demo.add_argument("--eval-positions", type=int, default=24, help="Held-out positions to evaluate.")
-    demo.add_argument("--learning-rate", type=float, default=1e-6, help="The paper's 1e-6 by default.")
+    demo.add_argument("--train_steps", "--train-steps", type=int, default=12, help="RPT steps on the real model.")
+    demo.add_argument(
+        "--eval_positions", "--eval-positions", type=int, default=24, help="Held-out positions to evaluate."
+    )
+    demo.add_argument(
+        "--learning_rate", "--learning-rate", type=float, default=1e-6, help="The paper's 1e-6 by default."
+    )
     demo.add_argument("--seed", type=int, default=0)
     # `prepare` and `train` are parsed by TrlParser from their dataclasses: `rpt-trl prepare --help` lists the flags.
     commands.add_parser(

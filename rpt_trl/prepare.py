@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 DATASET_CARD_TEMPLATE = "rpt_dataset_card.md"
 INFO_FILE = "prepare_info.json"
+DOCUMENTS_FILE = "documents.jsonl"
 FILE_EXTENSIONS = (".jsonl", ".json", ".parquet", ".txt")
 _SAVED_DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 # The training entropy filter when `min_entropy` is unset, and the evaluation split's: the paper drops low-entropy
@@ -309,13 +310,24 @@ def check_output_dir(output_dir: str, overwrite: bool = False) -> None:
 
 
 def save_prepared_dataset(
-    dataset_dict: datasets.DatasetDict, info: Mapping[str, Any], output_dir: str, *, overwrite: bool = False
+    dataset_dict: datasets.DatasetDict,
+    info: Mapping[str, Any],
+    output_dir: str,
+    *,
+    overwrite: bool = False,
+    documents: Sequence[str | None] | None = None,
 ) -> None:
     """Write the splits (`save_to_disk`), `README.md` (the card) and `prepare_info.json`, all or nothing.
 
     Everything goes to a temporary folder beside `output_dir`, renamed into place at the end, so a run that dies
     leaves no half-written dataset. Read it back with `datasets.load_from_disk(output_dir)`.
+
+    Args:
+        documents: The source texts, indexed by the examples' `document_id`; written to `DOCUMENTS_FILE` (one JSON
+            object `{"text": ...}` a line) and named in the info, so that standard-mode evaluation finds them.
     """
+    if documents is not None:
+        info = {**info, "documents_file": DOCUMENTS_FILE}
     check_output_dir(output_dir, overwrite)
     target = Path(output_dir).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -324,6 +336,9 @@ def save_prepared_dataset(
         dataset_dict.save_to_disk(str(staging))
         render_dataset_card(info, info.get("repo_id")).save(str(staging / "README.md"))
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
+        if documents is not None:
+            with open(staging / DOCUMENTS_FILE, "w") as handle:
+                handle.writelines(json.dumps({"text": text or ""}, ensure_ascii=False) + "\n" for text in documents)
         if target.exists():
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         staging.rename(target)
@@ -533,7 +548,8 @@ def run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, comman
         repo_id=arguments.push_to_hub,
         command=command,
     )
-    save_prepared_dataset(dataset_dict, info, arguments.output, overwrite=arguments.overwrite)
+    texts = document_texts(documents, info["text_column"])
+    save_prepared_dataset(dataset_dict, info, arguments.output, overwrite=arguments.overwrite, documents=texts)
     for split, counts in info["splits"].items():
         logger.info(
             "%s: %d examples from %d documents, %s",
