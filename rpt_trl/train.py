@@ -37,9 +37,6 @@ class RPTScriptArguments(ScriptArguments):
         Split of `documents_dataset_name`.
     max_train_examples (`int`, *optional*):
         Use at most this many training examples (the first ones after filtering).
-    tiny_world (`bool`, *optional*, defaults to `False`):
-        Train the tiny warm-started policy of `rpt_trl.tiny` on its animal dataset (offline, seconds on a CPU);
-        `model_name_or_path` and the dataset fields are ignored. For tests and the CPU recipe.
     """
 
     dataset_name: str | None = field(
@@ -55,10 +52,6 @@ class RPTScriptArguments(ScriptArguments):
     )
     documents_split: str = field(default="train", metadata={"help": "Split of documents_dataset_name."})
     max_train_examples: int | None = field(default=None, metadata={"help": "Use at most this many training examples."})
-    tiny_world: bool = field(
-        default=False,
-        metadata={"help": "Train the tiny offline policy of rpt_trl.tiny (tests and the CPU recipe)."},
-    )
 
 
 def make_parser(subparsers: Any = None) -> TrlParser:
@@ -135,17 +128,30 @@ def _load(name: str, config: str | None, split: str) -> datasets.Dataset:
     return datasets.load_dataset(name, name=config, split=split)
 
 
-def main(script_args: RPTScriptArguments, training_args: RPTConfig, model_args: ModelConfig) -> RPTTrainer:
-    """Build the trainer from the three argument groups, train (resuming if asked), save; returns the trainer."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    processing_class = None
-    if script_args.tiny_world:
-        from .tiny import warm_started_world
+def main(
+    script_args: RPTScriptArguments,
+    training_args: RPTConfig,
+    model_args: ModelConfig,
+    *,
+    model: Any = None,
+    processing_class: Any = None,
+    train_dataset: Any = None,
+) -> RPTTrainer:
+    """Build the trainer from the three argument groups, train (resuming if asked), save; returns the trainer.
 
-        model, processing_class, train_dataset, _ = warm_started_world(seed=training_args.seed)
-    else:
+    Args:
+        script_args: The data to train on.
+        training_args: The run's configuration.
+        model_args: The model to load.
+        model: An instantiated model to train instead of `model_args.model_name_or_path` (the tiny CPU recipe,
+            `recipes/tiny/rpt_tiny.py`, passes its warm-started policy).
+        processing_class: The tokenizer of `model`; loaded from the model when `None`.
+        train_dataset: Examples or documents to train on instead of the script arguments' dataset.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if model is None:
         if model_args.model_name_or_path is None:
-            raise ValueError("Give model_name_or_path (a Hub id or a local dir), or tiny_world=true.")
+            raise ValueError("Give model_name_or_path (a Hub id or a local dir).")
         model = model_args.model_name_or_path
         model_init_kwargs = {
             "revision": model_args.model_revision,
@@ -154,6 +160,7 @@ def main(script_args: RPTScriptArguments, training_args: RPTConfig, model_args: 
             "dtype": model_args.dtype,
         }
         training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
+    if train_dataset is None:
         train_dataset = load_train_dataset(script_args, training_args.min_entropy)
 
     trainer = RPTTrainer(
@@ -164,7 +171,7 @@ def main(script_args: RPTScriptArguments, training_args: RPTConfig, model_args: 
         peft_config=get_peft_config(model_args),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    dataset_name = None if script_args.tiny_world else script_args.dataset_name
+    dataset_name = script_args.dataset_name
     if training_args.push_to_hub:
         # push_to_hub saves the model and writes the card itself, then uploads once to the repo's main branch
         # (save_model would push a first time, with a card that lacks the dataset).
