@@ -22,7 +22,7 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         Default reward when no `reward_funcs` are given: `"prefix_match"` (the paper's) or `"first_token"`.
     stop_after_answer (`bool`, *optional*, defaults to `False`):
         End a completion (with EOS) as soon as its answer box closes. Saves generation time for models that keep
-        writing; transformers generation only.
+        writing; transformers generation only (`model.generate`: not vLLM, not continuous batching).
 
     > Parameters that control how documents become examples
 
@@ -138,4 +138,10 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
             raise ValueError(
                 f"dynamic_sampling_max_refills must be at least 0 (0 only drops, never refills), got "
                 f"{self.dynamic_sampling_max_refills}."
+            )
+        if self.stop_after_answer and (self.use_transformers_continuous_batching or self.use_transformers_paged):
+            # That path calls `model.generate_batch`, not `model.generate`, which the answer stop wraps.
+            raise ValueError(
+                "stop_after_answer cannot stop transformers' continuous batching (use_transformers_continuous_batching "
+                "/ use_transformers_paged): set one of them to False."
             )
