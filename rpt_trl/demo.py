@@ -19,8 +19,7 @@ from typing import Any
 import torch
 
 from .data import build_next_token_dataset
-from .generation import AnswerStopLogitsProcessor
-from .rewards import score_completions
+from .evaluation.next_token import reasoning_scores, transformers_generator
 
 
 logger = logging.getLogger(__name__)
@@ -110,7 +109,6 @@ def demo_splits(tokenizer: Any, *, seed: int = 0, eval_positions: int = 24) -> t
     return corpus, train_set, eval_set, stats
 
 
-@torch.no_grad()
 def reasoning_accuracy(
     model: Any,
     tokenizer: Any,
@@ -122,42 +120,26 @@ def reasoning_accuracy(
     batch_size: int = 8,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Sample `num_samples` completions per example and score them with the training reward."""
-    from tqdm.auto import tqdm
-
-    torch.manual_seed(seed)
-    model.eval()
-    rows = [e for e in examples for _ in range(num_samples)]
-    rewards, answered, samples = [], 0, []
-    for start in tqdm(range(0, len(rows), batch_size), desc="Evaluating", unit="batch"):
-        batch = rows[start : start + batch_size]
-        inputs = tokenizer([r["prompt"] for r in batch], return_tensors="pt", padding=True, add_special_tokens=True)
-        stop = AnswerStopLogitsProcessor(tokenizer, tokenizer.eos_token_id)
-        output = model.generate(
-            **inputs,
-            do_sample=True,
-            temperature=temperature,
-            top_k=0,
-            top_p=1.0,
-            max_new_tokens=max_new_tokens,
-            logits_processor=[stop],
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        batch_rewards, predictions = score_completions(
-            texts, [r["ground_truth"] for r in batch], [r["ground_truth_boundaries"] for r in batch]
-        )
-        rewards += batch_rewards
-        answered += sum(p is not None for p in predictions)
-        samples += [
-            {"truth": r["ground_truth"][:12], "prediction": p, "completion": t[:80]}
-            for r, p, t in zip(batch, predictions, texts)
-        ]
+    """Sample `num_samples` completions per example and score them as evaluation does (the training reward's
+    [`score_completions`], through `rpt_trl.evaluation.reasoning_scores`)."""
+    generate = transformers_generator(
+        model, tokenizer, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size, seed=seed
+    )
+    rows = list(examples)
+    completions, rewards, predictions = reasoning_scores(rows, generate, num_samples=num_samples)
+    flat = [
+        (row, completion, reward, prediction)
+        for row, *per_row in zip(rows, completions, rewards, predictions)
+        for completion, reward, prediction in zip(*per_row)
+    ]
     return {
-        "accuracy": sum(rewards) / len(rewards),
-        "answer_rate": answered / len(rows),
-        "n": len(rows),
-        "samples": samples[:6],
+        "accuracy": sum(reward for _, _, reward, _ in flat) / len(flat),
+        "answer_rate": sum(prediction is not None for *_, prediction in flat) / len(flat),
+        "n": len(flat),
+        "samples": [
+            {"truth": row["ground_truth"][:12], "prediction": prediction, "completion": completion[:80]}
+            for row, completion, _, prediction in flat[:6]
+        ],
     }
 
 
