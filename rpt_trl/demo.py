@@ -110,21 +110,20 @@ def demo_splits(tokenizer: Any, *, seed: int = 0, eval_positions: int = 24) -> t
 
 
 def reasoning_accuracy(
-    model: Any,
-    tokenizer: Any,
-    examples: Any,
-    *,
-    num_samples: int = 2,
-    max_new_tokens: int = 24,
-    temperature: float = 0.8,
-    batch_size: int = 8,
-    seed: int = 0,
+    model: Any, tokenizer: Any, examples: Any, *, num_samples: int = 2, max_new_tokens: int = 24, **generation: Any
 ) -> dict[str, Any]:
     """Sample `num_samples` completions per example and score them as evaluation does (the training reward's
-    [`score_completions`], through `rpt_trl.evaluation.reasoning_scores`)."""
-    generate = transformers_generator(
-        model, tokenizer, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size, seed=seed
-    )
+    [`score_completions`], through `rpt_trl.evaluation.reasoning_scores`).
+
+    Args:
+        model: The policy.
+        tokenizer: Its tokenizer.
+        examples: Next-token examples (text prompts).
+        num_samples: Completions per example.
+        max_new_tokens: Completion budget.
+        **generation: More arguments for `transformers_generator` (`temperature`, `batch_size`, `seed`).
+    """
+    generate = transformers_generator(model, tokenizer, max_new_tokens=max_new_tokens, **generation)
     rows = list(examples)
     completions, rewards, predictions = reasoning_scores(rows, generate, num_samples=num_samples)
     flat = [
