@@ -229,19 +229,13 @@ def tiny_learning_curve(seed: int = 0, steps: int = 16) -> list[float]:
     """Train the tiny warm-started policy of `tests/test_learning.py` and return its reward per step."""
     import tempfile
 
-    from .rpt_config import RPTConfig
     from .rpt_trainer import RPTTrainer
-    from .tiny import warm_started_world
+    from .tiny import tiny_training_config, warm_started_world
 
     model, tokenizer, dataset, _ = warm_started_world(seed=seed)
     reward_log = _reward_log()
     with tempfile.TemporaryDirectory() as tmp:
-        args = RPTConfig(
-            output_dir=tmp, use_cpu=True, bf16=False, seed=seed, max_steps=steps, per_device_train_batch_size=32,
-            num_generations=8, max_completion_length=12, learning_rate=2e-3, lr_scheduler_type="constant",
-            warmup_steps=2, temperature=1.0, gradient_checkpointing=False, logging_steps=1, save_strategy="no",
-            report_to="none", disable_tqdm=True,
-        )  # fmt: skip
+        args = tiny_training_config(tmp, seed=seed, max_steps=steps)
         RPTTrainer(
             model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[reward_log]
         ).train()
