@@ -545,6 +545,7 @@ def run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, comman
         source_is_hub=source_is_hub,
         proxy_model=proxy_name,
         tokenizer=tokenizer_name,
+        tokenizer_is_hub=tokenizer_name == (arguments.tokenizer or arguments.proxy_model),  # not a local folder
         repo_id=arguments.push_to_hub,
         command=command,
     )

@@ -288,6 +288,8 @@ def test_standard_evaluation_finds_the_prepared_documents_by_itself(prepared, co
     main([*common, "--documents", str(tmp_path / "docs.jsonl"), "--output", str(tmp_path / "given.json")])
     recorded, given = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("recorded", "given"))
     assert recorded["overall"] == given["overall"] and recorded["overall"]["n"] == 12
+    with pytest.raises(ValueError, match="Pass --model: .* local tokenizer"):  # the proxy here is a local folder
+        main([*common[:2], *common[4:], "--output", str(tmp_path / "no-model.json")])
     datasets.load_from_disk(str(prepared / "eval")).save_to_disk(str(tmp_path / "copy"))  # no prepare_info.json
     common[5] = str(tmp_path / "copy")
     with pytest.raises(ValueError, match="Pass --documents"):

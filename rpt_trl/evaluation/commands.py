@@ -68,7 +68,7 @@ def load_tokenizer(name: str) -> tuple[Any, str, str]:
     return AutoTokenizer.from_pretrained(path, padding_side="left"), name, path
 
 
-def _prepared_info(dataset: str, key: str, flag: str) -> str:
+def _prepared_info(dataset: str, key: str, flag: str) -> Any:
     """What `rpt-trl prepare` recorded about `dataset` (its folder or one of its split folders) under `key`.
 
     A recorded file name is returned as a path inside the prepared folder.
@@ -77,12 +77,20 @@ def _prepared_info(dataset: str, key: str, flag: str) -> str:
         info_path = folder / INFO_FILE
         if info_path.is_file():
             value = json.loads(info_path.read_text()).get(key)
-            if value:
+            if value is not None:
                 return str(folder / value) if key.endswith("_file") else value
     raise ValueError(
         f"Pass {flag}: {dataset} is not a dataset written by `rpt-trl prepare` (no {INFO_FILE} recording {key!r} in "
         "it or its parent folder)."
     )
+
+
+def _prepared_model(dataset: str) -> str:
+    """The Hub model whose tokenizer `rpt-trl prepare` built `dataset` with (a local one is recorded by name only)."""
+    name = _prepared_info(dataset, "tokenizer", "--model")
+    if _prepared_info(dataset, "tokenizer_is_hub", "--model") is not True:
+        raise ValueError(f"Pass --model: {dataset} was built with a local tokenizer, recorded only as {name!r}.")
+    return name
 
 
 def load_model(path: str, *, device: str | None = None) -> Any:
@@ -178,7 +186,7 @@ def run_next_token(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit is not None:
         examples = examples.select(range(min(args.limit, len(examples))))
     rows = list(examples)
-    tokenizer, name, path = load_tokenizer(args.model or _prepared_info(args.dataset, "tokenizer", "--model"))
+    tokenizer, name, path = load_tokenizer(args.model or _prepared_model(args.dataset))
     result: dict[str, Any] = {"model": name, "dataset": args.dataset, "mode": args.mode}
     if args.mode == "standard":
         if args.documents is not None:
