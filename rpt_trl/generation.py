@@ -1,8 +1,10 @@
 r"""Stop a completion as soon as its answer is complete.
 
 A model that keeps writing after `\boxed{...}` wastes generation time, which dominates an RPT step on small
-hardware. [`AnswerStopLogitsProcessor`] watches each sequence's completion and, once [`extract_prediction`] finds a
-closed answer box, forces the EOS token. Ending with a real EOS (rather than a stopping criterion that pads) keeps
+hardware. [`AnswerStopLogitsProcessor`] feeds each sequence's new tokens to its own [`AnswerBoxTracker`] and, once
+the tracker sees a closed answer box (what [`extract_prediction`] would find in the completion so far), forces the EOS
+token. The tracker keeps an incremental parse state, so a completion costs time linear in its length, however many
+closing braces it holds. Ending with a real EOS (rather than a stopping criterion that pads) keeps
 TRL's completion mask correct: everything after the first EOS is masked.
 """
 
@@ -11,7 +13,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor
 
-from .parsing import extract_prediction
+from .parsing import AnswerBoxTracker
 
 
 class AnswerStopLogitsProcessor(LogitsProcessor):
@@ -20,10 +22,10 @@ class AnswerStopLogitsProcessor(LogitsProcessor):
     Args:
         tokenizer: Decodes the newly generated tokens.
         eos_token_id: The token to force.
-        require_think_close: Passed to [`extract_prediction`].
+        require_think_close: Passed to [`AnswerBoxTracker`].
 
     The first call sees the prompt only; the processor records its length and decodes only generated tokens.
-    It decodes one token per sequence and step, and runs the parser only when that token contains a closing brace.
+    It decodes one token per sequence and step and feeds it to that sequence's tracker.
     """
 
     def __init__(self, tokenizer: Any, eos_token_id: int, *, require_think_close: bool = True):
@@ -31,13 +33,15 @@ class AnswerStopLogitsProcessor(LogitsProcessor):
         self.eos_token_id = eos_token_id
         self.require_think_close = require_think_close
         self._prompt_length: int | None = None
-        self._texts: list[str] = []
+        self._trackers: list[AnswerBoxTracker] = []
         self._done: list[bool] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._prompt_length is None:
             self._prompt_length = input_ids.shape[1]
-            self._texts = [""] * input_ids.shape[0]
+            self._trackers = [
+                AnswerBoxTracker(require_think_close=self.require_think_close) for _ in range(input_ids.shape[0])
+            ]
             self._done = [False] * input_ids.shape[0]
             return scores
         newest = input_ids[:, -1].tolist()
@@ -45,9 +49,8 @@ class AnswerStopLogitsProcessor(LogitsProcessor):
             if self._done[row]:
                 continue
             piece = self.tokenizer.decode([token_id], skip_special_tokens=False)
-            self._texts[row] += piece
-            if "}" in piece and extract_prediction(self._texts[row], require_think_close=self.require_think_close):
-                self._done[row] = True
+            # Once forced, a sequence only repeats EOS, so its verdict stays, whatever `require_think_close` says.
+            self._done[row] = self._trackers[row].feed(piece)
         if any(self._done):
             done = torch.tensor(self._done, device=scores.device)
             forced = torch.full_like(scores[0], float("-inf"))

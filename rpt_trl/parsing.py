@@ -14,8 +14,10 @@ Consequence: a ground-truth continuation whose every token-aligned prefix has un
 token, say) cannot be written inside a box. [`can_be_boxed`] tells which strings can; the dataset builder uses it
 to skip (and count) positions that no answer could ever score.
 
-The scan is one left-to-right pass of a regular expression made of fixed alternatives (no backtracking), so it
-runs in time linear in the length of the completion.
+The scan is one left-to-right pass of a regular expression made of fixed alternatives (no backtracking) with O(1)
+work per brace and one slice at the end, so it runs in time linear in the length of the completion.
+[`AnswerBoxTracker`] runs the same scan incrementally, for a generation loop that learns the completion token by
+token (the answer-stop logits processor).
 """
 
 import re
@@ -28,6 +30,8 @@ BOX_OPEN = "\\boxed{"
 
 # Order matters: an escaped backslash must be consumed before it can escape a brace.
 _BRACE_EVENTS = re.compile(r"\\\\|\\[{}]|\\boxed\{|[{}]")
+# A proper prefix of an escape or of `\boxed{` at the very end of the text seen so far.
+_INCOMPLETE_ESCAPE = re.compile(r"\\(?:b(?:o(?:x(?:e(?:d)?)?)?)?)?\Z")
 
 
 def completion_text(completion: str | Sequence[Mapping[str, Any]]) -> str:
@@ -113,23 +117,125 @@ def extract_prediction(
         return None
     else:
         start = 0
+    balance = _BoxBalance()
+    balance.scan(text, start)
+    if balance.last_box is None:
+        return None
+    # One slice at the end: slicing at every closing brace would copy nested boxes again and again (quadratic).
+    content_start, content_end = balance.last_box
+    return text[content_start:content_end]
 
-    # Each open brace pushes the index where its box content starts, or -1 for a plain brace.
-    open_braces: list[int] = []
-    prediction = None
-    for event in _BRACE_EVENTS.finditer(text, start):
-        token = event.group()
-        if token == "{":
-            open_braces.append(-1)
-        elif token == "}":
-            if open_braces:  # an unmatched closing brace outside any box is just text
-                content_start = open_braces.pop()
-                if content_start >= 0:
-                    prediction = text[content_start : event.start()]
-        elif token == BOX_OPEN:
-            open_braces.append(event.end())
-        # escaped braces and backslashes are text
-    return prediction
+
+class _BoxBalance:
+    r"""The state of a left-to-right brace scan: the open `\boxed{` boxes and the last box that closed.
+
+    Each open box remembers where its content starts and how many plain braces were open around it, so the state is
+    one counter plus one entry per open box, and each brace costs O(1). The scan can go on over more text later
+    ([`AnswerBoxTracker`]) as long as the caller never splits an escape or a `\boxed{` between two calls.
+    """
+
+    __slots__ = ("last_box", "_plain_depth", "_open_boxes")
+
+    def __init__(self) -> None:
+        self.last_box: tuple[int, int] | None = None  # (start, end) of the last closed box's content
+        self._plain_depth = 0  # plain braces open inside the innermost open box (or outside every box)
+        self._open_boxes: list[tuple[int, int]] = []  # (content start, plain depth around the box), innermost last
+
+    def scan(self, text: str, start: int = 0) -> int:
+        """Consume the brace events of `text[start:]` and return where the last one ended (`start` if none).
+
+        Positions in `last_box` are indices into `text`.
+        """
+        plain_depth, open_boxes = self._plain_depth, self._open_boxes
+        event_end = start
+        for event in _BRACE_EVENTS.finditer(text, start):
+            event_end = event.end()
+            token = event.group()
+            if token == "{":
+                plain_depth += 1
+            elif token == "}":
+                if plain_depth:
+                    plain_depth -= 1
+                elif open_boxes:  # this brace balances the innermost box's opening brace
+                    content_start, plain_depth = open_boxes.pop()
+                    self.last_box = (content_start, event.start())
+                # else: an unmatched closing brace outside any box is just text
+            elif token == BOX_OPEN:
+                open_boxes.append((event.end(), plain_depth))
+                plain_depth = 0
+            # escaped braces and backslashes are text
+        self._plain_depth = plain_depth
+        return event_end
+
+
+class AnswerBoxTracker:
+    r"""Incremental detector of a complete answer: fed a completion piece by piece, it says (in amortised linear
+    time overall) whether a balanced `\boxed{...}` has closed (after `</think>` when require_think_close).
+
+    After any sequence of [`feed`] calls, `closed` equals `extract_prediction(all_text_fed, require_think_close=...)
+    is not None`, however the text was split: pieces may cut `</think>`, `\boxed{` or an escape anywhere. The
+    tracker holds back at most the last few characters that could still become one of those, so each character is
+    scanned a bounded number of times.
+
+    With `require_think_close=True` the verdict never goes back to `False`. With `False`, as in
+    [`extract_prediction`], a `</think>` that arrives after a closed box restarts the search after it.
+
+    Args:
+        require_think_close: As in [`extract_prediction`].
+
+    Example:
+        >>> tracker = AnswerBoxTracker()
+        >>> [tracker.feed(piece) for piece in ["<think>x</thi", "nk> \\box", "ed{ si", "ze}"]]
+        [False, False, False, True]
+    """
+
+    def __init__(self, *, require_think_close: bool = True):
+        self.require_think_close = require_think_close
+        self._think_closed = False
+        self._think_tail = ""  # the last characters before `</think>` was found, which may start it
+        self._pending = ""  # held-back text that may start an escape or `\boxed{`
+        self._balance = _BoxBalance()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the text fed so far holds a complete answer."""
+        return (self._think_closed or not self.require_think_close) and self._balance.last_box is not None
+
+    def feed(self, text: str) -> bool:
+        """Append `text` to the completion.
+
+        Args:
+            text: The next piece of the completion (any length, any split).
+
+        Returns:
+            `closed` after this piece.
+        """
+        if not self._think_closed:
+            searched = self._think_tail + text
+            found = searched.find(THINK_CLOSE)
+            if found < 0:
+                self._think_tail = searched[-(len(THINK_CLOSE) - 1) :]
+                if not self.require_think_close:
+                    self._scan(text)
+                return self.closed
+            # Boxes before the first `</think>` never count once it is there: start over after it.
+            self._think_closed = True
+            self._think_tail = ""
+            self._pending = ""
+            self._balance = _BoxBalance()
+            text = searched[found + len(THINK_CLOSE) :]
+        if self._balance.last_box is None:  # once a box has closed after `</think>`, nothing can undo it
+            self._scan(text)
+        return self.closed
+
+    def _scan(self, text: str) -> None:
+        buffer = self._pending + text
+        # A trailing `\`, `\b`, ... `\boxed` after the last event holds no event yet, but more text may turn it into
+        # an escape or a box: keep it back for the next piece. The search starts where the last event ended, so the
+        # second backslash of an escaped backslash is never taken for the start of an escape.
+        last_event_end = self._balance.scan(buffer)
+        holdback = _INCOMPLETE_ESCAPE.search(buffer, max(last_event_end, len(buffer) - len(BOX_OPEN) + 1))
+        self._pending = "" if holdback is None else buffer[holdback.start() :]
 
 
 def can_be_boxed(answer: str) -> bool:

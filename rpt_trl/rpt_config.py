@@ -22,7 +22,9 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         Default reward when no `reward_funcs` are given: `"prefix_match"` (the paper's) or `"first_token"`.
     stop_after_answer (`bool`, *optional*, defaults to `False`):
         End a completion (with EOS) as soon as its answer box closes. Saves generation time for models that keep
-        writing; transformers generation only (`model.generate`: not vLLM, not continuous batching).
+        writing. Works with transformers generation (`model.generate`; not its continuous batching, which is
+        refused) and with vLLM (colocate, and server mode when the server has rpt-trl installed), through
+        `rpt_trl.vllm_engine.AnswerStopLogitsProcessor`.
 
     > Parameters that control how documents become examples
 
@@ -87,7 +89,7 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
     stop_after_answer: bool = field(
         default=False,
         metadata={
-            "help": "End a completion with EOS as soon as its answer box closes (transformers generation only)."
+            "help": "End a completion with EOS as soon as its answer box closes (transformers generate or vLLM)."
         },
     )
 
@@ -117,11 +119,6 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         self.check_next_token_settings()  # TrainingArguments.__post_init__ does not chain to the settings' own
         if self.reward not in REWARD_FUNCTIONS:
             raise ValueError(f"reward must be one of {list(REWARD_FUNCTIONS)}, got {self.reward!r}.")
-        if self.stop_after_answer and self.use_vllm:
-            raise ValueError(
-                "stop_after_answer works with transformers generation only; with use_vllm=True rely on the model's EOS "
-                "and max_completion_length instead, or set stop_after_answer=False."
-            )
         if self.push_checkpoint_revisions and not self.push_to_hub:
             raise ValueError(
                 "push_checkpoint_revisions=True pushes to the run's Hub repository: set push_to_hub=True (and "

@@ -90,6 +90,8 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
             eval_dataset = self._build_if_raw(eval_dataset, args, processing_class)
 
         check_dynamic_sampling(args, train_dataset)  # before the model (and vLLM) load
+        if args.use_vllm:
+            _prepare_vllm(args)
         default_reward = reward_funcs is None
         if default_reward:
             reward_funcs = [
@@ -114,7 +116,7 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
         if default_reward and processing_class is None:
             # GRPOTrainer loaded the tokenizer: bind it now so that reasoning length is counted in tokens.
             reward_funcs[0].keywords["reasoning_tokenizer"] = self._tokenizer
-        if args.stop_after_answer:
+        if args.stop_after_answer and not args.use_vllm:
             install_answer_stop(self.model, self._tokenizer, require_think_close=args.require_think_close)
         if args.push_checkpoint_revisions:
             self.add_callback(
@@ -197,6 +199,24 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
             curves_png=TRAINING_CURVES_PNG if curves_png else None,
         )
         card.save(os.path.join(self.args.output_dir, "README.md"))
+
+
+def _prepare_vllm(args: RPTConfig) -> None:
+    """Before TRL builds its vLLM engine: keep CPU weights loadable (colocate) and ask vLLM to stop after answers."""
+    from . import vllm_engine
+
+    if args.vllm_mode == "colocate":
+        vllm_engine.keep_cpu_weights_loadable()
+    if args.stop_after_answer:
+        # In server mode the server's environment must have rpt-trl installed too; this checks the trainer's only.
+        vllm_engine.check_answer_stop_plugin()
+        generation_kwargs = dict(args.generation_kwargs or {})
+        stop = vllm_engine.answer_stop_sampling_kwargs(
+            require_think_close=args.require_think_close, server=args.vllm_mode == "server"
+        )
+        for key, values in stop.items():  # merged into any extra arguments the user already passes
+            generation_kwargs[key] = {**(generation_kwargs.get(key) or {}), **values}
+        args.generation_kwargs = generation_kwargs
 
 
 def _hub_base_model(model: Any) -> str | None:

@@ -111,8 +111,14 @@ def make_tiny_tokenizer() -> Any:
     return make_byte_level_tokenizer(lines, extra_tokens=FORMAT_TOKENS)
 
 
-def make_tiny_model(tokenizer: Any, *, seed: int = 0, hidden_size: int = 64, num_layers: int = 2) -> Any:
-    """A randomly initialised Qwen2 causal LM sized for `tokenizer`."""
+def make_tiny_model(
+    tokenizer: Any, *, seed: int = 0, hidden_size: int = 64, num_layers: int = 2, num_attention_heads: int = 4
+) -> Any:
+    """A randomly initialised Qwen2 causal LM sized for `tokenizer`.
+
+    vLLM's CPU attention backend needs a head size it has kernels for (32 or 64, not 16 or 24): pass
+    `num_attention_heads=2` (head size 32) for a model that vLLM will load.
+    """
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -122,8 +128,8 @@ def make_tiny_model(tokenizer: Any, *, seed: int = 0, hidden_size: int = 64, num
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=min(2, num_attention_heads),
         max_position_embeddings=1024,
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
@@ -185,8 +191,12 @@ def warm_start(
     return losses
 
 
-def warm_started_world(seed: int = 0) -> tuple[Any, Any, Any, list[float]]:
+def warm_started_world(seed: int = 0, **model_kwargs: Any) -> tuple[Any, Any, Any, list[float]]:
     """The learning test's setup: every animal says " meow"; the policy is warm-started on random sounds.
+
+    Args:
+        seed: Seeds the model's initialisation and the warm start.
+        **model_kwargs: Passed to [`make_tiny_model`] (e.g. `num_attention_heads=2` for vLLM).
 
     Returns:
         `(model, tokenizer, dataset, warm_start_losses)`. The policy starts near 1/4 accuracy, and only the RPT
@@ -194,6 +204,6 @@ def warm_started_world(seed: int = 0) -> tuple[Any, Any, Any, list[float]]:
     """
     tokenizer = make_tiny_tokenizer()
     dataset = last_word_dataset(tokenizer, animal_corpus(sounds=dict.fromkeys(ANIMAL_SOUNDS, " meow")))
-    model = make_tiny_model(tokenizer, seed=seed)
+    model = make_tiny_model(tokenizer, seed=seed, **model_kwargs)
     losses = warm_start(model, tokenizer, dataset["prompt"], dataset["ground_truth"], seed=seed)
     return model, tokenizer, dataset, losses

@@ -26,6 +26,7 @@ from .next_token import (
     summarize,
     transformers_generator,
     vllm_generator,
+    vllm_server_generator,
 )
 from .reasoning_patterns import count_patterns, plot_patterns, read_completions
 from .scaling import compute_from_trainer_state, fit_splits, plot_scaling
@@ -93,14 +94,23 @@ def _prepared_model(dataset: str) -> str:
     return name
 
 
-def load_model(path: str, *, device: str | None = None) -> Any:
-    """A causal LM from a resolved path: bfloat16 on a GPU, float32 on a CPU."""
+def resolve_dtype(dtype: str = "auto", device: str | None = None) -> str:
+    """`"auto"` is bfloat16 on a GPU and float32 on a CPU, for every backend, so that they compute alike."""
+    import torch
+
+    if dtype != "auto":
+        return dtype
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return "bfloat16" if device.startswith("cuda") else "float32"
+
+
+def load_model(path: str, *, device: str | None = None, dtype: str = "auto") -> Any:
+    """A causal LM from a resolved path, in `dtype` (see [`resolve_dtype`])."""
     import torch
     from transformers import AutoModelForCausalLM
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, resolve_dtype(dtype, device))).to(device)
 
 
 def _write_outputs(result: dict[str, Any], output: str | Path) -> None:
@@ -122,15 +132,19 @@ def _generator(args: argparse.Namespace, tokenizer: Any, path: str):
     backend = args.backend
     if backend == "auto":
         backend = "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "transformers"
-    if backend == "vllm":
-        generate = vllm_generator(
-            path, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed
-        )
+    sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "seed": args.seed}
+    if backend in ("vllm", "vllm-server"):
+        if backend == "vllm":
+            generate = vllm_generator(
+                path, dtype=resolve_dtype(args.dtype), gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+                max_model_len=args.vllm_max_model_length, **sampling,
+            )  # fmt: skip
+        else:
+            generate = vllm_server_generator(args.vllm_server_url, tokenizer, **sampling)
         return lambda prompts, k: generate([prompt_text(p, tokenizer) for p in prompts], k)
     return transformers_generator(
-        load_model(path), tokenizer, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-        batch_size=args.batch_size, seed=args.seed,
-    )  # fmt: skip
+        load_model(path, dtype=args.dtype), tokenizer, batch_size=args.batch_size, **sampling
+    )
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,8 +157,18 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--temperature", type=float, default=0.8, help="Sampling temperature (the paper: 0.8).")
     parser.add_argument("--batch_size", "--batch-size", type=int, default=8, help="Prompts per generation batch.")
-    parser.add_argument("--backend", choices=["auto", "transformers", "vllm"], default="auto",
-                        help="'auto': vLLM when installed and on a GPU, else transformers.")  # fmt: skip
+    parser.add_argument("--backend", choices=["auto", "transformers", "vllm", "vllm-server"], default="auto",
+                        help="'auto': vLLM when installed and on a GPU, else transformers; 'vllm' also runs on vLLM's "
+                             "CPU build; 'vllm-server': a running `trl vllm-serve` at --vllm_server_url.")  # fmt: skip
+    parser.add_argument("--vllm_server_url", "--vllm-server-url", default="http://127.0.0.1:8000",
+                        help="The vLLM server for --backend vllm-server.")  # fmt: skip
+    parser.add_argument("--vllm_gpu_memory_utilization", "--vllm-gpu-memory-utilization", type=float, default=0.9,
+                        help="--backend vllm: share of GPU memory for the engine; on vLLM's CPU build, the share of "
+                             "CPU memory it reserves (lower it when other processes hold memory).")  # fmt: skip
+    parser.add_argument("--vllm_max_model_length", "--vllm-max-model-length", type=int, default=None,
+                        help="--backend vllm: the engine's context length (default: the model's).")  # fmt: skip
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                        help="Weights' dtype for both backends; 'auto': bfloat16 on a GPU, float32 on a CPU.")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--save_completions", "--save-completions", default=None, help="Write every completion to this JSONL file."
