@@ -458,8 +458,8 @@ class PrepareArguments:
             self.dataset = [self.dataset]
         if len(self.difficulty_thresholds) != len(DIFFICULTY_THRESHOLDS):
             raise ValueError(
-                f"difficulty_thresholds takes {len(DIFFICULTY_THRESHOLDS)} values ({', '.join(DIFFICULTY_THRESHOLDS)}),"
-                f" got {self.difficulty_thresholds}."
+                f"difficulty_thresholds takes {len(DIFFICULTY_THRESHOLDS)} values "
+                f"({', '.join(DIFFICULTY_THRESHOLDS)}), got {self.difficulty_thresholds}."
             )
         if self.eval_size < 0:
             raise ValueError(f"eval_size must be 0 or more, got {self.eval_size}.")

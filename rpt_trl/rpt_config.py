@@ -139,6 +139,6 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         if self.stop_after_answer and (self.use_transformers_continuous_batching or self.use_transformers_paged):
             # That path calls `model.generate_batch`, not `model.generate`, which the answer stop wraps.
             raise ValueError(
-                "stop_after_answer cannot stop transformers' continuous batching (use_transformers_continuous_batching "
-                "/ use_transformers_paged): set one of them to False."
+                "stop_after_answer cannot stop transformers' continuous batching "
+                "(use_transformers_continuous_batching / use_transformers_paged): set one of them to False."
             )

@@ -167,8 +167,12 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
                              "CPU memory it reserves (lower it when other processes hold memory).")  # fmt: skip
     parser.add_argument("--vllm_max_model_length", "--vllm-max-model-length", type=int, default=None,
                         help="--backend vllm: the engine's context length (default: the model's).")  # fmt: skip
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
-                        help="Weights' dtype for both backends; 'auto': bfloat16 on a GPU, float32 on a CPU.")  # fmt: skip
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        default="auto",
+        help="Weights' dtype for both backends; 'auto': bfloat16 on a GPU, float32 on a CPU.",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--save_completions", "--save-completions", default=None, help="Write every completion to this JSONL file."
@@ -176,9 +180,12 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None,
-                        help="Hub id or local path of the model to evaluate (next-token: default, the model whose "
-                             "tokenizer `rpt-trl prepare` built the dataset with, from its prepare_info.json).")  # fmt: skip
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="Hub id or local path of the model to evaluate (next-token: default, the Hub model whose tokenizer "
+        "`rpt-trl prepare` built the dataset with, from its prepare_info.json).",
+    )
     parser.add_argument("--label", default=None, help="Name of the model in tables (default: last part of --model).")
     parser.add_argument("--split", default="train", help="Dataset split for Hub datasets.")
     parser.add_argument("--limit", type=int, default=None, help="Evaluate only the first N items.")
@@ -261,8 +268,13 @@ def zero_shot_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     parser.add_argument(
         "--category_column", "--category-column", default=None, help="Column to report accuracy by (default: auto)."
     )
-    parser.add_argument("--prompt_format", "--prompt-format", choices=["conversational", "text"], default="conversational",
-                        help="'text' for base models: the prompt is plain text ending in '<think>'.")  # fmt: skip
+    parser.add_argument(
+        "--prompt_format",
+        "--prompt-format",
+        choices=["conversational", "text"],
+        default="conversational",
+        help="'text' for base models: the prompt is plain text ending in '<think>'.",
+    )
     parser.add_argument("--template", default=MULTIPLE_CHOICE_TEMPLATE,
                         help="Prompt template with {question} and {options}, or the path of a file holding one.")  # fmt: skip
     add_generation_arguments(parser)
