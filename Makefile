@@ -20,7 +20,7 @@ install-dev:
 	$(PYTHON) -m pip install --quiet -e ".[dev,demo]"
 
 demo: install
-	HF_HUB_OFFLINE=1 rpt-trl demo --output-dir rpt-demo
+	HF_HUB_OFFLINE=1 rpt-trl demo --output_dir rpt-demo
 
 test: install-dev
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest

@@ -16,6 +16,32 @@ _DETERMINERS = ["the", "a", "my", "your", "that", "this", "our", "one"]
 THOUGHT = "<think>hm</think> \\boxed{"
 FORMAT_TOKENS = ["<think>", "</think>", "\\boxed{"]
 TINY_TEMPLATE = "{context}"
+# Settings under which the warm-started tiny policy learns within a CPU minute (the learning test, the demo's curve).
+TINY_TRAINING = {
+    "per_device_train_batch_size": 32,
+    "num_generations": 8,
+    "max_completion_length": 12,
+    "learning_rate": 2e-3,  # the tiny policy learns in a few steps; the paper's 1e-6 is for 14B
+    "lr_scheduler_type": "constant",
+    "warmup_steps": 2,
+    "temperature": 1.0,
+}
+_CPU_RUN = {
+    "use_cpu": True,
+    "bf16": False,
+    "gradient_checkpointing": False,
+    "logging_steps": 1,
+    "save_strategy": "no",
+    "report_to": "none",
+    "disable_tqdm": True,
+}
+
+
+def tiny_training_config(output_dir: str, **overrides: Any) -> Any:
+    """The [`RPTConfig`] of a tiny-world run on a CPU: `TINY_TRAINING`, no saving or reporting, then `overrides`."""
+    from .rpt_config import RPTConfig
+
+    return RPTConfig(output_dir=output_dir, **{**_CPU_RUN, **TINY_TRAINING, **overrides})
 
 
 def animal_corpus(repeats: int = 1, sounds: dict[str, str] | None = None) -> list[str]:
@@ -38,7 +64,7 @@ def last_word_dataset(tokenizer: Any, documents: list[str]) -> Any:
         documents,
         tokenizer,
         positions=[[n - 1] for n in lengths],
-        template=TINY_TEMPLATE,
+        prompt_template=TINY_TEMPLATE,
         prompt_format="text",
         min_context_tokens=2,
         show_progress=False,

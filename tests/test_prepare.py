@@ -273,3 +273,24 @@ def test_entropy_is_cached_between_runs(corpus_file, proxy_dir, tmp_path):
     first, second = (datasets.load_from_disk(str(tmp_path / name))["train"] for name in "ab")
     assert first["entropy"] == second["entropy"] and not any(math.isnan(v) for v in first["entropy"])
     assert os.listdir(tmp_path / "a") == os.listdir(tmp_path / "b")
+
+
+def test_standard_evaluation_finds_the_prepared_documents_by_itself(prepared, corpus_file, proxy_dir, tmp_path):
+    """No --documents for a split written by `rpt-trl prepare`: the texts it recorded are used, and score exactly
+    as the source documents passed by hand."""
+    (tmp_path / "docs.jsonl").write_text(
+        "".join(json.dumps({"text": f"{row['problem']}\n\n{row['solution']}" if row["solution"] else row["problem"]})
+                + "\n" for row in omnimath_rows())
+    )  # fmt: skip
+    common = ["evaluate", "next-token", "--model", str(proxy_dir), "--dataset", str(prepared / "eval"), "--mode",
+              "standard", "--limit", "12"]  # fmt: skip
+    main([*common, "--output", str(tmp_path / "recorded.json")])
+    main([*common, "--documents", str(tmp_path / "docs.jsonl"), "--output", str(tmp_path / "given.json")])
+    recorded, given = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("recorded", "given"))
+    assert recorded["overall"] == given["overall"] and recorded["overall"]["n"] == 12
+    with pytest.raises(ValueError, match="Pass --model: .* local tokenizer"):  # the proxy here is a local folder
+        main([*common[:2], *common[4:], "--output", str(tmp_path / "no-model.json")])
+    datasets.load_from_disk(str(prepared / "eval")).save_to_disk(str(tmp_path / "copy"))  # no prepare_info.json
+    common[5] = str(tmp_path / "copy")
+    with pytest.raises(ValueError, match="Pass --documents"):
+        main([*common, "--output", str(tmp_path / "copy.json")])

@@ -14,6 +14,8 @@ from typing import Any
 import datasets
 
 from ..data import document_texts
+from ..prepare import INFO_FILE
+from ..results import load_results, plot_results, results_markdown, save_result
 from .multiple_choice import MULTIPLE_CHOICE_TEMPLATE, normalize_row, render_question, score_choices, summarize_choices
 from .next_token import (
     mean_reasoning_length,
@@ -27,7 +29,6 @@ from .next_token import (
     vllm_server_generator,
 )
 from .reasoning_patterns import count_patterns, plot_patterns, read_completions
-from .results import load_results, plot_results, results_markdown, save_result
 from .scaling import compute_from_trainer_state, fit_splits, plot_scaling
 
 
@@ -58,15 +59,39 @@ def load_documents(name: str, text_column: list[str], split: str = "train") -> l
     return [text or "" for text in document_texts(load_rows(name, split), text_column)]
 
 
-def load_tokenizer(name: str | None) -> tuple[Any, str, str]:
-    """Tokenizer, model name (for the results) and resolved path; `None` is the embedded Gemma 3 270M demo model."""
+def load_tokenizer(name: str) -> tuple[Any, str, str]:
+    """Tokenizer, model name (for the results) and resolved path (the embedded demo model's name resolves offline)."""
     from transformers import AutoTokenizer
 
-    from ..embedded import EMBEDDED_MODEL_ID, resolve_model
+    from ..embedded import resolve_model
 
-    name = name or EMBEDDED_MODEL_ID
     path = resolve_model(name)
     return AutoTokenizer.from_pretrained(path, padding_side="left"), name, path
+
+
+def _prepared_info(dataset: str, key: str, flag: str) -> Any:
+    """What `rpt-trl prepare` recorded about `dataset` (its folder or one of its split folders) under `key`.
+
+    A recorded file name is returned as a path inside the prepared folder.
+    """
+    for folder in (Path(dataset), Path(dataset).parent):
+        info_path = folder / INFO_FILE
+        if info_path.is_file():
+            value = json.loads(info_path.read_text()).get(key)
+            if value is not None:
+                return str(folder / value) if key.endswith("_file") else value
+    raise ValueError(
+        f"Pass {flag}: {dataset} is not a dataset written by `rpt-trl prepare` (no {INFO_FILE} recording {key!r} in "
+        "it or its parent folder)."
+    )
+
+
+def _prepared_model(dataset: str) -> str:
+    """The Hub model whose tokenizer `rpt-trl prepare` built `dataset` with (a local one is recorded by name only)."""
+    name = _prepared_info(dataset, "tokenizer", "--model")
+    if _prepared_info(dataset, "tokenizer_is_hub", "--model") is not True:
+        raise ValueError(f"Pass --model: {dataset} was built with a local tokenizer, recorded only as {name!r}.")
+    return name
 
 
 def resolve_dtype(dtype: str = "auto", device: str | None = None) -> str:
@@ -123,29 +148,44 @@ def _generator(args: argparse.Namespace, tokenizer: Any, path: str):
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--num-samples", type=int, default=1, help="Completions per item (mean accuracy, pass@k).")
-    parser.add_argument("--pass-k", type=int, nargs="*", default=[], help="Extra k values for pass@k.")
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="Completion budget (the paper: 8,192).")
+    parser.add_argument(
+        "--num_samples", "--num-samples", type=int, default=1, help="Completions per item (mean accuracy, pass@k)."
+    )
+    parser.add_argument("--pass_k", "--pass-k", type=int, nargs="*", default=[], help="Extra k values for pass@k.")
+    parser.add_argument(
+        "--max_new_tokens", "--max-new-tokens", type=int, default=1024, help="Completion budget (the paper: 8,192)."
+    )
     parser.add_argument("--temperature", type=float, default=0.8, help="Sampling temperature (the paper: 0.8).")
-    parser.add_argument("--batch-size", type=int, default=8, help="Prompts per generation batch.")
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=8, help="Prompts per generation batch.")
     parser.add_argument("--backend", choices=["auto", "transformers", "vllm", "vllm-server"], default="auto",
                         help="'auto': vLLM when installed and on a GPU, else transformers; 'vllm' also runs on vLLM's "
-                             "CPU build; 'vllm-server': a running `trl vllm-serve` at --vllm-server-url.")  # fmt: skip
-    parser.add_argument("--vllm-server-url", default="http://127.0.0.1:8000",
+                             "CPU build; 'vllm-server': a running `trl vllm-serve` at --vllm_server_url.")  # fmt: skip
+    parser.add_argument("--vllm_server_url", "--vllm-server-url", default="http://127.0.0.1:8000",
                         help="The vLLM server for --backend vllm-server.")  # fmt: skip
-    parser.add_argument("--vllm-gpu-memory-utilization", type=float, default=0.9,
+    parser.add_argument("--vllm_gpu_memory_utilization", "--vllm-gpu-memory-utilization", type=float, default=0.9,
                         help="--backend vllm: share of GPU memory for the engine; on vLLM's CPU build, the share of "
                              "CPU memory it reserves (lower it when other processes hold memory).")  # fmt: skip
-    parser.add_argument("--vllm-max-model-length", type=int, default=None,
+    parser.add_argument("--vllm_max_model_length", "--vllm-max-model-length", type=int, default=None,
                         help="--backend vllm: the engine's context length (default: the model's).")  # fmt: skip
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
-                        help="Weights' dtype for both backends; 'auto': bfloat16 on a GPU, float32 on a CPU.")  # fmt: skip
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        default="auto",
+        help="Weights' dtype for both backends; 'auto': bfloat16 on a GPU, float32 on a CPU.",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save-completions", default=None, help="Write every completion to this JSONL file.")
+    parser.add_argument(
+        "--save_completions", "--save-completions", default=None, help="Write every completion to this JSONL file."
+    )
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="Hub id or local path; default: the embedded Gemma 3 270M.")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="Hub id or local path of the model to evaluate (next-token: default, the Hub model whose tokenizer "
+        "`rpt-trl prepare` built the dataset with, from its prepare_info.json).",
+    )
     parser.add_argument("--label", default=None, help="Name of the model in tables (default: last part of --model).")
     parser.add_argument("--split", default="train", help="Dataset split for Hub datasets.")
     parser.add_argument("--limit", type=int, default=None, help="Evaluate only the first N items.")
@@ -159,9 +199,12 @@ def next_token_parser(parser: argparse.ArgumentParser | None = None) -> argparse
     parser.add_argument("--mode", choices=["standard", "reasoning"], required=True)
     parser.add_argument("--documents", default=None,
                         help="Standard mode: the source documents the dataset was built from (dataset dir, file or "
-                             "id; a .txt file holds one document per line).")  # fmt: skip
-    parser.add_argument("--text-column", nargs="+", default=["text"], help="Text column(s) of --documents.")
-    parser.add_argument("--no-think-close", action="store_true",
+                             "id; a .txt file holds one document per line). Default for a split of a dataset written "
+                             "by `rpt-trl prepare`: the documents it recorded.")  # fmt: skip
+    parser.add_argument(
+        "--text_column", "--text-column", nargs="+", default=["text"], help="Text column(s) of --documents."
+    )
+    parser.add_argument("--no_think_close", "--no-think-close", action="store_true",
                         help="Reasoning mode: count a box even without </think> (require_think_close=False).")  # fmt: skip
     add_generation_arguments(parser)
     return parser
@@ -174,18 +217,17 @@ def run_next_token(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit is not None:
         examples = examples.select(range(min(args.limit, len(examples))))
     rows = list(examples)
-    tokenizer, name, path = load_tokenizer(args.model)
+    tokenizer, name, path = load_tokenizer(args.model or _prepared_model(args.dataset))
     result: dict[str, Any] = {"model": name, "dataset": args.dataset, "mode": args.mode}
     if args.mode == "standard":
-        if args.documents is None:
-            raise ValueError(
-                "Standard mode needs --documents: the source documents the dataset was built from (one forward pass "
-                "per document scores all its positions)."
-            )
-        documents = load_documents(args.documents, args.text_column, args.split)
+        if args.documents is not None:
+            documents = load_documents(args.documents, args.text_column, args.split)
+        else:  # recorded by `rpt-trl prepare` next to its splits
+            documents_file = _prepared_info(args.dataset, "documents_file", "--documents")
+            documents = load_documents(documents_file, ["text"])
         scores = standard_scores(load_model(path), tokenizer, rows, documents)
         result["overall"], result["splits"] = summarize(rows, scores)
-        result["documents"] = args.documents
+        result["documents"] = args.documents or "recorded by rpt-trl prepare"
     else:
         generate = _generator(args, tokenizer, path)
         completions, rewards, predictions = reasoning_scores(
@@ -223,9 +265,16 @@ def zero_shot_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     add_common_arguments(parser)
     parser.add_argument("--benchmark", required=True,
                         help="'mmlu-pro', 'supergpqa' (their Hub datasets), a Hub id, or a local file / dataset dir.")  # fmt: skip
-    parser.add_argument("--category-column", default=None, help="Column to report accuracy by (default: auto).")
-    parser.add_argument("--prompt-format", choices=["conversational", "text"], default="conversational",
-                        help="'text' for base models: the prompt is plain text ending in '<think>'.")  # fmt: skip
+    parser.add_argument(
+        "--category_column", "--category-column", default=None, help="Column to report accuracy by (default: auto)."
+    )
+    parser.add_argument(
+        "--prompt_format",
+        "--prompt-format",
+        choices=["conversational", "text"],
+        default="conversational",
+        help="'text' for base models: the prompt is plain text ending in '<think>'.",
+    )
     parser.add_argument("--template", default=MULTIPLE_CHOICE_TEMPLATE,
                         help="Prompt template with {question} and {options}, or the path of a file holding one.")  # fmt: skip
     add_generation_arguments(parser)
@@ -248,6 +297,8 @@ def run_zero_shot(args: argparse.Namespace) -> dict[str, Any]:
         prompts = [p + "<think>" for p in prompts]
     else:
         prompts = [[{"role": "user", "content": p}] for p in prompts]
+    if args.model is None:
+        raise ValueError("Pass --model: the Hub id or local path of the model to evaluate.")
     tokenizer, model_name, path = load_tokenizer(args.model)
     completions = _generator(args, tokenizer, path)(prompts, args.num_samples)
     scores, letters = score_choices(rows, completions)
@@ -281,7 +332,9 @@ def scaling_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Ar
     parser.add_argument("--compute", type=float, nargs="*", default=None,
                         help="Training compute per result; default: 6 * parameters * tokens from each checkpoint's "
                              "trainer_state.json.")  # fmt: skip
-    parser.add_argument("--num-parameters", type=int, default=None, help="Model size (default: counted).")
+    parser.add_argument(
+        "--num_parameters", "--num-parameters", type=int, default=None, help="Model size (default: counted)."
+    )
     parser.add_argument("--output", required=True, help="Fit JSON; the .png plot and .md table go next to it.")
     return parser
 

@@ -5,9 +5,9 @@ r"""Next-token accuracy, as in the paper's Table 1, in two modes.
   context inside a rendered prompt), and the tokenizer the dataset was built with: `position` indexes that
   tokenizer's tokens. Each row is checked against the document (its ground truth must start where token `position`
   starts), so a mismatched document list or tokenizer is an error, not a silent wrong number.
-- **reasoning**: the model writes a chain of thought and answers in `\boxed{}`; completions are parsed with
-  [`extract_prediction`] and scored with [`prefix_match_reward`], the training reward. With several samples per
-  position it reports mean accuracy and unbiased pass@k.
+- **reasoning**: the model writes a chain of thought and answers in `\boxed{}`; completions are parsed and scored by
+  [`score_completions`], as the training reward scores them. With several samples per position it reports mean
+  accuracy and unbiased pass@k.
 
 Splits: a row belongs to the paper's nested Easy / Medium / Hard splits as listed in its `difficulty` column (from the
 entropy filter), or, without that column, as given by its `entropy` column and the paper's thresholds. With neither,
@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 
 from ..data import difficulty_labels, token_spans
 from ..generation import AnswerStopLogitsProcessor
-from ..parsing import THINK_CLOSE
-from ..rewards import prefix_match_reward
-from .results import SPLITS
+from ..parsing import split_thought
+from ..results import SPLITS
+from ..rewards import score_completions, thought_token_counts
 
 
 logger = logging.getLogger(__name__)
@@ -321,15 +321,12 @@ def reasoning_scores(
     if len(completions) != len(rows) or any(len(c) != num_samples for c in completions):
         raise ValueError(f"The generator must return {num_samples} completions for each of the {len(rows)} prompts.")
     flat = [c for per_row in completions for c in per_row]
-    logged: dict[str, Any] = {}
-    rewards = prefix_match_reward(
+    rewards, predictions = score_completions(
         flat,
         [row["ground_truth"] for row in rows for _ in range(num_samples)],
         [row["ground_truth_boundaries"] for row in rows for _ in range(num_samples)],
         require_think_close=require_think_close,
-        log_extra=logged.__setitem__,
     )
-    predictions = logged["prediction"]
 
     def per_row(values: list[Any]) -> list[list[Any]]:
         return [values[i : i + num_samples] for i in range(0, len(values), num_samples)]
@@ -361,9 +358,8 @@ def reasoning_summary(
 
 def mean_reasoning_length(completions: Sequence[Sequence[str]], tokenizer: Any | None = None) -> float:
     """Mean length of the thoughts (text before `</think>`), in tokens of `tokenizer` or else in characters."""
-    thoughts = [c.split(THINK_CLOSE, 1)[0] for per_row in completions for c in per_row]
-    if not thoughts:
+    flat = [c for per_row in completions for c in per_row]
+    if not flat:
         return 0.0
-    if tokenizer is None:
-        return sum(map(len, thoughts)) / len(thoughts)
-    return sum(len(ids) for ids in tokenizer(thoughts, add_special_tokens=False)["input_ids"]) / len(thoughts)
+    lengths = [len(split_thought(c)[0]) for c in flat] if tokenizer is None else thought_token_counts(flat, tokenizer)
+    return sum(lengths) / len(lengths)
