@@ -99,7 +99,7 @@ def main() -> None:
     figures["vllm_engine_dtype"] = str(llm.llm_engine.model_config.dtype)
 
     # 3. Generation on the demo's prompts, alternating the backends.
-    prompts = list(train_set["prompt"][: args.prompts])
+    prompts = [row["prompt"] for row in train_set.select(range(args.prompts))]
     generator_model = hf_trainer.model.eval()
 
     def transformers_tokens(stop: bool, seed: int) -> tuple[int, float]:
