@@ -42,7 +42,7 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(name)
     corpus = latex_corpus()
     everything = build_next_token_dataset(
-        corpus, tokenizer, min_context_tokens=1, skip_unanswerable=False, show_progress=False
+        corpus, tokenizer, min_context_tokens=1, skip_unanswerable_positions=False, show_progress=False
     )
     first_ok = window_ok = 0
     for example in everything:

@@ -2,9 +2,15 @@
 
     python benchmarks/reward_throughput.py
 
-1. Scores 10,000 completions of about 2 KB with `prefix_match_reward`, against a baseline in the same run: a
-   straightforward character-by-character brace scanner doing the same extraction. Reports completions/s and the
-   ratio.
+1. Scores 10,000 completions of about 2 KB, in one run:
+   - the bare `prefix_match_reward`;
+   - the reward **as `RPTTrainer` binds it** (taken from a built trainer's `reward_funcs`), called as
+     `GRPOTrainer._calculate_rewards` calls it: `prompts=`, `completions=`, `completion_ids=`, the dataset columns,
+     `trainer_state`, `log_extra` and `log_metric`. It logs the reasoning length in tokens, counted from
+     `completion_ids`;
+   - the same bound reward without `completion_ids` (so the thoughts are tokenised again), the path it took before;
+   - a baseline: a straightforward character-by-character brace scanner doing the same extraction.
+   Reports completions/s and the ratios.
 2. Runs a few RPTTrainer steps of a tiny model on CPU with the reward timed, and reports the reward's share of the
    step time.
 """
@@ -69,20 +75,60 @@ def best_of(fn, repeats: int = 3) -> float:
     return min(times)
 
 
+def cpu_args(output_dir: str, **overrides: object) -> RPTConfig:
+    values = dict(
+        output_dir=output_dir, use_cpu=True, bf16=False, max_steps=5, per_device_train_batch_size=32,
+        num_generations=8, max_completion_length=16, logging_steps=1, save_strategy="no", report_to="none",
+        disable_tqdm=True, gradient_checkpointing=False,
+    )  # fmt: skip
+    values.update(overrides)
+    return RPTConfig(**values)
+
+
+def bound_reward(tokenizer: object, output_dir: str) -> object:
+    """The default reward exactly as `RPTTrainer` binds it (no reward_funcs given)."""
+    trainer = RPTTrainer(
+        model=make_tiny_model(tokenizer), args=cpu_args(output_dir), processing_class=tokenizer,
+        train_dataset=last_word_dataset(tokenizer, animal_corpus()),
+    )  # fmt: skip
+    return trainer.reward_funcs[0]
+
+
 def main() -> None:
     completions, truths, boundaries = make_completions()
     sizes = [len(c.encode()) for c in completions]
-    ours = best_of(lambda: prefix_match_reward(completions, truths, boundaries))
+    tokenizer = make_tiny_tokenizer()
+    completion_ids = tokenizer(completions, add_special_tokens=False)["input_ids"]
+    prompts = ["Complete the text."] * len(completions)
+    with tempfile.TemporaryDirectory() as tmp:
+        reward = bound_reward(tokenizer, tmp)
+
+    def as_trl_calls_it(ids: list[list[int]] | None) -> list[float]:
+        extra: dict[str, list] = {}
+        metrics: dict[str, float] = {}
+        return reward(
+            prompts=prompts, completions=completions, completion_ids=ids, ground_truth=truths,
+            ground_truth_boundaries=boundaries, trainer_state=None, log_extra=extra.__setitem__,
+            log_metric=metrics.__setitem__,
+        )  # fmt: skip
+
+    bare = best_of(lambda: prefix_match_reward(completions, truths, boundaries))
+    trained = best_of(lambda: as_trl_calls_it(completion_ids))
+    retokenised = best_of(lambda: as_trl_calls_it(None), repeats=1)
     naive = best_of(
         lambda: [score_prefix_match(naive_extract(c), g, b) for c, g, b in zip(completions, truths, boundaries)]
     )
-    assert prefix_match_reward(completions, truths, boundaries) == [
-        score_prefix_match(naive_extract(c), g, b) for c, g, b in zip(completions, truths, boundaries)
-    ]
-    print(f"{len(completions)} completions, mean {statistics.mean(sizes):.0f} bytes")
-    print(f"prefix_match_reward: {len(completions) / ours:,.0f} completions/s ({ours:.3f} s)")
-    print(f"naive char scanner : {len(completions) / naive:,.0f} completions/s ({naive:.3f} s)")
-    print(f"speed-up over the baseline: {naive / ours:.1f}x")
+    expected = [score_prefix_match(naive_extract(c), g, b) for c, g, b in zip(completions, truths, boundaries)]
+    assert prefix_match_reward(completions, truths, boundaries) == expected
+    assert as_trl_calls_it(completion_ids) == expected
+    n = len(completions)
+    print(f"{n} completions, mean {statistics.mean(sizes):.0f} bytes")
+    print(f"bare prefix_match_reward            : {n / bare:,.0f} completions/s ({bare:.3f} s)")
+    print(f"as RPTTrainer binds it, TRL's call  : {n / trained:,.0f} completions/s ({trained:.3f} s)")
+    print(f"  same, thoughts tokenised again    : {n / retokenised:,.0f} completions/s ({retokenised:.3f} s)")
+    print(f"naive char scanner                  : {n / naive:,.0f} completions/s ({naive:.3f} s)")
+    print(f"trainer's reward / bare reward time : {trained / bare:.2f}x (re-tokenising: {retokenised / bare:.1f}x)")
+    print(f"speed-up of the bare reward over the baseline: {naive / bare:.1f}x")
 
     # The reward's share of a training step (tiny model, CPU).
     spent = []
@@ -94,16 +140,10 @@ def main() -> None:
         return out
 
     timed_reward.__name__ = "prefix_match_reward"
-    tokenizer = make_tiny_tokenizer()
     dataset = last_word_dataset(tokenizer, animal_corpus(repeats=2))
     with tempfile.TemporaryDirectory() as tmp:
-        args = RPTConfig(
-            output_dir=tmp, use_cpu=True, bf16=False, max_steps=5, per_device_train_batch_size=32, num_generations=8,
-            max_completion_length=16, logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
-            gradient_checkpointing=False,
-        )  # fmt: skip
         trainer = RPTTrainer(
-            model=make_tiny_model(tokenizer), reward_funcs=[timed_reward], args=args, train_dataset=dataset,
+            model=make_tiny_model(tokenizer), reward_funcs=[timed_reward], args=cpu_args(tmp), train_dataset=dataset,
             processing_class=tokenizer,
         )  # fmt: skip
         trainer.train()

@@ -101,7 +101,7 @@ def main(argv=None):
         config = dict(per_device_train_batch_size=4, num_generations=4, max_completion_length=24,
                       learning_rate=args.learning_rate or 1e-6, stop_after_answer=True)  # fmt: skip
     else:
-        from rpt_trl.tiny import ANIMAL_SOUNDS, animal_corpus, warm_started_world
+        from rpt_trl.tiny import ANIMAL_SOUNDS, TINY_TRAINING, animal_corpus, warm_started_world
 
         model, tokenizer, dataset, _ = warm_started_world(seed=args.seed)
         documents = animal_corpus(
@@ -111,9 +111,7 @@ def main(argv=None):
         train_set, eval_set = split["train"], split["test"]
         model.save_pretrained(output / "base")
         tokenizer.save_pretrained(output / "base")
-        config = dict(per_device_train_batch_size=32, num_generations=8, max_completion_length=12,
-                      learning_rate=args.learning_rate or 2e-3, lr_scheduler_type="constant", warmup_steps=2,
-                      temperature=1.0)  # fmt: skip
+        config = {**TINY_TRAINING, **({"learning_rate": args.learning_rate} if args.learning_rate else {})}
 
     (output / "mmlu_pro_demo.jsonl").write_text(
         "".join(json.dumps(q) + "\n" for q in multiple_choice_questions(seed=args.seed))

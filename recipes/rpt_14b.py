@@ -3,7 +3,7 @@
     accelerate launch --config_file recipes/accelerate_configs/zero3.yaml recipes/rpt_14b.py
 
 With no `--config`, the paper's 14B recipe next to this script is used
-(`DeepSeek-R1-Distill-Qwen-14B/rpt/config_omnimath.yaml`); `--config` picks another YAML (1.5B, LoRA, tiny CPU),
+(`DeepSeek-R1-Distill-Qwen-14B/rpt/config_omnimath.yaml`); `--config` picks another YAML (1.5B, LoRA),
 and flags override YAML values, e.g. `--max_steps 10 --output_dir runs/try`.
 """
 

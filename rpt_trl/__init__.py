@@ -2,12 +2,24 @@
 
 __version__ = "0.1.0"
 
-from .data import DIFFICULTY_THRESHOLDS, NextTokenDatasetStats, build_next_token_dataset, difficulty_labels
+from .data import (
+    DIFFICULTY_THRESHOLDS,
+    NextTokenDatasetStats,
+    NextTokenSettings,
+    build_next_token_dataset,
+    difficulty_labels,
+)
 from .entropy import align_token_values, compute_token_entropy, document_entropy
 from .loading import load_documents
-from .parsing import can_be_boxed, extract_prediction
+from .parsing import can_be_boxed, extract_prediction, split_thought
 from .prepare import prepare_rpt_dataset, push_prepared_dataset, save_prepared_dataset
-from .rewards import first_token_reward, prefix_match_reward, score_first_token, score_prefix_match
+from .rewards import (
+    first_token_reward,
+    prefix_match_reward,
+    score_completions,
+    score_first_token,
+    score_prefix_match,
+)
 from .rpt_config import RPTConfig
 from .rpt_trainer import RPTTrainer
 from .templates import TEMPLATES, render_prompt
@@ -16,6 +28,7 @@ from .templates import TEMPLATES, render_prompt
 __all__ = [
     "DIFFICULTY_THRESHOLDS",
     "NextTokenDatasetStats",
+    "NextTokenSettings",
     "RPTConfig",
     "RPTTrainer",
     "TEMPLATES",
@@ -33,6 +46,8 @@ __all__ = [
     "push_prepared_dataset",
     "render_prompt",
     "save_prepared_dataset",
+    "score_completions",
     "score_first_token",
     "score_prefix_match",
+    "split_thought",
 ]

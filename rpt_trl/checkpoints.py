@@ -1,14 +1,11 @@
-"""Resuming a run exactly: find the last complete checkpoint, and replay the data order of the epoch resumed in.
+"""Resuming a run: find the last complete checkpoint (local, or a Hub revision pushed by `CheckpointRevisionPusher`).
+
+The data order of the epoch resumed in is replayed by `rpt_trl.sampler.EpochReplayRepeatSampler`.
 
 A process killed while it writes `checkpoint-N` leaves a folder that `transformers.trainer_utils.get_last_checkpoint`
 still picks, so `train(resume_from_checkpoint=True)` crashes on the missing `trainer_state.json` (or on a truncated
 weights file) although an older complete checkpoint is there. [`last_complete_checkpoint`] skips such folders with a
 warning.
-
-GRPO's `RepeatSampler` draws each epoch's permutation from one generator seeded once, so an uninterrupted run's
-epoch k uses the k-th permutation, while a run resumed in epoch k builds a fresh sampler and uses the first one
-(the Trainer skips whole epochs without iterating them). [`EpochReplayRepeatSampler`] makes the permutation a
-function of `(seed, epoch)` that equals the uninterrupted run's.
 """
 
 import json
@@ -19,9 +16,6 @@ import struct
 import zipfile
 from typing import Any
 
-import torch
-from trl.trainer.utils import RepeatSampler
-
 
 logger = logging.getLogger(__name__)
 
@@ -31,21 +25,6 @@ WEIGHTS = ("model.safetensors", "adapter_model.safetensors")
 SHARDED_WEIGHTS = ("model.safetensors.index.json",)
 # Checkpoints that DeepSpeed or FSDP write in their own layouts: only the trainer state is checked.
 FOREIGN_WEIGHTS = re.compile(r"^(global_step\d+|pytorch_model_fsdp.*|model\.bin|pytorch_model.*\.bin)$")
-
-
-class EpochReplayRepeatSampler(RepeatSampler):
-    """`trl`'s `RepeatSampler` whose shuffle for epoch k is the k-th permutation of its seeded generator.
-
-    `set_epoch(k)` (called by the Trainer before each epoch) reseeds the generator and draws k permutations, so an
-    uninterrupted run gets the same order as with `RepeatSampler`, and a run resumed in epoch k gets it too.
-    """
-
-    def set_epoch(self, epoch: int) -> None:
-        if not self.shuffle:
-            return
-        self.generator.manual_seed(self.seed if self.seed is not None else 0)
-        for _ in range(epoch):
-            torch.randperm(self.num_samples, generator=self.generator)
 
 
 def checkpoint_problems(checkpoint_dir: str, *, require_optimizer: bool = True) -> list[str]:

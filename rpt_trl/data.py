@@ -16,8 +16,9 @@ can end there, so prefix matching is unchanged.
 
 import logging
 import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import accumulate
 from typing import Any
 
@@ -31,6 +32,7 @@ from .templates import render_prompt, resolve_template
 logger = logging.getLogger(__name__)
 
 DOCUMENT_SEPARATOR = "\n\n"
+PROMPT_FORMATS = ("conversational", "text")
 _TOKENIZE_BATCH = 64
 # Evaluation difficulty (paper, Section 4.1): positions whose proxy entropy is above each threshold; nested sets.
 DIFFICULTY_THRESHOLDS = {"easy": 0.5, "medium": 1.0, "hard": 1.5}
@@ -55,6 +57,145 @@ class NextTokenDatasetStats:
         """Fraction of aligned positions whose ground truth can be written inside `\\boxed{}`."""
         aligned = self.candidate_positions - self.mid_character_positions - self.zero_width_positions
         return (aligned - self.unanswerable_positions) / aligned if aligned else float("nan")
+
+
+@dataclass
+class NextTokenSettings:
+    r"""How documents become next-token examples: the one definition of these settings and their defaults.
+
+    [`RPTConfig`] inherits them (so a recipe's YAML sets them by these names), [`build_next_token_dataset`] and
+    [`prepare_rpt_dataset`] take them, and `rpt-trl prepare` parses them as flags.
+
+    > Parameters that control the prompt
+
+    prompt_template (`str`, *optional*, defaults to `"v0"`):
+        Template name (`"v0"`, the paper's; `"few_shot"`, this project's) or a string containing `{context}`.
+    prompt_format (`str`, *optional*, defaults to `"conversational"`):
+        `"conversational"` (a one-message user prompt, for chat models) or `"text"` (a plain string, for base
+        models).
+
+    > Parameters that control which positions become examples
+
+    text_column (`list[str]`, *optional*, defaults to `["text"]`):
+        Column(s) holding a document's text, joined with a blank line (e.g. `["problem", "solution"]`).
+    position_stride (`int`, *optional*, defaults to `1`):
+        Use every n-th token position of each document.
+    min_context_tokens (`int`, *optional*, defaults to `16`):
+        Positions with fewer tokens of context are not used.
+    max_context_tokens (`int`, *optional*, defaults to `3840`):
+        Left-truncate the context to this many tokens; leaves room for the template in the paper's 4,096-token
+        prompt.
+    max_ground_truth_tokens (`int`, *optional*, defaults to `16`):
+        Tokens of continuation kept as ground truth, so multi-token answers can be scored.
+    skip_unanswerable_positions (`bool`, *optional*, defaults to `True`):
+        Skip (and count) positions where no token-aligned prefix of the ground truth can be written inside
+        `\boxed{}` (see [`can_be_boxed`]).
+    min_entropy (`float`, *optional*):
+        The entropy filter (paper, Section 3.3): keep only positions whose proxy entropy is **at least** this (nats);
+        unscored (NaN) positions are dropped with them. Needs entropies: `token_entropy` when building, or the
+        `entropy` column of a prepared dataset.
+    """
+
+    prompt_template: str = field(
+        default="v0",
+        metadata={
+            "help": "Template name ('v0', 'few_shot') or a string containing '{context}'.",
+            "aliases": ["--template"],
+        },
+    )
+    prompt_format: str = field(
+        default="conversational",
+        metadata={
+            "help": "'conversational' for chat models, 'text' for base models.",
+            "choices": list(PROMPT_FORMATS),
+        },
+    )
+    text_column: list[str] = field(
+        default_factory=lambda: ["text"],
+        metadata={"help": "Column(s) holding a document's text, joined with a blank line."},
+    )
+    position_stride: int = field(
+        default=1,
+        metadata={"help": "Use every n-th token position of each document.", "aliases": ["--stride"]},
+    )
+    min_context_tokens: int = field(
+        default=16,
+        metadata={"help": "Positions with fewer tokens of context are not used."},
+    )
+    max_context_tokens: int = field(
+        default=3840,
+        metadata={"help": "Left-truncate the context to this many tokens."},
+    )
+    max_ground_truth_tokens: int = field(
+        default=16,
+        metadata={"help": "Tokens of continuation kept as ground truth."},
+    )
+    skip_unanswerable_positions: bool = field(
+        default=True,
+        metadata={"help": "Skip positions whose continuation cannot be written inside \\boxed{}."},
+    )
+    min_entropy: float | None = field(
+        default=None,
+        metadata={"help": "Keep only positions whose proxy entropy is at least this (nats); needs entropies."},
+    )
+
+    def __post_init__(self):
+        self.check_next_token_settings()
+
+    def check_next_token_settings(self) -> None:
+        """Normalise `text_column` and raise a `ValueError` that says how to fix a bad setting."""
+        if isinstance(self.text_column, str):
+            self.text_column = [self.text_column]
+        try:
+            resolve_template(self.prompt_template)
+        except ValueError as error:
+            raise ValueError(f"prompt_template: {error}") from None
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ValueError(
+                f"prompt_format must be 'conversational' (chat models) or 'text' (base models), got "
+                f"{self.prompt_format!r}."
+            )
+        if not self.text_column:
+            raise ValueError("text_column must name at least one column, e.g. text_column=['problem', 'solution'].")
+        if self.position_stride < 1:
+            raise ValueError(
+                f"position_stride must be at least 1 (1 uses every position), got {self.position_stride}."
+            )
+        if self.min_context_tokens < 1:
+            raise ValueError(
+                f"min_context_tokens must be at least 1 (a prompt needs some context), got {self.min_context_tokens}."
+            )
+        if self.max_context_tokens < self.min_context_tokens:
+            raise ValueError(
+                f"max_context_tokens ({self.max_context_tokens}) must be at least min_context_tokens "
+                f"({self.min_context_tokens}); raise max_context_tokens or lower min_context_tokens."
+            )
+        if self.max_ground_truth_tokens < 1:
+            raise ValueError(
+                f"max_ground_truth_tokens must be at least 1 (the answer is at least one token), "
+                f"got {self.max_ground_truth_tokens}."
+            )
+
+    def next_token_settings(self) -> "NextTokenSettings":
+        """These settings alone, as a plain `NextTokenSettings` (from an [`RPTConfig`], say)."""
+        return NextTokenSettings(**{f.name: getattr(self, f.name) for f in fields(NextTokenSettings)})
+
+
+# Old keyword names of `build_next_token_dataset` -> the settings' names (deprecated, still accepted).
+_DEPRECATED_NAMES = {"template": "prompt_template", "skip_unanswerable": "skip_unanswerable_positions"}
+
+
+def _resolve_settings(settings: NextTokenSettings | None, overrides: dict[str, Any]) -> NextTokenSettings:
+    for old, new in _DEPRECATED_NAMES.items():
+        if old in overrides:
+            warnings.warn(f"`{old}=` is deprecated; use `{new}=`.", FutureWarning, stacklevel=3)
+            overrides[new] = overrides.pop(old)
+    names = {f.name for f in fields(NextTokenSettings)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(f"Unknown setting(s) {unknown}; the settings are {sorted(names)}.")
+    base = (settings or NextTokenSettings()).next_token_settings()
+    return replace(base, **overrides) if overrides else base
 
 
 def difficulty_labels(entropy: float, thresholds: Mapping[str, float] = DIFFICULTY_THRESHOLDS) -> list[str]:
@@ -133,6 +274,20 @@ def _positions_for(
     return [t for t in chosen if t >= min_context_tokens]
 
 
+def _ends_on_token_boundary(k: int, ends: Sequence[int], starts_inside_char: Sequence[bool]) -> bool:
+    """Whether the character where token k's offsets end is also where some token ends in bytes.
+
+    Token k ending inside a character has the character's end as its offset end, like the token(s) that complete
+    the character. That end is a real boundary when one of those completing tokens ends there, even past the
+    ground-truth window (the window's last token may be the first half of a character), and not when the next
+    token straddles it.
+    """
+    following = k + 1
+    while following < len(ends) and starts_inside_char[following] and ends[following] == ends[k]:
+        following += 1  # a token completing the character, ending where token k's offsets end
+    return following == len(ends) or not starts_inside_char[following]
+
+
 def _document_examples(
     text: str,
     offsets: Sequence[tuple[int, int]],
@@ -169,8 +324,7 @@ def _document_examples(
         last = min(t + max_ground_truth_tokens, num_tokens)
         answer_ends = []  # character index where each reachable answer ends
         for k in range(t, last):
-            # A token end followed by a token that starts inside a character lies inside that character.
-            if ends[k] > start and (k + 1 == num_tokens or not starts_inside_char[k + 1]):
+            if ends[k] > start and _ends_on_token_boundary(k, ends, starts_inside_char):
                 if not answer_ends or ends[k] > answer_ends[-1]:
                     answer_ends.append(ends[k])
         boundaries = [byte_at[end] - byte_at[start] for end in answer_ends]
@@ -197,48 +351,36 @@ def _document_examples(
 def build_next_token_dataset(
     data: datasets.Dataset | Sequence[str],
     tokenizer: Any,
+    settings: NextTokenSettings | None = None,
     *,
-    text_column: str | Sequence[str] = "text",
-    positions: str | int | Sequence[Sequence[int]] = "all",
-    template: str = "v0",
-    prompt_format: str = "conversational",
-    min_context_tokens: int = 16,
-    max_context_tokens: int = 3840,
-    max_ground_truth_tokens: int = 16,
-    skip_unanswerable: bool = True,
+    positions: str | int | Sequence[Sequence[int]] | None = None,
     token_entropy: Sequence[Sequence[float]] | None = None,
-    min_entropy: float | None = None,
     difficulty_thresholds: Mapping[str, float] = DIFFICULTY_THRESHOLDS,
     show_progress: bool = True,
     return_stats: bool = False,
+    **setting_overrides: Any,
 ) -> datasets.Dataset | tuple[datasets.Dataset, NextTokenDatasetStats]:
     r"""Turn documents into next-token reasoning examples for [`RPTTrainer`] (or a plain `GRPOTrainer`).
 
     Args:
-        data: A `datasets.Dataset` or a list of strings, one document each.
+        data: A `datasets.Dataset` or a list of strings, one document each (`text_column` is then ignored).
         tokenizer: A fast tokenizer (it must return offsets); positions are indices into its tokenization of each
             document, without special tokens.
-        text_column: The column holding the text, or a list of columns joined with a blank line (e.g.
-            `["problem", "solution"]`). Ignored for a list of strings.
-        positions: `"all"`, a stride (every n-th token), or one list of token indices per document (the hook the
-            entropy filter uses).
-        template: A template name (`"v0"`, `"few_shot"`) or a string containing `{context}`.
-        prompt_format: `"conversational"` (a one-message user prompt, for chat models) or `"text"` (a plain
-            string, for base models).
-        min_context_tokens: Positions with fewer tokens before them are not used.
-        max_context_tokens: The context is left-truncated to this many tokens.
-        max_ground_truth_tokens: How many tokens of continuation to keep, so multi-token answers can be scored.
-        skip_unanswerable: Skip (and count) positions where no token-aligned prefix of the ground truth can be
-            written inside `\boxed{}` (see [`can_be_boxed`]).
+        settings: A [`NextTokenSettings`] (an [`RPTConfig`] is one): template, prompt format, text column(s),
+            position stride, context and ground-truth lengths, answerability and the entropy filter. Defaults to
+            `NextTokenSettings()`.
+        positions: One list of token indices per document, used instead of `settings.position_stride` (the hook
+            the last-word and custom selections use). `"all"` or an int (a stride) are deprecated spellings of
+            `position_stride`.
         token_entropy: One list per document with a proxy model's entropy at each of `tokenizer`'s tokens, from
             [`compute_token_entropy`] (same tokenizer) or [`align_token_values`] (a different proxy tokenizer).
-            Adds the columns `entropy` and `difficulty`.
-        min_entropy: Keep only positions whose entropy is at least this (the paper's filter for training); needs
-            `token_entropy`. Unscored (NaN) positions are dropped with them, and both are counted.
+            Adds the columns `entropy` and `difficulty`; `settings.min_entropy` filters by it.
         difficulty_thresholds: Split name -> entropy threshold; a position is in every split whose threshold its
             entropy is above (the paper's nested easy / medium / hard at 0.5 / 1.0 / 1.5).
         show_progress: Show a progress bar over documents.
         return_stats: Also return a [`NextTokenDatasetStats`].
+        **setting_overrides: Any [`NextTokenSettings`] field by name, overriding `settings` (e.g.
+            `min_context_tokens=4`). The old names `template=` and `skip_unanswerable=` are deprecated aliases.
 
     Returns:
         A dataset with columns `prompt`, `ground_truth`, `ground_truth_boundaries`, `document_id` (the document's
@@ -250,39 +392,30 @@ def build_next_token_dataset(
         >>> train[0]["ground_truth"], train[0]["ground_truth_boundaries"]  # doctest: +SKIP
         (' box is 12 cm.', [4, 7, 10, 11, 12, 15, 16])
     """
-    template = resolve_template(template)
-    if prompt_format not in ("conversational", "text"):
-        raise ValueError(f"prompt_format must be 'conversational' or 'text', got {prompt_format!r}.")
-    if min_context_tokens < 1:
-        raise ValueError(
-            f"min_context_tokens must be at least 1 (a prompt needs some context), got {min_context_tokens}."
-        )
-    if max_context_tokens < min_context_tokens:
-        raise ValueError(
-            f"max_context_tokens ({max_context_tokens}) must be at least min_context_tokens ({min_context_tokens})."
-        )
-    if max_ground_truth_tokens < 1:
-        raise ValueError(f"max_ground_truth_tokens must be at least 1, got {max_ground_truth_tokens}.")
-    if isinstance(positions, str) and positions != "all":
-        raise ValueError(f"positions must be 'all', a stride, or one list per document, got {positions!r}.")
-    if isinstance(positions, int) and positions < 1:
-        raise ValueError(f"A positions stride must be at least 1, got {positions}.")
+    if isinstance(positions, str | int):  # the old spelling of the stride
+        if positions != "all" and not isinstance(positions, int):
+            raise ValueError(f"positions must be 'all', a stride, or one list per document, got {positions!r}.")
+        warnings.warn("`positions='all'` or an int stride is deprecated; use `position_stride=`.", FutureWarning, 2)
+        setting_overrides["position_stride"] = 1 if positions == "all" else positions
+        positions = None
+    settings = _resolve_settings(settings, setting_overrides)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
             "build_next_token_dataset needs a fast tokenizer (one that returns character offsets); load it with "
             "AutoTokenizer.from_pretrained(..., use_fast=True)."
         )
-
-    if min_entropy is not None and token_entropy is None:
+    if settings.min_entropy is not None and token_entropy is None:
         raise ValueError("min_entropy filters by a proxy model's entropy: pass token_entropy as well.")
     for name, threshold in difficulty_thresholds.items():
         if not isinstance(threshold, int | float) or math.isnan(threshold):
             raise ValueError(f"difficulty_thresholds[{name!r}] must be a number, got {threshold!r}.")
+    template = resolve_template(settings.prompt_template)
+    text_column = settings.text_column
 
     texts = document_texts(data, text_column)
-    if positions == "all":
-        positions = 1
-    if not isinstance(positions, int) and len(positions) != len(texts):
+    if positions is None:
+        positions = settings.position_stride
+    elif len(positions) != len(texts):
         raise ValueError(f"positions has {len(positions)} lists but there are {len(texts)} documents.")
     if token_entropy is not None and len(token_entropy) != len(texts):
         raise ValueError(f"token_entropy has {len(token_entropy)} lists but there are {len(texts)} documents.")
@@ -302,8 +435,8 @@ def build_next_token_dataset(
                 return_attention_mask=False,
             )
             for (document_id, text), offsets in zip(kept, encoded["offset_mapping"]):
-                chosen = _positions_for(positions, document_id, len(offsets), min_context_tokens)
-                if len(offsets) <= min_context_tokens:
+                chosen = _positions_for(positions, document_id, len(offsets), settings.min_context_tokens)
+                if len(offsets) <= settings.min_context_tokens:
                     stats.short_documents += 1
                     continue
                 entropy = None if token_entropy is None else token_entropy[document_id]
@@ -319,12 +452,12 @@ def build_next_token_dataset(
                     chosen,
                     document_id=document_id,
                     template=template,
-                    prompt_format=prompt_format,
-                    max_context_tokens=max_context_tokens,
-                    max_ground_truth_tokens=max_ground_truth_tokens,
-                    skip_unanswerable=skip_unanswerable,
+                    prompt_format=settings.prompt_format,
+                    max_context_tokens=settings.max_context_tokens,
+                    max_ground_truth_tokens=settings.max_ground_truth_tokens,
+                    skip_unanswerable=settings.skip_unanswerable_positions,
                     entropy=entropy,
-                    min_entropy=min_entropy,
+                    min_entropy=settings.min_entropy,
                     difficulty_thresholds=difficulty_thresholds,
                     stats=stats,
                 )
@@ -333,7 +466,7 @@ def build_next_token_dataset(
 
     prompt_feature = (
         [{"role": datasets.Value("string"), "content": datasets.Value("string")}]
-        if prompt_format == "conversational"
+        if settings.prompt_format == "conversational"
         else datasets.Value("string")
     )
     features = datasets.Features(

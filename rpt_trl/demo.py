@@ -19,8 +19,7 @@ from typing import Any
 import torch
 
 from .data import build_next_token_dataset
-from .generation import AnswerStopLogitsProcessor
-from .rewards import prefix_match_reward
+from .evaluation.next_token import reasoning_scores, transformers_generator
 
 
 logger = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ def demo_splits(tokenizer: Any, *, seed: int = 0, eval_positions: int = 24) -> t
     dataset, stats = build_next_token_dataset(
         corpus,
         tokenizer,
-        template=DEMO_TEMPLATE,
+        prompt_template=DEMO_TEMPLATE,
         prompt_format="text",
         min_context_tokens=12,
         max_context_tokens=48,
@@ -110,58 +109,36 @@ def demo_splits(tokenizer: Any, *, seed: int = 0, eval_positions: int = 24) -> t
     return corpus, train_set, eval_set, stats
 
 
-@torch.no_grad()
 def reasoning_accuracy(
-    model: Any,
-    tokenizer: Any,
-    examples: Any,
-    *,
-    num_samples: int = 2,
-    max_new_tokens: int = 24,
-    temperature: float = 0.8,
-    batch_size: int = 8,
-    seed: int = 0,
+    model: Any, tokenizer: Any, examples: Any, *, num_samples: int = 2, max_new_tokens: int = 24, **generation: Any
 ) -> dict[str, Any]:
-    """Sample `num_samples` completions per example and score them with the training reward."""
-    from tqdm.auto import tqdm
+    """Sample `num_samples` completions per example and score them as evaluation does (the training reward's
+    [`score_completions`], through `rpt_trl.evaluation.reasoning_scores`).
 
-    torch.manual_seed(seed)
-    model.eval()
-    rows = [e for e in examples for _ in range(num_samples)]
-    rewards, answered, samples = [], 0, []
-    for start in tqdm(range(0, len(rows), batch_size), desc="Evaluating", unit="batch"):
-        batch = rows[start : start + batch_size]
-        inputs = tokenizer([r["prompt"] for r in batch], return_tensors="pt", padding=True, add_special_tokens=True)
-        stop = AnswerStopLogitsProcessor(tokenizer, tokenizer.eos_token_id)
-        output = model.generate(
-            **inputs,
-            do_sample=True,
-            temperature=temperature,
-            top_k=0,
-            top_p=1.0,
-            max_new_tokens=max_new_tokens,
-            logits_processor=[stop],
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        logged: dict[str, list] = {}
-        rewards += prefix_match_reward(
-            texts,
-            [r["ground_truth"] for r in batch],
-            [r["ground_truth_boundaries"] for r in batch],
-            log_extra=logged.__setitem__,
-        )
-        predictions = logged["prediction"]
-        answered += sum(p is not None for p in predictions)
-        samples += [
-            {"truth": r["ground_truth"][:12], "prediction": p, "completion": t[:80]}
-            for r, p, t in zip(batch, predictions, texts)
-        ]
+    Args:
+        model: The policy.
+        tokenizer: Its tokenizer.
+        examples: Next-token examples (text prompts).
+        num_samples: Completions per example.
+        max_new_tokens: Completion budget.
+        **generation: More arguments for `transformers_generator` (`temperature`, `batch_size`, `seed`).
+    """
+    generate = transformers_generator(model, tokenizer, max_new_tokens=max_new_tokens, **generation)
+    rows = list(examples)
+    completions, rewards, predictions = reasoning_scores(rows, generate, num_samples=num_samples)
+    flat = [
+        (row, completion, reward, prediction)
+        for row, *per_row in zip(rows, completions, rewards, predictions)
+        for completion, reward, prediction in zip(*per_row)
+    ]
     return {
-        "accuracy": sum(rewards) / len(rewards),
-        "answer_rate": answered / len(rows),
-        "n": len(rows),
-        "samples": samples[:6],
+        "accuracy": sum(reward for _, _, reward, _ in flat) / len(flat),
+        "answer_rate": sum(prediction is not None for *_, prediction in flat) / len(flat),
+        "n": len(flat),
+        "samples": [
+            {"truth": row["ground_truth"][:12], "prediction": prediction, "completion": completion[:80]}
+            for row, completion, _, prediction in flat[:6]
+        ],
     }
 
 
@@ -252,19 +229,13 @@ def tiny_learning_curve(seed: int = 0, steps: int = 16) -> list[float]:
     """Train the tiny warm-started policy of `tests/test_learning.py` and return its reward per step."""
     import tempfile
 
-    from .rpt_config import RPTConfig
     from .rpt_trainer import RPTTrainer
-    from .tiny import warm_started_world
+    from .tiny import tiny_training_config, warm_started_world
 
     model, tokenizer, dataset, _ = warm_started_world(seed=seed)
     reward_log = _reward_log()
     with tempfile.TemporaryDirectory() as tmp:
-        args = RPTConfig(
-            output_dir=tmp, use_cpu=True, bf16=False, seed=seed, max_steps=steps, per_device_train_batch_size=32,
-            num_generations=8, max_completion_length=12, learning_rate=2e-3, lr_scheduler_type="constant",
-            warmup_steps=2, temperature=1.0, gradient_checkpointing=False, logging_steps=1, save_strategy="no",
-            report_to="none", disable_tqdm=True,
-        )  # fmt: skip
+        args = tiny_training_config(tmp, seed=seed, max_steps=steps)
         RPTTrainer(
             model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[reward_log]
         ).train()

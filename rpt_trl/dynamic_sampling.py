@@ -81,6 +81,23 @@ def uniform_groups(rewards_per_func: torch.Tensor, reward_weights: torch.Tensor,
     return (highest <= lowest) | torch.isclose(highest, lowest, rtol=0.0, atol=1e-6)
 
 
+def check_rollout_fields(output: dict[str, Any]) -> None:
+    """Raise when `_generate_and_score_completions`'s output has a field this module cannot merge, or lacks one it
+    needs: the output is TRL's private format, so a TRL upgrade (or multimodal / tool inputs) can change it."""
+    unknown = [key for key in output if key != "num_items_in_batch" and key not in _MERGEABLE]
+    if unknown:
+        raise ValueError(
+            f"Dynamic sampling cannot merge the rollout field(s) {unknown} (multimodal or tool inputs, or a TRL "
+            "version this project was not tested with); set dynamic_sampling=False in RPTConfig."
+        )
+    missing = [key for key in ("advantages", "completion_ids", "completion_mask") if key not in output]
+    if missing:
+        raise ValueError(
+            f"GRPOTrainer's rollout output lacks {missing}, which dynamic sampling needs (a TRL version this project "
+            "was not tested with); set dynamic_sampling=False in RPTConfig."
+        )
+
+
 def merge_rollouts(batches: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
     """Concatenate the rollouts of several `_generate_and_score_completions` outputs into one output.
 
@@ -91,15 +108,11 @@ def merge_rollouts(batches: list[dict[str, Any]], pad_token_id: int) -> dict[str
         batches: Outputs restricted to the rows to keep (see [`select_rows`]).
         pad_token_id: The tokenizer's pad token id.
     """
+    check_rollout_fields(batches[0])
     merged = {}
     for key in batches[0]:
         if key == "num_items_in_batch":
             continue
-        if key not in _MERGEABLE:
-            raise ValueError(
-                f"Dynamic sampling cannot merge the rollout field {key!r} (multimodal or tool inputs); set "
-                "dynamic_sampling=False in RPTConfig for this dataset."
-            )
         side, value = _MERGEABLE[key]
         tensors = [batch[key] for batch in batches]
         if side is not None:
@@ -157,6 +170,16 @@ class DynamicSamplingMixin:
             and self.state.global_step >= self.args.dynamic_sampling_start_step
         )
 
+    def _check_rollouts(self, output: dict[str, Any]) -> None:
+        check_rollout_fields(output)
+        rewards = getattr(self, "_last_rewards_per_func", None)
+        if not isinstance(rewards, torch.Tensor) or rewards.ndim != 2 or rewards.shape[1] != len(self.reward_funcs):
+            raise ValueError(
+                "Dynamic sampling reads each group's rewards from GRPOTrainer._calculate_rewards, which this TRL "
+                "version did not call as expected; set dynamic_sampling=False in RPTConfig."
+            )
+        self._rollouts_checked = True
+
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         # The output of _generate_and_score_completions carries advantages, not rewards: keep the gathered rewards.
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -165,7 +188,12 @@ class DynamicSamplingMixin:
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         if not self._dynamic_sampling_active():
-            return super()._generate_and_score_completions(inputs)
+            output = super()._generate_and_score_completions(inputs)
+            if self.args.dynamic_sampling and self.model.training and not getattr(self, "_rollouts_checked", False):
+                # Check TRL's private output on the first training step, not when sampling starts (step 500 in the
+                # 14B recipe, hours into a run).
+                self._check_rollouts(output)
+            return output
 
         num_generations = self.num_generations
         num_groups = len(inputs) // num_generations

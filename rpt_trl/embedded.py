@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ def ensure_embedded_model(cache_dir: str | Path | None = None) -> Path:
             # Weights are dense either way; only the quantizer bookkeeping would block `save_pretrained`.
             model.hf_quantizer.remove_quantization_config(model)
         tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_name)
+        check_converted_tokenizer(tokenizer)
         gguf_path.unlink()
 
         staging = Path(tmp_root) / MODEL_SUBDIR
@@ -132,6 +134,25 @@ def ensure_embedded_model(cache_dir: str | Path | None = None) -> Path:
                 raise
     logger.info("Embedded model ready at %s", target)
     return target
+
+
+def check_converted_tokenizer(tokenizer: Any) -> None:
+    """Refuse a GGUF tokenizer conversion that lost its merges.
+
+    transformers 5.17 (the newest that vLLM 0.31 allows) converts this GGUF tokenizer into one that splits text into
+    single characters (" pencils" -> 8 tokens instead of 1); a cache written by it would silently turn every
+    next-token position into a character. transformers 5.24 converts it correctly.
+    """
+    import transformers
+
+    pieces = tokenizer.tokenize(" pencils")
+    if len(pieces) > 2:
+        raise RuntimeError(
+            f"transformers {transformers.__version__} converted the embedded model's GGUF tokenizer into a "
+            f"character-level one (' pencils' -> {pieces}). Build the cache once from an environment with a newer "
+            'transformers (the default install, not the vLLM one): `python -c "from rpt_trl.embedded import '
+            'ensure_embedded_model; ensure_embedded_model()"`; the cache is shared.'
+        )
 
 
 def resolve_model(name_or_path: str) -> str:

@@ -1,72 +1,44 @@
-"""What the RPT model card reports besides the config: evaluation results (a table and `model-index` metadata) and
-the training curves (a table and a PNG) taken from `trainer.state.log_history`.
-
-Evaluation results follow the project's schema, one object per evaluation run:
-`{"model", "dataset", "mode": "standard" | "reasoning" | "multiple_choice", "overall": {"accuracy", "n"},
-"splits": {"easy": {...}, "medium": {...}, "hard": {...}}, ...}` with `accuracy` a fraction in [0, 1].
+"""The RPT model card: rendered from the template shipped with the package, with the config, the evaluation results
+(a table and `model-index` metadata, in the schema of `rpt_trl.results`) and the training curves (a table and a PNG)
+taken from `trainer.state.log_history`.
 """
 
 import logging
 import math
 import os
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from importlib.metadata import version
 from typing import Any
 
-from huggingface_hub import EvalResult
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .data import DIFFICULTY_THRESHOLDS
+from .results import card_table, result_groups, validate_result
+from .templates import TEMPLATES
 
 
 logger = logging.getLogger(__name__)
 
-SPLITS = tuple(DIFFICULTY_THRESHOLDS)  # the paper's nested easy / medium / hard, in the dataset builder's order
-MODES = ("standard", "reasoning", "multiple_choice")
 CURVE_COLUMNS = ("reward", "rpt/next_token_accuracy", "rpt/answer_rate", "rpt/reasoning_tokens")
 TRAINING_CURVES_PNG = "training_curves.png"
+MODEL_CARD_TEMPLATE = "rpt_model_card.md"
+TAGS = ("trl", "rpt", "grpo")
+PAPER = {
+    "title": "Reinforcement Pre-Training",
+    "id": "2506.08007",
+    "citation": textwrap.dedent("""\
+        @article{dong2025reinforcement,
+            title        = {{Reinforcement Pre-Training}},
+            author       = {Qingxiu Dong and Li Dong and Yao Tang and Tianzhu Ye and Yutao Sun and Zhifang Sui and Furu Wei},
+            year         = 2025,
+            eprint       = {arXiv:2506.08007},
+        }"""),
+}
+"""The paper, as TRL trainers cite theirs (`RPTTrainer._paper`); the model and dataset cards cite it."""
 
 
-def check_eval_results(eval_results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Check that each evaluation result has the schema's keys; returns them as a list.
-
-    Raises:
-        ValueError: Naming the result and the key that is missing or malformed.
-    """
-    if isinstance(eval_results, dict):
-        eval_results = [eval_results]
-    checked = []
-    for index, result in enumerate(eval_results):
-        where = f"eval_results[{index}]"
-        if not isinstance(result, dict):
-            raise ValueError(f"{where} must be a dict in the evaluation results schema, got {type(result).__name__}.")
-        missing = [key for key in ("dataset", "mode", "overall") if key not in result]
-        if missing:
-            raise ValueError(
-                f"{where} lacks {missing}; an evaluation result is {{'model', 'dataset', 'mode', 'overall': "
-                "{'accuracy', 'n'}, 'splits': {...}}, as written by `rpt-trl evaluate`."
-            )
-        if result["mode"] not in MODES:
-            raise ValueError(f"{where}['mode'] must be one of {list(MODES)}, got {result['mode']!r}.")
-        for name, group in _groups(result):
-            accuracy = group.get("accuracy") if isinstance(group, dict) else None
-            if accuracy is not None and not 0.0 <= accuracy <= 1.0:
-                raise ValueError(f"{where}: the {name} accuracy must be a fraction in [0, 1], got {accuracy}.")
-        checked.append(result)
-    return checked
-
-
-def eval_table_rows(eval_results: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-    """One row per evaluation run: dataset, mode and `"45.11 (n=200)"`-style cells for overall and each split."""
-    rows = []
-    for result in eval_results:
-        splits = result.get("splits") or {}
-        row = {"model": str(result.get("model", "")), "dataset": str(result["dataset"]), "mode": result["mode"]}
-        row["overall"] = _cell(result["overall"])
-        row.update({split: _cell(splits.get(split)) for split in SPLITS})
-        rows.append(row)
-    return rows
-
-
-def is_this_model(result: dict[str, Any], names: Sequence[str | None]) -> bool:
+def is_this_model(result: Mapping[str, Any], names: Sequence[str | None]) -> bool:
     """Whether an evaluation result is about the card's model: its `model` is absent, one of `names`, or a local
     path ending in one of them. Other results (a base model, say) are comparisons: shown, not claimed."""
     model = result.get("model")
@@ -74,7 +46,9 @@ def is_this_model(result: dict[str, Any], names: Sequence[str | None]) -> bool:
     return not model or model in names or os.path.basename(os.path.normpath(str(model))) in names
 
 
-def model_index_results(eval_results: Sequence[dict[str, Any]], names: Sequence[str | None] = ()) -> list[EvalResult]:
+def model_index_results(
+    eval_results: Sequence[Mapping[str, Any]], names: Sequence[str | None] = ()
+) -> list[EvalResult]:
     """`model-index` entries for the card metadata: one accuracy per run and group (overall, easy, medium, hard),
     for the runs that evaluated this model (see [`is_this_model`]; all runs when `names` is empty)."""
     entries = []
@@ -82,8 +56,8 @@ def model_index_results(eval_results: Sequence[dict[str, Any]], names: Sequence[
         if names and not is_this_model(result, names):
             continue
         task = "multiple-choice" if result["mode"] == "multiple_choice" else "next-token-prediction"
-        for name, group in _groups(result):
-            if not isinstance(group, dict) or group.get("accuracy") is None or not group.get("n"):
+        for name, group in result_groups(result):
+            if group.get("accuracy") is None or not group.get("n"):
                 continue
             entries.append(
                 EvalResult(
@@ -140,16 +114,88 @@ def plot_training_curves(log_history: Sequence[dict[str, Any]], path: str) -> st
     return path
 
 
-def _groups(result: dict[str, Any]) -> list[tuple[str, Any]]:
-    splits = result.get("splits") or {}
-    return [("overall", result["overall"])] + [(split, splits[split]) for split in SPLITS if split in splits]
-
-
-def _cell(group: Any) -> str:
-    if not isinstance(group, dict) or group.get("accuracy") is None or not group.get("n"):
-        return "–"
-    return f"{100 * group['accuracy']:.2f} (n={group['n']})"
-
-
 def _fmt(value: Any) -> Any:
     return round(value, 4) if isinstance(value, float) else value
+
+
+def render_model_card(
+    *,
+    base_model: str | None,
+    model_name: str,
+    hub_model_id: str | None,
+    dataset_name: str | None,
+    tags: list[str],
+    args: Any,
+    eval_results: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+    license: str | None = None,
+    log_history: list[dict[str, Any]] | None = None,
+    curves_png: str | None = None,
+) -> ModelCard:
+    """Render the RPT model card from the template shipped with the package (`model_card_templates/`).
+
+    Args:
+        base_model: Hub id of the base model (`None` for a local one: no machine paths in a public card).
+        model_name: Name of the trained model.
+        hub_model_id: Hub id it is pushed to, if any.
+        dataset_name: Hub id of the training dataset.
+        tags: Extra tags.
+        args: The run's [`RPTConfig`]; its task and optimisation settings fill the hyperparameter table.
+        eval_results: Evaluation results in the schema of `rpt_trl.results`; a table and `model-index` metadata.
+        license: License identifier for the metadata.
+        log_history: `trainer.state.log_history`; its reward metrics per step become the training-curve table.
+        curves_png: Path of the training-curve image, relative to the card.
+
+    Raises:
+        ValueError: If an evaluation result departs from the schema (naming it and the key).
+    """
+    if isinstance(eval_results, Mapping):
+        eval_results = [eval_results]
+    eval_results = list(eval_results or [])
+    for index, result in enumerate(eval_results):
+        validate_result(result, where=f"eval_results[{index}]")
+    card_data = ModelCardData(
+        base_model=base_model,
+        datasets=dataset_name,
+        eval_results=model_index_results(eval_results, [model_name, hub_model_id]) or None,
+        library_name="transformers",
+        license=license,
+        model_name=model_name,
+        tags=sorted({"generated_from_trainer", *TAGS, *tags}),
+    )
+    curve_rows = training_curve_rows(log_history or [])
+    template = resources.files("rpt_trl.model_card_templates").joinpath(MODEL_CARD_TEMPLATE)
+    with resources.as_file(template) as template_path:
+        return ModelCard.from_template(
+            card_data,
+            template_path=str(template_path),
+            base_model=base_model,
+            model_name=model_name,
+            hub_model_id=hub_model_id or model_name,
+            dataset_name=dataset_name,
+            paper_id=PAPER["id"],
+            paper_title=PAPER["title"],
+            citation=PAPER["citation"],
+            hyperparameters=_card_hyperparameters(args),
+            eval_table=card_table(eval_results) if eval_results else None,
+            curve_rows=curve_rows,
+            curve_columns=[c for c in CURVE_COLUMNS if any(c in row for row in curve_rows)],
+            curves_png=curves_png,
+            rpt_trl_version=version("rpt-trl"),
+            trl_version=version("trl"),
+            transformers_version=version("transformers"),
+            pytorch_version=version("torch"),
+            datasets_version=version("datasets"),
+        )
+
+
+def _card_hyperparameters(args: Any) -> dict[str, Any]:
+    names = [
+        "prompt_template", "prompt_format", "reward", "require_think_close", "max_context_tokens",
+        "max_ground_truth_tokens", "learning_rate", "weight_decay", "num_generations", "temperature",
+        "max_completion_length", "beta", "epsilon", "loss_type", "per_device_train_batch_size",
+        "gradient_accumulation_steps", "max_steps", "num_train_epochs", "seed",
+    ]  # fmt: skip
+    values = {name: getattr(args, name) for name in names}
+    if args.prompt_template not in TEMPLATES:  # a custom template: name it, don't paste it
+        values["prompt_template"] = "custom"
+    return values

@@ -65,6 +65,31 @@ def completion_text(completion: str | Sequence[Mapping[str, Any]]) -> str:
     raise TypeError(f"A completion must be a string or a list of message dicts, got {type(completion).__name__}.")
 
 
+def split_thought(completion: str | Sequence[Mapping[str, Any]]) -> tuple[str, str | None]:
+    """Split a completion at its first `</think>`: the thought before it, and the text after it.
+
+    This is the one definition of "the thought" used wherever reasoning is measured (reward metrics, evaluation,
+    reasoning-pattern counts).
+
+    Args:
+        completion: A string or a TRL conversational completion (list of message dicts).
+
+    Returns:
+        `(thought, answer_part)`; without `</think>` the whole completion is the thought and `answer_part` is `None`.
+
+    Example:
+        >>> split_thought("<think>a size fits</think> The answer.")
+        ('<think>a size fits', ' The answer.')
+        >>> split_thought("still thinking")
+        ('still thinking', None)
+    """
+    text = completion_text(completion)
+    think_close = text.find(THINK_CLOSE)
+    if think_close < 0:
+        return text, None
+    return text[:think_close], text[think_close + len(THINK_CLOSE) :]
+
+
 def extract_prediction(
     completion: str | Sequence[Mapping[str, Any]], *, require_think_close: bool = True
 ) -> str | None:

@@ -12,7 +12,7 @@ import os
 import random
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from importlib.metadata import version
 from pathlib import Path
@@ -21,9 +21,10 @@ from typing import Any
 import datasets
 
 from .atomic_io import remove, stale_temporaries, temporary_name
-from .data import DIFFICULTY_THRESHOLDS, build_next_token_dataset, document_texts
+from .data import DIFFICULTY_THRESHOLDS, NextTokenSettings, build_next_token_dataset, document_texts
 from .entropy import document_entropy
 from .loading import load_documents
+from .model_card import PAPER
 
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,10 @@ __all__ = ["load_documents", "prepare_rpt_dataset", "push_prepared_dataset", "sa
 
 DATASET_CARD_TEMPLATE = "rpt_dataset_card.md"
 INFO_FILE = "prepare_info.json"
+DOCUMENTS_FILE = "documents.jsonl"
+# The training entropy filter when `min_entropy` is unset, and the evaluation split's: the paper drops low-entropy
+# positions without giving its threshold; 0.5 is also where its Easy split starts.
+DEFAULT_MIN_ENTROPY = 0.5
 
 
 def _source_ids(batch: dict[str, list], source_ids: Sequence[int]) -> dict[str, list[int]]:
@@ -48,23 +53,22 @@ def prepare_rpt_dataset(
     tokenizer: Any,
     proxy_model: Any,
     proxy_tokenizer: Any | None = None,
+    settings: NextTokenSettings | None = None,
     *,
-    text_column: str | Sequence[str] = "text",
-    min_entropy: float = 0.5,
     eval_size: int = 200,
-    eval_min_entropy: float = 0.5,
+    eval_min_entropy: float = DEFAULT_MIN_ENTROPY,
     difficulty_thresholds: Mapping[str, float] = DIFFICULTY_THRESHOLDS,
     seed: int = 0,
-    dataset_kwargs: Mapping[str, Any] | None = None,
     scorer_kwargs: Mapping[str, Any] | None = None,
     show_progress: bool = True,
+    **setting_overrides: Any,
 ) -> tuple[datasets.DatasetDict, dict[str, Any]]:
     """Score a corpus with a proxy model and build the RPT train and eval splits.
 
     `eval_size` documents, drawn with `seed`, are held out whole for evaluation (the paper holds out 200 OmniMATH
-    samples); the rest become training positions with entropy of at least `min_entropy` (the paper drops the
-    low-entropy positions but does not give its threshold). Evaluation keeps positions with entropy of at least
-    `eval_min_entropy` and labels them with the nested difficulty splits.
+    samples); the rest become training positions with entropy of at least `settings.min_entropy` (the paper drops
+    the low-entropy positions but does not give its threshold; unset, this project's 0.5). Evaluation keeps positions
+    with entropy of at least `eval_min_entropy` and labels them with the nested difficulty splits.
 
     Args:
         documents: The corpus (`datasets.Dataset` or list of strings).
@@ -72,55 +76,50 @@ def prepare_rpt_dataset(
         proxy_model: The scoring model (`transformers` or `vllm.LLM`).
         proxy_tokenizer: The proxy's tokenizer, if it differs from `tokenizer` (entropies are then mapped by
             character offsets; see [`align_token_values`]).
-        text_column: As for [`build_next_token_dataset`].
-        min_entropy: Training keeps positions with at least this entropy (nats, top-k).
+        settings: The [`NextTokenSettings`] of the examples (template, text column(s), lengths, stride, the training
+            entropy filter `min_entropy`).
         eval_size: Documents held out for evaluation; 0 for no eval split.
         eval_min_entropy: Evaluation keeps positions with at least this entropy.
         difficulty_thresholds: Split name -> threshold (entropy above it), nested.
         seed: Seed of the held-out draw.
-        dataset_kwargs: More arguments for [`build_next_token_dataset`] (`template`, `prompt_format`,
-            `positions`, `min_context_tokens`, ...).
         scorer_kwargs: Arguments for [`compute_token_entropy`] (`top_k`, `batch_size`, `max_length`, `cache_dir`).
         show_progress: Progress bars.
+        **setting_overrides: [`NextTokenSettings`] fields by name, overriding `settings`.
 
     Returns:
         A `DatasetDict` with `train` (and `eval`) and a dict describing what was kept, for the dataset card.
     """
-    dataset_kwargs = dict(dataset_kwargs or {})
+    settings = NextTokenSettings(
+        **{**asdict((settings or NextTokenSettings()).next_token_settings()), **setting_overrides}
+    )
+    if settings.min_entropy is None:
+        settings.min_entropy = DEFAULT_MIN_ENTROPY
     scorer_kwargs = {"show_progress": show_progress, **(scorer_kwargs or {})}
     if isinstance(documents, datasets.Dataset):
         data = documents
     else:
         data = datasets.Dataset.from_dict({"text": list(documents)})
-        text_column = "text"
+        settings.text_column = ["text"]
     split_ids = plan_splits(
-        data,
-        tokenizer,
-        text_column=text_column,
-        eval_size=eval_size,
-        min_entropy=min_entropy,
-        eval_min_entropy=eval_min_entropy,
-        seed=seed,
-        dataset_kwargs=dataset_kwargs,
+        data, tokenizer, settings, eval_size=eval_size, eval_min_entropy=eval_min_entropy, seed=seed
     )
     entropies = document_entropy(
-        data, tokenizer, proxy_model, proxy_tokenizer, text_column=text_column, **scorer_kwargs
+        data, tokenizer, proxy_model, proxy_tokenizer, text_column=settings.text_column, **scorer_kwargs
     )
     splits, info_splits = {}, {}
     for split, ids in split_ids.items():
         dataset, stats = build_next_token_dataset(
             data.select(ids),
             tokenizer,
-            text_column=text_column,
+            settings,
             token_entropy=[entropies[i] for i in ids],
-            min_entropy=min_entropy if split == "train" else eval_min_entropy,
             difficulty_thresholds=difficulty_thresholds,
             show_progress=show_progress,
             return_stats=True,
-            **dataset_kwargs,
+            min_entropy=settings.min_entropy if split == "train" else eval_min_entropy,
         )
         if not len(dataset):
-            threshold = min_entropy if split == "train" else eval_min_entropy
+            threshold = settings.min_entropy if split == "train" else eval_min_entropy
             option = "--min-entropy" if split == "train" else "--eval-min-entropy"
             raise ValueError(
                 f"The {split} split has no examples: no position of its {len(ids)} documents has entropy of at least "
@@ -136,9 +135,10 @@ def prepare_rpt_dataset(
             "difficulty": _difficulty_counts(dataset, difficulty_thresholds),
             "stats": asdict(stats),
         }
+    example_settings = {k: v for k, v in asdict(settings).items() if k not in ("text_column", "min_entropy")}
     info = {
-        "text_column": [text_column] if isinstance(text_column, str) else list(text_column),
-        "min_entropy": min_entropy,
+        "text_column": list(settings.text_column),
+        "min_entropy": settings.min_entropy,
         "eval_min_entropy": eval_min_entropy,
         "eval_documents": eval_size,
         "difficulty_thresholds": dict(difficulty_thresholds),
@@ -146,7 +146,7 @@ def prepare_rpt_dataset(
         "top_k": scorer_kwargs.get("top_k", 16),
         "splits": info_splits,
         "settings": {
-            **{k: v for k, v in dataset_kwargs.items() if isinstance(v, str | int | float | bool)},
+            **example_settings,
             **{k: v for k, v in scorer_kwargs.items() if k not in ("show_progress", "cache_dir")},
         },
     }
@@ -156,40 +156,35 @@ def prepare_rpt_dataset(
 def plan_splits(
     data: datasets.Dataset,
     tokenizer: Any,
+    settings: NextTokenSettings,
     *,
-    text_column: str | Sequence[str] = "text",
     eval_size: int = 200,
-    min_entropy: float = 0.5,
-    eval_min_entropy: float = 0.5,
+    eval_min_entropy: float = DEFAULT_MIN_ENTROPY,
     seed: int = 0,
-    dataset_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, list[int]]:
     """Check everything that can be checked without the proxy model, and draw the held-out documents.
 
-    `rpt-trl prepare` calls it before the proxy loads, and [`prepare_rpt_dataset`] before the proxy scores, so that
-    an empty corpus, a bad threshold or template, or a split whose documents are all too short fails in seconds,
-    not after hours of scoring.
+    [`run_prepare`] calls it before the proxy loads, and [`prepare_rpt_dataset`] before the proxy scores, so that an
+    empty corpus, a bad threshold, or a split whose documents are all too short fails in seconds, not after hours of
+    scoring.
 
     Args:
         data: The corpus.
         tokenizer: The policy's tokenizer.
-        text_column: As for [`build_next_token_dataset`].
+        settings: The [`NextTokenSettings`] of the examples (tried on one document).
         eval_size: Documents held out for evaluation.
-        min_entropy: Training threshold (checked to be a finite number).
-        eval_min_entropy: Evaluation threshold (likewise).
+        eval_min_entropy: Evaluation threshold (checked to be a finite number, as `settings.min_entropy`).
         seed: Seed of the held-out draw.
-        dataset_kwargs: More arguments for [`build_next_token_dataset`], tried on one document.
 
     Returns:
         Split name -> indices of its documents in `data`.
     """
-    dataset_kwargs = dict(dataset_kwargs or {})
-    texts = document_texts(data, text_column)
+    texts = document_texts(data, settings.text_column)
     usable = [i for i, text in enumerate(texts) if text and text.strip()]
     if not usable:
         raise ValueError(
-            f"The corpus has no text: all {len(texts)} documents are empty in column(s) {text_column}. "
-            "Check --text-column."
+            f"The corpus has no text: all {len(texts)} documents are empty in column(s) {settings.text_column}. "
+            "Check --text_column."
         )
     if eval_size < 0:
         raise ValueError(f"eval_size must be 0 or more, got {eval_size}.")
@@ -197,14 +192,16 @@ def plan_splits(
         raise ValueError(
             f"eval_size ({eval_size}) must leave training documents: the corpus has {len(usable)} non-empty ones."
         )
-    for name, threshold in (("min_entropy", min_entropy), ("eval_min_entropy", eval_min_entropy)):
+    for name, threshold in (("min_entropy", settings.min_entropy), ("eval_min_entropy", eval_min_entropy)):
+        if threshold is None and name == "min_entropy":
+            continue
         if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
             raise ValueError(f"{name} must be a finite number of nats, got {threshold!r}.")
     held_out = set(random.Random(seed).sample(usable, eval_size))
     split_ids = {"train": [i for i in range(len(texts)) if i not in held_out]}
     if eval_size:
         split_ids["eval"] = sorted(held_out)
-    _check_before_scoring(texts, split_ids, tokenizer, data, text_column, dataset_kwargs)
+    _check_before_scoring(texts, split_ids, tokenizer, data, settings)
     return split_ids
 
 
@@ -213,33 +210,27 @@ def _check_before_scoring(
     split_ids: Mapping[str, Sequence[int]],
     tokenizer: Any,
     data: datasets.Dataset,
-    text_column: str | Sequence[str],
-    dataset_kwargs: Mapping[str, Any],
+    settings: NextTokenSettings,
 ) -> None:
-    """Fail before the proxy scores: a split whose documents are all too short, and bad builder settings."""
-    min_context_tokens = dataset_kwargs.get("min_context_tokens", 16)
+    """Fail before the proxy scores: a split whose documents are all too short, and settings the builder refuses."""
     first_long = {}
     for split, ids in split_ids.items():
         for start in range(0, len(ids), 256):  # stops at the first batch that holds a long enough document
             batch = [i for i in ids[start : start + 256] if texts[i] and texts[i].strip()]
             lengths = tokenizer([texts[i] for i in batch], add_special_tokens=False)["input_ids"] if batch else []
-            long_enough = [i for i, ids_ in zip(batch, lengths) if len(ids_) > min_context_tokens]
+            long_enough = [i for i, ids_ in zip(batch, lengths) if len(ids_) > settings.min_context_tokens]
             if long_enough:
                 first_long[split] = long_enough[0]
                 break
         else:
             raise ValueError(
                 f"The {split} split would have no examples: none of its {len(ids)} documents has more than "
-                f"min_context_tokens={min_context_tokens} tokens. Lower --min-context-tokens, or give longer documents."
+                f"min_context_tokens={settings.min_context_tokens} tokens. Lower --min_context_tokens, or give longer "
+                "documents."
             )
-    # One document through the builder checks the template, format, stride and context settings.
-    sample = first_long["train"]
-    sample_kwargs = dict(dataset_kwargs)
-    positions = sample_kwargs.get("positions")
-    if positions is not None and not isinstance(positions, str | int):
-        sample_kwargs["positions"] = [positions[sample]]
+    # One document through the builder (without the entropy filter, which needs scores) checks the settings.
     build_next_token_dataset(
-        data.select([sample]), tokenizer, text_column=text_column, show_progress=False, **sample_kwargs
+        data.select([first_long["train"]]), tokenizer, settings, show_progress=False, min_entropy=None
     )
 
 
@@ -249,8 +240,6 @@ def render_dataset_card(info: Mapping[str, Any], repo_id: str | None = None) -> 
     `info` is what [`prepare_rpt_dataset`] returns, with `source`, `proxy_model`, `tokenizer` and `command` added.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
-
-    from .rpt_trainer import RPTTrainer
 
     source = str(info.get("source", "documents"))
     source_is_hub = bool(info.get("source_is_hub"))
@@ -279,9 +268,9 @@ def render_dataset_card(info: Mapping[str, Any], repo_id: str | None = None) -> 
             proxy_model=info.get("proxy_model", "<proxy model>"),
             tokenizer=info.get("tokenizer", "<tokenizer>"),
             command=info.get("command", "rpt_trl.prepare_rpt_dataset(...)"),
-            paper_id=RPTTrainer._paper["id"],
-            paper_title=RPTTrainer._paper["title"],
-            citation=RPTTrainer._paper["citation"],
+            paper_id=PAPER["id"],
+            paper_title=PAPER["title"],
+            citation=PAPER["citation"],
             rpt_trl_version=version("rpt-trl"),
             **{k: info[k] for k in ("text_column", "top_k", "min_entropy", "eval_min_entropy", "splits", "settings")},
             eval_documents=info["eval_documents"],
@@ -319,7 +308,12 @@ _STAGING_TAG, _PREVIOUS_TAG = "rpt-new", "rpt-old"
 
 
 def save_prepared_dataset(
-    dataset_dict: datasets.DatasetDict, info: Mapping[str, Any], output_dir: str, *, overwrite: bool = False
+    dataset_dict: datasets.DatasetDict,
+    info: Mapping[str, Any],
+    output_dir: str,
+    *,
+    overwrite: bool = False,
+    documents: Sequence[str | None] | None = None,
 ) -> None:
     """Write the splits (`save_to_disk`), `README.md` (the card) and `prepare_info.json`, all or nothing.
 
@@ -327,10 +321,16 @@ def save_prepared_dataset(
     old output is first renamed aside and deleted only once the new one is in place. A run killed at any point
     leaves the old output or the new one, whole; the next run (or [`check_output_dir`]) removes the leftovers and
     puts back an old output that was moved aside. Read it back with `datasets.load_from_disk(output_dir)`.
+
+    Args:
+        documents: The source texts, indexed by the examples' `document_id`; written to `DOCUMENTS_FILE` (one JSON
+            object `{"text": ...}` a line) and named in the info, so that standard-mode evaluation finds them.
     """
     for split, dataset in dataset_dict.items():
         if not len(dataset):  # `load_from_disk` cannot read an empty split back
             raise ValueError(f"The {split} split is empty; nothing is written.")
+    if documents is not None:
+        info = {**info, "documents_file": DOCUMENTS_FILE}
     check_output_dir(output_dir, overwrite)
     target = Path(output_dir).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -341,6 +341,9 @@ def save_prepared_dataset(
         dataset_dict.save_to_disk(str(staging))
         render_dataset_card(info, info.get("repo_id")).save(str(staging / "README.md"))
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
+        if documents is not None:
+            with open(staging / DOCUMENTS_FILE, "w") as handle:
+                handle.writelines(json.dumps({"text": text or ""}, ensure_ascii=False) + "\n" for text in documents)
         if target.exists():
             target.rename(previous)
         staging.rename(target)
@@ -411,3 +414,178 @@ def push_prepared_dataset(
     url = getattr(commit, "commit_url", str(commit))
     logger.info("Pushed %s: %s", repo_id, url)
     return url
+
+
+@dataclass
+class PrepareArguments:
+    """Arguments of `rpt-trl prepare` besides the [`NextTokenSettings`]: source, entropy scoring, splits, output.
+
+    Flags are the field names in snake_case (`--proxy_model`), as TRL's scripts take them; the kebab-case spelling
+    (`--proxy-model`) is accepted too. A YAML file given with `--config` sets the same names.
+    """
+
+    dataset: list[str] = field(
+        metadata={"help": "A Hub id, a saved dataset folder, or jsonl / json / parquet / txt files."}
+    )
+    proxy_model: str = field(metadata={"help": "Hub id or local path of the scoring model."})
+    output: str = field(metadata={"help": "Folder for the splits, README.md and prepare_info.json."})
+    split: str | None = field(
+        default=None, metadata={"help": "Split of a Hub or saved dataset (default: the only one, or train)."}
+    )
+    max_documents: int | None = field(default=None, metadata={"help": "Use only the first N documents."})
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "The policy's tokenizer (positions are its tokens); default: the proxy's."}
+    )
+    top_k: int = field(default=16, metadata={"help": "Entropy over the top-k tokens, renormalised (paper: 16)."})
+    batch_size: int = field(default=8, metadata={"help": "Windows per forward pass."})
+    max_length: int = field(default=2048, metadata={"help": "Tokens per window; longer texts slide."})
+    window_overlap: int | None = field(default=None, metadata={"help": "Minimum left context in sliding windows."})
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "Proxy weights' dtype.", "choices": ["auto", "float32", "bfloat16", "float16"]},
+    )
+    vllm: bool = field(default=False, metadata={"help": "Score with vLLM's prompt_logprobs (GPU, needs vllm)."})
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Entropy cache (default: the rpt-trl cache folder)."}
+    )
+    no_cache: bool = field(default=False, metadata={"help": "Always rescore."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow the proxy's own modelling code."})
+    eval_size: int = field(default=200, metadata={"help": "Documents held out for evaluation (paper: 200)."})
+    eval_min_entropy: float = field(
+        default=DEFAULT_MIN_ENTROPY, metadata={"help": "Evaluation keeps positions with at least this entropy."}
+    )
+    difficulty_thresholds: list[float] = field(
+        default_factory=lambda: list(DIFFICULTY_THRESHOLDS.values()),
+        metadata={"help": "EASY MEDIUM HARD: nested splits, entropy above each (paper: 0.5 1.0 1.5)."},
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the held-out documents."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output folder."})
+    push_to_hub: str | None = field(default=None, metadata={"help": "Also push to this Hub dataset repo (org/name)."})
+    private: bool = field(default=False, metadata={"help": "Create the Hub repo private."})
+
+    def __post_init__(self):
+        if isinstance(self.dataset, str):
+            self.dataset = [self.dataset]
+        if len(self.difficulty_thresholds) != len(DIFFICULTY_THRESHOLDS):
+            raise ValueError(
+                f"difficulty_thresholds takes {len(DIFFICULTY_THRESHOLDS)} values "
+                f"({', '.join(DIFFICULTY_THRESHOLDS)}), got {self.difficulty_thresholds}."
+            )
+        if self.eval_size < 0:
+            raise ValueError(f"eval_size must be 0 or more, got {self.eval_size}.")
+
+
+def _warn_if_longer_than_the_proxy(proxy_path: str, max_length: int) -> None:
+    from transformers import AutoConfig
+
+    context = getattr(AutoConfig.from_pretrained(proxy_path), "max_position_embeddings", None)
+    if context is not None and max_length > context:
+        logger.warning(
+            "--max_length %d exceeds the proxy's context of %d tokens: its entropies past position %d are not "
+            "trustworthy. Lower --max_length to %d or less.",
+            max_length,
+            context,
+            context,
+            context,
+        )
+
+
+def run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, command: str) -> None:
+    """`rpt-trl prepare`: every check first, then scoring, building, writing and pushing.
+
+    Args:
+        arguments: Source, scoring, splits and output.
+        settings: How positions become examples; `settings.min_entropy` is the training split's entropy filter.
+        command: The command line, recorded in `prepare_info.json` and the card.
+    """
+    import torch
+    from accelerate import PartialState
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .embedded import default_cache_dir, resolve_model
+    from .hub import check_hub_access, public_name
+
+    check_output_dir(arguments.output, arguments.overwrite)
+    if arguments.push_to_hub:
+        check_hub_access()
+    sources = arguments.dataset
+    documents = load_documents(
+        sources[0] if len(sources) == 1 else sources, split=arguments.split, columns=settings.text_column
+    )
+    if arguments.max_documents is not None:
+        documents = documents.select(range(min(arguments.max_documents, len(documents))))
+    # Names for the card: a Hub id as given, a local folder by its name only (no machine paths in a public card).
+    proxy_name, tokenizer_name = map(
+        public_name, (arguments.proxy_model, arguments.tokenizer or arguments.proxy_model)
+    )
+    proxy_path = resolve_model(arguments.proxy_model)  # the embedded model's name works offline
+    tokenizer_path = resolve_model(arguments.tokenizer) if arguments.tokenizer else proxy_path
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{tokenizer_path}: the tokenizer returns no character offsets; use a fast one.")
+    proxy_tokenizer = AutoTokenizer.from_pretrained(proxy_path) if arguments.tokenizer else tokenizer
+    plan_splits(  # before the proxy loads
+        documents, tokenizer, settings, eval_size=arguments.eval_size, eval_min_entropy=arguments.eval_min_entropy,
+        seed=arguments.seed,
+    )  # fmt: skip
+    _warn_if_longer_than_the_proxy(proxy_path, arguments.max_length)
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    if arguments.vllm:
+        from vllm import LLM
+
+        proxy = LLM(
+            proxy_path,
+            dtype=arguments.dtype,
+            max_logprobs=arguments.top_k,
+            trust_remote_code=arguments.trust_remote_code,
+        )
+    else:
+        dtype = "auto" if arguments.dtype == "auto" else getattr(torch, arguments.dtype)
+        proxy = AutoModelForCausalLM.from_pretrained(
+            proxy_path, dtype=dtype, trust_remote_code=arguments.trust_remote_code, use_safetensors=True
+        )
+        proxy.to(state.device).eval()
+    cache_dir = None if arguments.no_cache else (arguments.cache_dir or os.path.join(default_cache_dir(), "entropy"))
+    dataset_dict, info = prepare_rpt_dataset(
+        documents,
+        tokenizer,
+        proxy,
+        proxy_tokenizer,
+        settings,
+        eval_size=arguments.eval_size,
+        eval_min_entropy=arguments.eval_min_entropy,
+        difficulty_thresholds=dict(zip(DIFFICULTY_THRESHOLDS, arguments.difficulty_thresholds)),
+        seed=arguments.seed,
+        scorer_kwargs={
+            "top_k": arguments.top_k,
+            "batch_size": arguments.batch_size,
+            "max_length": arguments.max_length,
+            "window_overlap": arguments.window_overlap,
+            "cache_dir": cache_dir,
+        },
+    )
+    if not state.is_main_process:
+        return
+    source_is_hub = len(sources) == 1 and not os.path.exists(sources[0])
+    info.update(
+        source=", ".join(public_name(source) for source in sources),
+        source_is_hub=source_is_hub,
+        proxy_model=proxy_name,
+        tokenizer=tokenizer_name,
+        tokenizer_is_hub=tokenizer_name == (arguments.tokenizer or arguments.proxy_model),  # not a local folder
+        repo_id=arguments.push_to_hub,
+        command=command,
+    )
+    texts = document_texts(documents, info["text_column"])
+    save_prepared_dataset(dataset_dict, info, arguments.output, overwrite=arguments.overwrite, documents=texts)
+    for split, counts in info["splits"].items():
+        logger.info(
+            "%s: %d examples from %d documents, %s",
+            split,
+            counts["examples"],
+            counts["documents"],
+            counts["difficulty"],
+        )
+    if arguments.push_to_hub:
+        push_prepared_dataset(dataset_dict, info, arguments.push_to_hub, private=arguments.private or None)

@@ -12,7 +12,7 @@ compares bytes. Evaluation imports the same functions, so training and evaluatio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .parsing import THINK_CLOSE, completion_text, extract_prediction
+from .parsing import THINK_CLOSE, completion_text, extract_prediction, split_thought
 
 
 def score_prefix_match(prediction: str | None, ground_truth: str, ground_truth_boundaries: Sequence[int]) -> float:
@@ -58,6 +58,16 @@ def score_first_token(prediction: str | None, ground_truth: str, ground_truth_bo
     return 1.0 if prediction.encode("utf-8") == first else 0.0
 
 
+SCORERS: dict[str, Callable[[str | None, str, Sequence[int]], float]] = {
+    "prefix_match": score_prefix_match,
+    "first_token": score_first_token,
+}
+
+
+# What TRL logs each scorer's mean reward as.
+_ACCURACY_METRICS = {"prefix_match": "rpt/next_token_accuracy", "first_token": "rpt/first_token_accuracy"}
+
+
 def _check_columns(
     completions: Sequence[Any], ground_truth: Sequence[str], ground_truth_boundaries: Sequence[Sequence[int]]
 ) -> None:
@@ -75,12 +85,113 @@ def _check_columns(
             )
 
 
+def score_completions(
+    completions: Sequence[Any],
+    ground_truth: Sequence[str],
+    ground_truth_boundaries: Sequence[Sequence[int]],
+    *,
+    scorer: str = "prefix_match",
+    require_think_close: bool = True,
+) -> tuple[list[float], list[str | None]]:
+    r"""Parse and score a batch of completions: the one scoring path of training, evaluation and the demo.
+
+    Args:
+        completions: Completions, strings or TRL conversational completions.
+        ground_truth: The text from each predicted position on.
+        ground_truth_boundaries: Cumulative UTF-8 byte lengths of each ground truth's tokens.
+        scorer: `"prefix_match"` (the paper's reward, [`score_prefix_match`]) or `"first_token"`
+            ([`score_first_token`]).
+        require_think_close: Only answers after `</think>` count (see [`extract_prediction`]).
+
+    Returns:
+        `(rewards, predictions)`: one reward (1.0 or 0.0) and one parsed prediction (`None` when there is no answer)
+        per completion.
+
+    Example:
+        >>> score_completions(["</think> \\boxed{ size}", "no box"], [" size of"] * 2, [[5, 8]] * 2)
+        ([1.0, 0.0], [' size', None])
+    """
+    if scorer not in SCORERS:
+        raise ValueError(f"scorer must be one of {list(SCORERS)}, got {scorer!r}.")
+    _check_columns(completions, ground_truth, ground_truth_boundaries)
+    score = SCORERS[scorer]
+    predictions = [extract_prediction(c, require_think_close=require_think_close) for c in completions]
+    rewards = [score(p, g, b) for p, g, b in zip(predictions, ground_truth, ground_truth_boundaries)]
+    return rewards, predictions
+
+
+def _find_think_close(ids: Sequence[int], pattern: list[int], occurrences: int) -> int:
+    """Index in `ids` where the first `</think>` (as the id list `pattern`) starts, or -1.
+
+    The answer after `</think>` is short and the thought long, so when the text holds one `</think>` the ids are
+    scanned from the end; a forward `list.index` scan would touch every thought token.
+    """
+    width = len(pattern)
+    if occurrences == 1:
+        for start in range(len(ids) - width, -1, -1):
+            if ids[start] == pattern[0] and list(ids[start : start + width]) == pattern:
+                return start
+        return -1
+    start = 0
+    try:
+        while True:
+            start = ids.index(pattern[0], start)
+            if list(ids[start : start + width]) == pattern:
+                return start
+            start += 1
+    except ValueError:
+        return -1
+
+
+def thought_token_counts(
+    completions: Sequence[Any], tokenizer: Any, completion_ids: Sequence[Sequence[int]] | None = None
+) -> list[int]:
+    """Length in tokens of each completion's thought (see [`split_thought`]).
+
+    With `completion_ids` (TRL passes them to every reward), the thought is counted by one search for the ids of
+    `</think>`, not by tokenising it again: on the training hot path a second tokenisation cost 100 times the
+    reward itself. A completion whose ids do not contain those ids while its text contains `</think>` (a tokenizer
+    that splits the tag differently in context) falls back to tokenising its thought.
+
+    Args:
+        completions: Completions, strings or TRL conversational completions.
+        tokenizer: The policy's tokenizer.
+        completion_ids: The completions' token ids, one list per completion (trailing EOS and padding are not
+            counted).
+    """
+    if completion_ids is None:
+        thoughts = [split_thought(c)[0] for c in completions]
+        return [len(ids) for ids in tokenizer(thoughts, add_special_tokens=False)["input_ids"]] if thoughts else []
+    if len(completion_ids) != len(completions):
+        raise ValueError(f"Got {len(completion_ids)} completion_ids for {len(completions)} completions.")
+    think_close = tokenizer.encode(THINK_CLOSE, add_special_tokens=False)
+    trailing = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+    counts: list[int | None] = []
+    retokenise = []
+    for index, ids in enumerate(completion_ids):
+        occurrences = completion_text(completions[index]).count(THINK_CLOSE)
+        found = _find_think_close(ids, think_close, occurrences) if occurrences else -1
+        if found < 0:
+            if occurrences:
+                retokenise.append(index)
+            found = len(ids)
+            while found and ids[found - 1] in trailing:
+                found -= 1
+        counts.append(found)
+    if retokenise:
+        recounted = thought_token_counts([completions[i] for i in retokenise], tokenizer)
+        for index, count in zip(retokenise, recounted):
+            counts[index] = count
+    return counts
+
+
 def _log_answers(
     completions: Sequence[Any],
     predictions: list[str | None],
     rewards: list[float],
     *,
-    metric_prefix: str,
+    metric: str,
+    completion_ids: Sequence[Sequence[int]] | None,
     log_extra: Callable | None,
     log_metric: Callable | None,
     reasoning_tokenizer: Any | None,
@@ -89,36 +200,38 @@ def _log_answers(
         log_extra("prediction", predictions)
     if log_metric is None or not completions:
         return
-    log_metric(f"rpt/{metric_prefix}_accuracy", sum(rewards) / len(rewards))
+    log_metric(metric, sum(rewards) / len(rewards))
     log_metric("rpt/answer_rate", sum(p is not None for p in predictions) / len(predictions))
-    thoughts = [completion_text(c).split(THINK_CLOSE, 1)[0] for c in completions]
     if reasoning_tokenizer is not None:
-        lengths = [len(ids) for ids in reasoning_tokenizer(thoughts, add_special_tokens=False)["input_ids"]]
+        lengths = thought_token_counts(completions, reasoning_tokenizer, completion_ids)
         log_metric("rpt/reasoning_tokens", sum(lengths) / len(lengths))
     else:
-        log_metric("rpt/reasoning_chars", sum(len(t) for t in thoughts) / len(thoughts))
+        lengths = [len(split_thought(c)[0]) for c in completions]
+        log_metric("rpt/reasoning_chars", sum(lengths) / len(lengths))
 
 
 def _reward(
-    scorer: Callable[[str | None, str, Sequence[int]], float],
-    metric_prefix: str,
+    scorer: str,
     completions: Sequence[Any],
     ground_truth: Sequence[str],
     ground_truth_boundaries: Sequence[Sequence[int]],
     *,
-    require_think_close: bool,
-    reasoning_tokenizer: Any | None,
-    log_extra: Callable | None,
-    log_metric: Callable | None,
+    completion_ids: Sequence[Sequence[int]] | None = None,
+    require_think_close: bool = True,
+    reasoning_tokenizer: Any | None = None,
+    log_extra: Callable | None = None,
+    log_metric: Callable | None = None,
+    **kwargs: Any,
 ) -> list[float]:
-    _check_columns(completions, ground_truth, ground_truth_boundaries)
-    predictions = [extract_prediction(c, require_think_close=require_think_close) for c in completions]
-    rewards = [scorer(p, g, b) for p, g, b in zip(predictions, ground_truth, ground_truth_boundaries)]
+    rewards, predictions = score_completions(
+        completions, ground_truth, ground_truth_boundaries, scorer=scorer, require_think_close=require_think_close
+    )
     _log_answers(
         completions,
         predictions,
         rewards,
-        metric_prefix=metric_prefix,
+        metric=_ACCURACY_METRICS[scorer],
+        completion_ids=completion_ids,
         log_extra=log_extra,
         log_metric=log_metric,
         reasoning_tokenizer=reasoning_tokenizer,
@@ -130,26 +243,28 @@ def prefix_match_reward(
     completions: Sequence[Any],
     ground_truth: Sequence[str],
     ground_truth_boundaries: Sequence[Sequence[int]],
-    *,
-    require_think_close: bool = True,
-    reasoning_tokenizer: Any | None = None,
-    log_extra: Callable | None = None,
-    log_metric: Callable | None = None,
     **kwargs: Any,
 ) -> list[float]:
     r"""The RPT reward for a batch of completions (paper, Section 3.2): prefix matching with token boundaries.
+
+    A TRL reward around [`score_completions`], which also logs to TRL.
 
     Args:
         completions: Completions, strings or TRL conversational completions.
         ground_truth: Dataset column: the text from the predicted position on.
         ground_truth_boundaries: Dataset column: cumulative UTF-8 byte lengths of the ground-truth tokens.
-        require_think_close: Only answers after `</think>` count (see [`extract_prediction`]). Bind another value
-            with `functools.partial`.
-        reasoning_tokenizer: If given, the logged reasoning length is in tokens of this tokenizer, else in
-            characters.
-        log_extra: Passed by TRL; receives the parsed predictions for the completions table.
-        log_metric: Passed by TRL; receives `rpt/next_token_accuracy`, `rpt/answer_rate` and the reasoning length.
-        **kwargs: Other dataset columns and TRL arguments, ignored.
+        **kwargs: Keyword arguments:
+
+            - `require_think_close` (default `True`): only answers after `</think>` count (see
+              [`extract_prediction`]). Bind another value with `functools.partial`.
+            - `reasoning_tokenizer`: if given, the logged reasoning length is in tokens of this tokenizer, else in
+              characters.
+            - `completion_ids`: passed by TRL; the reasoning length in tokens is read from them (see
+              [`thought_token_counts`]).
+            - `log_extra`: passed by TRL; receives the parsed predictions for the completions table.
+            - `log_metric`: passed by TRL; receives `rpt/next_token_accuracy`, `rpt/answer_rate` and the
+              reasoning length.
+            - other dataset columns and TRL arguments are ignored.
 
     Returns:
         One reward per completion, 1.0 or 0.0.
@@ -162,48 +277,24 @@ def prefix_match_reward(
         ... )
         [1.0, 0.0, 0.0]
     """
-    return _reward(
-        score_prefix_match,
-        "next_token",
-        completions,
-        ground_truth,
-        ground_truth_boundaries,
-        require_think_close=require_think_close,
-        reasoning_tokenizer=reasoning_tokenizer,
-        log_extra=log_extra,
-        log_metric=log_metric,
-    )
+    return _reward("prefix_match", completions, ground_truth, ground_truth_boundaries, **kwargs)
 
 
 def first_token_reward(
     completions: Sequence[Any],
     ground_truth: Sequence[str],
     ground_truth_boundaries: Sequence[Sequence[int]],
-    *,
-    require_think_close: bool = True,
-    reasoning_tokenizer: Any | None = None,
-    log_extra: Callable | None = None,
-    log_metric: Callable | None = None,
     **kwargs: Any,
 ) -> list[float]:
     r"""The paper's first-token variant: 1 only when the answer is exactly the first ground-truth token.
 
     Same arguments as [`prefix_match_reward`]; it logs `rpt/first_token_accuracy`.
     """
-    return _reward(
-        score_first_token,
-        "first_token",
-        completions,
-        ground_truth,
-        ground_truth_boundaries,
-        require_think_close=require_think_close,
-        reasoning_tokenizer=reasoning_tokenizer,
-        log_extra=log_extra,
-        log_metric=log_metric,
-    )
+    return _reward("first_token", completions, ground_truth, ground_truth_boundaries, **kwargs)
 
 
 REWARD_FUNCTIONS: dict[str, Callable[..., list[float]]] = {
     "prefix_match": prefix_match_reward,
     "first_token": first_token_reward,
 }
+"""The TRL rewards by name: `RPTConfig.reward` picks one. Same names as [`SCORERS`]."""

@@ -6,45 +6,34 @@ from typing import Any
 
 from trl import GRPOConfig
 
+from .data import NextTokenSettings
 from .rewards import REWARD_FUNCTIONS
-from .templates import resolve_template
 
 
 @dataclass
-class RPTConfig(GRPOConfig):
+class RPTConfig(GRPOConfig, NextTokenSettings):
     r"""Configuration class for [`RPTTrainer`], Reinforcement Pre-Training (Dong et al. 2025, arXiv 2506.08007).
 
     Everything in `trl.GRPOConfig` applies. Only the RPT-specific fields are listed here.
 
     > Parameters that control the task
 
-    prompt_template (`str`, *optional*, defaults to `"v0"`):
-        Template name (`"v0"`, the paper's; `"few_shot"`, this project's) or a string containing `{context}`.
-    prompt_format (`str`, *optional*, defaults to `"conversational"`):
-        `"conversational"` for chat models, `"text"` for base models.
     require_think_close (`bool`, *optional*, defaults to `True`):
         Only a `\boxed{}` after `</think>` counts as the answer.
     reward (`str`, *optional*, defaults to `"prefix_match"`):
         Default reward when no `reward_funcs` are given: `"prefix_match"` (the paper's) or `"first_token"`.
     stop_after_answer (`bool`, *optional*, defaults to `False`):
         End a completion (with EOS) as soon as its answer box closes. Saves generation time for models that keep
-        writing; transformers generation only.
+        writing. Works with transformers generation (`model.generate`; not its continuous batching, which is
+        refused) and with vLLM (colocate, and server mode when the server has rpt-trl installed), through
+        `rpt_trl.vllm_engine.AnswerStopLogitsProcessor`.
 
-    > Parameters that control how raw documents become examples
+    > Parameters that control how documents become examples
 
-    text_column (`list[str]`, *optional*, defaults to `["text"]`):
-        Column(s) of a raw document dataset, joined with a blank line.
-    position_stride (`int`, *optional*, defaults to `1`):
-        Use every n-th token position of each document.
-    min_context_tokens (`int`, *optional*, defaults to `16`):
-        Positions with fewer tokens of context are not used.
-    max_context_tokens (`int`, *optional*, defaults to `3840`):
-        Left-truncate the context to this many tokens; leaves room for the template in the paper's 4,096-token
-        prompt.
-    max_ground_truth_tokens (`int`, *optional*, defaults to `16`):
-        Tokens of continuation kept as ground truth, so multi-token answers can be scored.
-    skip_unanswerable_positions (`bool`, *optional*, defaults to `True`):
-        Skip positions whose continuation cannot be written inside `\boxed{}` (unbalanced braces).
+    Every field of [`NextTokenSettings`] (`prompt_template`, `prompt_format`, `text_column`, `position_stride`,
+    `min_context_tokens`, `max_context_tokens`, `max_ground_truth_tokens`, `skip_unanswerable_positions`,
+    `min_entropy`), with its defaults. `RPTTrainer` uses them to build examples from a raw document dataset, and the
+    training script filters a prepared dataset's `entropy` column by `min_entropy`.
 
     > Parameters that control pushing checkpoints to the Hub
 
@@ -88,17 +77,6 @@ class RPTConfig(GRPOConfig):
         metadata={"help": "AdamW weight decay (the paper uses 0.01)."},
     )
 
-    prompt_template: str = field(
-        default="v0",
-        metadata={"help": "Template name ('v0', 'few_shot') or a string containing '{context}'."},
-    )
-    prompt_format: str = field(
-        default="conversational",
-        metadata={
-            "help": "'conversational' for chat models, 'text' for base models.",
-            "choices": ["conversational", "text"],
-        },
-    )
     require_think_close: bool = field(
         default=True,
         metadata={"help": "Only a \\boxed{} after </think> counts as the answer."},
@@ -113,32 +91,8 @@ class RPTConfig(GRPOConfig):
     stop_after_answer: bool = field(
         default=False,
         metadata={
-            "help": "End a completion with EOS as soon as its answer box closes (transformers generation only)."
+            "help": "End a completion with EOS as soon as its answer box closes (transformers generate or vLLM)."
         },
-    )
-    text_column: list[str] = field(
-        default_factory=lambda: ["text"],
-        metadata={"help": "Column(s) of a raw document dataset, joined with a blank line."},
-    )
-    position_stride: int = field(
-        default=1,
-        metadata={"help": "Use every n-th token position of each raw document."},
-    )
-    min_context_tokens: int = field(
-        default=16,
-        metadata={"help": "Positions with fewer tokens of context are not used."},
-    )
-    max_context_tokens: int = field(
-        default=3840,
-        metadata={"help": "Left-truncate the context to this many tokens."},
-    )
-    max_ground_truth_tokens: int = field(
-        default=16,
-        metadata={"help": "Tokens of continuation kept as ground truth."},
-    )
-    skip_unanswerable_positions: bool = field(
-        default=True,
-        metadata={"help": "Skip positions whose continuation cannot be written inside \\boxed{}."},
     )
 
     push_checkpoint_revisions: bool = field(
@@ -170,42 +124,10 @@ class RPTConfig(GRPOConfig):
                 f"num_generations must be at least 2 (GRPO compares the rollouts of a group), got {self.num_generations}."
             )
         super().__post_init__()
+        self.check_next_token_settings()  # TrainingArguments.__post_init__ does not chain to the settings' own
         self._check_sampling_and_optimisation()
-        if isinstance(self.text_column, str):
-            self.text_column = [self.text_column]
-        try:
-            resolve_template(self.prompt_template)
-        except ValueError as error:
-            raise ValueError(f"prompt_template: {error}") from None
-        if self.prompt_format not in ("conversational", "text"):
-            raise ValueError(
-                f"prompt_format must be 'conversational' (chat models) or 'text' (base models), got {self.prompt_format!r}."
-            )
         if self.reward not in REWARD_FUNCTIONS:
             raise ValueError(f"reward must be one of {list(REWARD_FUNCTIONS)}, got {self.reward!r}.")
-        if not self.text_column:
-            raise ValueError("text_column must name at least one column, e.g. text_column=['problem', 'solution'].")
-        if self.position_stride < 1:
-            raise ValueError(
-                f"position_stride must be at least 1 (1 uses every position), got {self.position_stride}."
-            )
-        if self.min_context_tokens < 1:
-            raise ValueError(f"min_context_tokens must be at least 1, got {self.min_context_tokens}.")
-        if self.max_context_tokens < self.min_context_tokens:
-            raise ValueError(
-                f"max_context_tokens ({self.max_context_tokens}) must be at least min_context_tokens "
-                f"({self.min_context_tokens}); raise max_context_tokens or lower min_context_tokens."
-            )
-        if self.max_ground_truth_tokens < 1:
-            raise ValueError(
-                f"max_ground_truth_tokens must be at least 1 (the answer is at least one token), "
-                f"got {self.max_ground_truth_tokens}."
-            )
-        if self.stop_after_answer and self.use_vllm:
-            raise ValueError(
-                "stop_after_answer works with transformers generation only; with use_vllm=True rely on the model's EOS "
-                "and max_completion_length instead, or set stop_after_answer=False."
-            )
         if self.push_checkpoint_revisions and not self.push_to_hub:
             raise ValueError(
                 "push_checkpoint_revisions=True pushes to the run's Hub repository: set push_to_hub=True (and "
@@ -222,6 +144,12 @@ class RPTConfig(GRPOConfig):
             raise ValueError(
                 f"dynamic_sampling_max_refills must be at least 0 (0 only drops, never refills), got "
                 f"{self.dynamic_sampling_max_refills}."
+            )
+        if self.stop_after_answer and (self.use_transformers_continuous_batching or self.use_transformers_paged):
+            # That path calls `model.generate_batch`, not `model.generate`, which the answer stop wraps.
+            raise ValueError(
+                "stop_after_answer cannot stop transformers' continuous batching "
+                "(use_transformers_continuous_batching / use_transformers_paged): set one of them to False."
             )
 
     def _check_sampling_and_optimisation(self) -> None:

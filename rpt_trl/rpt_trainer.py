@@ -3,43 +3,31 @@
 import functools
 import logging
 import os
-import textwrap
-from importlib import resources
-from importlib.metadata import version
 from typing import Any
 
 import datasets
-from huggingface_hub import ModelCard, ModelCardData
 from transformers import AutoTokenizer
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
-from .checkpoints import EpochReplayRepeatSampler, resolve_resume_checkpoint
+from .checkpoints import resolve_resume_checkpoint
+from .cpu_lm_head import CompletionScoringOnCPUMixin
 from .data import build_next_token_dataset
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .generation import install_answer_stop
 from .hub import CheckpointRevisionPusher, check_hub_access, public_name
-from .model_card import (
-    CURVE_COLUMNS,
-    TRAINING_CURVES_PNG,
-    check_eval_results,
-    eval_table_rows,
-    model_index_results,
-    plot_training_curves,
-    training_curve_rows,
-)
+from .model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
 from .rewards import REWARD_FUNCTIONS
 from .rpt_config import RPTConfig
-from .templates import TEMPLATES
+from .sampler import EpochReplayRepeatSampler
 
 
 logger = logging.getLogger(__name__)
 
 RPT_COLUMNS = ("prompt", "ground_truth", "ground_truth_boundaries")
-MODEL_CARD_TEMPLATE = "rpt_model_card.md"
 
 
-class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
+class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer):
     """Trainer for Reinforcement Pre-Training (Dong et al. 2025, arXiv 2506.08007).
 
     A thin `trl.GRPOTrainer`: the policy reads a context, reasons, and answers the next token in `\\boxed{}`;
@@ -51,6 +39,7 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
     - metrics `rpt/next_token_accuracy`, `rpt/answer_rate` and `rpt/reasoning_tokens` (logged by the reward);
     - optionally, EOS as soon as the answer box closes (`args.stop_after_answer`);
     - dynamic sampling from `args.dynamic_sampling_start_step` (see `rpt_trl.dynamic_sampling`);
+    - on a CPU, log-probabilities of the completion positions only, as on CUDA (see `rpt_trl.cpu_lm_head`);
     - an RPT model card.
 
     Args:
@@ -69,19 +58,9 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
         >>> trainer.train()  # doctest: +SKIP
     """
 
-    _tag_names = ["trl", "rpt", "grpo"]
+    _tag_names = list(TAGS)
     _name = "RPT"
-    _paper = {
-        "title": "Reinforcement Pre-Training",
-        "id": "2506.08007",
-        "citation": textwrap.dedent("""\
-            @article{dong2025reinforcement,
-                title        = {{Reinforcement Pre-Training}},
-                author       = {Qingxiu Dong and Li Dong and Yao Tang and Tianzhu Ye and Yutao Sun and Zhifang Sui and Furu Wei},
-                year         = 2025,
-                eprint       = {arXiv:2506.08007},
-            }"""),
-    }
+    _paper = PAPER
 
     def __init__(
         self,
@@ -116,6 +95,8 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
         for name, dataset in _named_datasets(train_dataset, eval_dataset):
             _check_not_empty(dataset, name)
         check_dynamic_sampling(args, train_dataset)  # before the model (and vLLM) load
+        if args.use_vllm:
+            _prepare_vllm(args)
         default_reward = reward_funcs is None
         if default_reward:
             reward_funcs = [
@@ -140,7 +121,7 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
         if default_reward and processing_class is None:
             # GRPOTrainer loaded the tokenizer: bind it now so that reasoning length is counted in tokens.
             reward_funcs[0].keywords["reasoning_tokenizer"] = self._tokenizer
-        if args.stop_after_answer:
+        if args.stop_after_answer and not args.use_vllm:
             install_answer_stop(self.model, self._tokenizer, require_think_close=args.require_think_close)
         if args.push_checkpoint_revisions:
             self.add_callback(
@@ -178,18 +159,12 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
         if not _is_raw(dataset, args):
             return dataset
         logger.info("Building next-token examples from raw documents (columns %s).", args.text_column)
-        return build_next_token_dataset(
-            dataset,
-            tokenizer,
-            text_column=args.text_column,
-            positions=args.position_stride,
-            template=args.prompt_template,
-            prompt_format=args.prompt_format,
-            min_context_tokens=args.min_context_tokens,
-            max_context_tokens=args.max_context_tokens,
-            max_ground_truth_tokens=args.max_ground_truth_tokens,
-            skip_unanswerable=args.skip_unanswerable_positions,
-        )
+        settings = args.next_token_settings()
+        if settings.min_entropy is not None:
+            # Raw documents carry no proxy entropies: min_entropy filters prepared datasets (`rpt-trl prepare`).
+            logger.warning("min_entropy=%s is ignored for raw documents, which have no entropies.", args.min_entropy)
+            settings.min_entropy = None
+        return build_next_token_dataset(dataset, tokenizer, settings)
 
     def create_model_card(
         self,
@@ -235,74 +210,22 @@ class RPTTrainer(DynamicSamplingMixin, GRPOTrainer):
         card.save(os.path.join(self.args.output_dir, "README.md"))
 
 
-def render_model_card(
-    *,
-    base_model: str | None,
-    model_name: str,
-    hub_model_id: str | None,
-    dataset_name: str | None,
-    tags: list[str],
-    args: RPTConfig,
-    eval_results: list[dict[str, Any]] | None = None,
-    license: str | None = None,
-    log_history: list[dict[str, Any]] | None = None,
-    curves_png: str | None = None,
-) -> ModelCard:
-    """Render the RPT model card from the template shipped with the package (`model_card_templates/`).
+def _prepare_vllm(args: RPTConfig) -> None:
+    """Before TRL builds its vLLM engine: keep CPU weights loadable (colocate) and ask vLLM to stop after answers."""
+    from . import vllm_engine
 
-    Args:
-        eval_results: Evaluation results in the project's schema; a table and `model-index` metadata.
-        license: License identifier for the metadata.
-        log_history: `trainer.state.log_history`; its reward metrics per step become the training-curve table.
-        curves_png: Path of the training-curve image, relative to the card.
-    """
-    eval_results = check_eval_results(eval_results or [])
-    card_data = ModelCardData(
-        base_model=base_model,
-        datasets=dataset_name,
-        eval_results=model_index_results(eval_results, [model_name, hub_model_id]) or None,
-        library_name="transformers",
-        license=license,
-        model_name=model_name,
-        tags=sorted({"generated_from_trainer", *RPTTrainer._tag_names, *tags}),
-    )
-    curve_rows = training_curve_rows(log_history or [])
-    template = resources.files("rpt_trl.model_card_templates").joinpath(MODEL_CARD_TEMPLATE)
-    with resources.as_file(template) as template_path:
-        return ModelCard.from_template(
-            card_data,
-            template_path=str(template_path),
-            base_model=base_model,
-            model_name=model_name,
-            hub_model_id=hub_model_id or model_name,
-            dataset_name=dataset_name,
-            paper_id=RPTTrainer._paper["id"],
-            paper_title=RPTTrainer._paper["title"],
-            citation=RPTTrainer._paper["citation"],
-            hyperparameters=_card_hyperparameters(args),
-            eval_rows=eval_table_rows(eval_results),
-            curve_rows=curve_rows,
-            curve_columns=[c for c in CURVE_COLUMNS if any(c in row for row in curve_rows)],
-            curves_png=curves_png,
-            rpt_trl_version=version("rpt-trl"),
-            trl_version=version("trl"),
-            transformers_version=version("transformers"),
-            pytorch_version=version("torch"),
-            datasets_version=version("datasets"),
+    if args.vllm_mode == "colocate":
+        vllm_engine.keep_cpu_weights_loadable()
+    if args.stop_after_answer:
+        # In server mode the server's environment must have rpt-trl installed too; this checks the trainer's only.
+        vllm_engine.check_answer_stop_plugin()
+        generation_kwargs = dict(args.generation_kwargs or {})
+        stop = vllm_engine.answer_stop_sampling_kwargs(
+            require_think_close=args.require_think_close, server=args.vllm_mode == "server"
         )
-
-
-def _card_hyperparameters(args: RPTConfig) -> dict[str, Any]:
-    names = [
-        "prompt_template", "prompt_format", "reward", "require_think_close", "max_context_tokens",
-        "max_ground_truth_tokens", "learning_rate", "weight_decay", "num_generations", "temperature",
-        "max_completion_length", "beta", "epsilon", "loss_type", "per_device_train_batch_size",
-        "gradient_accumulation_steps", "max_steps", "num_train_epochs", "seed",
-    ]  # fmt: skip
-    values = {name: getattr(args, name) for name in names}
-    if args.prompt_template not in TEMPLATES:  # a custom template: name it, don't paste it
-        values["prompt_template"] = "custom"
-    return values
+        for key, values in stop.items():  # merged into any extra arguments the user already passes
+            generation_kwargs[key] = {**(generation_kwargs.get(key) or {}), **values}
+        args.generation_kwargs = generation_kwargs
 
 
 def _hub_base_model(model: Any) -> str | None:

@@ -16,6 +16,32 @@ _DETERMINERS = ["the", "a", "my", "your", "that", "this", "our", "one"]
 THOUGHT = "<think>hm</think> \\boxed{"
 FORMAT_TOKENS = ["<think>", "</think>", "\\boxed{"]
 TINY_TEMPLATE = "{context}"
+# Settings under which the warm-started tiny policy learns within a CPU minute (the learning test, the demo's curve).
+TINY_TRAINING = {
+    "per_device_train_batch_size": 32,
+    "num_generations": 8,
+    "max_completion_length": 12,
+    "learning_rate": 2e-3,  # the tiny policy learns in a few steps; the paper's 1e-6 is for 14B
+    "lr_scheduler_type": "constant",
+    "warmup_steps": 2,
+    "temperature": 1.0,
+}
+_CPU_RUN = {
+    "use_cpu": True,
+    "bf16": False,
+    "gradient_checkpointing": False,
+    "logging_steps": 1,
+    "save_strategy": "no",
+    "report_to": "none",
+    "disable_tqdm": True,
+}
+
+
+def tiny_training_config(output_dir: str, **overrides: Any) -> Any:
+    """The [`RPTConfig`] of a tiny-world run on a CPU: `TINY_TRAINING`, no saving or reporting, then `overrides`."""
+    from .rpt_config import RPTConfig
+
+    return RPTConfig(output_dir=output_dir, **{**_CPU_RUN, **TINY_TRAINING, **overrides})
 
 
 def animal_corpus(repeats: int = 1, sounds: dict[str, str] | None = None) -> list[str]:
@@ -38,7 +64,7 @@ def last_word_dataset(tokenizer: Any, documents: list[str]) -> Any:
         documents,
         tokenizer,
         positions=[[n - 1] for n in lengths],
-        template=TINY_TEMPLATE,
+        prompt_template=TINY_TEMPLATE,
         prompt_format="text",
         min_context_tokens=2,
         show_progress=False,
@@ -85,8 +111,14 @@ def make_tiny_tokenizer() -> Any:
     return make_byte_level_tokenizer(lines, extra_tokens=FORMAT_TOKENS)
 
 
-def make_tiny_model(tokenizer: Any, *, seed: int = 0, hidden_size: int = 64, num_layers: int = 2) -> Any:
-    """A randomly initialised Qwen2 causal LM sized for `tokenizer`."""
+def make_tiny_model(
+    tokenizer: Any, *, seed: int = 0, hidden_size: int = 64, num_layers: int = 2, num_attention_heads: int = 4
+) -> Any:
+    """A randomly initialised Qwen2 causal LM sized for `tokenizer`.
+
+    vLLM's CPU attention backend needs a head size it has kernels for (32 or 64, not 16 or 24): pass
+    `num_attention_heads=2` (head size 32) for a model that vLLM will load.
+    """
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -96,8 +128,8 @@ def make_tiny_model(tokenizer: Any, *, seed: int = 0, hidden_size: int = 64, num
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=min(2, num_attention_heads),
         max_position_embeddings=1024,
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
@@ -159,8 +191,12 @@ def warm_start(
     return losses
 
 
-def warm_started_world(seed: int = 0) -> tuple[Any, Any, Any, list[float]]:
+def warm_started_world(seed: int = 0, **model_kwargs: Any) -> tuple[Any, Any, Any, list[float]]:
     """The learning test's setup: every animal says " meow"; the policy is warm-started on random sounds.
+
+    Args:
+        seed: Seeds the model's initialisation and the warm start.
+        **model_kwargs: Passed to [`make_tiny_model`] (e.g. `num_attention_heads=2` for vLLM).
 
     Returns:
         `(model, tokenizer, dataset, warm_start_losses)`. The policy starts near 1/4 accuracy, and only the RPT
@@ -168,6 +204,6 @@ def warm_started_world(seed: int = 0) -> tuple[Any, Any, Any, list[float]]:
     """
     tokenizer = make_tiny_tokenizer()
     dataset = last_word_dataset(tokenizer, animal_corpus(sounds=dict.fromkeys(ANIMAL_SOUNDS, " meow")))
-    model = make_tiny_model(tokenizer, seed=seed)
+    model = make_tiny_model(tokenizer, seed=seed, **model_kwargs)
     losses = warm_start(model, tokenizer, dataset["prompt"], dataset["ground_truth"], seed=seed)
     return model, tokenizer, dataset, losses

@@ -37,13 +37,8 @@ class RPTScriptArguments(ScriptArguments):
         Configuration name of `documents_dataset_name`.
     documents_split (`str`, *optional*, defaults to `"train"`):
         Split of `documents_dataset_name`.
-    min_entropy (`float`, *optional*):
-        Keep only examples whose `entropy` column (written by the entropy filter) exceeds this value.
     max_train_examples (`int`, *optional*):
         Use at most this many training examples (the first ones after filtering).
-    tiny_world (`bool`, *optional*, defaults to `False`):
-        Train the tiny warm-started policy of `rpt_trl.tiny` on its animal dataset (offline, seconds on a CPU);
-        `model_name_or_path` and the dataset fields are ignored. For tests and the CPU recipe.
     """
 
     dataset_name: str | None = field(
@@ -58,15 +53,7 @@ class RPTScriptArguments(ScriptArguments):
         default=None, metadata={"help": "Configuration name of documents_dataset_name."}
     )
     documents_split: str = field(default="train", metadata={"help": "Split of documents_dataset_name."})
-    min_entropy: float | None = field(
-        default=None,
-        metadata={"help": "Keep only examples whose 'entropy' column exceeds this value (nats)."},
-    )
     max_train_examples: int | None = field(default=None, metadata={"help": "Use at most this many training examples."})
-    tiny_world: bool = field(
-        default=False,
-        metadata={"help": "Train the tiny offline policy of rpt_trl.tiny (tests and the CPU recipe)."},
-    )
 
 
 def make_parser(subparsers: Any = None) -> TrlParser:
@@ -91,8 +78,14 @@ def parse_args(argv: list[str] | None, default_config: str | None = None) -> tup
     return make_parser().parse_args_and_config(argv)
 
 
-def load_train_dataset(script_args: RPTScriptArguments) -> datasets.Dataset:
-    """The training split named by the script arguments, filtered and truncated as they ask."""
+def load_train_dataset(script_args: RPTScriptArguments, min_entropy: float | None = None) -> datasets.Dataset:
+    """The training split named by the script arguments, filtered and truncated as they ask.
+
+    Args:
+        script_args: Which dataset, and how many examples.
+        min_entropy: Keep only examples whose `entropy` column is at least this (`RPTConfig.min_entropy`, the same
+            filter as `build_next_token_dataset`'s); NaN (unscored) is dropped.
+    """
     dataset = None
     if script_args.dataset_name is not None:
         try:
@@ -115,15 +108,15 @@ def load_train_dataset(script_args: RPTScriptArguments) -> datasets.Dataset:
         dataset = _load(
             script_args.documents_dataset_name, script_args.documents_dataset_config, script_args.documents_split
         )
-    if script_args.min_entropy is not None:
+    if min_entropy is not None:
         if "entropy" not in dataset.column_names:
             raise ValueError(
-                f"min_entropy={script_args.min_entropy} needs an 'entropy' column (written by the entropy filter); "
-                f"the dataset has {dataset.column_names}."
+                f"min_entropy={min_entropy} needs an 'entropy' column (written by `rpt-trl prepare`); the dataset "
+                f"has {dataset.column_names}."
             )
         before = len(dataset)
-        dataset = dataset.filter(lambda entropy: entropy > script_args.min_entropy, input_columns="entropy")
-        logger.info("Entropy filter > %s kept %d of %d examples.", script_args.min_entropy, len(dataset), before)
+        dataset = dataset.filter(lambda entropy: entropy >= min_entropy, input_columns="entropy")  # NaN fails too
+        logger.info("Entropy filter >= %s kept %d of %d examples.", min_entropy, len(dataset), before)
     if script_args.max_train_examples is not None:
         dataset = dataset.select(range(min(script_args.max_train_examples, len(dataset))))
     return dataset
@@ -133,15 +126,14 @@ def _load(name: str, config: str | None, split: str) -> datasets.Dataset:
     return load_documents(name, split=split, config=config)
 
 
-def check_inputs(script_args: RPTScriptArguments, model_args: ModelConfig) -> None:
+def check_inputs(model_args: ModelConfig) -> None:
     """Refuse, before anything loads, a model path that does not exist (a path is not a Hub id).
 
     Args:
-        script_args: The script arguments.
         model_args: The model arguments.
     """
     name = model_args.model_name_or_path
-    if script_args.tiny_world or name is None or os.path.exists(name):
+    if name is None or os.path.exists(name):
         return
     looks_like_a_path = name.startswith((os.sep, ".", "~")) or name.count("/") > 1
     if looks_like_a_path or hub_is_offline():
@@ -152,18 +144,31 @@ def check_inputs(script_args: RPTScriptArguments, model_args: ModelConfig) -> No
         )
 
 
-def main(script_args: RPTScriptArguments, training_args: RPTConfig, model_args: ModelConfig) -> RPTTrainer:
-    """Build the trainer from the three argument groups, train (resuming if asked), save; returns the trainer."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    check_inputs(script_args, model_args)
-    processing_class = None
-    if script_args.tiny_world:
-        from .tiny import warm_started_world
+def main(
+    script_args: RPTScriptArguments,
+    training_args: RPTConfig,
+    model_args: ModelConfig,
+    *,
+    model: Any = None,
+    processing_class: Any = None,
+    train_dataset: Any = None,
+) -> RPTTrainer:
+    """Build the trainer from the three argument groups, train (resuming if asked), save; returns the trainer.
 
-        model, processing_class, train_dataset, _ = warm_started_world(seed=training_args.seed)
-    else:
+    Args:
+        script_args: The data to train on.
+        training_args: The run's configuration.
+        model_args: The model to load.
+        model: An instantiated model to train instead of `model_args.model_name_or_path` (the tiny CPU recipe,
+            `recipes/tiny/rpt_tiny.py`, passes its warm-started policy).
+        processing_class: The tokenizer of `model`; loaded from the model when `None`.
+        train_dataset: Examples or documents to train on instead of the script arguments' dataset.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if model is None:
+        check_inputs(model_args)
         if model_args.model_name_or_path is None:
-            raise ValueError("Give model_name_or_path (a Hub id or a local dir), or tiny_world=true.")
+            raise ValueError("Give model_name_or_path (a Hub id or a local dir).")
         model = model_args.model_name_or_path
         model_init_kwargs = {
             "revision": model_args.model_revision,
@@ -172,7 +177,8 @@ def main(script_args: RPTScriptArguments, training_args: RPTConfig, model_args: 
             "dtype": model_args.dtype,
         }
         training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
-        train_dataset = load_train_dataset(script_args)
+    if train_dataset is None:
+        train_dataset = load_train_dataset(script_args, training_args.min_entropy)
 
     trainer = RPTTrainer(
         model=model,
@@ -182,7 +188,7 @@ def main(script_args: RPTScriptArguments, training_args: RPTConfig, model_args: 
         peft_config=get_peft_config(model_args),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    dataset_name = None if script_args.tiny_world else script_args.dataset_name
+    dataset_name = script_args.dataset_name
     if training_args.push_to_hub:
         # push_to_hub saves the model and writes the card itself, then uploads once to the repo's main branch
         # (save_model would push a first time, with a card that lacks the dataset).

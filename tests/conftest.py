@@ -107,3 +107,20 @@ def sentencepiece_tokenizer(tmp_path_factory):
 @pytest.fixture(params=["byte_level", "sentencepiece"])
 def any_tokenizer(request, byte_level_tokenizer, sentencepiece_tokenizer):
     return {"byte_level": byte_level_tokenizer, "sentencepiece": sentencepiece_tokenizer}[request.param]
+
+
+# The engine lane (`make test-engines`, run by CI) sets this: there a missing engine is a failure, not a skip.
+ENGINES_REQUIRED = os.environ.get("RPT_TRL_REQUIRE_ENGINES") == "1"
+
+
+def require_engine(module: str) -> None:
+    """Skip the calling test module when `module` (vllm, deepspeed) is not importable, with the reason printed in
+    pytest's summary; in the engine lane, fail instead."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is not None:
+        return
+    reason = f"{module} is not installed here (the engine lane installs it: make test-engines)"
+    if ENGINES_REQUIRED:
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason, allow_module_level=True)

@@ -1,4 +1,5 @@
-"""Run the RPT recipe script's `main` and write what each rank ended with: launched by test_distributed.py.
+"""Run the RPT recipe script's `main` on the tiny world (as recipes/tiny/rpt_tiny.py does) and write what each rank
+ended with: launched by test_distributed.py.
 
 Usage: accelerate launch ... tests/distributed_driver.py <out_dir> --config recipes/tiny/rpt/config_cpu.yaml [flags]
 """
@@ -25,11 +26,12 @@ def parameter_digest(model: torch.nn.Module) -> str:
 if __name__ == "__main__":
     out_dir, argv = sys.argv[1], sys.argv[2:]
     script_args, training_args, model_args = parse_args(argv)
-    # Build the tiny world once: the recipe's main trains this very model, whose starting digest is recorded.
-    world = rpt_trl.tiny.warm_started_world(seed=training_args.seed)
-    initial = parameter_digest(world[0])
-    rpt_trl.tiny.warm_started_world = lambda seed=0: world
-    trainer = main(script_args, training_args, model_args)
+    # The recipe's main trains this very model, whose starting digest is recorded.
+    model, tokenizer, dataset, _ = rpt_trl.tiny.warm_started_world(seed=training_args.seed)
+    initial = parameter_digest(model)
+    trainer = main(
+        script_args, training_args, model_args, model=model, processing_class=tokenizer, train_dataset=dataset
+    )
     rank = trainer.accelerator.process_index
     record = {
         "rank": rank,

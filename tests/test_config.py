@@ -43,7 +43,8 @@ def test_every_rpt_field_has_help():
         ({"min_context_tokens": 0}, "min_context_tokens"),
         ({"max_context_tokens": 4, "min_context_tokens": 8}, "max_context_tokens"),
         ({"max_ground_truth_tokens": 0}, "max_ground_truth_tokens"),
-        ({"stop_after_answer": True, "use_vllm": True}, "stop_after_answer"),
+        ({"stop_after_answer": True, "use_transformers_continuous_batching": True}, "continuous batching"),
+        ({"stop_after_answer": True, "use_transformers_paged": True}, "continuous batching"),
         # issue 13, item 11: values GRPOConfig accepts but that cannot train
         ({"temperature": 0.0}, "temperature must be > 0.*small value such as 0.1"),
         ({"temperature": -1.0}, "temperature must be > 0"),

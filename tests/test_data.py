@@ -1,8 +1,18 @@
+from dataclasses import asdict
+
 import pytest
 from conftest import CORPUS
 from datasets import Dataset
 
-from rpt_trl import DIFFICULTY_THRESHOLDS, build_next_token_dataset, can_be_boxed, difficulty_labels
+from rpt_trl import (
+    DIFFICULTY_THRESHOLDS,
+    NextTokenSettings,
+    RPTConfig,
+    build_next_token_dataset,
+    can_be_boxed,
+    difficulty_labels,
+    prefix_match_reward,
+)
 from rpt_trl.templates import TEMPLATE_V0
 
 
@@ -46,7 +56,7 @@ def test_boundaries_equal_exact_token_bytes(kind, byte_level_tokenizer, sentence
         tokenizer,
         min_context_tokens=2,
         max_ground_truth_tokens=window,
-        skip_unanswerable=False,
+        skip_unanswerable_positions=False,
         show_progress=False,
         return_stats=True,
     )
@@ -58,14 +68,15 @@ def test_boundaries_equal_exact_token_bytes(kind, byte_level_tokenizer, sentence
         pieces = exact_token_bytes(kind, tokenizer, ids)
         t = example["position"]
         window_bytes = pieces[t : t + window]
-        cumulative = [len(b"".join(window_bytes[: k + 1])) for k in range(len(window_bytes))]
         ground_truth = example["ground_truth"].encode("utf-8")
         # The window's bytes, completed to a whole character when its last token ends inside one.
         joined = b"".join(window_bytes)
         assert ground_truth.startswith(joined)
         assert all((byte & 0xC0) == 0x80 for byte in ground_truth[len(joined) :])
-        # Boundaries are the exact cumulative token byte lengths that end on a character boundary.
-        expected = [b for b in cumulative if _is_char_boundary(ground_truth, b)]
+        # Boundaries are the exact cumulative token byte lengths that end on a character boundary, up to the
+        # ground truth's end (which the token completing a character split by the window's last token may reach).
+        every_end = [len(b"".join(pieces[t : k + 1])) for k in range(t, len(pieces))]
+        expected = [b for b in every_end if b <= len(ground_truth) and _is_char_boundary(ground_truth, b)]
         assert example["ground_truth_boundaries"] == expected
         # The context is exactly the text before the predicted token.
         prefix = b"".join(pieces[:t])
@@ -73,6 +84,40 @@ def test_boundaries_equal_exact_token_bytes(kind, byte_level_tokenizer, sentence
         assert prefix.endswith(context.encode("utf-8"))
         checked += 1
     assert checked == len(dataset) > 100
+
+
+NON_LATIN = [
+    "Tiếng Việt rất đẹp và phong phú, người ta nói vậy.",
+    "Τα ελληνικά γράμματα είναι όμορφα και παλιά.",
+]
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 5])
+def test_window_ending_inside_a_character_keeps_the_completing_tokens_boundary(byte_level_tokenizer, window):
+    """Found with Vietnamese and Greek under a byte-level BPE: the window's last token is the first half of a
+    character. The token completing it ends exactly at the ground truth's end, a real boundary, so an answer
+    spanning the whole window must score 1."""
+    dataset = build_next_token_dataset(
+        NON_LATIN, byte_level_tokenizer, min_context_tokens=1, max_ground_truth_tokens=window,
+        skip_unanswerable_positions=False, show_progress=False,
+    )  # fmt: skip
+    split_windows = 0
+    for example in dataset:
+        ids = byte_level_tokenizer(NON_LATIN[example["document_id"]], add_special_tokens=False)["input_ids"]
+        pieces = byte_level_token_bytes(byte_level_tokenizer, ids)
+        t = example["position"]
+        ground_truth = example["ground_truth"].encode("utf-8")
+        every_end = [len(b"".join(pieces[t : k + 1])) for k in range(t, len(pieces))]
+        expected = [b for b in every_end if b <= len(ground_truth) and _is_char_boundary(ground_truth, b)]
+        assert example["ground_truth_boundaries"] == expected
+        window_bytes = len(b"".join(pieces[t : t + window]))
+        if window_bytes < len(ground_truth) and len(ground_truth) in every_end:
+            split_windows += 1
+            answer = f"<think>x</think> \\boxed{{{example['ground_truth']}}}"
+            assert prefix_match_reward([answer], [example["ground_truth"]], [example["ground_truth_boundaries"]]) == [
+                1.0
+            ]
+    assert split_windows > 0  # the case this test is about occurs
 
 
 def _is_char_boundary(data, index):
@@ -108,7 +153,12 @@ def test_mid_character_positions_are_skipped_and_counted(byte_level_tokenizer):
 def test_context_is_left_truncated(any_tokenizer):
     text = " ".join(f"word{i}" for i in range(80))
     dataset = build_next_token_dataset(
-        [text], any_tokenizer, template="{context}", min_context_tokens=4, max_context_tokens=10, show_progress=False
+        [text],
+        any_tokenizer,
+        prompt_template="{context}",
+        min_context_tokens=4,
+        max_context_tokens=10,
+        show_progress=False,
     )
     for example in dataset:
         context = example["prompt"][0]["content"]
@@ -117,15 +167,37 @@ def test_context_is_left_truncated(any_tokenizer):
     assert dataset["position"][0] == 4
 
 
-@pytest.mark.parametrize(("positions", "expected"), [(3, "stride"), ([[9, 12, 30]], [9, 12, 30])])
-def test_positions_stride_and_lists(byte_level_tokenizer, positions, expected):
+@pytest.mark.parametrize(
+    ("selection", "expected"), [({"position_stride": 3}, "stride"), ({"positions": [[9, 12, 30]]}, [9, 12, 30])]
+)
+def test_positions_stride_and_lists(byte_level_tokenizer, selection, expected):
     text = " ".join("abcdefghijklmnopqrstuvwxyz")
     n = len(byte_level_tokenizer(text, add_special_tokens=False)["input_ids"])
     assert n > 30
     dataset = build_next_token_dataset(
-        [text], byte_level_tokenizer, positions=positions, min_context_tokens=8, show_progress=False
+        [text], byte_level_tokenizer, min_context_tokens=8, show_progress=False, **selection
     )
     assert dataset["position"] == (list(range(8, n, 3)) if expected == "stride" else expected)
+
+
+def test_settings_object_and_deprecated_names_build_the_same_examples(byte_level_tokenizer):
+    settings = NextTokenSettings(
+        prompt_template="{context}", position_stride=3, min_context_tokens=4, skip_unanswerable_positions=False
+    )
+    expected = build_next_token_dataset(CORPUS, byte_level_tokenizer, settings, show_progress=False)
+    with pytest.warns(FutureWarning, match="deprecated"):
+        old = build_next_token_dataset(
+            CORPUS, byte_level_tokenizer, template="{context}", positions=3, min_context_tokens=4,
+            skip_unanswerable=False, show_progress=False,
+        )  # fmt: skip
+    assert old.to_list() == expected.to_list() and len(expected) > 10
+    # An RPTConfig is a NextTokenSettings: a trainer's config builds the same examples
+    config = RPTConfig(output_dir="unused", use_cpu=True, report_to="none", **asdict(settings))
+    assert build_next_token_dataset(CORPUS, byte_level_tokenizer, config, show_progress=False).to_list() == (
+        expected.to_list()
+    )
+    with pytest.raises(TypeError, match="Unknown setting"):
+        build_next_token_dataset(CORPUS, byte_level_tokenizer, stride=3)
 
 
 def test_out_of_range_positions_raise(byte_level_tokenizer):
@@ -157,7 +229,7 @@ def test_unanswerable_positions_are_skipped(byte_level_tokenizer):
         byte_level_tokenizer,
         min_context_tokens=1,
         max_ground_truth_tokens=3,
-        skip_unanswerable=False,
+        skip_unanswerable_positions=False,
         show_progress=False,
     )
     assert stats.unanswerable_positions > 0
@@ -173,7 +245,7 @@ def test_dataset_input_with_joined_columns_and_text_format(byte_level_tokenizer)
         data,
         byte_level_tokenizer,
         text_column=["problem", "solution"],
-        template="few_shot",
+        prompt_template="few_shot",
         prompt_format="text",
         min_context_tokens=4,
         show_progress=False,
@@ -188,13 +260,13 @@ def test_dataset_input_with_joined_columns_and_text_format(byte_level_tokenizer)
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"template": "no placeholder"}, "{context}"),
+        ({"prompt_template": "no placeholder"}, "{context}"),
         ({"prompt_format": "chat"}, "prompt_format"),
         ({"min_context_tokens": 0}, "min_context_tokens"),
         ({"max_context_tokens": 2, "min_context_tokens": 4}, "max_context_tokens"),
         ({"max_ground_truth_tokens": 0}, "max_ground_truth_tokens"),
         ({"positions": "some"}, "positions"),
-        ({"positions": 0}, "stride"),
+        ({"position_stride": 0}, "stride"),
         ({"text_column": "body"}, "body"),
     ],
 )
@@ -234,7 +306,7 @@ def synthetic_entropy(tokenizer, texts):
 @pytest.mark.parametrize("min_entropy", [None, 0.7, 1.5])
 def test_entropy_filter_and_nested_difficulty_splits(byte_level_tokenizer, min_entropy):
     entropy = synthetic_entropy(byte_level_tokenizer, CORPUS)
-    kwargs = dict(min_context_tokens=2, skip_unanswerable=False, show_progress=False, return_stats=True)
+    kwargs = dict(min_context_tokens=2, skip_unanswerable_positions=False, show_progress=False, return_stats=True)
     unfiltered = build_next_token_dataset(CORPUS, byte_level_tokenizer, **kwargs)[0]
     dataset, stats = build_next_token_dataset(
         CORPUS, byte_level_tokenizer, token_entropy=entropy, min_entropy=min_entropy, **kwargs
@@ -265,7 +337,7 @@ def test_difficulty_thresholds_are_user_settable(byte_level_tokenizer):
     entropy = synthetic_entropy(byte_level_tokenizer, CORPUS[:2])
     dataset = build_next_token_dataset(
         CORPUS[:2], byte_level_tokenizer, token_entropy=entropy, difficulty_thresholds={"any": 0.0, "top": 1.6},
-        min_context_tokens=2, skip_unanswerable=False, show_progress=False,
+        min_context_tokens=2, skip_unanswerable_positions=False, show_progress=False,
     )  # fmt: skip
     assert {tuple(r["difficulty"]) for r in dataset} == {("any",), ("any", "top")}
     assert (

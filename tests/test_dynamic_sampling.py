@@ -193,6 +193,24 @@ def test_dynamic_sampling_is_off_before_the_start_step_and_when_disabled(tmp_pat
         assert "dynamic_sampling/refill_rounds" not in trainer._metrics["train"]
 
 
+def test_trl_output_is_checked_on_the_first_step_not_when_sampling_starts(tmp_path, tokenizer, monkeypatch):
+    """A rollout field that dynamic sampling cannot merge (say, from a TRL upgrade) fails at step 0, not at 500."""
+    from trl import GRPOTrainer
+
+    trainer = make_trainer(tmp_path, tokenizer, KindReward(), dynamic_sampling_start_step=500)
+    trainer.model.train()
+    inputs = [trainer.train_dataset[i] for i in (0, 1) for _ in range(4)]
+    generate = GRPOTrainer._generate_and_score_completions
+    monkeypatch.setattr(
+        GRPOTrainer, "_generate_and_score_completions", lambda self, batch: {**generate(self, batch), "new_field": 1}
+    )
+    with pytest.raises(ValueError, match="new_field.*dynamic_sampling=False"):
+        trainer._generate_and_score_completions(inputs)
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", generate)
+    trainer._generate_and_score_completions(inputs)  # TRL's own output passes, and is checked once
+    assert trainer._rollouts_checked
+
+
 def test_dynamic_sampling_needs_whole_groups_per_process(tmp_path, tokenizer):
     trainer = make_trainer(tmp_path, tokenizer, KindReward())
     # On one process TRL already requires whole groups; with 2 processes and 2 rollouts per process, a group of 4

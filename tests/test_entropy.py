@@ -1,7 +1,6 @@
 """Proxy-model token entropy: exact against a float64 reference, windows, chunking, cache, tokenizer mapping."""
 
 import copy
-import importlib.util
 import json
 import math
 import subprocess
@@ -276,22 +275,3 @@ def test_vllm_prompt_logprobs_are_read_as_top_k_by_rank(model, tokenizer, monkey
         assert_close(a, b)
     with pytest.raises(ValueError, match="top-k"):
         compute_token_entropy(TEXTS, FakeLLM(), tokenizer, top_k=None)
-
-
-@pytest.mark.vllm
-@pytest.mark.gpu
-@pytest.mark.skipif(
-    importlib.util.find_spec("vllm") is None or not torch.cuda.is_available(), reason="needs vLLM and a GPU"
-)
-def test_vllm_backend_equals_transformers_on_gpu(model, tokenizer, tmp_path):
-    from vllm import LLM
-
-    model.save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
-    llm = LLM(
-        str(tmp_path / "model"), dtype="float32", max_logprobs=16, gpu_memory_utilization=0.3, enforce_eager=True
-    )
-    through_vllm = compute_token_entropy(TEXTS, llm, tokenizer, show_progress=False)
-    direct = compute_token_entropy(TEXTS, model.cuda(), tokenizer, show_progress=False)
-    for a, b in zip(through_vllm, direct):
-        assert_close(a, b, atol=1e-3)

@@ -57,7 +57,12 @@ def lm_world():
         optimizer.zero_grad()
     model.eval()
     dataset = build_next_token_dataset(
-        documents, tokenizer, template="{context}", prompt_format="text", min_context_tokens=2, show_progress=False
+        documents,
+        tokenizer,
+        prompt_template="{context}",
+        prompt_format="text",
+        min_context_tokens=2,
+        show_progress=False,
     )
     rng = random.Random(0)
     labels_per_row = [rng.choice([[], ["easy"], ["easy", "medium"], ["easy", "medium", "hard"]]) for _ in dataset]

@@ -15,12 +15,8 @@ from conftest import subprocess_env
 from safetensors.torch import load_file, save_file
 
 from rpt_trl import RPTConfig
-from rpt_trl.checkpoints import (
-    EpochReplayRepeatSampler,
-    checkpoint_problems,
-    last_complete_checkpoint,
-    resolve_resume_checkpoint,
-)
+from rpt_trl.checkpoints import checkpoint_problems, last_complete_checkpoint, resolve_resume_checkpoint
+from rpt_trl.sampler import EpochReplayRepeatSampler
 from rpt_trl.tiny import warm_started_world
 
 

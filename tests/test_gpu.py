@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from rpt_trl import RPTConfig, RPTTrainer
-from rpt_trl.tiny import warm_started_world
+from rpt_trl import RPTTrainer
+from rpt_trl.tiny import tiny_training_config, warm_started_world
 
 
 pytestmark = [
@@ -15,11 +15,7 @@ pytestmark = [
 
 def test_bf16_rpt_steps_on_gpu(tmp_path):
     model, tokenizer, dataset, _ = warm_started_world()
-    args = RPTConfig(
-        output_dir=str(tmp_path), bf16=True, max_steps=3, per_device_train_batch_size=32, num_generations=8,
-        max_completion_length=12, learning_rate=2e-3, temperature=1.0, logging_steps=1, save_strategy="no",
-        report_to="none", disable_tqdm=True,
-    )  # fmt: skip
+    args = tiny_training_config(str(tmp_path), use_cpu=False, bf16=True, max_steps=3)
     trainer = RPTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     trainer.train()
     assert next(trainer.model.parameters()).device.type == "cuda"

@@ -2,8 +2,8 @@
 
 from transformers import TrainerCallback
 
-from rpt_trl import RPTConfig, RPTTrainer
-from rpt_trl.tiny import warm_started_world
+from rpt_trl import RPTTrainer
+from rpt_trl.tiny import tiny_training_config, warm_started_world
 
 
 class RewardLog(TrainerCallback):
@@ -23,25 +23,7 @@ def test_rpt_raises_mean_reward(tmp_path):
     assert losses[-1] < 0.35  # the format is learned; what remains is the random answer's entropy
 
     log = RewardLog()
-    args = RPTConfig(
-        output_dir=str(tmp_path),
-        use_cpu=True,
-        bf16=False,
-        seed=0,
-        max_steps=16,
-        per_device_train_batch_size=32,
-        num_generations=8,
-        max_completion_length=12,
-        learning_rate=2e-3,
-        lr_scheduler_type="constant",
-        warmup_steps=2,
-        temperature=1.0,
-        gradient_checkpointing=False,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-    )
+    args = tiny_training_config(str(tmp_path), seed=0, max_steps=16)
     trainer = RPTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[log])
     trainer.train()
 

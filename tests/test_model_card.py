@@ -6,8 +6,7 @@ from conftest import make_tiny_model
 from huggingface_hub import ModelCard
 
 from rpt_trl import RPTConfig, RPTTrainer
-from rpt_trl.model_card import training_curve_rows
-from rpt_trl.rpt_trainer import render_model_card
+from rpt_trl.model_card import render_model_card, training_curve_rows
 from rpt_trl.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
 
 

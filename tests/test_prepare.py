@@ -356,7 +356,7 @@ def test_no_machine_paths_in_the_card_or_the_info_file(prepared, tmp_path):
 def test_smaller_items_give_clear_errors(tmp_path, caplog):
     # Issue 13, item 13.
     from rpt_trl import build_next_token_dataset
-    from rpt_trl.train import RPTScriptArguments, check_inputs
+    from rpt_trl.train import check_inputs
 
     tokenizer = make_byte_level_tokenizer()
     documents = ["A document that is long enough to hold a few positions of context."]
@@ -364,13 +364,13 @@ def test_smaller_items_give_clear_errors(tmp_path, caplog):
         build_next_token_dataset(documents, tokenizer, positions=[[20.0]], min_context_tokens=2)
     with pytest.raises(ValueError, match="A prompt template must be one of .* got NoneType None"):
         build_next_token_dataset(documents, tokenizer, template=None)
-    with pytest.raises(ValueError, match="text_column names no column"):
+    with pytest.raises(ValueError, match="text_column (must name at least one|names no) column"):
         build_next_token_dataset(datasets.Dataset.from_dict({"text": documents}), tokenizer, text_column=[])
     # a missing model path: one line, not a 71-line traceback
     from trl import ModelConfig
 
     with pytest.raises(FileNotFoundError, match="is not an existing folder"):
-        check_inputs(RPTScriptArguments(), ModelConfig(model_name_or_path=str(tmp_path / "no-model")))
+        check_inputs(ModelConfig(model_name_or_path=str(tmp_path / "no-model")))
     with pytest.raises(SystemExit, match="rpt-trl train: error: .*no-model.* is not an existing folder"):
         main(["train", "--model_name_or_path", str(tmp_path / "no-model"), "--output_dir", str(tmp_path / "o"),
               "--use_cpu", "true", "--bf16", "false", "--report_to", "none"])  # fmt: skip
@@ -397,7 +397,7 @@ def test_the_output_folder_gets_the_usual_permissions(tmp_path):
 
 
 def test_max_length_beyond_the_proxy_context_is_warned(proxy_dir, caplog):
-    from rpt_trl.cli import _warn_if_longer_than_the_proxy
+    from rpt_trl.prepare import _warn_if_longer_than_the_proxy
 
     with caplog.at_level(logging.WARNING, logger="rpt_trl"):
         _warn_if_longer_than_the_proxy(str(proxy_dir), 4096)
@@ -408,3 +408,24 @@ def test_evaluate_explains_errors_without_a_traceback(tmp_path):
     with pytest.raises(SystemExit, match="rpt-trl evaluate: error: .*not a local path"):
         main(["evaluate", "next-token", "--dataset", str(tmp_path / "absent"), "--mode", "standard",
               "--output", str(tmp_path / "r.json")])  # fmt: skip
+
+
+def test_standard_evaluation_finds_the_prepared_documents_by_itself(prepared, corpus_file, proxy_dir, tmp_path):
+    """No --documents for a split written by `rpt-trl prepare`: the texts it recorded are used, and score exactly
+    as the source documents passed by hand."""
+    (tmp_path / "docs.jsonl").write_text(
+        "".join(json.dumps({"text": f"{row['problem']}\n\n{row['solution']}" if row["solution"] else row["problem"]})
+                + "\n" for row in omnimath_rows())
+    )  # fmt: skip
+    common = ["evaluate", "next-token", "--model", str(proxy_dir), "--dataset", str(prepared / "eval"), "--mode",
+              "standard", "--limit", "12"]  # fmt: skip
+    main([*common, "--output", str(tmp_path / "recorded.json")])
+    main([*common, "--documents", str(tmp_path / "docs.jsonl"), "--output", str(tmp_path / "given.json")])
+    recorded, given = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("recorded", "given"))
+    assert recorded["overall"] == given["overall"] and recorded["overall"]["n"] == 12
+    with pytest.raises(SystemExit, match="Pass --model: .* local tokenizer"):  # the proxy here is a local folder
+        main([*common[:2], *common[4:], "--output", str(tmp_path / "no-model.json")])
+    datasets.load_from_disk(str(prepared / "eval")).save_to_disk(str(tmp_path / "copy"))  # no prepare_info.json
+    common[5] = str(tmp_path / "copy")
+    with pytest.raises(SystemExit, match="Pass --documents"):
+        main([*common, "--output", str(tmp_path / "copy.json")])

@@ -1,3 +1,4 @@
+import dataclasses
 import logging
 import runpy
 import sys
@@ -53,7 +54,7 @@ def test_recipe_script_defaults_to_the_14b_yaml_and_flags_override_it():
     assert model_args.model_name_or_path == "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B"
     assert (args.max_steps, args.learning_rate) == (10, 1e-6)
     script_args, args, _ = parse_args(["--config", str(TINY)], default_config=script["DEFAULT_CONFIG"])
-    assert script_args.tiny_world and args.use_cpu and args.max_steps == 3
+    assert script_args.dataset_name is None and args.use_cpu and args.max_steps == 3
 
 
 @pytest.mark.parametrize(
@@ -63,7 +64,7 @@ def test_every_rpt_recipe_parses(path):
     # TrlParser rejects keys no dataclass knows, so a misspelt field fails here.
     script_args, args, _ = parse_args(["--config", str(path), *ON_CPU])
     assert args.max_context_tokens <= 3840
-    if not script_args.tiny_world:
+    if path != TINY:  # the tiny recipe's script builds its own model and data
         assert script_args.dataset_name and script_args.documents_dataset_name
 
 
@@ -130,12 +131,14 @@ def test_prepared_dataset_is_filtered_by_entropy_and_truncated(tmp_path, documen
     path = tmp_path / "prepared"
     entropies = [0.2, 1.7, float("nan"), 0.9, 2.5]
     datasets.Dataset.from_dict({"prompt": list("abcde"), "entropy": entropies}).save_to_disk(str(path))
-    dataset = load_train_dataset(RPTScriptArguments(dataset_name=str(path), min_entropy=0.5))
+    dataset = load_train_dataset(RPTScriptArguments(dataset_name=str(path)), min_entropy=0.5)
     assert dataset["prompt"] == ["b", "d", "e"]  # NaN (not scored) is not above the threshold
-    dataset = load_train_dataset(RPTScriptArguments(dataset_name=str(path), min_entropy=0.5, max_train_examples=2))
+    dataset = load_train_dataset(RPTScriptArguments(dataset_name=str(path), max_train_examples=2), min_entropy=0.5)
     assert dataset["prompt"] == ["b", "d"]
     with pytest.raises(ValueError, match="entropy"):
-        load_train_dataset(RPTScriptArguments(dataset_name=documents_dir, min_entropy=0.5))
+        load_train_dataset(RPTScriptArguments(dataset_name=documents_dir), min_entropy=0.5)
+    # min_entropy means "at least" here as in build_next_token_dataset: an entropy equal to it is kept
+    assert load_train_dataset(RPTScriptArguments(dataset_name=str(path)), min_entropy=0.9)["prompt"] == ["b", "d", "e"]
 
 
 def test_cli_train_parses_the_recipe_and_runs_the_script_main(tmp_path, monkeypatch):
@@ -145,7 +148,7 @@ def test_cli_train_parses_the_recipe_and_runs_the_script_main(tmp_path, monkeypa
     monkeypatch.setattr(rpt_trl.train, "main", lambda *groups: calls.append(groups))
     cli.main(["train", "--config", str(TINY), "--output_dir", str(tmp_path), "--max_steps", "1"])
     ((script_args, args, model_args),) = calls
-    assert script_args.tiny_world and args.use_cpu
+    assert script_args.dataset_name is None and args.use_cpu
     assert (args.output_dir, args.max_steps, args.num_generations) == (str(tmp_path), 1, 4)
 
 
@@ -220,3 +223,12 @@ def test_slurm_launcher_refuses_a_batch_it_cannot_split(tmp_path):
     assert "not divisible by 3 training nodes" in result.stderr
     result = run_slurm_dry(tmp_path, ["a"], str(RPT_14B))
     assert result.returncode == 1 and "at least 2 nodes" in result.stderr
+
+
+def test_tiny_recipe_script_trains_the_tiny_world_through_the_production_main(tmp_path):
+    """The production script has no test flag: the tiny recipe passes its model and data to `train.main`."""
+    script = runpy.run_path(str(RECIPES / "tiny" / "rpt_tiny.py"), run_name="not_main")
+    assert Path(script["DEFAULT_CONFIG"]) == TINY
+    trainer = script["run"](["--output_dir", str(tmp_path), "--max_steps", "1"])
+    assert trainer.state.global_step == 1 and (tmp_path / "README.md").exists()
+    assert "tiny_world" not in {f.name for f in dataclasses.fields(RPTScriptArguments)}

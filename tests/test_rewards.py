@@ -1,8 +1,11 @@
 import pytest
+from conftest import make_byte_level_tokenizer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rpt_trl import first_token_reward, prefix_match_reward, score_first_token, score_prefix_match
+from rpt_trl.parsing import split_thought
+from rpt_trl.rewards import score_completions, thought_token_counts
 
 
 def box(answer):
@@ -82,6 +85,74 @@ def test_reasoning_length_in_tokens(byte_level_tokenizer):
     )
     expected = len(byte_level_tokenizer("<think>reasoning", add_special_tokens=False)["input_ids"])
     assert metrics["rpt/reasoning_tokens"] == expected
+
+
+@pytest.mark.parametrize(
+    ("completion", "thought", "answer_part"),
+    [
+        ("<think>a</think> \\boxed{ b}", "<think>a", " \\boxed{ b}"),
+        ("no close tag", "no close tag", None),
+        ("x</think>y</think>z", "x", "y</think>z"),  # the first </think> ends the thought
+        ([{"role": "assistant", "content": "t</think>a"}], "t", "a"),
+    ],
+)
+def test_split_thought(completion, thought, answer_part):
+    assert split_thought(completion) == (thought, answer_part)
+
+
+def test_score_completions_returns_rewards_and_predictions():
+    completions = [box(" size"), box(" si"), "no box", box(" size of")]
+    rewards, predictions = score_completions(completions, [GROUND_TRUTH] * 4, [BOUNDARIES] * 4)
+    assert rewards == [1.0, 0.0, 0.0, 1.0]
+    assert predictions == [" size", " si", None, " size of"]
+    rewards, _ = score_completions(completions, [GROUND_TRUTH] * 4, [BOUNDARIES] * 4, scorer="first_token")
+    assert rewards == [1.0, 0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="scorer must be one of"):
+        score_completions(completions, [GROUND_TRUTH] * 4, [BOUNDARIES] * 4, scorer="dense")
+
+
+@pytest.fixture(scope="module")
+def think_tokenizer():
+    return make_byte_level_tokenizer(extra_tokens=["<think>", "</think>", "\\boxed{"])
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [box(" size"), "<think>a longer thought, with words</think> \\boxed{ of}", "<think>no close tag at all", ""],
+)
+def test_thought_tokens_from_completion_ids_equal_a_second_tokenisation(think_tokenizer, completion):
+    ids = think_tokenizer(completion, add_special_tokens=False)["input_ids"]
+    expected = len(think_tokenizer(split_thought(completion)[0], add_special_tokens=False)["input_ids"])
+    assert thought_token_counts([completion], think_tokenizer) == [expected]
+    assert thought_token_counts([completion], think_tokenizer, [ids]) == [expected]
+    # TRL's completion ids end with EOS when the model stopped; EOS is not part of the thought
+    assert thought_token_counts([completion], think_tokenizer, [ids + [think_tokenizer.eos_token_id]]) == [expected]
+
+
+def test_thought_tokens_fall_back_when_the_ids_split_the_tag_differently(think_tokenizer, byte_level_tokenizer):
+    completion = box(" size")
+    # ids from a tokenizer without </think> as one token: the search cannot find it, the text still has it
+    ids = byte_level_tokenizer(completion, add_special_tokens=False)["input_ids"]
+    expected = len(think_tokenizer("<think>reasoning", add_special_tokens=False)["input_ids"])
+    assert thought_token_counts([completion], think_tokenizer, [ids]) == [expected]
+
+
+def test_reward_reads_reasoning_tokens_from_trl_completion_ids(think_tokenizer):
+    """Called as GRPOTrainer calls it: the logged length comes from `completion_ids`, not from the text."""
+    metrics = {}
+    completion = "<think>a b c</think> \\boxed{ size}"
+    ids = think_tokenizer(completion, add_special_tokens=False)["input_ids"]
+    close = ids.index(think_tokenizer.convert_tokens_to_ids("</think>"))
+    prefix_match_reward(
+        prompts=["p"],
+        completions=[completion],
+        completion_ids=[ids[:close] + [ids[0]] * 7 + ids[close:]],  # seven more thought tokens than the text has
+        ground_truth=[GROUND_TRUTH],
+        ground_truth_boundaries=[BOUNDARIES],
+        reasoning_tokenizer=think_tokenizer,
+        log_metric=metrics.__setitem__,
+    )
+    assert metrics["rpt/reasoning_tokens"] == close + 7
 
 
 def test_mismatched_lengths_raise():

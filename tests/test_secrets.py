@@ -90,8 +90,8 @@ def test_planted_token_is_never_written_nor_uploaded(way, tiny_model_and_documen
     output_dir = tmp_path / "run"
     config = yaml.safe_load(TINY.read_text())
     model_dir, documents = tiny_model_and_documents
+    config.pop("tiny_world", None)
     config.update(
-        tiny_world=False,
         model_name_or_path=str(model_dir),
         dataset_name=str(documents),
         min_context_tokens=2,

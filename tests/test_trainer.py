@@ -35,7 +35,7 @@ def cpu_args(tmp_path, config_class=RPTConfig, **overrides):
 
 
 def test_rpt_trainer_end_to_end_logs_rpt_metrics_and_writes_card(tmp_path, tokenizer):
-    train = build_next_token_dataset(CORPUS, tokenizer, positions=9, max_context_tokens=24, show_progress=False)
+    train = build_next_token_dataset(CORPUS, tokenizer, position_stride=9, max_context_tokens=24, show_progress=False)
     trainer = RPTTrainer(
         model=make_tiny_model(tokenizer), args=cpu_args(tmp_path), train_dataset=train, processing_class=tokenizer
     )
@@ -69,7 +69,12 @@ def test_raw_documents_are_built_with_the_config_settings(tmp_path, tokenizer):
     args = cpu_args(tmp_path, text_column=["problem", "solution"], position_stride=5, max_context_tokens=20)
     trainer = RPTTrainer(model=make_tiny_model(tokenizer), args=args, train_dataset=raw, processing_class=tokenizer)
     expected = build_next_token_dataset(
-        raw, tokenizer, text_column=["problem", "solution"], positions=5, max_context_tokens=20, show_progress=False
+        raw,
+        tokenizer,
+        text_column=["problem", "solution"],
+        position_stride=5,
+        max_context_tokens=20,
+        show_progress=False,
     )
     assert trainer.train_dataset["ground_truth"] == expected["ground_truth"]
     assert trainer.train_dataset["position"] == expected["position"]
@@ -81,7 +86,7 @@ def test_requires_rpt_config(tmp_path, tokenizer):
 
 
 def test_reward_works_in_plain_grpo_trainer(tmp_path, tokenizer):
-    train = build_next_token_dataset(CORPUS, tokenizer, positions=11, max_context_tokens=24, show_progress=False)
+    train = build_next_token_dataset(CORPUS, tokenizer, position_stride=11, max_context_tokens=24, show_progress=False)
     trainer = GRPOTrainer(
         model=make_tiny_model(tokenizer),
         reward_funcs=prefix_match_reward,

@@ -1,13 +1,13 @@
 r"""Next-token accuracy (RPT, reasoning mode) as a Hugging Face `evaluate` metric module.
 
 Load it from this folder: `evaluate.load("evaluation/next_token_accuracy_metric")`. The computation is rpt-trl's:
-[`extract_prediction`] parses each completion and [`prefix_match_reward`] scores it, exactly as in training.
+[`score_completions`] parses and scores each completion, exactly as the training reward does.
 """
 
 import datasets
 import evaluate
 
-from rpt_trl import prefix_match_reward
+from rpt_trl import score_completions
 
 
 _DESCRIPTION = """
@@ -64,15 +64,13 @@ class NextTokenAccuracyMetric(evaluate.Metric):
     def _compute(self, predictions, references, require_think_close=True):
         if not predictions:
             return {"next_token_accuracy": None, "answer_rate": None}
-        logged = {}
-        rewards = prefix_match_reward(
+        rewards, parsed = score_completions(
             predictions,
             [r["ground_truth"] for r in references],
             [r["ground_truth_boundaries"] for r in references],
             require_think_close=require_think_close,
-            log_extra=logged.__setitem__,  # the reward's own parse: each completion is parsed once
         )
-        answered = [prediction is not None for prediction in logged["prediction"]]
+        answered = [prediction is not None for prediction in parsed]
         return {
             "next_token_accuracy": sum(rewards) / len(rewards),
             "answer_rate": sum(answered) / len(answered),

@@ -5,6 +5,7 @@ Scoring is imported from the training code (`extract_prediction`, `prefix_match_
 score identically. Command-line entry points live in the repository's `evaluation/` folder and in `rpt-trl evaluate`.
 """
 
+from ..results import next_token_table, results_markdown, save_result, validate_result, zero_shot_table
 from .callback import NextTokenAccuracyCallback
 from .multiple_choice import extract_choice, normalize_row, render_question
 from .next_token import (
@@ -17,7 +18,6 @@ from .next_token import (
     transformers_generator,
 )
 from .reasoning_patterns import REASONING_PATTERNS, count_patterns
-from .results import next_token_table, results_markdown, save_result, validate_result, zero_shot_table
 from .scaling import PowerLawFit, ScalingFitError, compute_from_trainer_state, fit_power_law
 
 

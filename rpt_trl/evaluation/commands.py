@@ -15,6 +15,8 @@ import datasets
 
 from ..data import document_texts
 from ..loading import load_documents
+from ..prepare import INFO_FILE
+from ..results import load_results, plot_results, results_markdown, save_result
 from .multiple_choice import MULTIPLE_CHOICE_TEMPLATE, normalize_row, render_question, score_choices, summarize_choices
 from .next_token import (
     mean_reasoning_length,
@@ -25,9 +27,9 @@ from .next_token import (
     summarize,
     transformers_generator,
     vllm_generator,
+    vllm_server_generator,
 )
 from .reasoning_patterns import count_patterns, plot_patterns, read_completions
-from .results import load_results, plot_results, results_markdown, save_result
 from .scaling import compute_from_trainer_state, fit_splits, plot_scaling
 
 
@@ -48,26 +50,61 @@ def load_document_texts(name: str, text_column: list[str], split: str | None = N
     return [text or "" for text in document_texts(load_documents(name, split=split, columns=text_column), text_column)]
 
 
-def load_tokenizer(name: str | None) -> tuple[Any, str, str]:
-    """Tokenizer, model name (for the results) and resolved path; `None` is the embedded Gemma 3 270M demo model."""
+def load_tokenizer(name: str) -> tuple[Any, str, str]:
+    """Tokenizer, model name (for the results) and resolved path (the embedded demo model's name resolves offline)."""
     from transformers import AutoTokenizer
 
-    from ..embedded import EMBEDDED_MODEL_ID, resolve_model
+    from ..embedded import resolve_model
 
-    name = name or EMBEDDED_MODEL_ID
     path = resolve_model(name)
     return AutoTokenizer.from_pretrained(path, padding_side="left"), name, path
 
 
-def load_model(path: str, *, device: str | None = None) -> Any:
-    """A causal LM from a resolved path: bfloat16 on a GPU, float32 on a CPU."""
+def _prepared_info(dataset: str, key: str, flag: str) -> Any:
+    """What `rpt-trl prepare` recorded about `dataset` (its folder or one of its split folders) under `key`.
+
+    A recorded file name is returned as a path inside the prepared folder.
+    """
+    for folder in (Path(dataset), Path(dataset).parent):
+        info_path = folder / INFO_FILE
+        if info_path.is_file():
+            value = json.loads(info_path.read_text()).get(key)
+            if value is not None:
+                return str(folder / value) if key.endswith("_file") else value
+    raise ValueError(
+        f"Pass {flag}: {dataset} is not a dataset written by `rpt-trl prepare` (no {INFO_FILE} recording {key!r} in "
+        "it or its parent folder)."
+    )
+
+
+def _prepared_model(dataset: str) -> str:
+    """The Hub model whose tokenizer `rpt-trl prepare` built `dataset` with (a local one is recorded by name only)."""
+    name = _prepared_info(dataset, "tokenizer", "--model")
+    if _prepared_info(dataset, "tokenizer_is_hub", "--model") is not True:
+        raise ValueError(f"Pass --model: {dataset} was built with a local tokenizer, recorded only as {name!r}.")
+    return name
+
+
+def resolve_dtype(dtype: str = "auto", device: str | None = None) -> str:
+    """`"auto"` is bfloat16 on a GPU and float32 on a CPU, for every backend, so that they compute alike."""
+    import torch
+
+    if dtype != "auto":
+        return dtype
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return "bfloat16" if device.startswith("cuda") else "float32"
+
+
+def load_model(path: str, *, device: str | None = None, dtype: str = "auto") -> Any:
+    """A causal LM from a resolved path, in `dtype` (see [`resolve_dtype`])."""
     import torch
     from transformers import AutoModelForCausalLM
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     # safetensors only, as in training: a pickled `pytorch_model.bin` can run code when loaded.
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True).to(device)
+    return AutoModelForCausalLM.from_pretrained(
+        path, dtype=getattr(torch, resolve_dtype(dtype, device)), use_safetensors=True
+    ).to(device)
 
 
 def _write_outputs(result: dict[str, Any], output: str | Path) -> None:
@@ -89,31 +126,60 @@ def _generator(args: argparse.Namespace, tokenizer: Any, path: str):
     backend = args.backend
     if backend == "auto":
         backend = "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "transformers"
-    if backend == "vllm":
-        generate = vllm_generator(
-            path, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed
-        )
+    sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "seed": args.seed}
+    if backend in ("vllm", "vllm-server"):
+        if backend == "vllm":
+            generate = vllm_generator(
+                path, dtype=resolve_dtype(args.dtype), gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+                max_model_len=args.vllm_max_model_length, **sampling,
+            )  # fmt: skip
+        else:
+            generate = vllm_server_generator(args.vllm_server_url, tokenizer, **sampling)
         return lambda prompts, k: generate([prompt_text(p, tokenizer) for p in prompts], k)
     return transformers_generator(
-        load_model(path), tokenizer, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-        batch_size=args.batch_size, seed=args.seed,
-    )  # fmt: skip
+        load_model(path, dtype=args.dtype), tokenizer, batch_size=args.batch_size, **sampling
+    )
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--num-samples", type=int, default=1, help="Completions per item (mean accuracy, pass@k).")
-    parser.add_argument("--pass-k", type=int, nargs="*", default=[], help="Extra k values for pass@k.")
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="Completion budget (the paper: 8,192).")
+    parser.add_argument(
+        "--num_samples", "--num-samples", type=int, default=1, help="Completions per item (mean accuracy, pass@k)."
+    )
+    parser.add_argument("--pass_k", "--pass-k", type=int, nargs="*", default=[], help="Extra k values for pass@k.")
+    parser.add_argument(
+        "--max_new_tokens", "--max-new-tokens", type=int, default=1024, help="Completion budget (the paper: 8,192)."
+    )
     parser.add_argument("--temperature", type=float, default=0.8, help="Sampling temperature (the paper: 0.8).")
-    parser.add_argument("--batch-size", type=int, default=8, help="Prompts per generation batch.")
-    parser.add_argument("--backend", choices=["auto", "transformers", "vllm"], default="auto",
-                        help="'auto': vLLM when installed and on a GPU, else transformers.")  # fmt: skip
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=8, help="Prompts per generation batch.")
+    parser.add_argument("--backend", choices=["auto", "transformers", "vllm", "vllm-server"], default="auto",
+                        help="'auto': vLLM when installed and on a GPU, else transformers; 'vllm' also runs on vLLM's "
+                             "CPU build; 'vllm-server': a running `trl vllm-serve` at --vllm_server_url.")  # fmt: skip
+    parser.add_argument("--vllm_server_url", "--vllm-server-url", default="http://127.0.0.1:8000",
+                        help="The vLLM server for --backend vllm-server.")  # fmt: skip
+    parser.add_argument("--vllm_gpu_memory_utilization", "--vllm-gpu-memory-utilization", type=float, default=0.9,
+                        help="--backend vllm: share of GPU memory for the engine; on vLLM's CPU build, the share of "
+                             "CPU memory it reserves (lower it when other processes hold memory).")  # fmt: skip
+    parser.add_argument("--vllm_max_model_length", "--vllm-max-model-length", type=int, default=None,
+                        help="--backend vllm: the engine's context length (default: the model's).")  # fmt: skip
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        default="auto",
+        help="Weights' dtype for both backends; 'auto': bfloat16 on a GPU, float32 on a CPU.",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save-completions", default=None, help="Write every completion to this JSONL file.")
+    parser.add_argument(
+        "--save_completions", "--save-completions", default=None, help="Write every completion to this JSONL file."
+    )
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="Hub id or local path; default: the embedded Gemma 3 270M.")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="Hub id or local path of the model to evaluate (next-token: default, the Hub model whose tokenizer "
+        "`rpt-trl prepare` built the dataset with, from its prepare_info.json).",
+    )
     parser.add_argument("--label", default=None, help="Name of the model in tables (default: last part of --model).")
     parser.add_argument("--split", default="train", help="Dataset split for Hub datasets.")
     parser.add_argument("--limit", type=int, default=None, help="Evaluate only the first N items.")
@@ -127,9 +193,12 @@ def next_token_parser(parser: argparse.ArgumentParser | None = None) -> argparse
     parser.add_argument("--mode", choices=["standard", "reasoning"], required=True)
     parser.add_argument("--documents", default=None,
                         help="Standard mode: the source documents the dataset was built from (dataset dir, file or "
-                             "id; a .txt file is one document).")  # fmt: skip
-    parser.add_argument("--text-column", nargs="+", default=["text"], help="Text column(s) of --documents.")
-    parser.add_argument("--no-think-close", action="store_true",
+                             "id; a .txt file is one document). Default for a split of a dataset written "
+                             "by `rpt-trl prepare`: the documents it recorded.")  # fmt: skip
+    parser.add_argument(
+        "--text_column", "--text-column", nargs="+", default=["text"], help="Text column(s) of --documents."
+    )
+    parser.add_argument("--no_think_close", "--no-think-close", action="store_true",
                         help="Reasoning mode: count a box even without </think> (require_think_close=False).")  # fmt: skip
     add_generation_arguments(parser)
     return parser
@@ -142,18 +211,17 @@ def run_next_token(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit is not None:
         examples = examples.select(range(min(args.limit, len(examples))))
     rows = list(examples)
-    tokenizer, name, path = load_tokenizer(args.model)
+    tokenizer, name, path = load_tokenizer(args.model or _prepared_model(args.dataset))
     result: dict[str, Any] = {"model": name, "dataset": args.dataset, "mode": args.mode}
     if args.mode == "standard":
-        if args.documents is None:
-            raise ValueError(
-                "Standard mode needs --documents: the source documents the dataset was built from (one forward pass "
-                "per document scores all its positions)."
-            )
-        documents = load_document_texts(args.documents, args.text_column, args.split)
+        if args.documents is not None:
+            documents = load_document_texts(args.documents, args.text_column, args.split)
+        else:  # recorded by `rpt-trl prepare` next to its splits
+            documents_file = _prepared_info(args.dataset, "documents_file", "--documents")
+            documents = load_document_texts(documents_file, ["text"])
         scores = standard_scores(load_model(path), tokenizer, rows, documents)
         result["overall"], result["splits"] = summarize(rows, scores)
-        result["documents"] = args.documents
+        result["documents"] = args.documents or "recorded by rpt-trl prepare"
     else:
         generate = _generator(args, tokenizer, path)
         completions, rewards, predictions = reasoning_scores(
@@ -191,9 +259,16 @@ def zero_shot_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     add_common_arguments(parser)
     parser.add_argument("--benchmark", required=True,
                         help="'mmlu-pro', 'supergpqa' (their Hub datasets), a Hub id, or a local file / dataset dir.")  # fmt: skip
-    parser.add_argument("--category-column", default=None, help="Column to report accuracy by (default: auto).")
-    parser.add_argument("--prompt-format", choices=["conversational", "text"], default="conversational",
-                        help="'text' for base models: the prompt is plain text ending in '<think>'.")  # fmt: skip
+    parser.add_argument(
+        "--category_column", "--category-column", default=None, help="Column to report accuracy by (default: auto)."
+    )
+    parser.add_argument(
+        "--prompt_format",
+        "--prompt-format",
+        choices=["conversational", "text"],
+        default="conversational",
+        help="'text' for base models: the prompt is plain text ending in '<think>'.",
+    )
     parser.add_argument("--template", default=MULTIPLE_CHOICE_TEMPLATE,
                         help="Prompt template with {question} and {options}, or the path of a file holding one.")  # fmt: skip
     add_generation_arguments(parser)
@@ -216,6 +291,8 @@ def run_zero_shot(args: argparse.Namespace) -> dict[str, Any]:
         prompts = [p + "<think>" for p in prompts]
     else:
         prompts = [[{"role": "user", "content": p}] for p in prompts]
+    if args.model is None:
+        raise ValueError("Pass --model: the Hub id or local path of the model to evaluate.")
     tokenizer, model_name, path = load_tokenizer(args.model)
     completions = _generator(args, tokenizer, path)(prompts, args.num_samples)
     scores, letters = score_choices(rows, completions)
@@ -249,7 +326,9 @@ def scaling_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Ar
     parser.add_argument("--compute", type=float, nargs="*", default=None,
                         help="Training compute per result; default: 6 * parameters * tokens from each checkpoint's "
                              "trainer_state.json.")  # fmt: skip
-    parser.add_argument("--num-parameters", type=int, default=None, help="Model size (default: counted).")
+    parser.add_argument(
+        "--num_parameters", "--num-parameters", type=int, default=None, help="Model size (default: counted)."
+    )
     parser.add_argument("--output", required=True, help="Fit JSON; the .png plot and .md table go next to it.")
     return parser
 

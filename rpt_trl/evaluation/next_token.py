@@ -5,9 +5,9 @@ r"""Next-token accuracy, as in the paper's Table 1, in two modes.
   context inside a rendered prompt), and the tokenizer the dataset was built with: `position` indexes that
   tokenizer's tokens. Each row is checked against the document (its ground truth must start where token `position`
   starts), so a mismatched document list or tokenizer is an error, not a silent wrong number.
-- **reasoning**: the model writes a chain of thought and answers in `\boxed{}`; completions are parsed with
-  [`extract_prediction`] and scored with [`prefix_match_reward`], the training reward. With several samples per
-  position it reports mean accuracy and unbiased pass@k.
+- **reasoning**: the model writes a chain of thought and answers in `\boxed{}`; completions are parsed and scored by
+  [`score_completions`], as the training reward scores them. With several samples per position it reports mean
+  accuracy and unbiased pass@k.
 
 Splits: a row belongs to the paper's nested Easy / Medium / Hard splits as listed in its `difficulty` column (from the
 entropy filter), or, without that column, as given by its `entropy` column and the paper's thresholds. With neither,
@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 
 from ..data import difficulty_labels, token_spans
 from ..generation import AnswerStopLogitsProcessor
-from ..parsing import THINK_CLOSE
-from ..rewards import prefix_match_reward
-from .results import SPLITS
+from ..parsing import split_thought
+from ..results import SPLITS
+from ..rewards import score_completions, thought_token_counts
 
 
 logger = logging.getLogger(__name__)
@@ -227,16 +227,81 @@ def transformers_generator(
 
 
 def vllm_generator(
-    model_name: str, *, max_new_tokens: int = 1024, temperature: float = 0.8, seed: int = 0, **llm_kwargs: Any
+    model: Any,
+    *,
+    max_new_tokens: int = 1024,
+    temperature: float = 0.8,
+    seed: int = 0,
+    stop_after_answer: bool = True,
+    show_progress: bool = True,
+    **llm_kwargs: Any,
 ) -> Generator:
-    """A sampler on vLLM (when installed, on a GPU). Prompts must already be text (see [`prompt_text`])."""
+    """A sampler on vLLM, on a GPU or on vLLM's CPU build. Prompts must already be text (see [`prompt_text`]).
+
+    Args:
+        model: A model id or path (an engine is started with `llm_kwargs`), or a running `vllm.LLM`.
+        max_new_tokens: Completion budget.
+        temperature: Sampling temperature; 0 is greedy.
+        seed: Seeds each request, so a run is reproducible for the same prompts and settings.
+        stop_after_answer: End each completion as soon as its answer box closes, as the transformers sampler does
+            (see `rpt_trl.vllm_engine.AnswerStopLogitsProcessor`).
+        show_progress: Show vLLM's progress bar.
+        **llm_kwargs: Passed to `vllm.LLM` when `model` is not an engine (e.g. `dtype`, `max_model_len`).
+    """
     from vllm import LLM, SamplingParams
 
-    llm = LLM(model=model_name, seed=seed, **llm_kwargs)
+    llm = model if isinstance(model, LLM) else LLM(model=model, seed=seed, **llm_kwargs)
+    extra = {}
+    if stop_after_answer:
+        from ..vllm_engine import answer_stop_sampling_kwargs, check_answer_stop_plugin
+
+        check_answer_stop_plugin()
+        extra = answer_stop_sampling_kwargs()
 
     def generate(prompts: list[Any], num_samples: int) -> list[list[str]]:
-        params = SamplingParams(n=num_samples, temperature=temperature, max_tokens=max_new_tokens, seed=seed)
-        return [[o.text for o in request.outputs] for request in llm.generate(prompts, params)]
+        params = SamplingParams(n=num_samples, temperature=temperature, max_tokens=max_new_tokens, seed=seed, **extra)
+        requests = llm.generate(prompts, params, use_tqdm=show_progress)
+        return [[o.text for o in request.outputs] for request in requests]
+
+    return generate
+
+
+def vllm_server_generator(
+    base_url: str,
+    tokenizer: Any,
+    *,
+    max_new_tokens: int = 1024,
+    temperature: float = 0.8,
+    seed: int = 0,
+    stop_after_answer: bool = True,
+    connection_timeout: float = 240.0,
+) -> Generator:
+    """A sampler on a running vLLM server (`trl vllm-serve` or `vllm serve`), through TRL's `VLLMClient`.
+
+    Prompts must already be text (see [`prompt_text`]). With `stop_after_answer` the server's environment must have
+    rpt-trl installed, so that its engine loads `rpt_trl.vllm_engine.AnswerStopLogitsProcessor`.
+
+    Args:
+        base_url: The server's address, e.g. `http://127.0.0.1:8000`.
+        tokenizer: Decodes the returned token ids (special tokens dropped, as the other samplers do).
+        connection_timeout: Seconds to wait for the server to answer its health check.
+    """
+    from trl.generation.vllm_client import VLLMClient
+
+    client = VLLMClient(base_url=base_url, connection_timeout=connection_timeout)
+    generation_kwargs: dict[str, Any] = {"seed": seed}
+    if stop_after_answer:
+        from ..vllm_engine import answer_stop_sampling_kwargs
+
+        generation_kwargs.update(answer_stop_sampling_kwargs(server=True))
+
+    def generate(prompts: list[Any], num_samples: int) -> list[list[str]]:
+        output = client.generate(
+            prompts, n=num_samples, temperature=temperature, max_tokens=max_new_tokens, logprobs=None,
+            generation_kwargs=generation_kwargs,
+        )  # fmt: skip
+        texts = tokenizer.batch_decode(output["completion_ids"], skip_special_tokens=True)
+        return [texts[i : i + num_samples] for i in range(0, len(texts), num_samples)]
 
     return generate
 
@@ -256,15 +321,12 @@ def reasoning_scores(
     if len(completions) != len(rows) or any(len(c) != num_samples for c in completions):
         raise ValueError(f"The generator must return {num_samples} completions for each of the {len(rows)} prompts.")
     flat = [c for per_row in completions for c in per_row]
-    logged: dict[str, Any] = {}
-    rewards = prefix_match_reward(
+    rewards, predictions = score_completions(
         flat,
         [row["ground_truth"] for row in rows for _ in range(num_samples)],
         [row["ground_truth_boundaries"] for row in rows for _ in range(num_samples)],
         require_think_close=require_think_close,
-        log_extra=logged.__setitem__,
     )
-    predictions = logged["prediction"]
 
     def per_row(values: list[Any]) -> list[list[Any]]:
         return [values[i : i + num_samples] for i in range(0, len(values), num_samples)]
@@ -296,9 +358,8 @@ def reasoning_summary(
 
 def mean_reasoning_length(completions: Sequence[Sequence[str]], tokenizer: Any | None = None) -> float:
     """Mean length of the thoughts (text before `</think>`), in tokens of `tokenizer` or else in characters."""
-    thoughts = [c.split(THINK_CLOSE, 1)[0] for per_row in completions for c in per_row]
-    if not thoughts:
+    flat = [c for per_row in completions for c in per_row]
+    if not flat:
         return 0.0
-    if tokenizer is None:
-        return sum(map(len, thoughts)) / len(thoughts)
-    return sum(len(ids) for ids in tokenizer(thoughts, add_special_tokens=False)["input_ids"]) / len(thoughts)
+    lengths = [len(split_thought(c)[0]) for c in flat] if tokenizer is None else thought_token_counts(flat, tokenizer)
+    return sum(lengths) / len(lengths)

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..parsing import THINK_CLOSE, completion_text
+from ..parsing import split_thought
+from ..rewards import thought_token_counts
 
 
 REASONING_PATTERNS: dict[str, tuple[str, ...]] = {
@@ -38,11 +39,6 @@ def _compile(patterns: Mapping[str, Sequence[str]]) -> dict[str, re.Pattern]:
     }  # fmt: skip
 
 
-def thought_of(completion: Any) -> str:
-    """The reasoning part of a completion: the text before `</think>`, or all of it when it has none."""
-    return completion_text(completion).split(THINK_CLOSE, 1)[0]
-
-
 def count_patterns(
     completions: Sequence[Any],
     *,
@@ -61,10 +57,10 @@ def count_patterns(
         (1, 1, 1)
     """
     compiled = _compile(patterns)
-    thoughts = [thought_of(c) for c in completions]
+    thoughts = [split_thought(c)[0] for c in completions]
     counts = {family: sum(len(regex.findall(t)) for t in thoughts) for family, regex in compiled.items()}
     if tokenizer is not None:
-        tokens = sum(len(ids) for ids in tokenizer(thoughts, add_special_tokens=False)["input_ids"]) if thoughts else 0
+        tokens = sum(thought_token_counts(completions, tokenizer))
     else:
         tokens = sum(len(t.split()) for t in thoughts)
     rates = {family: 1000.0 * n / tokens if tokens else 0.0 for family, n in counts.items()}

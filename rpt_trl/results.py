@@ -1,14 +1,15 @@
-r"""The evaluation results schema, and its Markdown table and bar chart.
+r"""The evaluation results schema: validation, Markdown tables and the bar chart.
 
-Every evaluation run produces one JSON object (the model card takes a list of them):
+The one definition of a result, imported by evaluation (which writes results) and by the model card (which shows
+them). Every evaluation run produces one JSON object (the model card takes a list of them):
 
 ```
 {
-  "model": str,                    # Hub id or local path of the evaluated model
+  "model": str,                    # Hub id or local path of the evaluated model (optional: absent = this model)
   "dataset": str,                  # Hub id or local path of the evaluation data
   "mode": "standard" | "reasoning" | "multiple_choice",
   "overall": {"accuracy": float, "n": int, ...},
-  "splits": {"easy": {"accuracy": float, "n": int, ...}, "medium": {...}, "hard": {...}},
+  "splits": {"easy": {"accuracy": float, "n": int, ...}, "medium": {...}, "hard": {...}},  # optional
   ...                              # extra keys allowed (settings, pass@k, categories, wall time)
 }
 ```
@@ -27,29 +28,55 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..model_card import MODES, SPLITS  # one schema for the card and the evaluation outputs
+from .data import DIFFICULTY_THRESHOLDS
 
 
-def validate_result(result: Mapping[str, Any]) -> None:
+SPLITS = tuple(DIFFICULTY_THRESHOLDS)  # the paper's nested easy / medium / hard, in the dataset builder's order
+MODES = ("standard", "reasoning", "multiple_choice")
+REQUIRED_KEYS = ("dataset", "mode", "overall")
+_TYPES = {"model": str, "dataset": str, "mode": str, "overall": Mapping, "splits": Mapping, "categories": Mapping}
+
+
+def validate_result(result: Mapping[str, Any], where: str = "An evaluation result") -> None:
     """Raise `ValueError` naming the first way `result` departs from the schema above.
+
+    Args:
+        result: One evaluation result.
+        where: How the error names the result (e.g. `"eval_results[2]"`).
 
     Example:
         >>> validate_result({"model": "m", "dataset": "d", "mode": "standard", "overall": {"accuracy": 0.5, "n": 2},
         ...                  "splits": {}})
     """
-    for key, kind in (("model", str), ("dataset", str), ("mode", str), ("overall", Mapping), ("splits", Mapping)):
-        if not isinstance(result.get(key), kind):
-            raise ValueError(f"An evaluation result needs {key!r} of type {kind.__name__}, got {result.get(key)!r}.")
+    if not isinstance(result, Mapping):
+        raise ValueError(f"{where} must be a dict in the evaluation results schema, got {type(result).__name__}.")
+    missing = [key for key in REQUIRED_KEYS if key not in result]
+    if missing:
+        raise ValueError(
+            f"{where} lacks {missing}; an evaluation result is {{'model', 'dataset', 'mode', 'overall': "
+            "{'accuracy', 'n'}, 'splits': {...}}, as written by `rpt-trl evaluate`."
+        )
+    for key, kind in _TYPES.items():
+        if key in result and not isinstance(result[key], kind):
+            raise ValueError(f"{where} needs {key!r} of type {kind.__name__}, got {result[key]!r}.")
     if result["mode"] not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {result['mode']!r}.")
-    groups = {"overall": result["overall"], **{f"splits.{k}": v for k, v in result["splits"].items()}}
-    groups.update({f"categories.{k}": v for k, v in result.get("categories", {}).items()})
+        raise ValueError(f"{where}: mode must be one of {MODES}, got {result['mode']!r}.")
+    groups = {"overall": result["overall"], **{f"splits.{k}": v for k, v in (result.get("splits") or {}).items()}}
+    groups.update({f"categories.{k}": v for k, v in (result.get("categories") or {}).items()})
     for name, group in groups.items():
+        if not isinstance(group, Mapping):
+            raise ValueError(f"{where}: {name} must be a dict {{'accuracy', 'n'}}, got {group!r}.")
         accuracy, n = group.get("accuracy"), group.get("n")
         if not isinstance(n, int) or n < 0:
-            raise ValueError(f"{name}.n must be a non-negative integer, got {n!r}.")
+            raise ValueError(f"{where}: {name}.n must be a non-negative integer, got {n!r}.")
         if n and not (isinstance(accuracy, int | float) and 0.0 <= accuracy <= 1.0):
-            raise ValueError(f"{name}.accuracy must be a fraction in [0, 1], got {accuracy!r}.")
+            raise ValueError(f"{where}: {name}.accuracy must be a fraction in [0, 1], got {accuracy!r}.")
+
+
+def result_groups(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """`("overall", group)`, then `("easy", group)`, ... for the paper's splits that the result has."""
+    splits = result.get("splits") or {}
+    return [("overall", result["overall"])] + [(split, splits[split]) for split in SPLITS if split in splits]
 
 
 def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
@@ -57,11 +84,8 @@ def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     results = []
     for path in paths:
         loaded = json.loads(Path(path).read_text())
-        for result in loaded if isinstance(loaded, list) else [loaded]:
-            try:
-                validate_result(result)
-            except ValueError as error:
-                raise ValueError(f"{path}: {error}") from None
+        for index, result in enumerate(loaded if isinstance(loaded, list) else [loaded]):
+            validate_result(result, where=f"{path}, result {index}")
             results.append(result)
     return results
 
@@ -74,10 +98,21 @@ def save_result(result: Mapping[str, Any], path: str | Path) -> None:
     path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
 
 
-def _percent(group: Mapping[str, Any] | None) -> str:
+def accuracy_cell(group: Mapping[str, Any] | None, *, with_n: bool = False) -> str:
+    """The one cell format of every results table: accuracy in percent, `"–"` when nothing was scored.
+
+    Example:
+        >>> accuracy_cell({"accuracy": 0.4511, "n": 600}), accuracy_cell({"accuracy": 0.4511, "n": 600}, with_n=True)
+        ('45.11', '45.11 (n=600)')
+    """
     if not group or not group.get("n") or group.get("accuracy") is None:
         return "–"
-    return f"{100 * group['accuracy']:.2f}"
+    return f"{100 * group['accuracy']:.2f}" + (f" (n={group['n']})" if with_n else "")
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def model_label(result: Mapping[str, Any]) -> str:
@@ -95,15 +130,33 @@ def next_token_table(results: Sequence[Mapping[str, Any]]) -> str:
         | --- | --- | --- | --- | --- | --- | --- |
         | base | standard | 50.00 | – | – | 25.00 | 8 |
     """
-    lines = ["| model | mode | easy | medium | hard | all | n |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = []
     for result in results:
         if result["mode"] == "multiple_choice":
             continue
-        splits = result.get("splits", {})
-        cells = [model_label(result), result["mode"], *(_percent(splits.get(s)) for s in SPLITS)]
-        cells += [_percent(result["overall"]), str(result["overall"]["n"])]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        splits = result.get("splits") or {}
+        cells = [model_label(result), result["mode"], *(accuracy_cell(splits.get(s)) for s in SPLITS)]
+        rows.append([*cells, accuracy_cell(result["overall"]), str(result["overall"]["n"])])
+    return _markdown_table(["model", "mode", *SPLITS, "all", "n"], rows)
+
+
+def card_table(results: Sequence[Mapping[str, Any]]) -> str:
+    """The model card's table: one row per run, with its dataset, and `"45.11 (n=600)"` cells per group.
+
+    Example:
+        >>> print(card_table([{"model": "org/rpt", "dataset": "d", "mode": "standard",
+        ...     "overall": {"accuracy": 0.25, "n": 8}}]))
+        | model | dataset | mode | overall | easy | medium | hard |
+        | --- | --- | --- | --- | --- | --- | --- |
+        | org/rpt | d | standard | 25.00 (n=8) | – | – | – |
+    """
+    rows = []
+    for result in results:
+        splits = result.get("splits") or {}
+        cells = [str(result.get("model", "")), str(result["dataset"]), result["mode"]]
+        cells += [accuracy_cell(group, with_n=True) for group in (result["overall"], *map(splits.get, SPLITS))]
+        rows.append(cells)
+    return _markdown_table(["model", "dataset", "mode", "overall", *SPLITS], rows)
 
 
 def zero_shot_table(results: Sequence[Mapping[str, Any]]) -> str:
@@ -113,13 +166,9 @@ def zero_shot_table(results: Sequence[Mapping[str, Any]]) -> str:
     rows: dict[str, dict[str, str]] = {}
     for result in chosen:
         benchmark = str(result.get("benchmark") or result["dataset"])
-        rows.setdefault(model_label(result), {})[benchmark] = (
-            f"{_percent(result['overall'])} (n={result['overall']['n']})"
-        )
-    lines = ["| model | " + " | ".join(benchmarks) + " |", "| --- |" + " --- |" * len(benchmarks)]
-    for model, cells in rows.items():
-        lines.append(f"| {model} | " + " | ".join(cells.get(b, "–") for b in benchmarks) + " |")
-    return "\n".join(lines)
+        rows.setdefault(model_label(result), {})[benchmark] = accuracy_cell(result["overall"], with_n=True)
+    table = [[model, *(cells.get(b, "–") for b in benchmarks)] for model, cells in rows.items()]
+    return _markdown_table(["model", *benchmarks], table)
 
 
 def results_markdown(results: Sequence[Mapping[str, Any]]) -> str:
