@@ -120,7 +120,7 @@ def prepare_rpt_dataset(
         )
         if not len(dataset):
             threshold = settings.min_entropy if split == "train" else eval_min_entropy
-            option = "--min-entropy" if split == "train" else "--eval-min-entropy"
+            option = "--min_entropy" if split == "train" else "--eval_min_entropy"
             raise ValueError(
                 f"The {split} split has no examples: no position of its {len(ids)} documents has entropy of at least "
                 f"{threshold} ({asdict(stats)}). Lower {option}, or give more or longer documents. The entropies "

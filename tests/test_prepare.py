@@ -318,9 +318,9 @@ def test_a_split_emptied_by_the_entropy_threshold_is_an_error_not_an_unloadable_
     corpus_file, proxy_dir, tmp_path
 ):
     # Issue 13, item 1: `--eval-size 1 --min-entropy 3.0` exited 0, and `load_from_disk` then raised IndexError.
-    with pytest.raises(SystemExit, match=r"The eval split has no examples.*Lower --eval-min-entropy"):
+    with pytest.raises(SystemExit, match=r"The eval split has no examples.*Lower --eval_min_entropy"):
         run_prepare(corpus_file, proxy_dir, tmp_path / "out", "--eval-min-entropy", "50")
-    with pytest.raises(SystemExit, match=r"The train split has no examples.*Lower --min-entropy"):
+    with pytest.raises(SystemExit, match=r"The train split has no examples.*Lower --min_entropy"):
         run_prepare(corpus_file, proxy_dir, tmp_path / "out", "--min-entropy", "50")
     assert not (tmp_path / "out").exists() and os.listdir(tmp_path) == []
 
