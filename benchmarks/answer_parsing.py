@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from rpt_trl.generation import AnswerStopLogitsProcessor
 from rpt_trl.parsing import extract_prediction
+from rpt_trl.trainer.generation import AnswerStopLogitsProcessor
 
 
 # Each makes about n characters. Nested closed boxes: every `}` closes a box (the old parser copied its content).

@@ -3,7 +3,7 @@
     python benchmarks/cpu_lm_head.py [--model qwen2-32k|qwen2-262k|gemma3-270m] [--repeats 3] [--threads N]
                                      [--prompt-length 260] [--completion-length 24] [--num-completions 4]
 
-`RPTTrainer` on a CPU scores only the completion positions through TRL's fused LM head (`rpt_trl.cpu_lm_head`);
+`RPTTrainer` on a CPU scores only the completion positions through TRL's fused LM head (`rpt_trl.trainer.cpu_lm_head`);
 TRL 1.16 alone scores every position, the prompt included, over the whole vocabulary. This times
 `trainer.compute_loss(...)` plus `loss.backward()` on one batch of `--num-completions` sequences (left-padded
 prompts, right-padded completions, advantages of both signs): the baseline with TRL's own
@@ -63,7 +63,7 @@ def make_model(name: str) -> torch.nn.Module:
 
 def make_trainer(model: torch.nn.Module, output_dir: str, completion_length: int, num_completions: int):
     from rpt_trl import RPTConfig, RPTTrainer
-    from rpt_trl.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
+    from rpt_trl.demo.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
 
     tokenizer = make_tiny_tokenizer()  # only for the trainer's setup; the batch below is made of model token ids
     args = RPTConfig(

@@ -37,10 +37,10 @@ def main() -> None:
     from vllm import SamplingParams
 
     from rpt_trl import RPTConfig, RPTTrainer
-    from rpt_trl.demo import demo_splits
-    from rpt_trl.embedded import ensure_embedded_model
-    from rpt_trl.generation import AnswerStopLogitsProcessor
-    from rpt_trl.vllm_engine import answer_stop_sampling_kwargs
+    from rpt_trl.demo.arithmetic_demo import demo_splits
+    from rpt_trl.demo.embedded import ensure_embedded_model
+    from rpt_trl.trainer.generation import AnswerStopLogitsProcessor
+    from rpt_trl.trainer.vllm_engine import answer_stop_sampling_kwargs
 
     started = time.perf_counter()
     path = str(ensure_embedded_model())

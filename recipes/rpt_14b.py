@@ -10,7 +10,7 @@ and flags override YAML values, e.g. `--max_steps 10 --output_dir runs/try`.
 import os
 import sys
 
-from rpt_trl.train import main, parse_args
+from rpt_trl.trainer.train import main, parse_args
 
 
 DEFAULT_CONFIG = os.path.join(

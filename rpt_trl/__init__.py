@@ -1,53 +1,72 @@
-"""rpt-trl: Reinforcement Pre-Training (Dong et al. 2025, arXiv 2506.08007) as a TRL extension."""
+"""rpt-trl: Reinforcement Pre-Training (Dong et al. 2025, arXiv 2506.08007) as a TRL extension.
+
+The public API is importable from here; each name loads its module on first use, as `trl` does, so that
+`import rpt_trl` stays cheap.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 
 __version__ = "0.1.0"
 
-from .data import (
-    DIFFICULTY_THRESHOLDS,
-    NextTokenDatasetStats,
-    NextTokenSettings,
-    build_next_token_dataset,
-    difficulty_labels,
-)
-from .entropy import align_token_values, compute_token_entropy, document_entropy
-from .loading import load_documents
-from .parsing import can_be_boxed, extract_prediction, split_thought
-from .prepare import prepare_rpt_dataset, push_prepared_dataset, save_prepared_dataset
-from .rewards import (
-    first_token_reward,
-    prefix_match_reward,
-    score_completions,
-    score_first_token,
-    score_prefix_match,
-)
-from .rpt_config import RPTConfig
-from .rpt_trainer import RPTTrainer
-from .templates import TEMPLATES, render_prompt
+_IMPORT_STRUCTURE = {
+    "data.builder": [
+        "DIFFICULTY_THRESHOLDS",
+        "NextTokenDatasetStats",
+        "NextTokenSettings",
+        "build_next_token_dataset",
+        "difficulty_labels",
+    ],
+    "data.entropy": ["align_token_values", "compute_token_entropy", "document_entropy"],
+    "data.loading": ["load_documents"],
+    "parsing": ["can_be_boxed", "extract_prediction", "split_thought"],
+    "data.prepare": ["prepare_rpt_dataset", "push_prepared_dataset", "save_prepared_dataset"],
+    "rewards": [
+        "first_token_reward",
+        "prefix_match_reward",
+        "score_completions",
+        "score_first_token",
+        "score_prefix_match",
+    ],
+    "trainer.rpt_config": ["RPTConfig"],
+    "trainer.rpt_trainer": ["RPTTrainer"],
+    "data.templates": ["TEMPLATES", "render_prompt"],
+}
+_MODULE_OF = {name: module for module, names in _IMPORT_STRUCTURE.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+if TYPE_CHECKING:
+    from .data.builder import (
+        DIFFICULTY_THRESHOLDS,
+        NextTokenDatasetStats,
+        NextTokenSettings,
+        build_next_token_dataset,
+        difficulty_labels,
+    )
+    from .data.entropy import align_token_values, compute_token_entropy, document_entropy
+    from .data.loading import load_documents
+    from .data.prepare import prepare_rpt_dataset, push_prepared_dataset, save_prepared_dataset
+    from .data.templates import TEMPLATES, render_prompt
+    from .parsing import can_be_boxed, extract_prediction, split_thought
+    from .rewards import (
+        first_token_reward,
+        prefix_match_reward,
+        score_completions,
+        score_first_token,
+        score_prefix_match,
+    )
+    from .trainer.rpt_config import RPTConfig
+    from .trainer.rpt_trainer import RPTTrainer
 
 
-__all__ = [
-    "DIFFICULTY_THRESHOLDS",
-    "NextTokenDatasetStats",
-    "NextTokenSettings",
-    "RPTConfig",
-    "RPTTrainer",
-    "TEMPLATES",
-    "align_token_values",
-    "build_next_token_dataset",
-    "can_be_boxed",
-    "compute_token_entropy",
-    "difficulty_labels",
-    "document_entropy",
-    "extract_prediction",
-    "first_token_reward",
-    "load_documents",
-    "prefix_match_reward",
-    "prepare_rpt_dataset",
-    "push_prepared_dataset",
-    "render_prompt",
-    "save_prepared_dataset",
-    "score_completions",
-    "score_first_token",
-    "score_prefix_match",
-    "split_thought",
-]
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

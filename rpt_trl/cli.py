@@ -46,8 +46,8 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:
-        from .train import check_inputs, parse_args
-        from .train import main as train
+        from .trainer.train import check_inputs, parse_args
+        from .trainer.train import main as train
 
         script_args, training_args, model_args = parse_args(argv[1:])
         try:
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if argv[:1] == ["prepare"]:
+        from .data.prepare import run_prepare
         from .hub import public_command
-        from .prepare import run_prepare
 
         try:
             arguments, settings = make_prepare_parser().parse_args_and_config(argv[1:])
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     args = make_parser().parse_args(argv)
     if args.command == "demo":
-        from .demo import run_demo
+        from .demo.arithmetic_demo import run_demo
 
         run_demo(
             args.output_dir,
@@ -92,8 +92,8 @@ def make_prepare_parser() -> Any:
     """The parser of `rpt-trl prepare`: [`PrepareArguments`] and [`NextTokenSettings`], snake_case flags as TRL's."""
     from trl import TrlParser
 
-    from .data import NextTokenSettings
-    from .prepare import PrepareArguments
+    from .data.builder import NextTokenSettings
+    from .data.prepare import PrepareArguments
 
     return TrlParser((PrepareArguments, NextTokenSettings), prog="rpt-trl prepare")
 

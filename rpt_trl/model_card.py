@@ -14,8 +14,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .data.templates import TEMPLATES
 from .results import card_table, result_groups, validate_result
-from .templates import TEMPLATES
 
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .data import DIFFICULTY_THRESHOLDS
+from .data.builder import DIFFICULTY_THRESHOLDS
 
 
 SPLITS = tuple(DIFFICULTY_THRESHOLDS)  # the paper's nested easy / medium / hard, in the dataset builder's order

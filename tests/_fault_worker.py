@@ -34,7 +34,7 @@ def prepared(marker: str) -> tuple[datasets.DatasetDict, dict]:
 
 def main(scenario: str, path: str) -> None:
     if scenario in ("save-write", "save-swap"):
-        from rpt_trl import prepare
+        from rpt_trl.data import prepare
 
         if scenario == "save-write":
             prepare.render_dataset_card = lambda *args, **kwargs: die()
@@ -49,7 +49,7 @@ def main(scenario: str, path: str) -> None:
             pathlib.Path.rename = rename
         prepare.save_prepared_dataset(*prepared("new"), path, overwrite=True)
     elif scenario == "cache-write":
-        from rpt_trl import entropy
+        from rpt_trl.data import entropy
 
         def half_then_die(file, **arrays):
             file.write(b"PK\x03\x04" + b"\0" * 100)

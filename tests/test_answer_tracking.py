@@ -13,8 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rpt_trl.generation import AnswerStopLogitsProcessor
 from rpt_trl.parsing import AnswerBoxTracker, extract_prediction
+from rpt_trl.trainer.generation import AnswerStopLogitsProcessor
 
 
 # The benchmark's input families, tokenizer stand-in and timer: the tests bound what the benchmark measures.

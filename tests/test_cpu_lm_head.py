@@ -1,4 +1,4 @@
-"""Completion-only scoring on a CPU (`rpt_trl.cpu_lm_head`): the same log-probabilities, entropies and gradients as
+"""Completion-only scoring on a CPU (`rpt_trl.trainer.cpu_lm_head`): the same log-probabilities, entropies and gradients as
 TRL's own scoring of every position, and active exactly on the TRL versions it was checked against."""
 
 import functools
@@ -11,7 +11,8 @@ import trl.trainer.utils as trl_utils
 from conftest import CORPUS, make_byte_level_tokenizer, make_tiny_model
 from trl import GRPOTrainer
 
-from rpt_trl import RPTConfig, RPTTrainer, build_next_token_dataset, cpu_lm_head
+from rpt_trl import RPTConfig, RPTTrainer, build_next_token_dataset
+from rpt_trl.trainer import cpu_lm_head
 
 
 FORMAT_TOKENS = ["<think>", "</think>", "\\boxed{"]

@@ -13,7 +13,7 @@ from rpt_trl import (
     difficulty_labels,
     prefix_match_reward,
 )
-from rpt_trl.templates import TEMPLATE_V0
+from rpt_trl.data.templates import TEMPLATE_V0
 
 
 def byte_level_token_bytes(tokenizer, ids):

@@ -6,8 +6,8 @@ import torch
 from datasets import Dataset
 
 from rpt_trl import RPTConfig, RPTTrainer
-from rpt_trl.dynamic_sampling import merge_rollouts, uniform_groups
-from rpt_trl.tiny import make_tiny_model, make_tiny_tokenizer
+from rpt_trl.demo.tiny import make_tiny_model, make_tiny_tokenizer
+from rpt_trl.trainer.dynamic_sampling import merge_rollouts, uniform_groups
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_training_with_dynamic_sampling_from_the_start_step(tmp_path, tokenizer)
 def test_all_uniform_groups_stop_refilling_at_the_cap_with_a_warning(tmp_path, tokenizer, caplog):
     reward = KindReward(always=1.0)
     trainer = make_trainer(tmp_path, tokenizer, reward, dynamic_sampling_max_refills=2, max_steps=1)
-    with caplog.at_level(logging.WARNING, logger="rpt_trl.dynamic_sampling"):
+    with caplog.at_level(logging.WARNING, logger="rpt_trl.trainer.dynamic_sampling"):
         trainer.train()
     warnings = [r.getMessage() for r in caplog.records if "dynamic_sampling_max_refills=2" in r.getMessage()]
     assert len(warnings) == 1

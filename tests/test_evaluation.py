@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from rpt_trl import build_next_token_dataset, prefix_match_reward
+from rpt_trl.demo.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer, warm_started_world
 from rpt_trl.evaluation import (
     NextTokenAccuracyCallback,
     ScalingFitError,
@@ -31,7 +32,6 @@ from rpt_trl.evaluation import (
     validate_result,
     zero_shot_table,
 )
-from rpt_trl.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer, warm_started_world
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -15,9 +15,10 @@ import torch
 from conftest import CORPUS, make_byte_level_tokenizer, subprocess_env
 from safetensors.torch import save_file
 
-from rpt_trl import compute_token_entropy, prepare
-from rpt_trl.checkpoints import last_complete_checkpoint
-from rpt_trl.tiny import make_tiny_model
+from rpt_trl import compute_token_entropy
+from rpt_trl.data import prepare
+from rpt_trl.demo.tiny import make_tiny_model
+from rpt_trl.trainer.checkpoints import last_complete_checkpoint
 
 
 WORKER = Path(__file__).with_name("_fault_worker.py")
@@ -128,7 +129,7 @@ def test_a_corrupted_cache_file_is_named_deleted_and_rescored(model, tokenizer, 
     expected = score(model, tokenizer, tmp_path)
     (entry,) = tmp_path.glob("entropy-*.npz")
     entry.write_bytes(damage)
-    with caplog.at_level(logging.WARNING, logger="rpt_trl.entropy"):
+    with caplog.at_level(logging.WARNING, logger="rpt_trl.data.entropy"):
         again = score(model, tokenizer, tmp_path)
     assert same(again, expected)
     assert any(entry.name in r.getMessage() and "scored again" in r.getMessage() for r in caplog.records)
@@ -165,7 +166,7 @@ def test_interrupted_scoring_resumes_from_its_shards(model, tokenizer, tmp_path,
     assert saved >= 1
 
     hook, resumed_run = interrupt_after(model, 10**6)
-    with caplog.at_level(logging.INFO, logger="rpt_trl.entropy"):
+    with caplog.at_level(logging.INFO, logger="rpt_trl.data.entropy"):
         resumed = score(model, tokenizer, tmp_path, checkpoint_seconds=0)
     hook.remove()
     assert same(resumed, expected)
@@ -210,13 +211,13 @@ def write_checkpoint(path: Path) -> Path:
 def test_resume_falls_back_past_a_torn_checkpoint_and_says_which_it_picked(tmp_path, caplog, damage, problem):
     # Issue 13, item 10: these crashed the resume instead of falling back to the previous complete checkpoint.
     from rpt_trl import RPTConfig
-    from rpt_trl.checkpoints import resolve_resume_checkpoint
+    from rpt_trl.trainer.checkpoints import resolve_resume_checkpoint
 
     write_checkpoint(tmp_path / "checkpoint-2")
     damage(write_checkpoint(tmp_path / "checkpoint-4"))
     assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-2")
     args = RPTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none")
-    with caplog.at_level(logging.INFO, logger="rpt_trl.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="rpt_trl.trainer.checkpoints"):
         assert resolve_resume_checkpoint(True, args) == str(tmp_path / "checkpoint-2")
     messages = [r.getMessage() for r in caplog.records]
     assert any("checkpoint-4" in m and problem in m for m in messages), messages

@@ -15,9 +15,9 @@ from conftest import subprocess_env
 from safetensors.torch import load_file, save_file
 
 from rpt_trl import RPTConfig
-from rpt_trl.checkpoints import checkpoint_problems, last_complete_checkpoint, resolve_resume_checkpoint
-from rpt_trl.sampler import EpochReplayRepeatSampler
-from rpt_trl.tiny import warm_started_world
+from rpt_trl.demo.tiny import warm_started_world
+from rpt_trl.trainer.checkpoints import checkpoint_problems, last_complete_checkpoint, resolve_resume_checkpoint
+from rpt_trl.trainer.sampler import EpochReplayRepeatSampler
 
 
 WORKER = Path(__file__).with_name("resume_worker.py")
@@ -184,7 +184,7 @@ def test_resume_true_skips_torn_checkpoints_with_a_warning(tmp_path, caplog):
     torn = write_checkpoint(tmp_path / "checkpoint-14")
     truncate(torn / "model.safetensors", keep=10)
     args = RPTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none")
-    with caplog.at_level(logging.WARNING, logger="rpt_trl.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="rpt_trl.trainer.checkpoints"):
         assert resolve_resume_checkpoint(True, args) == str(tmp_path / "checkpoint-10")
     skipped = [record.getMessage() for record in caplog.records]
     assert len(skipped) == 2

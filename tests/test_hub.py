@@ -13,7 +13,7 @@ from conftest import make_tiny_model
 from huggingface_hub.errors import HfHubHTTPError
 
 from rpt_trl import RPTConfig, RPTTrainer, hub
-from rpt_trl.checkpoints import resolve_resume_checkpoint
+from rpt_trl.demo.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
 from rpt_trl.hub import (
     CheckpointRevisionPusher,
     HubAccessError,
@@ -22,7 +22,7 @@ from rpt_trl.hub import (
     download_checkpoint,
     parse_hub_reference,
 )
-from rpt_trl.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
+from rpt_trl.trainer.checkpoints import resolve_resume_checkpoint
 
 
 SECRET = "hf_SECRETtoken123"
@@ -95,7 +95,10 @@ def test_trainer_with_push_to_hub_fails_before_loading_anything(tmp_path, monkey
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     args = cpu_args(tmp_path, push_to_hub=True, hub_model_id="org/rpt-tiny")
     loader = mock.Mock(side_effect=AssertionError("the model must not be loaded"))
-    with mock.patch("rpt_trl.rpt_trainer._load_tokenizer", loader), pytest.raises(HubAccessError, match="offline"):
+    with (
+        mock.patch("rpt_trl.trainer.rpt_trainer._load_tokenizer", loader),
+        pytest.raises(HubAccessError, match="offline"),
+    ):
         RPTTrainer(model="org/not-loaded", args=args, train_dataset=None)
     loader.assert_not_called()
 

@@ -7,9 +7,9 @@ import logging
 import datasets
 import pytest
 
+from rpt_trl.data.loading import DatasetSourceNotFoundError, load_documents, saved_dataset_kind
 from rpt_trl.evaluation.commands import load_document_texts, load_rows
-from rpt_trl.loading import DatasetSourceNotFoundError, load_documents, saved_dataset_kind
-from rpt_trl.train import RPTScriptArguments, load_train_dataset
+from rpt_trl.trainer.train import RPTScriptArguments, load_train_dataset
 
 
 def write_jsonl(path, rows):
@@ -37,7 +37,7 @@ def test_csv_in_a_folder_is_read_and_other_files_are_counted_in_a_warning(tmp_pa
     write_jsonl(tmp_path / "a.jsonl", [{"text": "from jsonl"}])
     (tmp_path / "b.csv").write_text('text,label\n"from, csv",1\n"two\nlines",2\n')
     (tmp_path / "notes.md").write_text("# not a document")
-    with caplog.at_level(logging.WARNING, logger="rpt_trl.loading"):
+    with caplog.at_level(logging.WARNING, logger="rpt_trl.data.loading"):
         loaded = load_documents(str(tmp_path), columns=["text"])
     assert loaded["text"] == ["from jsonl", "from, csv", "two\nlines"]
     assert any("skipped 1 file(s)" in r.getMessage() and "notes.md" in r.getMessage() for r in caplog.records)

@@ -11,10 +11,11 @@ import torch
 from conftest import make_byte_level_tokenizer
 from huggingface_hub import DatasetCard
 
-from rpt_trl import RPTConfig, RPTTrainer, prepare
+from rpt_trl import RPTConfig, RPTTrainer
 from rpt_trl.cli import main
-from rpt_trl.demo import arithmetic_corpus
-from rpt_trl.tiny import make_tiny_model
+from rpt_trl.data import prepare
+from rpt_trl.demo.arithmetic_demo import arithmetic_corpus
+from rpt_trl.demo.tiny import make_tiny_model
 
 
 def omnimath_rows(num_documents=14, seed=0):
@@ -356,7 +357,7 @@ def test_no_machine_paths_in_the_card_or_the_info_file(prepared, tmp_path):
 def test_smaller_items_give_clear_errors(tmp_path, caplog):
     # Issue 13, item 13.
     from rpt_trl import build_next_token_dataset
-    from rpt_trl.train import check_inputs
+    from rpt_trl.trainer.train import check_inputs
 
     tokenizer = make_byte_level_tokenizer()
     documents = ["A document that is long enough to hold a few positions of context."]
@@ -397,7 +398,7 @@ def test_the_output_folder_gets_the_usual_permissions(tmp_path):
 
 
 def test_max_length_beyond_the_proxy_context_is_warned(proxy_dir, caplog):
-    from rpt_trl.prepare import _warn_if_longer_than_the_proxy
+    from rpt_trl.data.prepare import _warn_if_longer_than_the_proxy
 
     with caplog.at_level(logging.WARNING, logger="rpt_trl"):
         _warn_if_longer_than_the_proxy(str(proxy_dir), 4096)

@@ -11,9 +11,9 @@ from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.utils import DistributedType
 
 from rpt_trl import cli
-from rpt_trl.rlvr import RLVRScriptArguments, ground_truth_answer, prepare_split
-from rpt_trl.rlvr import make_parser as make_rlvr_parser
-from rpt_trl.train import RPTScriptArguments, load_train_dataset, parse_args
+from rpt_trl.trainer.rlvr import RLVRScriptArguments, ground_truth_answer, prepare_split
+from rpt_trl.trainer.rlvr import make_parser as make_rlvr_parser
+from rpt_trl.trainer.train import RPTScriptArguments, load_train_dataset, parse_args
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def documents_dir(tmp_path):
 
 def test_missing_prepared_dataset_falls_back_to_documents_with_a_warning(tmp_path, documents_dir, caplog):
     script_args = RPTScriptArguments(dataset_name=str(tmp_path / "absent"), documents_dataset_name=documents_dir)
-    with caplog.at_level(logging.WARNING, logger="rpt_trl.train"):
+    with caplog.at_level(logging.WARNING, logger="rpt_trl.trainer.train"):
         dataset = load_train_dataset(script_args)
     assert dataset.column_names == ["problem", "solution"]
     assert any("falling back to the raw documents" in r.getMessage() for r in caplog.records)
@@ -142,10 +142,10 @@ def test_prepared_dataset_is_filtered_by_entropy_and_truncated(tmp_path, documen
 
 
 def test_cli_train_parses_the_recipe_and_runs_the_script_main(tmp_path, monkeypatch):
-    import rpt_trl.train
+    import rpt_trl.trainer.train
 
     calls = []
-    monkeypatch.setattr(rpt_trl.train, "main", lambda *groups: calls.append(groups))
+    monkeypatch.setattr(rpt_trl.trainer.train, "main", lambda *groups: calls.append(groups))
     cli.main(["train", "--config", str(TINY), "--output_dir", str(tmp_path), "--max_steps", "1"])
     ((script_args, args, model_args),) = calls
     assert script_args.dataset_name is None and args.use_cpu
@@ -181,7 +181,7 @@ def test_rlvr_split_keeps_hard_questions_and_holds_out_a_test_set():
 def test_rlvr_names_the_extra_when_math_verify_is_missing(monkeypatch):
     import importlib
 
-    from rpt_trl.rlvr import main
+    from rpt_trl.trainer.rlvr import main
 
     monkeypatch.setattr(importlib.import_module("trl.import_utils"), "is_math_verify_available", lambda: False)
     with pytest.raises(ImportError, match=r"rpt-trl\[rlvr\]"):

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from rpt_trl import cli
-from rpt_trl.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer
+from rpt_trl.demo.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer
 
 
 TOKEN = "hf_PlantedSecretToken0123456789abcdef"
@@ -67,7 +67,7 @@ class MockHub:
         ]:
             monkeypatch.setattr(huggingface_hub.HfApi, name, function)
         # The login check asks the Hub (whoami); it is tested in test_hub.py.
-        monkeypatch.setattr("rpt_trl.rpt_trainer.check_hub_access", lambda token=None, **kwargs: "me")
+        monkeypatch.setattr("rpt_trl.trainer.rpt_trainer.check_hub_access", lambda token=None, **kwargs: "me")
 
 
 @pytest.fixture(scope="module")

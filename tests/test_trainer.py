@@ -103,7 +103,7 @@ def test_reward_works_in_plain_grpo_trainer(tmp_path, tokenizer):
 def test_stop_after_answer_ends_completions_with_eos(tokenizer):
     import torch
 
-    from rpt_trl.generation import install_answer_stop
+    from rpt_trl.trainer.generation import install_answer_stop
 
     model = make_tiny_model(tokenizer)
     install_answer_stop(model, tokenizer)

@@ -1,8 +1,8 @@
-"""The tiny offline RPT recipe: the warm-started tiny policy of `rpt_trl.tiny` on its animal dataset, on CPU.
+"""The tiny offline RPT recipe: the warm-started tiny policy of `rpt_trl.demo.tiny` on its animal dataset, on CPU.
 
     accelerate launch --multi_gpu --num_processes 2 --use_cpu recipes/tiny/rpt_tiny.py
 
-It runs the production training script's `main` (`rpt_trl.train.main`, as `recipes/rpt_14b.py` does) with a model
+It runs the production training script's `main` (`rpt_trl.trainer.train.main`, as `recipes/rpt_14b.py` does) with a model
 and dataset built here, so the production script carries no test flags. With no `--config`, `rpt/config_cpu.yaml`
 next to this script is used; flags override its values. Used by the distributed tests and as a smoke test.
 """
@@ -10,8 +10,8 @@ next to this script is used; flags override its values. Used by the distributed 
 import os
 import sys
 
-from rpt_trl.tiny import warm_started_world
-from rpt_trl.train import main, parse_args
+from rpt_trl.demo.tiny import warm_started_world
+from rpt_trl.trainer.train import main, parse_args
 
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rpt", "config_cpu.yaml")

@@ -13,9 +13,9 @@ from typing import Any
 
 import datasets
 
-from ..data import document_texts
-from ..loading import load_documents
-from ..prepare import INFO_FILE
+from ..data.builder import document_texts
+from ..data.loading import load_documents
+from ..data.prepare import INFO_FILE
 from ..results import load_results, plot_results, results_markdown, save_result
 from .multiple_choice import MULTIPLE_CHOICE_TEMPLATE, normalize_row, render_question, score_choices, summarize_choices
 from .next_token import (
@@ -39,7 +39,7 @@ HUB_BENCHMARKS = {"mmlu-pro": ("TIGER-Lab/MMLU-Pro", "test"), "supergpqa": ("m-a
 
 
 def load_rows(name: str, split: str | None = None) -> datasets.Dataset:
-    """A dataset through the one document loader ([`rpt_trl.loading.load_documents`]): a `save_to_disk` folder
+    """A dataset through the one document loader ([`rpt_trl.data.loading.load_documents`]): a `save_to_disk` folder
     (`DatasetDict` or `Dataset`), a folder of files, a JSON / JSONL / Parquet / CSV / TXT file, or a Hub id."""
     return load_documents(name, split=split)
 
@@ -54,7 +54,7 @@ def load_tokenizer(name: str) -> tuple[Any, str, str]:
     """Tokenizer, model name (for the results) and resolved path (the embedded demo model's name resolves offline)."""
     from transformers import AutoTokenizer
 
-    from ..embedded import resolve_model
+    from ..demo.embedded import resolve_model
 
     path = resolve_model(name)
     return AutoTokenizer.from_pretrained(path, padding_side="left"), name, path

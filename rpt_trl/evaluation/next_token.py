@@ -22,11 +22,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..data import difficulty_labels, token_spans
-from ..generation import AnswerStopLogitsProcessor
+from ..data.builder import difficulty_labels, token_spans
 from ..parsing import split_thought
 from ..results import SPLITS
 from ..rewards import score_completions, thought_token_counts
+from ..trainer.generation import AnswerStopLogitsProcessor
 
 
 logger = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ def vllm_generator(
         temperature: Sampling temperature; 0 is greedy.
         seed: Seeds each request, so a run is reproducible for the same prompts and settings.
         stop_after_answer: End each completion as soon as its answer box closes, as the transformers sampler does
-            (see `rpt_trl.vllm_engine.AnswerStopLogitsProcessor`).
+            (see `rpt_trl.trainer.vllm_engine.AnswerStopLogitsProcessor`).
         show_progress: Show vLLM's progress bar.
         **llm_kwargs: Passed to `vllm.LLM` when `model` is not an engine (e.g. `dtype`, `max_model_len`).
     """
@@ -253,7 +253,7 @@ def vllm_generator(
     llm = model if isinstance(model, LLM) else LLM(model=model, seed=seed, **llm_kwargs)
     extra = {}
     if stop_after_answer:
-        from ..vllm_engine import answer_stop_sampling_kwargs, check_answer_stop_plugin
+        from ..trainer.vllm_engine import answer_stop_sampling_kwargs, check_answer_stop_plugin
 
         check_answer_stop_plugin()
         extra = answer_stop_sampling_kwargs()
@@ -279,7 +279,7 @@ def vllm_server_generator(
     """A sampler on a running vLLM server (`trl vllm-serve` or `vllm serve`), through TRL's `VLLMClient`.
 
     Prompts must already be text (see [`prompt_text`]). With `stop_after_answer` the server's environment must have
-    rpt-trl installed, so that its engine loads `rpt_trl.vllm_engine.AnswerStopLogitsProcessor`.
+    rpt-trl installed, so that its engine loads `rpt_trl.trainer.vllm_engine.AnswerStopLogitsProcessor`.
 
     Args:
         base_url: The server's address, e.g. `http://127.0.0.1:8000`.
@@ -291,7 +291,7 @@ def vllm_server_generator(
     client = VLLMClient(base_url=base_url, connection_timeout=connection_timeout)
     generation_kwargs: dict[str, Any] = {"seed": seed}
     if stop_after_answer:
-        from ..vllm_engine import answer_stop_sampling_kwargs
+        from ..trainer.vllm_engine import answer_stop_sampling_kwargs
 
         generation_kwargs.update(answer_stop_sampling_kwargs(server=True))
 

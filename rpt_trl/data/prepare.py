@@ -20,11 +20,11 @@ from typing import Any
 
 import datasets
 
-from .atomic_io import remove, stale_temporaries, temporary_name
-from .data import DIFFICULTY_THRESHOLDS, NextTokenSettings, build_next_token_dataset, document_texts
+from ..atomic_io import remove, stale_temporaries, temporary_name
+from ..model_card import PAPER
+from .builder import DIFFICULTY_THRESHOLDS, NextTokenSettings, build_next_token_dataset, document_texts
 from .entropy import document_entropy
 from .loading import load_documents
-from .model_card import PAPER
 
 
 logger = logging.getLogger(__name__)
@@ -502,8 +502,8 @@ def run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, comman
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .embedded import default_cache_dir, resolve_model
-    from .hub import check_hub_access, public_name
+    from ..demo.embedded import default_cache_dir, resolve_model
+    from ..hub import check_hub_access, public_name
 
     check_output_dir(arguments.output, arguments.overwrite)
     if arguments.push_to_hub:

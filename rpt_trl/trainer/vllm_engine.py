@@ -3,7 +3,7 @@ r"""What rpt-trl adds to a vLLM engine: stopping after the answer, and loadable 
 Imported only where vLLM is installed (by the trainer when `use_vllm=True`, by evaluation's vLLM backend, and by vLLM
 itself through the `vllm.logits_processors` entry point that the package registers).
 
-- [`AnswerStopLogitsProcessor`] is vLLM's counterpart of `rpt_trl.generation.AnswerStopLogitsProcessor`: once a
+- [`AnswerStopLogitsProcessor`] is vLLM's counterpart of `rpt_trl.trainer.generation.AnswerStopLogitsProcessor`: once a
   request's completion holds a complete answer (a balanced `\boxed{...}` after `</think>`), it forces EOS, so the
   engine stops generating tokens that the reward never reads. vLLM 0.31 applies per-request logits processors only
   through engine-wide classes; TRL builds its `LLM` itself and passes no `logits_processors`, so the class is
@@ -26,7 +26,7 @@ from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 from vllm.v1.sample.logits_processor.builtin import process_dict_updates
 
-from .parsing import AnswerBoxTracker
+from ..parsing import AnswerBoxTracker
 
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class AnswerStopLogitsProcessor(LogitsProcessor):
         if mode is not None and mode not in ANSWER_STOP_MODES:
             raise ValueError(
                 f"{ANSWER_STOP_KEY} must be one of {sorted(ANSWER_STOP_MODES)}, got {mode!r}; build the request's "
-                "arguments with rpt_trl.vllm_engine.answer_stop_sampling_kwargs()."
+                "arguments with rpt_trl.trainer.vllm_engine.answer_stop_sampling_kwargs()."
             )
 
     def is_argmax_invariant(self) -> bool:

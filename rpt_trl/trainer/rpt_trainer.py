@@ -10,14 +10,14 @@ from transformers import AutoTokenizer
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
+from ..data.builder import build_next_token_dataset
+from ..hub import CheckpointRevisionPusher, check_hub_access, public_name
+from ..model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
+from ..rewards import REWARD_FUNCTIONS
 from .checkpoints import resolve_resume_checkpoint
 from .cpu_lm_head import CompletionScoringOnCPUMixin
-from .data import build_next_token_dataset
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .generation import install_answer_stop
-from .hub import CheckpointRevisionPusher, check_hub_access, public_name
-from .model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
-from .rewards import REWARD_FUNCTIONS
 from .rpt_config import RPTConfig
 from .sampler import EpochReplayRepeatSampler
 
@@ -38,8 +38,8 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
       `args.text_column` columns and no `prompt`) with [`build_next_token_dataset`] and the config's settings;
     - metrics `rpt/next_token_accuracy`, `rpt/answer_rate` and `rpt/reasoning_tokens` (logged by the reward);
     - optionally, EOS as soon as the answer box closes (`args.stop_after_answer`);
-    - dynamic sampling from `args.dynamic_sampling_start_step` (see `rpt_trl.dynamic_sampling`);
-    - on a CPU, log-probabilities of the completion positions only, as on CUDA (see `rpt_trl.cpu_lm_head`);
+    - dynamic sampling from `args.dynamic_sampling_start_step` (see `rpt_trl.trainer.dynamic_sampling`);
+    - on a CPU, log-probabilities of the completion positions only, as on CUDA (see `rpt_trl.trainer.cpu_lm_head`);
     - an RPT model card.
 
     Args:

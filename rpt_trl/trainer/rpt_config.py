@@ -6,8 +6,8 @@ from typing import Any
 
 from trl import GRPOConfig
 
-from .data import NextTokenSettings
-from .rewards import REWARD_FUNCTIONS
+from ..data.builder import NextTokenSettings
+from ..rewards import REWARD_FUNCTIONS
 
 
 @dataclass
@@ -26,7 +26,7 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         End a completion (with EOS) as soon as its answer box closes. Saves generation time for models that keep
         writing. Works with transformers generation (`model.generate`; not its continuous batching, which is
         refused) and with vLLM (colocate, and server mode when the server has rpt-trl installed), through
-        `rpt_trl.vllm_engine.AnswerStopLogitsProcessor`.
+        `rpt_trl.trainer.vllm_engine.AnswerStopLogitsProcessor`.
 
     > Parameters that control how documents become examples
 
@@ -44,7 +44,7 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
     hub_push_retries (`int`, *optional*, defaults to `3`):
         Tries per checkpoint push; after the last one the failure is logged and training goes on.
 
-    > Parameters that control dynamic sampling (paper, Section 4.1; see `rpt_trl.dynamic_sampling`)
+    > Parameters that control dynamic sampling (paper, Section 4.1; see `rpt_trl.trainer.dynamic_sampling`)
 
     dynamic_sampling (`bool`, *optional*, defaults to `True`):
         From `dynamic_sampling_start_step` on, drop the groups whose rollouts all earned the same reward and refill

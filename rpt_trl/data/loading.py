@@ -26,7 +26,7 @@ from typing import Any
 
 import datasets
 
-from .hub import hub_is_offline
+from ..hub import hub_is_offline
 
 
 logger = logging.getLogger(__name__)

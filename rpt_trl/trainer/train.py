@@ -18,8 +18,8 @@ from typing import Any
 import datasets
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
-from .hub import hub_is_offline
-from .loading import load_documents
+from ..data.loading import load_documents
+from ..hub import hub_is_offline
 from .rpt_config import RPTConfig
 from .rpt_trainer import RPTTrainer
 

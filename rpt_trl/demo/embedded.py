@@ -150,7 +150,7 @@ def check_converted_tokenizer(tokenizer: Any) -> None:
         raise RuntimeError(
             f"transformers {transformers.__version__} converted the embedded model's GGUF tokenizer into a "
             f"character-level one (' pencils' -> {pieces}). Build the cache once from an environment with a newer "
-            'transformers (the default install, not the vLLM one): `python -c "from rpt_trl.embedded import '
+            'transformers (the default install, not the vLLM one): `python -c "from rpt_trl.demo.embedded import '
             'ensure_embedded_model; ensure_embedded_model()"`; the cache is shared.'
         )
 

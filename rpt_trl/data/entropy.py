@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .atomic_io import remove, stale_temporaries_in, write_file_atomically
-from .data import document_texts, token_spans
+from ..atomic_io import remove, stale_temporaries_in, write_file_atomically
+from .builder import document_texts, token_spans
 
 
 logger = logging.getLogger(__name__)

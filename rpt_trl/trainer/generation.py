@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor
 
-from .parsing import AnswerBoxTracker
+from ..parsing import AnswerBoxTracker
 
 
 class AnswerStopLogitsProcessor(LogitsProcessor):

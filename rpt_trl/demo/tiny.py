@@ -39,7 +39,7 @@ _CPU_RUN = {
 
 def tiny_training_config(output_dir: str, **overrides: Any) -> Any:
     """The [`RPTConfig`] of a tiny-world run on a CPU: `TINY_TRAINING`, no saving or reporting, then `overrides`."""
-    from .rpt_config import RPTConfig
+    from ..trainer.rpt_config import RPTConfig
 
     return RPTConfig(output_dir=output_dir, **{**_CPU_RUN, **TINY_TRAINING, **overrides})
 
@@ -57,7 +57,7 @@ def animal_corpus(repeats: int = 1, sounds: dict[str, str] | None = None) -> lis
 
 def last_word_dataset(tokenizer: Any, documents: list[str]) -> Any:
     """One next-token example per document: predict its last token from the rest (text prompts)."""
-    from .data import build_next_token_dataset
+    from ..data.builder import build_next_token_dataset
 
     lengths = [len(tokenizer(d, add_special_tokens=False)["input_ids"]) for d in documents]
     return build_next_token_dataset(

@@ -25,7 +25,7 @@ from typing import Any
 import datasets
 from tqdm.auto import tqdm
 
-from .parsing import can_be_boxed
+from ..parsing import can_be_boxed
 from .templates import render_prompt, resolve_template
 
 

@@ -1,6 +1,6 @@
 """Resuming a run: find the last complete checkpoint (local, or a Hub revision pushed by `CheckpointRevisionPusher`).
 
-The data order of the epoch resumed in is replayed by `rpt_trl.sampler.EpochReplayRepeatSampler`.
+The data order of the epoch resumed in is replayed by `rpt_trl.trainer.sampler.EpochReplayRepeatSampler`.
 
 A process killed while it writes `checkpoint-N` leaves a folder that `transformers.trainer_utils.get_last_checkpoint`
 still picks, so `train(resume_from_checkpoint=True)` crashes on the missing `trainer_state.json` (or on a truncated
@@ -162,7 +162,7 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | bool | None, args: A
         logger.info("Resuming from %s, the last complete checkpoint.", checkpoint)
         return checkpoint
     if not os.path.exists(resume_from_checkpoint):
-        from .hub import download_checkpoint, parse_hub_reference
+        from ..hub import download_checkpoint, parse_hub_reference
 
         reference = parse_hub_reference(resume_from_checkpoint)
         if reference is None:

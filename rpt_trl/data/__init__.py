@@ -1,0 +1,1 @@
+"""Documents to next-token examples: loading, the builder and its settings, templates, entropy, prepare."""

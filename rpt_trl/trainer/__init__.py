@@ -1,0 +1,1 @@
+"""RPT training: config, trainer, dynamic sampling, resume, generation engines, training scripts."""
