@@ -29,7 +29,7 @@ from rpt_trl.evaluation.next_token import (  # noqa: E402
     vllm_generator,
     vllm_server_generator,
 )
-from rpt_trl.trainer.vllm_engine import answer_stop_sampling_kwargs  # noqa: E402
+from rpt_trl.trainer.vllm_engine import answer_stop_sampling_kwargs, drop_forced_eos  # noqa: E402
 
 
 pytestmark = pytest.mark.vllm
@@ -108,6 +108,23 @@ def test_answer_stop_ends_vllm_completions_at_the_box(world, llm):
         assert cut.token_ids[-1] == eos and cut.finish_reason == "stop"
         assert extract_prediction(cut.text) == extract_prediction(full.text.split(RAMBLE)[0])
         assert len(cut.token_ids) < len(full.token_ids)
+
+
+def test_the_forced_eos_is_kept_out_of_training(world):
+    """The EOS that answer stop forces is not the policy's choice: dropped with its log-probability, so that TRL's
+    importance sampling does not zero the completion; an EOS the policy chose before any answer stays."""
+    tokenizer = AutoTokenizer.from_pretrained(world[0])
+    eos = tokenizer.eos_token_id
+    answered = tokenizer("<think>hm</think> \\boxed{ moo}", add_special_tokens=False)["input_ids"] + [eos]
+    unanswered = tokenizer("<think>hm</think> so", add_special_tokens=False)["input_ids"] + [eos]
+    completions = [list(answered), list(unanswered)]
+    logprobs = [[[-0.1]] * (len(answered) - 1) + [[0.0]], [[-0.2]] * len(unanswered)]
+    token_ids = [[[t] for t in answered], [[t] for t in unanswered]]
+    assert drop_forced_eos(completions, logprobs, token_ids, tokenizer) == 1
+    assert completions == [answered[:-1], unanswered]
+    assert [len(x) for x in logprobs] == [len(answered) - 1, len(unanswered)]
+    assert [len(x) for x in token_ids] == [len(answered) - 1, len(unanswered)]
+    assert tokenizer.decode(completions[0]).endswith("}")
 
 
 def test_vllm_reasoning_predictions_agree_with_transformers(world, llm):

@@ -121,6 +121,12 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
         if default_reward and processing_class is None:
             # GRPOTrainer loaded the tokenizer: bind it now so that reasoning length is counted in tokens.
             reward_funcs[0].keywords["reasoning_tokenizer"] = self._tokenizer
+        if args.stop_after_answer and args.use_vllm:
+            from .vllm_engine import keep_forced_eos_out_of_training
+
+            keep_forced_eos_out_of_training(
+                self.vllm_generation, self._tokenizer, require_think_close=args.require_think_close
+            )
         if args.stop_after_answer and not args.use_vllm:
             install_answer_stop(self.model, self._tokenizer, require_think_close=args.require_think_close)
         if args.push_checkpoint_revisions:
