@@ -116,7 +116,8 @@ def main() -> None:
         seconds = time.perf_counter() - began
         completions = out[:, inputs["input_ids"].shape[1] :]
         ended = completions == tokenizer.eos_token_id
-        lengths = torch.where(ended.any(1), ended.int().argmax(1) + 1, torch.full_like(ended[:, 0], ended.shape[1]))
+        # Up to and including the first EOS; a completion without one ran to the budget.
+        lengths = torch.where(ended.any(1), ended.int().argmax(1) + 1, completions.shape[1])
         return int(lengths.sum()), seconds
 
     def vllm_tokens(stop: bool, seed: int) -> tuple[int, float]:
