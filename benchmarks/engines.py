@@ -95,6 +95,12 @@ def main() -> None:
     figures["vllm_engine_start_s"] = round(engine_start["s"], 1)
     vllm_trainer.train()
     figures["rpt_step_s_vllm"] = step_times(vllm_trainer)
+    # How well the engine's sampling log-probabilities match the trainer's (importance-sampling ratio near 1).
+    figures["vllm_sampling_checks"] = [
+        {key: round(entry[key], 4) for key in entry if key.startswith("sampling/")}
+        for entry in vllm_trainer.state.log_history
+        if "step_time" in entry
+    ]
     llm = vllm_trainer.vllm_generation.llm
     figures["vllm_engine_dtype"] = str(llm.llm_engine.model_config.dtype)
 
