@@ -106,7 +106,8 @@ def main() -> None:
 
     # 3. Generation on the demo's prompts, alternating the backends.
     prompts = [row["prompt"] for row in train_set.select(range(args.prompts))]
-    generator_model = hf_trainer.model.eval()
+    # A fresh model: the trainer's own has answer stop installed on its `generate` (stop_after_answer=True).
+    generator_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
 
     def transformers_tokens(stop: bool, seed: int) -> tuple[int, float]:
         torch.manual_seed(seed)
