@@ -1,6 +1,6 @@
 """The tiny offline RPT recipe: the warm-started tiny policy of `rpt_trl.demo.tiny` on its animal dataset, on CPU.
 
-    accelerate launch --multi_gpu --num_processes 2 --use_cpu recipes/tiny/rpt_tiny.py
+    accelerate launch --multi_gpu --num_processes 2 recipes/tiny/rpt_tiny.py
 
 It runs the production training script's `main` (`rpt_trl.trainer.train.main`, as `recipes/rpt_14b.py` does) with a model
 and dataset built here, so the production script carries no test flags. With no `--config`, `rpt/config_cpu.yaml`
