@@ -30,6 +30,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def read_rank_records(out_dir: Path, logs: str, world_size: int = 2) -> list[dict]:
+    """The `rank{N}.json` records that each rank of a launched run wrote, with the run's output on a missing one."""
+    import json
+
+    records = []
+    for rank in range(world_size):
+        path = out_dir / f"rank{rank}.json"
+        assert path.exists(), f"rank {rank} wrote no result; output:\n{logs[-4000:]}"
+        records.append(json.loads(path.read_text()))
+    return records
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment of a test's subprocess: this checkout importable, offline, one thread per process."""
     env = dict(os.environ)

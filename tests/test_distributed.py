@@ -4,14 +4,13 @@ Each rank runs `recipes/rpt_14b.py`'s `main` with `recipes/tiny/rpt/config_cpu.y
 parameters; after a few steps every rank must hold the same parameters, different from the starting ones.
 """
 
-import json
 import os
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ACCELERATE_TWO_PROCESSES, REPO_ROOT, free_port, subprocess_env
+from conftest import ACCELERATE_TWO_PROCESSES, REPO_ROOT, free_port, read_rank_records, subprocess_env
 
 
 DRIVER = REPO_ROOT / "tests" / "distributed_driver.py"
@@ -34,11 +33,7 @@ def environment() -> dict[str, str]:
 
 
 def check_ranks(out_dir: Path, logs: str) -> None:
-    records = []
-    for rank in (0, 1):
-        path = out_dir / f"rank{rank}.json"
-        assert path.exists(), f"rank {rank} wrote no result; output:\n{logs[-4000:]}"
-        records.append(json.loads(path.read_text()))
+    records = read_rank_records(out_dir, logs)
     for rank, record in enumerate(records):
         assert record["rank"] == rank
         assert record["world_size"] == 2

@@ -5,13 +5,12 @@ and only CPU overrides on the command line (`--mixed_precision no --num_processe
 Run by the engine lane (`make test-engines`); skipped with a printed reason where DeepSpeed is not installed.
 """
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, free_port, require_engine, subprocess_env
+from conftest import REPO_ROOT, free_port, read_rank_records, require_engine, subprocess_env
 
 
 require_engine("deepspeed")
@@ -38,11 +37,7 @@ def launch(out_dir: Path, stage: int, *driver_args: str) -> list[dict]:
     )  # fmt: skip
     logs = result.stdout + result.stderr
     assert result.returncode == 0, logs[-6000:]
-    records = []
-    for rank in (0, 1):
-        path = out_dir / f"rank{rank}.json"
-        assert path.exists(), f"rank {rank} wrote no result; output:\n{logs[-4000:]}"
-        records.append(json.loads(path.read_text()))
+    records = read_rank_records(out_dir, logs)
     for rank, record in enumerate(records):
         assert record["rank"] == rank and record["world_size"] == 2
         assert record["distributed_type"] == "DistributedType.DEEPSPEED"
