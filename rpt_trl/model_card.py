@@ -96,8 +96,10 @@ def plot_training_curves(log_history: Sequence[dict[str, Any]], path: str) -> st
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # optimizer steps are whole numbers
     steps = [entry["step"] for entry in logged]
     for column, label in (("reward", "reward"), ("rpt/answer_rate", "answer rate")):
         if all(column in entry for entry in logged):
