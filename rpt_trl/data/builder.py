@@ -185,7 +185,7 @@ class NextTokenSettings:
 _DEPRECATED_NAMES = {"template": "prompt_template", "skip_unanswerable": "skip_unanswerable_positions"}
 
 
-def _resolve_settings(settings: NextTokenSettings | None, overrides: dict[str, Any]) -> NextTokenSettings:
+def resolve_settings(settings: NextTokenSettings | None, overrides: dict[str, Any]) -> NextTokenSettings:
     for old, new in _DEPRECATED_NAMES.items():
         if old in overrides:
             warnings.warn(f"`{old}=` is deprecated; use `{new}=`.", FutureWarning, stacklevel=3)
@@ -307,6 +307,8 @@ def _document_examples(
     num_tokens = len(offsets)
     span_starts, ends = token_spans(offsets)
     starts_inside_char = [k > 0 and offsets[k][0] < ends[k - 1] for k in range(num_tokens)]
+    # Once per token, not once per (position, window token): the answer is the same for every window holding k.
+    on_boundary = [_ends_on_token_boundary(k, ends, starts_inside_char) for k in range(num_tokens)]
     byte_at = _char_to_byte(text)
 
     for t in positions:
@@ -324,7 +326,7 @@ def _document_examples(
         last = min(t + max_ground_truth_tokens, num_tokens)
         answer_ends = []  # character index where each reachable answer ends
         for k in range(t, last):
-            if ends[k] > start and _ends_on_token_boundary(k, ends, starts_inside_char):
+            if ends[k] > start and on_boundary[k]:
                 if not answer_ends or ends[k] > answer_ends[-1]:
                     answer_ends.append(ends[k])
         boundaries = [byte_at[end] - byte_at[start] for end in answer_ends]
@@ -398,7 +400,7 @@ def build_next_token_dataset(
         warnings.warn("`positions='all'` or an int stride is deprecated; use `position_stride=`.", FutureWarning, 2)
         setting_overrides["position_stride"] = 1 if positions == "all" else positions
         positions = None
-    settings = _resolve_settings(settings, setting_overrides)
+    settings = resolve_settings(settings, setting_overrides)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
             "build_next_token_dataset needs a fast tokenizer (one that returns character offsets); load it with "
