@@ -22,7 +22,13 @@ import datasets
 
 from ..atomic_io import remove, stale_temporaries, temporary_name
 from ..model_card import PAPER
-from .builder import DIFFICULTY_THRESHOLDS, NextTokenSettings, build_next_token_dataset, document_texts
+from .builder import (
+    DIFFICULTY_THRESHOLDS,
+    NextTokenSettings,
+    build_next_token_dataset,
+    document_texts,
+    resolve_settings,
+)
 from .entropy import document_entropy
 from .loading import load_documents
 
@@ -61,6 +67,7 @@ def prepare_rpt_dataset(
     seed: int = 0,
     scorer_kwargs: Mapping[str, Any] | None = None,
     show_progress: bool = True,
+    split_ids: Mapping[str, list[int]] | None = None,
     **setting_overrides: Any,
 ) -> tuple[datasets.DatasetDict, dict[str, Any]]:
     """Score a corpus with a proxy model and build the RPT train and eval splits.
@@ -84,14 +91,14 @@ def prepare_rpt_dataset(
         seed: Seed of the held-out draw.
         scorer_kwargs: Arguments for [`compute_token_entropy`] (`top_k`, `batch_size`, `max_length`, `cache_dir`).
         show_progress: Progress bars.
+        split_ids: The plan [`plan_splits`] returned for these arguments, when the caller already checked the input
+            with it (so that it runs once); `None` plans here.
         **setting_overrides: [`NextTokenSettings`] fields by name, overriding `settings`.
 
     Returns:
         A `DatasetDict` with `train` (and `eval`) and a dict describing what was kept, for the dataset card.
     """
-    settings = NextTokenSettings(
-        **{**asdict((settings or NextTokenSettings()).next_token_settings()), **setting_overrides}
-    )
+    settings = resolve_settings(settings, dict(setting_overrides))
     if settings.min_entropy is None:
         settings.min_entropy = DEFAULT_MIN_ENTROPY
     scorer_kwargs = {"show_progress": show_progress, **(scorer_kwargs or {})}
@@ -100,9 +107,10 @@ def prepare_rpt_dataset(
     else:
         data = datasets.Dataset.from_dict({"text": list(documents)})
         settings.text_column = ["text"]
-    split_ids = plan_splits(
-        data, tokenizer, settings, eval_size=eval_size, eval_min_entropy=eval_min_entropy, seed=seed
-    )
+    if split_ids is None:
+        split_ids = plan_splits(
+            data, tokenizer, settings, eval_size=eval_size, eval_min_entropy=eval_min_entropy, seed=seed
+        )
     entropies = document_entropy(
         data, tokenizer, proxy_model, proxy_tokenizer, text_column=settings.text_column, **scorer_kwargs
     )
@@ -524,7 +532,7 @@ def run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, comman
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{tokenizer_path}: the tokenizer returns no character offsets; use a fast one.")
     proxy_tokenizer = AutoTokenizer.from_pretrained(proxy_path) if arguments.tokenizer else tokenizer
-    plan_splits(  # before the proxy loads
+    split_ids = plan_splits(  # before the proxy loads
         documents, tokenizer, settings, eval_size=arguments.eval_size, eval_min_entropy=arguments.eval_min_entropy,
         seed=arguments.seed,
     )  # fmt: skip
@@ -557,6 +565,7 @@ def run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, comman
         eval_min_entropy=arguments.eval_min_entropy,
         difficulty_thresholds=dict(zip(DIFFICULTY_THRESHOLDS, arguments.difficulty_thresholds)),
         seed=arguments.seed,
+        split_ids=split_ids,
         scorer_kwargs={
             "top_k": arguments.top_k,
             "batch_size": arguments.batch_size,
