@@ -169,6 +169,10 @@ def drop_forced_eos(
     for index, ids in enumerate(completion_ids):
         if len(ids) < 2 or ids[-1] != eos:
             continue
+        # The processor forces EOS right after the token that closes the box: without a `}` there, the policy chose
+        # this EOS, and the whole completion need not be decoded and parsed.
+        if "}" not in tokenizer.decode(ids[-2:-1], skip_special_tokens=False):
+            continue
         before = tokenizer.decode(ids[:-1], skip_special_tokens=False)
         if extract_prediction(before, require_think_close=require_think_close) is None:
             continue  # the policy chose this EOS itself
@@ -186,7 +190,7 @@ def keep_forced_eos_out_of_training(vllm_generation: Any, tokenizer: Any, *, req
 
     def generate(*args: Any, **kwargs: Any) -> tuple:
         prompt_ids, completion_ids, logprobs, logprob_token_ids = original(*args, **kwargs)
-        completion_ids = [list(ids) for ids in completion_ids]
+        completion_ids = list(completion_ids)  # drop_forced_eos replaces the rows it shortens
         logprobs = list(logprobs) if logprobs is not None else None
         logprob_token_ids = list(logprob_token_ids) if logprob_token_ids is not None else None
         drop_forced_eos(
