@@ -185,6 +185,15 @@ def thought_token_counts(
     return counts
 
 
+def thought_lengths(
+    completions: Sequence[Any], tokenizer: Any | None = None, completion_ids: Sequence[Sequence[int]] | None = None
+) -> list[int]:
+    """Each completion's thought length: in tokens of `tokenizer` (see [`thought_token_counts`]), else in characters."""
+    if tokenizer is None:
+        return [len(split_thought(c)[0]) for c in completions]
+    return thought_token_counts(completions, tokenizer, completion_ids)
+
+
 def _log_answers(
     completions: Sequence[Any],
     predictions: list[str | None],
@@ -202,12 +211,9 @@ def _log_answers(
         return
     log_metric(metric, sum(rewards) / len(rewards))
     log_metric("rpt/answer_rate", sum(p is not None for p in predictions) / len(predictions))
-    if reasoning_tokenizer is not None:
-        lengths = thought_token_counts(completions, reasoning_tokenizer, completion_ids)
-        log_metric("rpt/reasoning_tokens", sum(lengths) / len(lengths))
-    else:
-        lengths = [len(split_thought(c)[0]) for c in completions]
-        log_metric("rpt/reasoning_chars", sum(lengths) / len(lengths))
+    lengths = thought_lengths(completions, reasoning_tokenizer, completion_ids)
+    unit = "tokens" if reasoning_tokenizer is not None else "chars"
+    log_metric(f"rpt/reasoning_{unit}", sum(lengths) / len(lengths))
 
 
 def _reward(

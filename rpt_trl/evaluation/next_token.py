@@ -23,9 +23,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.builder import difficulty_labels, token_spans
-from ..parsing import split_thought
 from ..results import SPLITS
-from ..rewards import score_completions, thought_token_counts
+from ..rewards import score_completions, thought_lengths
 from ..trainer.generation import AnswerStopLogitsProcessor
 
 
@@ -361,5 +360,5 @@ def mean_reasoning_length(completions: Sequence[Sequence[str]], tokenizer: Any |
     flat = [c for per_row in completions for c in per_row]
     if not flat:
         return 0.0
-    lengths = [len(split_thought(c)[0]) for c in flat] if tokenizer is None else thought_token_counts(flat, tokenizer)
+    lengths = thought_lengths(flat, tokenizer)
     return sum(lengths) / len(lengths)
