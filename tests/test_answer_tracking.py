@@ -168,7 +168,8 @@ def test_tracker_time_per_megabyte_is_bounded_and_linear(family):
 
     make = WORST_FAMILIES[family]
     small, large = make(100_000), make(400_000)
-    small_time, large_time = best_time(3, lambda: feed_tokens(small)), best_time(3, lambda: feed_tokens(large))
+    # Best of 5: on a shared machine one burst of load can double a single timing.
+    small_time, large_time = best_time(5, lambda: feed_tokens(small)), best_time(5, lambda: feed_tokens(large))
     assert large_time < 2.0
     assert large_time < 8 * max(small_time, 1e-3)
 
