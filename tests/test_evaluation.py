@@ -198,7 +198,7 @@ def test_shared_prefix_cache_gives_the_plain_outputs(warm_world):
     prompts = [template + " ".join(r["prompt"] for r in rows[: 1 + k % 4]) for k in range(len(rows))]
     ids = tokenizer(prompts)["input_ids"]
     assert shared_prefix_length(ids) >= MIN_SHARED_PREFIX  # the template is shared, so the cached path runs
-    assert max(map(len, ids)) - min(map(len, ids)) > 8  # prompts of several lengths: padding sits between prefix and own tokens
+    assert max(map(len, ids)) - min(map(len, ids)) > 8  # padding sits between the prefix and the own tokens
     outputs = {}
     for prefix_cache in (True, False):
         generate = transformers_generator(
