@@ -402,9 +402,14 @@ def test_callback_logs_next_token_accuracy_every_n_steps(tmp_path, warm_world):
         gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
     )  # fmt: skip
     trainer = RPTTrainer(model=model, args=args, train_dataset=split["train"], processing_class=tokenizer)
-    callback = NextTokenAccuracyCallback(trainer, held_out, eval_steps=1, num_samples=2, seed=5)
+    callback = NextTokenAccuracyCallback(trainer, held_out, eval_steps=1, num_samples=2, seed=5, eval_on_start=True)
     trainer.add_callback(callback)
     trainer.train()
+    # The history holds step 0 too, with one score per position whose mean is the logged accuracy.
+    assert [h["step"] for h in callback.history] == [0, 1, 2]
+    for entry in callback.history:
+        assert len(entry["position_scores"]) == 8
+        assert sum(entry["position_scores"]) / 8 == pytest.approx(entry["eval_rpt/next_token_accuracy"])
 
     logged = [e for e in trainer.state.log_history if "eval_rpt/next_token_accuracy" in e]
     assert [e["step"] for e in logged] == [1, 2]
