@@ -529,6 +529,6 @@ def test_commands_end_to_end(lm_world, tmp_path, capsys):
 def test_entry_points_have_parsers():
     import importlib
 
-    for name in ["next_token_accuracy", "zero_shot", "scaling", "reasoning_patterns", "table"]:
+    for name in ["next_token_accuracy", "zero_shot", "scaling", "reasoning_patterns", "table", "compare"]:
         module = importlib.import_module(f"evaluation.{name}")
         assert module.make_parser().prog
