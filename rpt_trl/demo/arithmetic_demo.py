@@ -95,7 +95,7 @@ def _word_in_context(example: dict[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What the demo trains and evaluates. `DemoSettings()` is `make demo`; [`FULL_DEMO`] is `make demo-full`.
+    """What the demo trains and evaluates; `DemoSettings()` is `make demo`.
 
     Attributes:
         corpus_documents: Generated documents; the first `held_out_documents` are for evaluation only.
@@ -146,10 +146,6 @@ class DemoSettings:
         if self.curve_positions > self.eval_positions:
             raise ValueError(f"curve_positions ({self.curve_positions}) must not exceed eval_positions "
                              f"({self.eval_positions}): the learning curve uses a prefix of them.")  # fmt: skip
-
-
-FULL_DEMO = DemoSettings(eval_samples=2, train_steps=24, curve_every=6)
-"""`make demo-full`: four times the training and two samples per position."""
 
 
 def demo_splits(
@@ -329,7 +325,9 @@ def _train_rpt(
         learning_rate=settings.learning_rate, prompt_format="text", stop_after_answer=True,
         gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
         dynamic_sampling=True, dynamic_sampling_start_step=0, dynamic_sampling_max_refills=settings.max_refills,
-        use_vllm=use_vllm, **({"vllm_mode": "colocate"} if use_vllm else {}),
+        use_vllm=use_vllm, **({"vllm_mode": "colocate", "vllm_max_model_length": 1024} if use_vllm else {}),
+        # vLLM's CPU build reserves this share of the machine's memory for its cache.
+        **({"vllm_gpu_memory_utilization": 0.15} if use_vllm and on_cpu else {}),
         **({"use_cpu": True, "bf16": False} if on_cpu else {}),
     )  # fmt: skip
     log = StepLog()
@@ -498,6 +496,6 @@ def _plot_learning_curve(summary: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
-def demo_settings(full: bool = False, **overrides: Any) -> DemoSettings:
-    """`DemoSettings()` or [`FULL_DEMO`], with the given fields replaced (unset ones, `None`, are left)."""
-    return replace(FULL_DEMO if full else DemoSettings(), **{k: v for k, v in overrides.items() if v is not None})
+def demo_settings(**overrides: Any) -> DemoSettings:
+    """`DemoSettings()` with the given fields replaced (unset ones, `None`, are left)."""
+    return replace(DemoSettings(), **{k: v for k, v in overrides.items() if v is not None})
