@@ -423,15 +423,22 @@ class InformationGainReward(ModelReward):
     name = "information_gain"
 
     def __init__(
-        self, *args: Any, reference_ema_decay: float = 0.999, reference_ema_device: str = "cpu", **kwargs: Any
+        self,
+        model: Any = None,
+        processing_class: Any = None,
+        *,
+        reference_ema_decay: float = 0.999,
+        reference_ema_device: str = "cpu",
+        **kwargs: Any,
     ):
-        super().__init__(*args, **kwargs)
+        super().__init__(model, processing_class, **kwargs)
         if not 0.0 <= reference_ema_decay <= 1.0:
             raise ValueError(f"reference_ema_decay must be in [0, 1], got {reference_ema_decay}.")
         self.reference_ema_decay = reference_ema_decay
         self.reference_ema_device = reference_ema_device
-        process_index = 0
-        self.reference_callback = ReferenceEMACallback(self._make_reference, process_index)
+        self.reference_callback = ReferenceEMACallback(self._make_reference)
+        if model is not None:  # outside a trainer the reference starts from the weights it is given now
+            self.reference_callback.get()
 
     def _make_reference(self) -> ReferenceEMA:
         return ReferenceEMA(self.policy, decay=self.reference_ema_decay, device=self.reference_ema_device)
