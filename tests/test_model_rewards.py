@@ -347,3 +347,33 @@ def test_config_refuses_a_bad_reference_decay(tmp_path):
     with pytest.raises(ValueError, match="reference_ema_device"):
         RPTConfig(output_dir=str(tmp_path), use_cpu=True, reward="information_gain", reference_ema_device="gpu")
     assert RPTConfig(output_dir=str(tmp_path), use_cpu=True, reward="conditional_dense").reward == "conditional_dense"
+
+
+def test_recipe_yaml_selects_a_model_reward(tmp_path):
+    from rpt_trl.trainer.train import parse_args
+
+    tiny = open(os.path.join(os.path.dirname(__file__), "..", "recipes", "tiny", "rpt", "config_cpu.yaml")).read()
+    config = tmp_path / "config.yaml"
+    config.write_text(tiny + "reward: information_gain\nreference_ema_decay: 0.99\nreference_ema_device: model\n")
+    _, args, _ = parse_args(["--config", str(config)])
+    assert (args.reward, args.reference_ema_decay, args.reference_ema_device) == ("information_gain", 0.99, "model")
+    _, args, _ = parse_args(["--config", str(config), "--reward", "dense"])
+    assert args.reward == "dense"
+
+
+def test_information_gain_with_lora_keeps_an_ema_of_the_adapter(tmp_path, world):
+    peft = pytest.importorskip("peft")  # the `peft` extra
+    model, tokenizer, dataset = world
+    trainer = RPTTrainer(
+        model=copy.deepcopy(model),
+        args=run_args(tmp_path, "information_gain", learning_rate=1e-2, reference_ema_decay=0.5),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft.LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]),
+    )
+    trainer.train()
+    reference = trainer.reward_funcs[0].reference
+    assert reference.num_updates == 2 and all("lora_" in name for name in reference.shadow)
+    adapter = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert set(adapter) == set(reference.shadow)
+    assert 4 * sum(p.numel() for p in adapter.values()) == reference.memory_bytes()
