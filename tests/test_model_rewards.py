@@ -377,3 +377,21 @@ def test_information_gain_with_lora_keeps_an_ema_of_the_adapter(tmp_path, world)
     adapter = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad}
     assert set(adapter) == set(reference.shadow)
     assert 4 * sum(p.numel() for p in adapter.values()) == reference.memory_bytes()
+
+
+def test_reference_of_bfloat16_weights_is_copied_in_and_out(model):
+    # bfloat16 weights and a float32 shadow: the copy path (the one a GPU run takes), not the float32 pointer swap.
+    policy = copy.deepcopy(model).to(torch.bfloat16)
+    ema = ReferenceEMA(policy, decay=0.5)
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.add_(1.0)
+    ema.update()
+    live = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    with ema.applied():
+        for name, parameter in policy.named_parameters():
+            assert parameter.dtype == torch.bfloat16
+            assert torch.equal(parameter, ema.shadow[name].to(torch.bfloat16))
+    for name, parameter in policy.named_parameters():
+        assert torch.equal(parameter, live[name])
+        assert not torch.equal(ema.shadow[name].to(torch.bfloat16), live[name])

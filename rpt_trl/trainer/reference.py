@@ -12,7 +12,8 @@ forward pass:
   number of processes, like the weights themselves.
 
 While the reference forward runs, the live weights wait in a CPU buffer and are copied back bit for bit afterwards,
-so the accelerator never holds a second copy. `decay=1.0` freezes the reference at the weights training started
+so the accelerator never holds a second copy (when the shadow already has the weights' device and dtype, float32
+weights on a CPU, the parameters point at it instead, with no copy at all). `decay=1.0` freezes the reference at the weights training started
 from.
 
 Update rule, after every optimizer step t: `ref_t = decay * ref_(t-1) + (1 - decay) * theta_t`, `ref_0 = theta_0`.
@@ -108,18 +109,26 @@ class ReferenceEMA:
     @contextlib.contextmanager
     def applied(self) -> Iterator[None]:
         """Within the block the model computes with the reference weights; the live weights come back bit for bit."""
-        backups = {}
+        backups, swapped = {}, {}
         with torch.no_grad():
             for name, parameter in self.parameters.items():
-                local = _local_tensor(parameter)
-                backups[name] = local.detach().to("cpu", copy=True)
-                local.copy_(self.shadow[name])
+                local, shadow = _local_tensor(parameter), self.shadow[name]
+                unsharded = getattr(parameter, "ds_tensor", None) is None
+                if unsharded and (local.device, local.dtype) == (shadow.device, shadow.dtype):
+                    # Same device and dtype (float32 weights on the CPU): point the parameter at the shadow, no copy.
+                    swapped[name] = parameter.data
+                    parameter.data = shadow
+                else:
+                    backups[name] = local.detach().to("cpu", copy=True)
+                    local.copy_(shadow)
         try:
             yield
         finally:
             with torch.no_grad():
-                for name, parameter in self.parameters.items():
-                    _local_tensor(parameter).copy_(backups[name])
+                for name, data in swapped.items():
+                    self.parameters[name].data = data
+                for name, backup in backups.items():
+                    _local_tensor(self.parameters[name]).copy_(backup)
 
     def state_dict(self) -> dict[str, Any]:
         return {
