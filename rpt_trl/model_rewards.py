@@ -34,11 +34,13 @@ The first ground-truth token is the text of the first boundary (`ground_truth` u
 bytes) tokenised alone by the policy's tokenizer; its first token is scored.
 """
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from trl.models.utils import disable_gradient_checkpointing
 
 from .data.entropy import _LOGITS_PER_CHUNK, _HeadScorer
 from .parsing import BOX_OPEN, THINK_CLOSE, completion_text, prediction_span, split_thought
@@ -239,9 +241,18 @@ class ModelReward:
         return [list(p) + list(s) for p, s in zip(prompt_ids, suffix_ids)]
 
     def _log_probs(self, rows: list[list[int]], targets: list[int]) -> torch.Tensor:
-        return next_token_log_probs(
-            self.policy, rows, targets, batch_size=self.batch_size or 8, position_chunk_size=self.position_chunk_size
-        )
+        scoring = contextlib.nullcontext()
+        if self.trainer is not None:  # as GRPOTrainer scores without gradients: no recomputation to save memory for
+            checkpointing_kwargs = self.trainer.args.gradient_checkpointing_kwargs
+            scoring = disable_gradient_checkpointing(self.trainer.model, checkpointing_kwargs)
+        with scoring:
+            return next_token_log_probs(
+                self.policy,
+                rows,
+                targets,
+                batch_size=self.batch_size or 8,
+                position_chunk_size=self.position_chunk_size,
+            )
 
     def _reasoning_tokenizer(self) -> Any:
         return self.processing_class

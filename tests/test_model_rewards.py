@@ -395,3 +395,35 @@ def test_reference_of_bfloat16_weights_is_copied_in_and_out(model):
     for name, parameter in policy.named_parameters():
         assert torch.equal(parameter, live[name])
         assert not torch.equal(ema.shadow[name].to(torch.bfloat16), live[name])
+
+
+def test_dense_reward_in_a_plain_grpo_trainer(tmp_path, world):
+    from trl import GRPOConfig, GRPOTrainer
+
+    model, tokenizer, dataset = world
+    reward = DenseReward()
+    args = GRPOConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        bf16=False,
+        per_device_train_batch_size=8,
+        num_generations=4,
+        max_completion_length=12,
+        max_steps=2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        gradient_checkpointing=True,
+    )
+    trainer = GRPOTrainer(
+        model=copy.deepcopy(model),
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    reward.bind(trainer)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 2 and all(0 < entry["rpt/dense_probability"] < 1 for entry in logged)
+    assert all("rewards/dense/mean" in entry for entry in logged)
