@@ -134,7 +134,8 @@ def next_token_log_probs(
     if not rows:
         return torch.empty(0)
     head = _HeadScorer(model, top_k=None, position_chunk_size=1)
-    vocabulary = head.head.weight.shape[0]
+    # Not the head's weight shape: under ZeRO-3 that is an empty placeholder outside a forward pass.
+    vocabulary = getattr(head.head, "out_features", None) or model.config.get_text_config().vocab_size
     chunk_size = position_chunk_size or max(1, _LOGITS_PER_CHUNK // vocabulary)
     last_hidden = []
     with torch.no_grad():

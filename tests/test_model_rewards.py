@@ -427,3 +427,29 @@ def test_dense_reward_in_a_plain_grpo_trainer(tmp_path, world):
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(logged) == 2 and all(0 < entry["rpt/dense_probability"] < 1 for entry in logged)
     assert all("rewards/dense/mean" in entry for entry in logged)
+
+
+def test_ema_of_zero3_shards_reads_and_writes_the_local_shard(model):
+    # DeepSpeed ZeRO-3 stands in: each parameter's local shard is `ds_tensor` (here a slice-sized tensor of its own).
+    policy = copy.deepcopy(model)
+    for parameter in policy.parameters():
+        parameter.ds_tensor = torch.randn(3)
+    ema = ReferenceEMA(policy, decay=0.5)
+    assert ema.sharded and all(s.shape == (3,) for s in ema.shadow.values())
+    from rpt_trl.trainer.reference import reference_ema_filename
+
+    assert reference_ema_filename(ema.sharded, 1) == "reference_ema-rank1.pt"
+    start = {n: p.ds_tensor.clone() for n, p in policy.named_parameters()}
+    full = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    for parameter in policy.parameters():
+        parameter.ds_tensor += 2.0
+    ema.update()
+    with ema.applied():
+        for name, parameter in policy.named_parameters():
+            torch.testing.assert_close(parameter.ds_tensor, start[name] + 1.0)
+            assert torch.equal(parameter.data, full[name])  # the gathered tensor is ZeRO-3's business
+    for name, parameter in policy.named_parameters():
+        torch.testing.assert_close(parameter.ds_tensor, start[name] + 2.0, rtol=0, atol=0)
+    next(policy.parameters()).ds_persist = True
+    with pytest.raises(ValueError, match="stage3_param_persistence_threshold"):
+        ReferenceEMA(policy, decay=0.5)

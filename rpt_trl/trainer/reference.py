@@ -77,6 +77,15 @@ class ReferenceEMA:
         self.parameters = {name: p for name, p in model.named_parameters() if p.requires_grad}
         if not self.parameters:
             raise ValueError("The model has no trainable parameter to keep an EMA reference of.")
+        persistent = [name for name, p in self.parameters.items() if getattr(p, "ds_persist", False)]
+        if persistent:
+            # ZeRO-3 keeps small parameters gathered for good; a forward pass never reads their shard, so the swap
+            # into the shard would not reach them.
+            raise ValueError(
+                f"ZeRO-3 keeps {len(persistent)} parameter(s) (e.g. {persistent[0]}) gathered permanently, which the "
+                "reference EMA cannot swap: set `stage3_param_persistence_threshold: 0` in a DeepSpeed config file "
+                "(accelerate's `deepspeed_config_file`), or train LoRA adapters."
+            )
         self.shadow = {name: self._copy(_local_tensor(p)) for name, p in self.parameters.items()}
         self.num_updates = 0
 
