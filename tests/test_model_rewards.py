@@ -257,6 +257,7 @@ def test_two_step_rpt_run_with_each_model_reward(tmp_path, world, reward):
     assert f"| `reward` | `{reward}` |" in card
     assert REWARD_DESCRIPTIONS[reward] in card
     assert f"{METRICS[reward]} |" in card  # its curve column
+    assert ("| `reference_ema_decay` | `0.999` |" in card) == (reward == "information_gain")
 
 
 class RecordingConditionalDense(ConditionalDenseReward):

@@ -34,7 +34,9 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
     A thin `trl.GRPOTrainer`: the policy reads a context, reasons, and answers the next token in `\\boxed{}`;
     the default reward is [`prefix_match_reward`]. On top of GRPO it adds
 
-    - the default reward from `args.reward` (bound to `args.require_think_close`);
+    - the default reward from `args.reward` (bound to `args.require_think_close`); the rewards that read the policy
+      (`rpt_trl.model_rewards`: `dense`, `conditional_dense`, `information_gain`, given by name or in `reward_funcs`)
+      are bound to this trainer, and the information-gain reference is restored with the checkpoint on resume;
     - a check of the dataset's columns, and the building of examples from a raw document dataset (one with the
       `args.text_column` columns and no `prompt`) with [`build_next_token_dataset`] and the config's settings;
     - metrics `rpt/next_token_accuracy`, `rpt/answer_rate` and `rpt/reasoning_tokens` (logged by the reward);
