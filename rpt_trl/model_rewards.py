@@ -31,7 +31,7 @@ The answer position (`dense`), defined for every completion:
   `</think> \boxed{` appended.
 
 The first ground-truth token is the text of the first boundary (`ground_truth` up to `ground_truth_boundaries[0]`
-bytes) tokenised alone by the policy's tokenizer; its first token is scored.
+bytes), tokenised by the policy's tokenizer after a newline (see [`first_token_ids`]); its first token is scored.
 """
 
 import contextlib
@@ -51,6 +51,7 @@ from .trainer.reference import ReferenceEMA, ReferenceEMACallback
 logger = logging.getLogger(__name__)
 
 THINK_OPEN = "<think>"
+_ANCHOR = "\n"
 ANSWER_OPENER = " " + BOX_OPEN
 """Appended after `</think>` when a completion has no answer box: the paper's format `</think> \\boxed{`."""
 
@@ -93,17 +94,31 @@ def strip_thought_opener(prompt_text: str) -> str:
 def first_token_ids(
     tokenizer: Any, ground_truth: Sequence[str], ground_truth_boundaries: Sequence[Sequence[int]]
 ) -> list[int]:
-    """The id of each ground truth's first token: its first boundary's text, tokenised alone, first id."""
+    """The id of each ground truth's first token: the text of its first boundary, tokenised after a newline.
+
+    The newline stands for the preceding context: tokenised alone, a SentencePiece tokenizer that adds a dummy prefix
+    would turn `"e"` into `"▁", "e"`; after `"\\n"` it gives the token the document has. When the newline merges with
+    the text (no clean split), the text is tokenised alone.
+    """
     texts = []
     for truth, boundaries in zip(ground_truth, ground_truth_boundaries):
         if not boundaries:
             raise ValueError(f"A ground truth has no token boundary ({truth[:40]!r}); it has nothing to score.")
         texts.append(truth.encode("utf-8")[: boundaries[0]].decode("utf-8"))
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-    for text, ids in zip(texts, encoded):
-        if not ids:
+    if not texts:
+        return []
+    anchor = tokenizer(_ANCHOR, add_special_tokens=False)["input_ids"]
+    anchored = tokenizer([_ANCHOR + text for text in texts], add_special_tokens=False)["input_ids"]
+    alone = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    ids = []
+    for text, with_anchor, without in zip(texts, anchored, alone):
+        if len(with_anchor) > len(anchor) and with_anchor[: len(anchor)] == anchor:
+            ids.append(with_anchor[len(anchor)])
+        elif without:
+            ids.append(without[0])
+        else:
             raise ValueError(f"The tokenizer turns the first ground-truth token {text!r} into no token.")
-    return [ids[0] for ids in encoded]
+    return ids
 
 
 def next_token_log_probs(

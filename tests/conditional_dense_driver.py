@@ -42,7 +42,7 @@ if __name__ == "__main__":
         model=model,
         num_generations=NUM_GENERATIONS,
         num_generations_eval=NUM_GENERATIONS,
-        args=SimpleNamespace(per_device_train_batch_size=6),
+        args=SimpleNamespace(per_device_train_batch_size=6, gradient_checkpointing_kwargs=None),
         processing_class=tokenizer,
         chat_template_kwargs=None,
     )

@@ -454,3 +454,17 @@ def test_ema_of_zero3_shards_reads_and_writes_the_local_shard(model):
     next(policy.parameters()).ds_persist = True
     with pytest.raises(ValueError, match="stage3_param_persistence_threshold"):
         ReferenceEMA(policy, decay=0.5)
+
+
+def test_first_token_ids_are_the_documents_tokens(any_tokenizer):
+    from rpt_trl import build_next_token_dataset
+    from rpt_trl.model_rewards import first_token_ids
+
+    document = "The size of the box is 12 cm. Then x = 5, so (x+1) is 6.\nNext line here. naïve 中文"
+    document_ids = any_tokenizer(document, add_special_tokens=False)["input_ids"]
+    examples = build_next_token_dataset(
+        [document], any_tokenizer, min_context_tokens=2, position_stride=1, show_progress=False
+    )
+    ids = first_token_ids(any_tokenizer, examples["ground_truth"], examples["ground_truth_boundaries"])
+    assert len(ids) > 20
+    assert ids == [document_ids[position] for position in examples["position"]]
