@@ -21,6 +21,7 @@ _IMPORT_STRUCTURE = {
     "data.entropy": ["align_token_values", "compute_token_entropy", "document_entropy"],
     "data.loading": ["load_documents"],
     "parsing": ["can_be_boxed", "extract_prediction", "split_thought"],
+    "model_rewards": ["MODEL_REWARDS", "ConditionalDenseReward", "DenseReward", "InformationGainReward"],
     "data.prepare": ["prepare_rpt_dataset", "push_prepared_dataset", "save_prepared_dataset"],
     "rewards": [
         "first_token_reward",
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from .data.loading import load_documents
     from .data.prepare import prepare_rpt_dataset, push_prepared_dataset, save_prepared_dataset
     from .data.templates import TEMPLATES, render_prompt
+    from .model_rewards import MODEL_REWARDS, ConditionalDenseReward, DenseReward, InformationGainReward
     from .parsing import can_be_boxed, extract_prediction, split_thought
     from .rewards import (
         first_token_reward,

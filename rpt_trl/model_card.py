@@ -20,7 +20,27 @@ from .results import card_table, result_groups, validate_result
 
 logger = logging.getLogger(__name__)
 
-CURVE_COLUMNS = ("reward", "rpt/next_token_accuracy", "rpt/answer_rate", "rpt/reasoning_tokens")
+CURVE_COLUMNS = (
+    "reward",
+    "rpt/next_token_accuracy",
+    "rpt/answer_rate",
+    "rpt/reasoning_tokens",
+    "rpt/dense_probability",
+    "rpt/groups_with_correct",
+    "rpt/info_gain",
+)
+# What the training-procedure section says each `RPTConfig.reward` is.
+REWARD_DESCRIPTIONS = {
+    "prefix_match": "next-token prefix matching (1 when the answer is a byte prefix of the continuation ending on a "
+    "token boundary, else 0)",
+    "first_token": "first-token matching (1 only when the answer is exactly the first ground-truth token)",
+    "dense": "the paper's dense variant (Appendix A): 1 when the answer is correct, else the policy's probability of "
+    "the first ground-truth token at the answer position",
+    "conditional_dense": "the paper's conditional dense variant (Appendix A): the dense reward in groups with at "
+    "least one correct rollout, 0 in the others",
+    "information_gain": "an information gain after RLP (arXiv 2510.01265): log p(first ground-truth token | context, "
+    "thought) minus its log-probability under an exponential moving average of the policy that reads no thought",
+}
 TRAINING_CURVES_PNG = "training_curves.png"
 MODEL_CARD_TEMPLATE = "rpt_model_card.md"
 TAGS = ("trl", "rpt", "grpo")
@@ -178,6 +198,7 @@ def render_model_card(
             paper_title=PAPER["title"],
             citation=PAPER["citation"],
             hyperparameters=_card_hyperparameters(args),
+            reward_description=REWARD_DESCRIPTIONS.get(getattr(args, "reward", "prefix_match"), "a custom reward"),
             eval_table=card_table(eval_results) if eval_results else None,
             curve_rows=curve_rows,
             curve_columns=[c for c in CURVE_COLUMNS if any(c in row for row in curve_rows)],
@@ -198,6 +219,9 @@ def _card_hyperparameters(args: Any) -> dict[str, Any]:
         "gradient_accumulation_steps", "max_steps", "num_train_epochs", "seed",
     ]  # fmt: skip
     values = {name: getattr(args, name) for name in names}
+    if args.reward == "information_gain":
+        values["reference_ema_decay"] = args.reference_ema_decay
+        values["reference_ema_device"] = args.reference_ema_device
     if args.prompt_template not in TEMPLATES:  # a custom template: name it, don't paste it
         values["prompt_template"] = "custom"
     return values

@@ -113,6 +113,21 @@ def extract_prediction(
         True
     """
     text = completion_text(completion)
+    span = prediction_span(text, require_think_close=require_think_close)
+    if span is None:
+        return None
+    # One slice at the end: slicing at every closing brace would copy nested boxes again and again (quadratic).
+    return text[span[0] : span[1]]
+
+
+def prediction_span(text: str, *, require_think_close: bool = True) -> tuple[int, int] | None:
+    r"""Where [`extract_prediction`]'s answer lies in `text`: `(start, end)` character offsets of the content of the
+    last complete `\boxed{}` after `</think>`, or `None` when there is no answer.
+
+    Example:
+        >>> prediction_span("</think> \\boxed{ size}")
+        (16, 21)
+    """
     think_close = text.find(THINK_CLOSE)
     if think_close >= 0:
         start = think_close + len(THINK_CLOSE)
@@ -122,11 +137,7 @@ def extract_prediction(
         start = 0
     balance = _BoxBalance()
     balance.scan(text, start)
-    if balance.last_box is None:
-        return None
-    # One slice at the end: slicing at every closing brace would copy nested boxes again and again (quadratic).
-    content_start, content_end = balance.last_box
-    return text[content_start:content_end]
+    return balance.last_box
 
 
 class _BoxBalance:

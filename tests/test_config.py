@@ -37,7 +37,7 @@ def test_every_rpt_field_has_help():
     [
         ({"prompt_template": "no placeholder"}, "prompt_template"),
         ({"prompt_format": "chat"}, "prompt_format"),
-        ({"reward": "dense"}, "reward must be one of"),
+        ({"reward": "dense_v2"}, "reward must be one of"),
         ({"text_column": []}, "text_column"),
         ({"position_stride": 0}, "position_stride"),
         ({"min_context_tokens": 0}, "min_context_tokens"),

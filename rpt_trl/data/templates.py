@@ -10,6 +10,11 @@ braces of `\boxed{}` in a template need no escaping. Named templates:
   270M base model follow the format far more often in our probe), and it states the brace rule of
   [`extract_prediction`]. It ends with `<think>`, so a base model continues inside the thought: use it with
   `prompt_format="text"`.
+- `"information_gain"`: the template of the information-gain reward (after RLP, arXiv 2510.01265): the context
+  itself, then `<think>`. The policy thinks, closes with `</think>`, and the document goes on; the reward scores the
+  real next token right after `</think>`, against a reference that reads the context alone (the prompt without its
+  trailing `<think>`). No instruction and no box: the model keeps its own way of thinking. Use it with
+  `prompt_format="text"` and `reward="information_gain"`.
 """
 
 CONTEXT_PLACEHOLDER = "{context}"
@@ -51,14 +56,20 @@ TEMPLATE_FEW_SHOT = (
     "<think>"
 )
 
-TEMPLATES: dict[str, str] = {"v0": TEMPLATE_V0, "few_shot": TEMPLATE_FEW_SHOT}
+TEMPLATE_INFORMATION_GAIN = "{context}<think>"
+
+TEMPLATES: dict[str, str] = {
+    "v0": TEMPLATE_V0,
+    "few_shot": TEMPLATE_FEW_SHOT,
+    "information_gain": TEMPLATE_INFORMATION_GAIN,
+}
 
 
 def resolve_template(template: str) -> str:
     """Return the template text for a template name or a custom template string.
 
     Args:
-        template: A name from `TEMPLATES` (`"v0"`, `"few_shot"`) or any string containing `{context}`.
+        template: A name from `TEMPLATES` (`"v0"`, `"few_shot"`, `"information_gain"`) or any string containing `{context}`.
 
     Raises:
         ValueError: If `template` is neither.

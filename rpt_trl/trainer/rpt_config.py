@@ -7,7 +7,12 @@ from typing import Any
 from trl import GRPOConfig
 
 from ..data.builder import NextTokenSettings
+from ..model_rewards import MODEL_REWARDS
 from ..rewards import REWARD_FUNCTIONS
+from .reference import REFERENCE_DEVICES
+
+
+REWARDS = [*REWARD_FUNCTIONS, *MODEL_REWARDS]
 
 
 @dataclass
@@ -21,7 +26,16 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
     require_think_close (`bool`, *optional*, defaults to `True`):
         Only a `\boxed{}` after `</think>` counts as the answer.
     reward (`str`, *optional*, defaults to `"prefix_match"`):
-        Default reward when no `reward_funcs` are given: `"prefix_match"` (the paper's) or `"first_token"`.
+        Default reward when no `reward_funcs` are given: `"prefix_match"` (the paper's), `"first_token"`, or a reward
+        that reads the policy's probabilities (`rpt_trl.model_rewards`): `"dense"` and `"conditional_dense"` (paper,
+        Appendix A) or `"information_gain"` (after RLP, arXiv 2510.01265; use it with
+        `prompt_template="information_gain"`).
+    reference_ema_decay (`float`, *optional*, defaults to `0.999`):
+        With `reward="information_gain"`: decay per optimizer step of the reference, an exponential moving average
+        of the policy's trainable weights (the adapter only with LoRA); `1.0` freezes it at the starting weights.
+    reference_ema_device (`str`, *optional*, defaults to `"cpu"`):
+        Where that average lives: `"cpu"` (host memory; the accelerator holds no second copy) or `"model"` (beside
+        the weights: faster, one more float32 copy of the trainable weights on the accelerator).
     stop_after_answer (`bool`, *optional*, defaults to `False`):
         End a completion (with EOS) as soon as its answer box closes. Saves generation time for models that keep
         writing. Works with transformers generation (`model.generate`; not its continuous batching, which is
@@ -84,8 +98,22 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
     reward: str = field(
         default="prefix_match",
         metadata={
-            "help": "Default reward: 'prefix_match' (the paper's) or 'first_token'.",
-            "choices": list(REWARD_FUNCTIONS),
+            "help": "Default reward: 'prefix_match' (the paper's), 'first_token', 'dense', 'conditional_dense' or "
+            "'information_gain'.",
+            "choices": REWARDS,
+        },
+    )
+    reference_ema_decay: float = field(
+        default=0.999,
+        metadata={
+            "help": "information_gain: EMA decay per optimizer step of the reference weights (1.0 keeps them frozen)."
+        },
+    )
+    reference_ema_device: str = field(
+        default="cpu",
+        metadata={
+            "help": "information_gain: where the reference EMA lives, 'cpu' or 'model' (beside the weights).",
+            "choices": list(REFERENCE_DEVICES),
         },
     )
     stop_after_answer: bool = field(
@@ -126,8 +154,16 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         super().__post_init__()
         self.check_next_token_settings()  # TrainingArguments.__post_init__ does not chain to the settings' own
         self._check_sampling_and_optimisation()
-        if self.reward not in REWARD_FUNCTIONS:
-            raise ValueError(f"reward must be one of {list(REWARD_FUNCTIONS)}, got {self.reward!r}.")
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}.")
+        if not 0.0 <= self.reference_ema_decay <= 1.0:
+            raise ValueError(
+                f"reference_ema_decay must be in [0, 1] (1.0 freezes the reference), got {self.reference_ema_decay}."
+            )
+        if self.reference_ema_device not in REFERENCE_DEVICES:
+            raise ValueError(
+                f"reference_ema_device must be one of {list(REFERENCE_DEVICES)}, got {self.reference_ema_device!r}."
+            )
         if self.push_checkpoint_revisions and not self.push_to_hub:
             raise ValueError(
                 "push_checkpoint_revisions=True pushes to the run's Hub repository: set push_to_hub=True (and "

@@ -13,6 +13,7 @@ from trl.trainer.utils import get_config_model_id
 from ..data.builder import build_next_token_dataset
 from ..hub import CheckpointRevisionPusher, check_hub_access, public_name
 from ..model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
+from ..model_rewards import MODEL_REWARDS, InformationGainReward, ModelReward
 from ..rewards import REWARD_FUNCTIONS
 from .checkpoints import resolve_resume_checkpoint
 from .cpu_lm_head import CompletionScoringOnCPUMixin
@@ -33,7 +34,9 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
     A thin `trl.GRPOTrainer`: the policy reads a context, reasons, and answers the next token in `\\boxed{}`;
     the default reward is [`prefix_match_reward`]. On top of GRPO it adds
 
-    - the default reward from `args.reward` (bound to `args.require_think_close`);
+    - the default reward from `args.reward` (bound to `args.require_think_close`); the rewards that read the policy
+      (`rpt_trl.model_rewards`: `dense`, `conditional_dense`, `information_gain`, given by name or in `reward_funcs`)
+      are bound to this trainer, and the information-gain reference is restored with the checkpoint on resume;
     - a check of the dataset's columns, and the building of examples from a raw document dataset (one with the
       `args.text_column` columns and no `prompt`) with [`build_next_token_dataset`] and the config's settings;
     - metrics `rpt/next_token_accuracy`, `rpt/answer_rate` and `rpt/reasoning_tokens` (logged by the reward);
@@ -99,13 +102,7 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
             _prepare_vllm(args)
         default_reward = reward_funcs is None
         if default_reward:
-            reward_funcs = [
-                functools.partial(
-                    REWARD_FUNCTIONS[args.reward],
-                    require_think_close=args.require_think_close,
-                    reasoning_tokenizer=processing_class,
-                )
-            ]
+            reward_funcs = [_default_reward(args, processing_class)]
             for name, dataset in _named_datasets(train_dataset, eval_dataset):
                 _check_columns(dataset, name)
 
@@ -118,9 +115,12 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
             processing_class=processing_class,
             **kwargs,
         )
-        if default_reward and processing_class is None:
+        if default_reward and processing_class is None and isinstance(reward_funcs[0], functools.partial):
             # GRPOTrainer loaded the tokenizer: bind it now so that reasoning length is counted in tokens.
             reward_funcs[0].keywords["reasoning_tokenizer"] = self._tokenizer
+        for reward in self.reward_funcs:  # the rewards that read the policy score with this trainer's model
+            if isinstance(reward, ModelReward) and reward.trainer is None:
+                reward.bind(self)
         if args.stop_after_answer and args.use_vllm:
             from .vllm_engine import keep_forced_eos_out_of_training
 
@@ -144,6 +144,9 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
             **kwargs: Passed to `Trainer.train`.
         """
         checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args)
+        for reward in self.reward_funcs:  # the information-gain reference is restored from the same checkpoint
+            if isinstance(reward, InformationGainReward):
+                reward.reference_callback.resume_from = checkpoint
         return super().train(resume_from_checkpoint=checkpoint, **kwargs)
 
     def _get_train_sampler(self, dataset: Any = None) -> Any:
@@ -214,6 +217,21 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
             curves_png=TRAINING_CURVES_PNG if curves_png else None,
         )
         card.save(os.path.join(self.args.output_dir, "README.md"))
+
+
+def _default_reward(args: RPTConfig, tokenizer: Any) -> Any:
+    """The reward `args.reward` names: a function bound to the config, or a model reward that the trainer binds."""
+    if args.reward in MODEL_REWARDS:
+        options: dict[str, Any] = {"require_think_close": args.require_think_close}
+        if args.reward == "information_gain":
+            options = {
+                "reference_ema_decay": args.reference_ema_decay,
+                "reference_ema_device": args.reference_ema_device,
+            }
+        return MODEL_REWARDS[args.reward](processing_class=tokenizer, **options)
+    return functools.partial(
+        REWARD_FUNCTIONS[args.reward], require_think_close=args.require_think_close, reasoning_tokenizer=tokenizer
+    )
 
 
 def _prepare_vllm(args: RPTConfig) -> None:
