@@ -12,6 +12,7 @@ from trl.trainer.utils import get_config_model_id
 
 from ..data.builder import build_next_token_dataset
 from ..hub import CheckpointRevisionPusher, check_hub_access, public_name
+from ..length_budget import ThoughtBudgetReward, with_thought_budget
 from ..model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
 from ..rewards import REWARD_FUNCTIONS
 from .checkpoints import resolve_resume_checkpoint
@@ -19,7 +20,7 @@ from .cpu_lm_head import CompletionScoringOnCPUMixin
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .generation import install_answer_stop
 from .rpt_config import RPTConfig
-from .sampler import EpochReplayRepeatSampler
+from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum
 
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
     - metrics `rpt/next_token_accuracy`, `rpt/answer_rate` and `rpt/reasoning_tokens` (logged by the reward);
     - optionally, EOS as soon as the answer box closes (`args.stop_after_answer`);
     - dynamic sampling from `args.dynamic_sampling_start_step` (see `rpt_trl.trainer.dynamic_sampling`);
+    - optionally, a reasoning-length budget on every reward (`args.thought_budget`, see `rpt_trl.length_budget`;
+      metrics `rpt/over_budget_fraction`, `rpt/budget_penalty`) and an easy-to-hard entropy curriculum
+      (`args.curriculum="entropy"`, see `rpt_trl.trainer.sampler`);
     - on a CPU, log-probabilities of the completion positions only, as on CUDA (see `rpt_trl.trainer.cpu_lm_head`);
     - an RPT model card.
 
@@ -95,6 +99,7 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
         for name, dataset in _named_datasets(train_dataset, eval_dataset):
             _check_not_empty(dataset, name)
         check_dynamic_sampling(args, train_dataset)  # before the model (and vLLM) load
+        check_curriculum(args.curriculum, train_dataset)
         if args.use_vllm:
             _prepare_vllm(args)
         default_reward = reward_funcs is None
@@ -108,6 +113,7 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
             ]
             for name, dataset in _named_datasets(train_dataset, eval_dataset):
                 _check_columns(dataset, name)
+        reward_funcs = with_thought_budget(reward_funcs, args, processing_class)
 
         super().__init__(
             model=model,
@@ -121,6 +127,9 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
         if default_reward and processing_class is None:
             # GRPOTrainer loaded the tokenizer: bind it now so that reasoning length is counted in tokens.
             reward_funcs[0].keywords["reasoning_tokenizer"] = self._tokenizer
+        for func in reward_funcs:
+            if isinstance(func, ThoughtBudgetReward) and func.tokenizer is None:
+                func.tokenizer = self._tokenizer
         if args.stop_after_answer and args.use_vllm:
             from .vllm_engine import keep_forced_eos_out_of_training
 
@@ -149,6 +158,13 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
     def _get_train_sampler(self, dataset: Any = None) -> Any:
         # GRPO's sampler restarts its shuffle when a run resumes in a later epoch; this one replays the epoch's order.
         sampler = super()._get_train_sampler(dataset)
+        if self.args.curriculum == "entropy":
+            return EntropyCurriculumRepeatSampler(
+                data_source=sampler.data_source,
+                mini_repeat_count=sampler.mini_repeat_count,
+                batch_size=sampler.batch_size,
+                repeat_count=sampler.repeat_count,
+            )
         return EpochReplayRepeatSampler(
             data_source=sampler.data_source,
             mini_repeat_count=sampler.mini_repeat_count,
