@@ -27,6 +27,15 @@ def make_parser() -> argparse.ArgumentParser:
         "--learning_rate", "--learning-rate", type=float, default=1e-6, help="The paper's 1e-6 by default."
     )
     demo.add_argument("--seed", type=int, default=0)
+    from .ablation import add_ablation_arguments
+
+    add_ablation_arguments(
+        commands.add_parser(
+            "ablate",
+            help="Train several RPT variants (rewards, budget, curriculum) on the same data and seed and compare them "
+            "on the same held-out positions (tiny world: minutes on a CPU).",
+        )
+    )
     # `prepare` and `train` are parsed by TrlParser from their dataclasses: `rpt-trl prepare --help` lists the flags.
     commands.add_parser(
         "prepare",
@@ -79,6 +88,14 @@ def main(argv: list[str] | None = None) -> None:
             learning_rate=args.learning_rate,
             seed=args.seed,
         )
+    elif args.command == "ablate":
+        from .ablation import main as ablate
+        from .hub import public_command
+
+        try:
+            ablate(args, public_command(argv))
+        except (ValueError, TypeError, FileNotFoundError) as error:  # explained input errors: no traceback
+            raise SystemExit(f"rpt-trl ablate: error: {error}") from None
     elif args.command == "evaluate":
         from .evaluation.commands import run_evaluate_command
 
