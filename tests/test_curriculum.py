@@ -42,6 +42,8 @@ def test_trainer_trains_in_entropy_order_whatever_the_seed(tmp_path, world, seed
     first_batch = next(iter(trainer.get_train_dataloader()))
     easiest = {dataset[index]["prompt"] for index in order[: len(first_batch) // args.num_generations]}
     assert {row["prompt"] for row in first_batch} == easiest
+    trainer.create_model_card()
+    assert "| `curriculum` | `entropy` |" in (tmp_path / "README.md").read_text()
 
 
 def test_missing_entropy_column_is_refused_before_training(tmp_path, world):
