@@ -1,7 +1,7 @@
 r"""`rpt-trl ablate`: train several RPT variants on the same data and seed, and compare them on the same held-out
 positions.
 
-A variant is a set of [`RPTConfig`] overrides: by default one per reward in `rpt_trl.rewards.REWARD_FUNCTIONS`
+A variant is a set of [`RPTConfig`] overrides: by default one per value that `RPTConfig.reward` accepts
 (`reward=<name>`), or any `name:key=value,key=value` spec (e.g. `budget32:thought_budget=32`). Every variant starts
 from the same policy weights, trains for the same steps on the same positions with the same seed, and is scored by
 the evaluation's reasoning mode (`reasoning_scores`, the training reward's parser and `prefix_match` scorer) on the
@@ -66,15 +66,14 @@ def parse_variant(spec: str) -> Variant:
         >>> parse_variant("budget8:thought_budget=8,thought_budget_penalty=step")
         Variant(name='budget8', overrides={'thought_budget': 8, 'thought_budget_penalty': 'step'})
     """
-    from .rewards import REWARD_FUNCTIONS
     from .trainer.rpt_config import RPTConfig
 
     name, separator, settings = spec.partition(":")
     name = name.strip()
     if not separator:
-        if name not in REWARD_FUNCTIONS:
+        if name not in registered_rewards():
             raise ValueError(
-                f"Variant {spec!r} is not a reward name {list(REWARD_FUNCTIONS)}; write other variants as "
+                f"Variant {spec!r} is not a reward name {registered_rewards()}; write other variants as "
                 "'name:key=value,key=value' with RPTConfig fields, e.g. 'budget32:thought_budget=32'."
             )
         return Variant(name, {"reward": name})
@@ -101,11 +100,17 @@ def parse_variant(spec: str) -> Variant:
     return Variant(name, overrides)
 
 
-def default_variants() -> list[Variant]:
-    """One variant per registered reward (`RPTConfig(reward=...)`), the registry's first (the paper's) first."""
-    from .rewards import REWARD_FUNCTIONS
+def registered_rewards() -> list[str]:
+    """Every value `RPTConfig(reward=...)` accepts, as its field declares them (`choices`): the TRL rewards of
+    `rpt_trl.rewards` and any reward added to the config later, the paper's `prefix_match` first."""
+    from .trainer.rpt_config import RPTConfig
 
-    return [Variant(name, {"reward": name}) for name in REWARD_FUNCTIONS]
+    return list(next(f for f in fields(RPTConfig) if f.name == "reward").metadata["choices"])
+
+
+def default_variants() -> list[Variant]:
+    """One variant per registered reward (see [`registered_rewards`])."""
+    return [Variant(name, {"reward": name}) for name in registered_rewards()]
 
 
 @dataclass

@@ -111,10 +111,21 @@ class ThoughtBudgetReward:
         self.budget, self.penalty, self.width, self.tokenizer = budget, penalty, width, tokenizer
         self.__name__ = get_callable_name(reward_func)
 
+    # A transparent wrapper, as `wrapt.ObjectProxy` is: attributes and `isinstance` are the wrapped reward's, so that
+    # code which recognises a reward by its class (the trainer binding a reward that reads its model, TRL checking
+    # for `functools.partial`) treats it as that reward. `type()` still tells the wrapper.
     def __getattr__(self, name: str) -> Any:
         if name == "reward_func":  # not set yet (unpickling): no recursion
             raise AttributeError(name)
         return getattr(self.reward_func, name)
+
+    @property
+    def __class__(self):  # noqa: D105
+        return self.reward_func.__class__
+
+    def __reduce__(self) -> tuple:  # pickle as a wrapper (pickling reads `__class__`)
+        options = {"budget": self.budget, "penalty": self.penalty, "width": self.width, "tokenizer": self.tokenizer}
+        return _rebuild_thought_budget_reward, (self.reward_func, options)
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         rewards = self.reward_func(completions=completions, **kwargs)
@@ -131,6 +142,10 @@ class ThoughtBudgetReward:
             removed = [r - s for r, s in zip(rewards, shaped) if r is not None]
             log_metric("rpt/budget_penalty", sum(removed) / len(removed) if removed else 0.0)
         return shaped
+
+
+def _rebuild_thought_budget_reward(reward_func: Callable, options: dict[str, Any]) -> ThoughtBudgetReward:
+    return ThoughtBudgetReward(reward_func, **options)
 
 
 def with_thought_budget(reward_funcs: Any, args: Any, tokenizer: Any | None) -> list[Any]:

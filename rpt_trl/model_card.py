@@ -20,13 +20,7 @@ from .results import card_table, result_groups, validate_result
 
 logger = logging.getLogger(__name__)
 
-CURVE_COLUMNS = (
-    "reward",
-    "rpt/next_token_accuracy",
-    "rpt/answer_rate",
-    "rpt/reasoning_tokens",
-    "rpt/over_budget_fraction",
-)
+CURVE_COLUMNS = ("reward", "rpt/next_token_accuracy", "rpt/answer_rate", "rpt/reasoning_tokens")
 TRAINING_CURVES_PNG = "training_curves.png"
 MODEL_CARD_TEMPLATE = "rpt_model_card.md"
 TAGS = ("trl", "rpt", "grpo")
@@ -204,6 +198,8 @@ def _card_hyperparameters(args: Any) -> dict[str, Any]:
         "gradient_accumulation_steps", "max_steps", "num_train_epochs", "seed",
     ]  # fmt: skip
     values = {name: getattr(args, name) for name in names}
+    if args.prompt_template not in TEMPLATES:  # a custom template: name it, don't paste it
+        values["prompt_template"] = "custom"
     # Shaping and ordering that change what was learned: recorded when on (getattr: a plain GRPOConfig lacks them).
     if getattr(args, "thought_budget", None) is not None:
         values["thought_budget"] = args.thought_budget
@@ -212,6 +208,4 @@ def _card_hyperparameters(args: Any) -> dict[str, Any]:
             values["thought_budget_width"] = args.thought_budget_width or args.thought_budget
     if getattr(args, "curriculum", None) is not None:
         values["curriculum"] = args.curriculum
-    if args.prompt_template not in TEMPLATES:  # a custom template: name it, don't paste it
-        values["prompt_template"] = "custom"
     return values

@@ -2,18 +2,21 @@
 run writing a valid results.json, report and plots."""
 
 import json
+from dataclasses import fields
 
 import pytest
 from PIL import Image
 
-from rpt_trl import cli
+from rpt_trl import RPTConfig, cli
 from rpt_trl.ablation import Variant, default_variants, make_setup, parse_variant, variant_configs
 from rpt_trl.results import load_results
 from rpt_trl.rewards import REWARD_FUNCTIONS
 
 
-def test_default_variants_are_the_reward_registry():
-    assert [(v.name, v.overrides) for v in default_variants()] == [(n, {"reward": n}) for n in REWARD_FUNCTIONS]
+def test_default_variants_are_every_reward_the_config_accepts():
+    accepted = next(f for f in fields(RPTConfig) if f.name == "reward").metadata["choices"]
+    assert set(REWARD_FUNCTIONS) <= set(accepted)
+    assert [(v.name, v.overrides) for v in default_variants()] == [(n, {"reward": n}) for n in accepted]
 
 
 @pytest.mark.parametrize(

@@ -154,3 +154,33 @@ def test_budget_and_curriculum_from_recipe_yaml(tmp_path):
         ["--config", str(recipe), "--thought_budget_penalty", "linear", "--thought_budget_width", "64"]
     )
     assert (args.thought_budget_penalty, args.thought_budget_width) == ("linear", 64)
+
+
+class ModelBoundReward:
+    """A reward that the trainer recognises by its class and binds to itself (as rewards that read the policy are)."""
+
+    def __init__(self):
+        self.trainer = None
+
+    def bind(self, trainer):
+        self.trainer = trainer
+
+    def __call__(self, completions, **kwargs):
+        return [1.0] * len(completions)
+
+
+def test_wrapper_is_transparent_to_class_checks_and_binding(tokenizer):
+    import functools
+    import pickle
+
+    inner = ModelBoundReward()
+    shaped = ThoughtBudgetReward(inner, budget=BUDGET, tokenizer=tokenizer)
+    assert isinstance(shaped, ModelBoundReward) and isinstance(shaped, ThoughtBudgetReward)
+    shaped.bind("the trainer")
+    assert inner.trainer == "the trainer" and shaped.trainer == "the trainer"
+    partial = ThoughtBudgetReward(functools.partial(prefix_match_reward, require_think_close=False), budget=BUDGET)
+    assert isinstance(partial, functools.partial) and partial.keywords == {"require_think_close": False}
+    restored = pickle.loads(pickle.dumps(partial))
+    assert (
+        type(restored) is ThoughtBudgetReward and restored.budget == BUDGET and restored.keywords == partial.keywords
+    )

@@ -108,27 +108,6 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
             "choices": list(REWARD_FUNCTIONS),
         },
     )
-    thought_budget: int | None = field(
-        default=None,
-        metadata={
-            "help": "Thought budget in tokens: positive rewards of longer thoughts are lowered (None: no budget)."
-        },
-    )
-    thought_budget_penalty: str = field(
-        default="linear",
-        metadata={
-            "help": "How rewards over the budget fall: 'linear' (to 0 over thought_budget_width) or 'step'.",
-            "choices": list(PENALTIES),
-        },
-    )
-    thought_budget_width: int | None = field(
-        default=None,
-        metadata={"help": "Linear penalty: tokens over the budget at which the reward reaches 0 (None: the budget)."},
-    )
-    curriculum: str | None = field(
-        default=None,
-        metadata={"help": "'entropy': train from the lowest to the highest 'entropy' column value, no shuffling."},
-    )
     stop_after_answer: bool = field(
         default=False,
         metadata={
@@ -156,6 +135,27 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         default=4,
         metadata={"help": "Most refill rounds per generation batch before uniform groups fill the remaining slots."},
     )
+    thought_budget: int | None = field(
+        default=None,
+        metadata={
+            "help": "Thought budget in tokens: positive rewards of longer thoughts are lowered (None: no budget)."
+        },
+    )
+    thought_budget_penalty: str = field(
+        default="linear",
+        metadata={
+            "help": "How rewards over the budget fall: 'linear' (to 0 over thought_budget_width) or 'step'.",
+            "choices": list(PENALTIES),
+        },
+    )
+    thought_budget_width: int | None = field(
+        default=None,
+        metadata={"help": "Linear penalty: tokens over the budget at which the reward reaches 0 (None: the budget)."},
+    )
+    curriculum: str | None = field(
+        default=None,
+        metadata={"help": "'entropy': train from the lowest to the highest 'entropy' column value, no shuffling."},
+    )
 
     def __post_init__(self):
         # GRPOConfig divides by num_generations in its own __post_init__: check it first, for a message, not a
@@ -169,16 +169,6 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         self._check_sampling_and_optimisation()
         if self.reward not in REWARD_FUNCTIONS:
             raise ValueError(f"reward must be one of {list(REWARD_FUNCTIONS)}, got {self.reward!r}.")
-        if self.thought_budget is not None:
-            check_thought_budget(self.thought_budget, self.thought_budget_penalty, self.thought_budget_width)
-        elif self.thought_budget_width is not None or self.thought_budget_penalty not in PENALTIES:
-            raise ValueError(
-                f"thought_budget_width / thought_budget_penalty shape the thought budget, which is off "
-                f"(thought_budget=None): set thought_budget=<tokens>, or leave them at their defaults "
-                f"(penalty one of {list(PENALTIES)}, width None)."
-            )
-        if self.curriculum is not None and self.curriculum not in CURRICULA:
-            raise ValueError(f"curriculum must be None or one of {list(CURRICULA)}, got {self.curriculum!r}.")
         if self.push_checkpoint_revisions and not self.push_to_hub:
             raise ValueError(
                 "push_checkpoint_revisions=True pushes to the run's Hub repository: set push_to_hub=True (and "
@@ -196,6 +186,16 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
                 f"dynamic_sampling_max_refills must be at least 0 (0 only drops, never refills), got "
                 f"{self.dynamic_sampling_max_refills}."
             )
+        if self.thought_budget is not None:
+            check_thought_budget(self.thought_budget, self.thought_budget_penalty, self.thought_budget_width)
+        elif self.thought_budget_width is not None or self.thought_budget_penalty not in PENALTIES:
+            raise ValueError(
+                f"thought_budget_width / thought_budget_penalty shape the thought budget, which is off "
+                f"(thought_budget=None): set thought_budget=<tokens>, or leave them at their defaults "
+                f"(penalty one of {list(PENALTIES)}, width None)."
+            )
+        if self.curriculum is not None and self.curriculum not in CURRICULA:
+            raise ValueError(f"curriculum must be None or one of {list(CURRICULA)}, got {self.curriculum!r}.")
         if self.stop_after_answer and (self.use_transformers_continuous_batching or self.use_transformers_paged):
             # That path calls `model.generate_batch`, not `model.generate`, which the answer stop wraps.
             raise ValueError(

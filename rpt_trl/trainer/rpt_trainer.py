@@ -127,9 +127,6 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
         if default_reward and processing_class is None:
             # GRPOTrainer loaded the tokenizer: bind it now so that reasoning length is counted in tokens.
             reward_funcs[0].keywords["reasoning_tokenizer"] = self._tokenizer
-        for func in reward_funcs:
-            if isinstance(func, ThoughtBudgetReward) and func.tokenizer is None:
-                func.tokenizer = self._tokenizer
         if args.stop_after_answer and args.use_vllm:
             from .vllm_engine import keep_forced_eos_out_of_training
 
@@ -142,6 +139,9 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
             self.add_callback(
                 CheckpointRevisionPusher(self.hub_model_id, token=args.hub_token, retries=args.hub_push_retries)
             )
+        for func in self.reward_funcs:  # GRPOTrainer loaded the tokenizer: the thought budget counts with it
+            if isinstance(func, ThoughtBudgetReward) and func.tokenizer is None:
+                func.tokenizer = self._tokenizer
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> Any:
         """`Trainer.train`, with two more ways to resume.
