@@ -32,6 +32,7 @@ from rpt_trl.evaluation import (
     validate_result,
     zero_shot_table,
 )
+from rpt_trl.evaluation.next_token import MIN_SHARED_PREFIX, shared_prefix_length
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -187,6 +188,32 @@ def test_reasoning_mode_on_a_warm_started_tiny_model_is_seeded_and_scored_by_the
     )
     assert [r for per_row in rewards for r in per_row] == expected
     assert 0 < sum(expected) < len(expected)  # the warm start answers " meow" about a quarter of the time
+
+
+def test_shared_prefix_cache_gives_the_plain_outputs(warm_world):
+    _, tokenizer, dataset, _ = warm_world
+    model = make_tiny_model(tokenizer, seed=1)  # random weights: seeded samples differ from row to row
+    rows = list(dataset.select(range(12)))
+    template = " ".join(r["prompt"] + r["ground_truth"] for r in rows[:6]) + " "  # a few-shot-like shared prefix
+    prompts = [template + " ".join(r["prompt"] for r in rows[: 1 + k % 4]) for k in range(len(rows))]
+    ids = tokenizer(prompts)["input_ids"]
+    assert shared_prefix_length(ids) >= MIN_SHARED_PREFIX  # the template is shared, so the cached path runs
+    assert max(map(len, ids)) - min(map(len, ids)) > 8  # padding sits between the prefix and the own tokens
+    outputs = {}
+    for prefix_cache in (True, False):
+        generate = transformers_generator(
+            model, tokenizer, max_new_tokens=10, temperature=1.0, batch_size=12, prefix_cache=prefix_cache,
+            stop_after_answer=False, show_progress=False,
+        )  # fmt: skip
+        outputs[prefix_cache] = generate(prompts, 1)
+    assert outputs[True] == outputs[False]
+    assert len({c[0] for c in outputs[True]}) > 1
+
+
+def test_shared_prefix_length():
+    assert shared_prefix_length([]) == 0
+    assert shared_prefix_length([[1, 2, 3]]) == 2  # one token is always left to the prompt itself
+    assert shared_prefix_length([[1, 2], [3, 4]]) == 0
 
 
 @pytest.mark.parametrize(("n", "c", "k", "expected"), [(4, 1, 1, 0.25), (4, 1, 2, 0.5), (4, 2, 2, 5 / 6),
