@@ -650,8 +650,8 @@ def add_ablation_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                         help="Prepared next-token positions to train on (default with --model: the demo corpus).")  # fmt: skip
     parser.add_argument("--eval_dataset", "--eval-dataset", default=None,
                         help="Held-out positions (default: --dataset's --eval_split).")  # fmt: skip
-    parser.add_argument("--dataset_split", "--dataset-split", default="train")
-    parser.add_argument("--eval_split", "--eval-split", default="eval")
+    parser.add_argument("--dataset_split", "--dataset-split", default="train", help="Split of --dataset to train on.")
+    parser.add_argument("--eval_split", "--eval-split", default="eval", help="Split of the held-out positions.")
     parser.add_argument("--eval_positions", "--eval-positions", type=int, default=24,
                         help="Score at most this many held-out positions.")  # fmt: skip
     parser.add_argument("--num_samples", "--num-samples", type=int, default=4,

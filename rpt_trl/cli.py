@@ -34,6 +34,9 @@ def make_parser() -> argparse.ArgumentParser:
             "ablate",
             help="Train several RPT variants (rewards, budget, curriculum) on the same data and seed and compare them "
             "on the same held-out positions (tiny world: minutes on a CPU).",
+            description="Train several RPT variants on the same data and seed, compare them on the same held-out "
+            "positions. Example: rpt-trl ablate --world tiny --variants prefix_match first_token "
+            "'budget1:thought_budget=1,thought_budget_penalty=step' --max_steps 8",
         )
     )
     # `prepare` and `train` are parsed by TrlParser from their dataclasses: `rpt-trl prepare --help` lists the flags.
