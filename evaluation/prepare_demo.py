@@ -3,7 +3,7 @@
 Two worlds, both offline on a CPU:
 
 - `--world gemma` (default): the embedded Gemma 3 270M base model and the generated arithmetic corpus of
-  `rpt_trl.demo.arithmetic_demo` (its template and its word positions). The first 8 documents are held out for evaluation.
+  `rpt_trl.demo.arithmetic_demo` (its template and its word positions). The first 24 documents are held out for evaluation.
 - `--world tiny`: the warm-started tiny policy of the learning test, whose reward rises within 16 steps; its
   checkpoints give a scaling curve with something to fit.
 

