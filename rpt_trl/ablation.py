@@ -546,7 +546,7 @@ def report_markdown(results: Sequence[dict[str, Any]], summary: dict[str, Any]) 
         names = ", ".join(f"`{r['label']}`" for r in best)
         costs = ", ".join(_cell(_mean(r["training_curve"].get("step_time_s", [])), ".2f") for r in best)
         base_cost = _cell(_mean(base["training_curve"].get("step_time_s", [])), ".2f")
-        against = "" if best == [base] else f", against {base_cost} s for `{summary['baseline']}`"
+        against = "" if base in best else f", against {base_cost} s for `{summary['baseline']}`"
         lines += [
             f"Most learning signal per step: {names} ({100 * share:.0f}% of groups had differing rewards on "
             f"average), at {costs} s per step{against}. Over so few steps and positions, read the accuracy "

@@ -322,7 +322,7 @@ def plot_comparison(results: Sequence[Mapping[str, Any]], path: str | Path, *, t
         value = 100 * overall["accuracy"]
         error = [[value - 100 * interval["low"]], [100 * interval["high"] - value]]
         left.bar(index, value, color=colors[result["mode"]], yerr=error, capsize=4)
-        left.text(index, 100 * interval["high"] + 1, f"{value:.1f}", ha="center", fontsize=8)
+        left.text(index, 100 * interval["high"] + 2, f"{value:.1f}", ha="center", va="bottom", fontsize=8)
     left.set_xticks(range(len(results)), [system_name(r) for r in results], rotation=30, ha="right", fontsize=8)
     confidence = round(100 * results[0].get("confidence", CONFIDENCE))
     left.set(ylabel="next-token accuracy (%)", title=title or f"Held-out accuracy, {confidence}% intervals")
@@ -342,6 +342,7 @@ def plot_comparison(results: Sequence[Mapping[str, Any]], path: str | Path, *, t
                 "tab:red" if difference["significant"] else "tab:gray")  # fmt: skip
             right.errorbar(value, index, xerr=error, fmt="o", color=color, capsize=4)
         right.axvline(0, color="black", linewidth=0.8)
+        right.margins(x=0.15, y=0.2)  # zero and the ends of the intervals clear of the frame
         one_system = len({d["system"] for d in differences}) == 1  # one target against the others, or several pairs
         names = [f"− {d['reference']}" if one_system else f"{d['system']} − {d['reference']}" for d in differences]
         right.set_yticks(range(len(differences)), names, fontsize=8)
