@@ -123,3 +123,23 @@ def test_tiny_ablation_writes_results_report_and_plots(tmp_path, capsys):
         with Image.open(out / png) as image:
             assert image.format == "PNG" and image.size[0] > 400
     assert json.loads((out / "results.json").read_text())[0]["ablation"]["eval_positions"] == 8
+
+
+def test_recipe_yaml_gives_every_variant_its_settings(tmp_path, tiny_setup):
+    from rpt_trl.ablation import load_config_overrides
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "model_name_or_path: org/model\ndataset_name: data\nlearning_rate: 1.0e-4\nseed: 7\nsave_steps: 5\n"
+    )
+    overrides = load_config_overrides(str(recipe))
+    assert overrides == {"learning_rate": 1e-4, "seed": 7, "save_steps": 5}  # the script's model and data keys skipped
+    configs = variant_configs(
+        [Variant("a", {}), Variant("b", {"learning_rate": 1e-3})], tiny_setup, {"learning_rate": 1e-4}, seed=7,
+        max_steps=3,
+    )  # fmt: skip
+    assert [c["learning_rate"] for c in configs] == [1e-4, 1e-3]  # the variant's own setting wins
+    assert all(c["seed"] == 7 and c["max_steps"] == 3 and c["save_strategy"] == "no" for c in configs)
+    recipe.write_text("learning_rat: 1.0\n")
+    with pytest.raises(ValueError, match="learning_rat"):
+        load_config_overrides(str(recipe))
