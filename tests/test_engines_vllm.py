@@ -241,3 +241,20 @@ def test_evaluation_and_zero_shot_through_trl_vllm_serve(world, server, tmp_path
     result = json.loads((tmp_path / "mc.json").read_text())
     assert result["mode"] == "multiple_choice" and 0.0 <= result["overall"]["accuracy"] <= 1.0
     assert time.monotonic() - started < 600
+
+
+def test_demo_generates_rollouts_with_vllm_when_asked(tmp_path):
+    """`rpt-trl demo --use_vllm` on a tiny model vLLM loads: the colocated engine makes RPT's rollouts and the report
+    says so."""
+    tokenizer = make_tiny_tokenizer()
+    make_tiny_model(tokenizer, num_attention_heads=2).save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    result = subprocess.run(
+        [sys.executable, "-m", "rpt_trl.cli", "demo", "--model", str(tmp_path / "tiny"), "--use_vllm",
+         "--train_steps", "2", "--output_dir", str(tmp_path / "demo")],
+        env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert results[0]["demo"]["generation"] == "vLLM" and len(results[0]["demo"]["train_log"]) == 2
+    assert "rollouts generated with vLLM" in (tmp_path / "demo" / "report.md").read_text()

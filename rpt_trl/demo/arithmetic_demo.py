@@ -95,7 +95,7 @@ def _word_in_context(example: dict[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What the demo trains and evaluates. `DemoSettings()` is `make demo`; [`FULL_DEMO`] is `make demo-full`.
+    """What the demo trains and evaluates; `DemoSettings()` is `make demo`.
 
     Attributes:
         corpus_documents: Generated documents; the first `held_out_documents` are for evaluation only.
@@ -108,6 +108,8 @@ class DemoSettings:
         train_steps: RPT optimizer steps; the next-token baseline takes as many.
         prompts_per_step: Prompts (groups) per RPT step.
         num_generations: Completions per prompt.
+        max_refills: Dynamic sampling (from the first step): rounds of fresh prompts per step to replace the groups
+            whose completions all earned the same reward, which give no gradient.
         max_completion_length: Tokens per completion, in training and evaluation.
         learning_rate: For RPT and the baseline (full fine-tuning).
         block_size: Tokens per training block of the next-token baseline.
@@ -121,10 +123,11 @@ class DemoSettings:
     all_positions: int = 96
     eval_samples: int = 1
     curve_positions: int = 48
-    curve_every: int = 4
-    train_steps: int = 8
-    prompts_per_step: int = 4
-    num_generations: int = 4
+    curve_every: int = 3
+    train_steps: int = 6
+    prompts_per_step: int = 2
+    num_generations: int = 8
+    max_refills: int = 2
     max_completion_length: int = 24
     learning_rate: float = 1e-5
     block_size: int = 128
@@ -143,10 +146,6 @@ class DemoSettings:
         if self.curve_positions > self.eval_positions:
             raise ValueError(f"curve_positions ({self.curve_positions}) must not exceed eval_positions "
                              f"({self.eval_positions}): the learning curve uses a prefix of them.")  # fmt: skip
-
-
-FULL_DEMO = DemoSettings(eval_samples=2, train_steps=32, curve_every=8)
-"""`make demo-full`: four times the training and two samples per position."""
 
 
 def demo_splits(
@@ -304,7 +303,10 @@ def rpt_training_fields(settings: DemoSettings, *, use_vllm: bool = False, on_cp
         num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,
         learning_rate=settings.learning_rate, prompt_format="text", stop_after_answer=True,
         gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
-        use_vllm=use_vllm, **({"vllm_mode": "colocate"} if use_vllm else {}),
+        dynamic_sampling=True, dynamic_sampling_start_step=0, dynamic_sampling_max_refills=settings.max_refills,
+        use_vllm=use_vllm, **({"vllm_mode": "colocate", "vllm_max_model_length": 1024} if use_vllm else {}),
+        # vLLM's CPU build reserves this share of the machine's memory for its cache.
+        **({"vllm_gpu_memory_utilization": 0.15} if use_vllm and on_cpu else {}),
         **({"use_cpu": True, "bf16": False} if on_cpu else {}),
     )  # fmt: skip
 
@@ -328,7 +330,8 @@ def _train_rpt(
             if logs and "reward" in logs:
                 self.steps.append({
                     "step": state.global_step, "reward": logs["reward"],
-                    "mixed_group_share": 1.0 - logs.get("frac_reward_zero_std", float("nan")),
+                    "mixed_group_share": 1.0 - logs.get("dynamic_sampling/dropped_fraction", float("nan")),
+                    "trained_mixed_share": 1.0 - logs.get("dynamic_sampling/uniform_fraction_kept", float("nan")),
                     "answer_rate": logs.get("rpt/answer_rate", float("nan")),
                 })  # fmt: skip
 
@@ -399,6 +402,7 @@ def demo_report(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     half_width = max(result_interval(r).half_width for r in targeted if r["mode"] == "reasoning")
     log = summary["train_log"]
     mixed = [s["mixed_group_share"] for s in log]
+    trained = [s["trained_mixed_share"] for s in log]
     generation = f"generated with {summary['generation']}"
     if summary["generation"] == "transformers":
         generation += "; vLLM is not installed" if not summary["vllm_installed"] else "; vLLM was turned off"
@@ -437,9 +441,11 @@ def demo_report(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         "",
         "## Training signal and learning curve",
         "",
-        f"Share of RPT groups with mixed rewards (some completions right, some wrong; the others give no gradient): "
-        f"{sum(mixed) / len(mixed):.2f} on average, per step {[round(m, 2) for m in mixed]}. Mean reward per step: "
-        f"{[round(s['reward'], 2) for s in log]}.",
+        f"Groups with mixed rewards (some completions right, some wrong; a group whose completions all earn the same "
+        f"reward gives no gradient): {sum(mixed) / len(mixed):.2f} of the generated groups on average, per step "
+        f"{[round(m, 2) for m in mixed]}. Dynamic sampling (up to {settings['max_refills']} rounds of fresh prompts "
+        f"per step) replaced uniform groups, so that {sum(trained) / len(trained):.2f} of the trained groups had "
+        f"mixed rewards. Mean reward per step: {[round(s['reward'], 2) for s in log]}.",
         "",
         "Held-out accuracy during RPT (the project's `NextTokenAccuracyCallback` on the first "
         f"{settings['curve_positions']} targeted positions): "
@@ -496,6 +502,6 @@ def _plot_learning_curve(summary: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
-def demo_settings(full: bool = False, **overrides: Any) -> DemoSettings:
-    """`DemoSettings()` or [`FULL_DEMO`], with the given fields replaced (unset ones, `None`, are left)."""
-    return replace(FULL_DEMO if full else DemoSettings(), **{k: v for k, v in overrides.items() if v is not None})
+def demo_settings(**overrides: Any) -> DemoSettings:
+    """`DemoSettings()` with the given fields replaced (unset ones, `None`, are left)."""
+    return replace(DemoSettings(), **{k: v for k, v in overrides.items() if v is not None})
