@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _IMPORT_STRUCTURE = {
+    "ablation": ["run_ablation"],
     "data.builder": [
         "DIFFICULTY_THRESHOLDS",
         "NextTokenDatasetStats",
@@ -20,6 +21,7 @@ _IMPORT_STRUCTURE = {
     ],
     "data.entropy": ["align_token_values", "compute_token_entropy", "document_entropy"],
     "data.loading": ["load_documents"],
+    "length_budget": ["ThoughtBudgetReward"],
     "parsing": ["can_be_boxed", "extract_prediction", "split_thought"],
     "model_rewards": ["MODEL_REWARDS", "ConditionalDenseReward", "DenseReward", "InformationGainReward"],
     "data.prepare": ["prepare_rpt_dataset", "push_prepared_dataset", "save_prepared_dataset"],
@@ -38,6 +40,7 @@ _MODULE_OF = {name: module for module, names in _IMPORT_STRUCTURE.items() for na
 __all__ = sorted(_MODULE_OF)
 
 if TYPE_CHECKING:
+    from .ablation import run_ablation
     from .data.builder import (
         DIFFICULTY_THRESHOLDS,
         NextTokenDatasetStats,
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
     from .data.loading import load_documents
     from .data.prepare import prepare_rpt_dataset, push_prepared_dataset, save_prepared_dataset
     from .data.templates import TEMPLATES, render_prompt
+    from .length_budget import ThoughtBudgetReward
     from .model_rewards import MODEL_REWARDS, ConditionalDenseReward, DenseReward, InformationGainReward
     from .parsing import can_be_boxed, extract_prediction, split_thought
     from .rewards import (

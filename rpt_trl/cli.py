@@ -29,6 +29,18 @@ def make_parser() -> argparse.ArgumentParser:
     demo.add_argument("--use_vllm", "--use-vllm", action=argparse.BooleanOptionalAction, default=None,
                       help="vLLM for RPT's rollouts (default: when installed).")  # fmt: skip
     demo.add_argument("--seed", type=int, default=None)
+    from .ablation import add_ablation_arguments
+
+    add_ablation_arguments(
+        commands.add_parser(
+            "ablate",
+            help="Train several RPT variants (rewards, budget, curriculum) on the same data and seed and compare them "
+            "on the same held-out positions (tiny world: minutes on a CPU).",
+            description="Train several RPT variants on the same data and seed, compare them on the same held-out "
+            "positions. Example: rpt-trl ablate --world tiny --variants prefix_match first_token "
+            "'budget1:thought_budget=1,thought_budget_penalty=step' --max_steps 8",
+        )
+    )
     # `prepare` and `train` are parsed by TrlParser from their dataclasses: `rpt-trl prepare --help` lists the flags.
     commands.add_parser(
         "prepare",
@@ -81,6 +93,14 @@ def main(argv: list[str] | None = None) -> None:
             run_demo(args.output_dir, model_name=args.model, settings=settings)
         except ValueError as error:
             raise SystemExit(f"rpt-trl demo: error: {error}") from None
+    elif args.command == "ablate":
+        from .ablation import main as ablate
+        from .hub import public_command
+
+        try:
+            ablate(args, public_command(argv))
+        except (ValueError, TypeError, FileNotFoundError) as error:  # explained input errors: no traceback
+            raise SystemExit(f"rpt-trl ablate: error: {error}") from None
     elif args.command == "evaluate":
         from .evaluation.commands import run_evaluate_command
 

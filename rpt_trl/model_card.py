@@ -224,4 +224,12 @@ def _card_hyperparameters(args: Any) -> dict[str, Any]:
         values["reference_ema_device"] = args.reference_ema_device
     if args.prompt_template not in TEMPLATES:  # a custom template: name it, don't paste it
         values["prompt_template"] = "custom"
+    # Shaping and ordering that change what was learned: recorded when on (getattr: a plain GRPOConfig lacks them).
+    if getattr(args, "thought_budget", None) is not None:
+        values["thought_budget"] = args.thought_budget
+        values["thought_budget_penalty"] = args.thought_budget_penalty
+        if args.thought_budget_penalty == "linear":
+            values["thought_budget_width"] = args.thought_budget_width or args.thought_budget
+    if getattr(args, "curriculum", None) is not None:
+        values["curriculum"] = args.curriculum
     return values

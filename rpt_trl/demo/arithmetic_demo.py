@@ -294,6 +294,23 @@ def run_demo(
     return results
 
 
+def rpt_training_fields(settings: DemoSettings, *, use_vllm: bool = False, on_cpu: bool = True) -> dict[str, Any]:
+    """The [`RPTConfig`] fields of the demo's RPT run (also the preset of `rpt-trl ablate --model <model>` on the
+    demo corpus)."""
+    return dict(
+        seed=settings.seed, max_steps=settings.train_steps,
+        per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
+        num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,
+        learning_rate=settings.learning_rate, prompt_format="text", stop_after_answer=True,
+        gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
+        dynamic_sampling=True, dynamic_sampling_start_step=0, dynamic_sampling_max_refills=settings.max_refills,
+        use_vllm=use_vllm, **({"vllm_mode": "colocate", "vllm_max_model_length": 1024} if use_vllm else {}),
+        # vLLM's CPU build reserves this share of the machine's memory for its cache.
+        **({"vllm_gpu_memory_utilization": 0.15} if use_vllm and on_cpu else {}),
+        **({"use_cpu": True, "bf16": False} if on_cpu else {}),
+    )  # fmt: skip
+
+
 def _train_rpt(
     model: Any, tokenizer: Any, train_set: Any, curve_set: Any, settings: DemoSettings, output_dir: Path, *,
     use_vllm: bool, on_cpu: bool,
@@ -318,18 +335,7 @@ def _train_rpt(
                     "answer_rate": logs.get("rpt/answer_rate", float("nan")),
                 })  # fmt: skip
 
-    args = RPTConfig(
-        output_dir=str(output_dir), seed=settings.seed, max_steps=settings.train_steps,
-        per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
-        num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,
-        learning_rate=settings.learning_rate, prompt_format="text", stop_after_answer=True,
-        gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
-        dynamic_sampling=True, dynamic_sampling_start_step=0, dynamic_sampling_max_refills=settings.max_refills,
-        use_vllm=use_vllm, **({"vllm_mode": "colocate", "vllm_max_model_length": 1024} if use_vllm else {}),
-        # vLLM's CPU build reserves this share of the machine's memory for its cache.
-        **({"vllm_gpu_memory_utilization": 0.15} if use_vllm and on_cpu else {}),
-        **({"use_cpu": True, "bf16": False} if on_cpu else {}),
-    )  # fmt: skip
+    args = RPTConfig(output_dir=str(output_dir), **rpt_training_fields(settings, use_vllm=use_vllm, on_cpu=on_cpu))
     log = StepLog()
     trainer = RPTTrainer(model=model, args=args, train_dataset=train_set, processing_class=tokenizer, callbacks=[log])
     curve = NextTokenAccuracyCallback(

@@ -26,7 +26,7 @@ TINY_TRAINING = {
     "warmup_steps": 2,
     "temperature": 1.0,
 }
-_CPU_RUN = {
+CPU_RUN = {
     "use_cpu": True,
     "bf16": False,
     "gradient_checkpointing": False,
@@ -41,7 +41,7 @@ def tiny_training_config(output_dir: str, **overrides: Any) -> Any:
     """The [`RPTConfig`] of a tiny-world run on a CPU: `TINY_TRAINING`, no saving or reporting, then `overrides`."""
     from ..trainer.rpt_config import RPTConfig
 
-    return RPTConfig(output_dir=output_dir, **{**_CPU_RUN, **TINY_TRAINING, **overrides})
+    return RPTConfig(output_dir=output_dir, **{**CPU_RUN, **TINY_TRAINING, **overrides})
 
 
 def animal_corpus(repeats: int = 1, sounds: dict[str, str] | None = None) -> list[str]:

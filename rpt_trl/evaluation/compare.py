@@ -322,15 +322,17 @@ def plot_comparison(results: Sequence[Mapping[str, Any]], path: str | Path, *, t
         value = 100 * overall["accuracy"]
         error = [[value - 100 * interval["low"]], [100 * interval["high"] - value]]
         left.bar(index, value, color=colors[result["mode"]], yerr=error, capsize=4)
-        left.text(index, 100 * interval["high"] + 1, f"{value:.1f}", ha="center", fontsize=8)
+        left.text(index, 100 * interval["high"] + 2, f"{value:.1f}", ha="center", va="bottom", fontsize=8)
     left.set_xticks(range(len(results)), [system_name(r) for r in results], rotation=30, ha="right", fontsize=8)
     confidence = round(100 * results[0].get("confidence", CONFIDENCE))
     left.set(ylabel="next-token accuracy (%)", title=title or f"Held-out accuracy, {confidence}% intervals")
     left.set_ylim(
         0, min(100, max(100 * (r["overall"].get("interval") or {"high": 0.5})["high"] for r in results) + 10)
     )
-    handles = [plt.Rectangle((0, 0), 1, 1, color=color) for color in colors.values()]
-    left.legend(handles, [f"{mode} mode" for mode in colors], fontsize=8, loc="upper left")
+    modes = [mode for mode in colors if any(r["mode"] == mode for r in results)]
+    if len(modes) > 1:  # one mode (an ablation): the colour says nothing, and a legend would hide a bar's label
+        handles = [plt.Rectangle((0, 0), 1, 1, color=colors[mode]) for mode in modes]
+        left.legend(handles, [f"{mode} mode" for mode in modes], fontsize=8, loc="upper left")
     if differences:
         right = axes[0][1]
         for index, difference in enumerate(differences):
@@ -340,11 +342,15 @@ def plot_comparison(results: Sequence[Mapping[str, Any]], path: str | Path, *, t
                 "tab:red" if difference["significant"] else "tab:gray")  # fmt: skip
             right.errorbar(value, index, xerr=error, fmt="o", color=color, capsize=4)
         right.axvline(0, color="black", linewidth=0.8)
-        right.set_yticks(range(len(differences)), [f"− {d['reference']}" for d in differences], fontsize=8)
+        right.margins(x=0.15, y=0.2)  # zero and the ends of the intervals clear of the frame
+        one_system = len({d["system"] for d in differences}) == 1  # one target against the others, or several pairs
+        names = [f"− {d['reference']}" if one_system else f"{d['system']} − {d['reference']}" for d in differences]
+        right.set_yticks(range(len(differences)), names, fontsize=8)
         right.invert_yaxis()
         markers = [plt.Line2D([], [], marker="o", linestyle="", color=c) for c in ("tab:green", "tab:red", "tab:gray")]
         right.legend(markers, ["significant gain", "significant loss", "not significant"], fontsize=8, loc="best")
-        right.set(xlabel="difference in accuracy (points)", title=f"{differences[0]['system']} minus each system")
+        title = f"{differences[0]['system']} minus each system" if one_system else "Paired differences"
+        right.set(xlabel=f"difference in accuracy (points), {confidence}% interval", title=title)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

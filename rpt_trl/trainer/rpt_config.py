@@ -7,9 +7,11 @@ from typing import Any
 from trl import GRPOConfig
 
 from ..data.builder import NextTokenSettings
+from ..length_budget import PENALTIES, check_thought_budget
 from ..model_rewards import MODEL_REWARDS
 from ..rewards import REWARD_FUNCTIONS
 from .reference import REFERENCE_DEVICES
+from .sampler import CURRICULA
 
 
 REWARDS = [*REWARD_FUNCTIONS, *MODEL_REWARDS]
@@ -41,6 +43,24 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         writing. Works with transformers generation (`model.generate`; not its continuous batching, which is
         refused) and with vLLM (colocate, and server mode when the server has rpt-trl installed), through
         `rpt_trl.trainer.vllm_engine.AnswerStopLogitsProcessor`.
+
+    > Parameters that control the reasoning-length budget (RMT, arXiv 2509.24375; see `rpt_trl.length_budget`)
+
+    thought_budget (`int` or `None`, *optional*, defaults to `None`):
+        Thought budget in tokens of the policy's tokenizer: a positive reward (a correct answer) whose thought is
+        longer is lowered, for every reward variant. `None`: no budget.
+    thought_budget_penalty (`str`, *optional*, defaults to `"linear"`):
+        `"linear"`: the reward falls by `1 / thought_budget_width` of itself per token over the budget, down to 0;
+        `"step"`: any thought over the budget earns 0.
+    thought_budget_width (`int` or `None`, *optional*, defaults to `None`):
+        Linear penalty: tokens over the budget at which the reward reaches 0 (`None`: the budget itself).
+
+    > Parameters that control the order of training positions
+
+    curriculum (`str` or `None`, *optional*, defaults to `None`):
+        `"entropy"`: visit training positions from the lowest to the highest value of the dataset's `entropy` column
+        (RMT's easy-to-hard curriculum), instead of shuffling; see
+        `rpt_trl.trainer.sampler.EntropyCurriculumRepeatSampler` for seeds, epochs, processes and resume.
 
     > Parameters that control how documents become examples
 
@@ -143,6 +163,27 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         default=4,
         metadata={"help": "Most refill rounds per generation batch before uniform groups fill the remaining slots."},
     )
+    thought_budget: int | None = field(
+        default=None,
+        metadata={
+            "help": "Thought budget in tokens: positive rewards of longer thoughts are lowered (None: no budget)."
+        },
+    )
+    thought_budget_penalty: str = field(
+        default="linear",
+        metadata={
+            "help": "How rewards over the budget fall: 'linear' (to 0 over thought_budget_width) or 'step'.",
+            "choices": list(PENALTIES),
+        },
+    )
+    thought_budget_width: int | None = field(
+        default=None,
+        metadata={"help": "Linear penalty: tokens over the budget at which the reward reaches 0 (None: the budget)."},
+    )
+    curriculum: str | None = field(
+        default=None,
+        metadata={"help": "'entropy': train from the lowest to the highest 'entropy' column value, no shuffling."},
+    )
 
     def __post_init__(self):
         # GRPOConfig divides by num_generations in its own __post_init__: check it first, for a message, not a
@@ -181,6 +222,16 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
                 f"dynamic_sampling_max_refills must be at least 0 (0 only drops, never refills), got "
                 f"{self.dynamic_sampling_max_refills}."
             )
+        if self.thought_budget is not None:
+            check_thought_budget(self.thought_budget, self.thought_budget_penalty, self.thought_budget_width)
+        elif self.thought_budget_width is not None or self.thought_budget_penalty not in PENALTIES:
+            raise ValueError(
+                f"thought_budget_width / thought_budget_penalty shape the thought budget, which is off "
+                f"(thought_budget=None): set thought_budget=<tokens>, or leave them at their defaults "
+                f"(penalty one of {list(PENALTIES)}, width None)."
+            )
+        if self.curriculum is not None and self.curriculum not in CURRICULA:
+            raise ValueError(f"curriculum must be None or one of {list(CURRICULA)}, got {self.curriculum!r}.")
         if self.stop_after_answer and (self.use_transformers_continuous_batching or self.use_transformers_paged):
             # That path calls `model.generate_batch`, not `model.generate`, which the answer stop wraps.
             raise ValueError(

@@ -12,6 +12,7 @@ from trl.trainer.utils import get_config_model_id
 
 from ..data.builder import build_next_token_dataset
 from ..hub import CheckpointRevisionPusher, check_hub_access, public_name
+from ..length_budget import ThoughtBudgetReward, with_thought_budget
 from ..model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
 from ..model_rewards import MODEL_REWARDS, InformationGainReward, ModelReward
 from ..rewards import REWARD_FUNCTIONS
@@ -20,7 +21,7 @@ from .cpu_lm_head import CompletionScoringOnCPUMixin
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .generation import install_answer_stop
 from .rpt_config import RPTConfig
-from .sampler import EpochReplayRepeatSampler
+from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum
 
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
     - metrics `rpt/next_token_accuracy`, `rpt/answer_rate` and `rpt/reasoning_tokens` (logged by the reward);
     - optionally, EOS as soon as the answer box closes (`args.stop_after_answer`);
     - dynamic sampling from `args.dynamic_sampling_start_step` (see `rpt_trl.trainer.dynamic_sampling`);
+    - optionally, a reasoning-length budget on every reward (`args.thought_budget`, see `rpt_trl.length_budget`;
+      metrics `rpt/over_budget_fraction`, `rpt/budget_penalty`) and an easy-to-hard entropy curriculum
+      (`args.curriculum="entropy"`, see `rpt_trl.trainer.sampler`);
     - on a CPU, log-probabilities of the completion positions only, as on CUDA (see `rpt_trl.trainer.cpu_lm_head`);
     - an RPT model card.
 
@@ -98,6 +102,7 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
         for name, dataset in _named_datasets(train_dataset, eval_dataset):
             _check_not_empty(dataset, name)
         check_dynamic_sampling(args, train_dataset)  # before the model (and vLLM) load
+        check_curriculum(args.curriculum, train_dataset)
         if args.use_vllm:
             _prepare_vllm(args)
         default_reward = reward_funcs is None
@@ -105,6 +110,7 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
             reward_funcs = [_default_reward(args, processing_class)]
             for name, dataset in _named_datasets(train_dataset, eval_dataset):
                 _check_columns(dataset, name)
+        reward_funcs = with_thought_budget(reward_funcs, args, processing_class)
 
         super().__init__(
             model=model,
@@ -133,6 +139,9 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
             self.add_callback(
                 CheckpointRevisionPusher(self.hub_model_id, token=args.hub_token, retries=args.hub_push_retries)
             )
+        for func in self.reward_funcs:  # GRPOTrainer loaded the tokenizer: the thought budget counts with it
+            if isinstance(func, ThoughtBudgetReward) and func.tokenizer is None:
+                func.tokenizer = self._tokenizer
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> Any:
         """`Trainer.train`, with two more ways to resume.
@@ -152,6 +161,13 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
     def _get_train_sampler(self, dataset: Any = None) -> Any:
         # GRPO's sampler restarts its shuffle when a run resumes in a later epoch; this one replays the epoch's order.
         sampler = super()._get_train_sampler(dataset)
+        if self.args.curriculum == "entropy":
+            return EntropyCurriculumRepeatSampler(
+                data_source=sampler.data_source,
+                mini_repeat_count=sampler.mini_repeat_count,
+                batch_size=sampler.batch_size,
+                repeat_count=sampler.repeat_count,
+            )
         return EpochReplayRepeatSampler(
             data_source=sampler.data_source,
             mini_repeat_count=sampler.mini_repeat_count,

