@@ -55,3 +55,6 @@ if __name__ == "__main__":
     record["groups_with_correct"] = logged["rpt/groups_with_correct"]
     with open(os.path.join(out_dir, f"rank{accelerator.process_index}.json"), "w") as file:
         json.dump(record, file)
+    # Leave together: a rank that exits while the other's gloo threads still run can abort it.
+    accelerator.wait_for_everyone()
+    accelerator.end_training()

@@ -273,3 +273,22 @@ def test_a_resumed_run_with_dynamic_sampling_ends_as_the_uninterrupted_one(tmp_p
     assert resumed_reward.groups_seen == full_reward.groups_seen[-len(resumed_reward.groups_seen) :]
     for (name, expected), actual in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(expected, actual), name
+
+
+def test_trained_tokens_count_each_prompt_once_per_group():
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from rpt_trl.trainer.dynamic_sampling import DynamicSamplingMixin
+
+    trainer = SimpleNamespace(
+        num_generations=2, accelerator=SimpleNamespace(gather=lambda t: t.reshape(1)),
+        _metrics={"train": defaultdict(list)},
+    )  # fmt: skip
+    output = {
+        # Two groups of two rollouts: prompts of 3 and 5 tokens (left padding), completions of 1, 2, 4 and 0 tokens.
+        "prompt_mask": torch.tensor([[0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1]]),
+        "completion_mask": torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]]),
+    }
+    DynamicSamplingMixin._log_trained_tokens(trainer, output)
+    assert trainer._metrics["train"]["rpt/trained_tokens"] == [3 + 5 + 1 + 2 + 4 + 0]

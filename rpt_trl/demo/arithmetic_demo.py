@@ -237,12 +237,13 @@ def run_demo(
           f"{settings.num_generations} completions ({'vLLM' if use_vllm else 'transformers'} generation), held-out "
           f"accuracy on {settings.curve_positions} positions every {settings.curve_every} steps", flush=True)  # fmt: skip
     tick = time.perf_counter()
-    rpt_model, rpt_log, curve, tokens_seen = _train_rpt(
+    rpt_model, rpt_log, curve, trl_tokens = _train_rpt(
         copy.deepcopy(base), tokenizer, train_set, eval_set.select(range(settings.curve_positions)), settings,
         output_dir / "rpt", use_vllm=use_vllm, on_cpu=on_cpu,
     )  # fmt: skip
     timings["rpt_training_s"] = time.perf_counter() - tick
 
+    tokens_seen = int(sum(step["trained_tokens"] for step in rpt_log))
     budget = matched_budget(tokens_seen, settings.train_steps, block_size=settings.block_size)
     print(f"[4/6] Next-token baseline: SFTTrainer, {budget.optimizer_steps} steps of {budget.blocks_per_step} x "
           f"{budget.block_size} tokens ({budget.total_tokens:,} tokens; RPT trained on {tokens_seen:,})", flush=True)  # fmt: skip
@@ -254,7 +255,7 @@ def run_demo(
     )  # fmt: skip
     timings["baseline_training_s"] = time.perf_counter() - tick
     training = {
-        "rpt": {"optimizer_steps": settings.train_steps, "tokens_seen": tokens_seen},
+        "rpt": {"optimizer_steps": settings.train_steps, "tokens_seen": tokens_seen, "trl_num_tokens": trl_tokens},
         "next-token": {"optimizer_steps": baseline.state.global_step, "tokens_seen": baseline.state.num_input_tokens_seen,
                        "epochs": round(epochs_of(train_documents, tokenizer, budget), 2)},
     }  # fmt: skip
@@ -333,6 +334,7 @@ def _train_rpt(
                     "mixed_group_share": 1.0 - logs.get("dynamic_sampling/dropped_fraction", float("nan")),
                     "trained_mixed_share": 1.0 - logs.get("dynamic_sampling/uniform_fraction_kept", float("nan")),
                     "answer_rate": logs.get("rpt/answer_rate", float("nan")),
+                    "trained_tokens": logs["rpt/trained_tokens"],
                 })  # fmt: skip
 
     args = RPTConfig(output_dir=str(output_dir), **rpt_training_fields(settings, use_vllm=use_vllm, on_cpu=on_cpu))
@@ -399,6 +401,7 @@ def demo_report(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     targeted = [r for r in results if r["dataset"] == "held-out targeted positions"]
     others = [r for r in results if r not in targeted]
     rpt_target = next(r for r in targeted if r.get("differences"))
+    rpt_next_token = next(r for r in targeted if r["label"] == "next-token")
     half_width = max(result_interval(r).half_width for r in targeted if r["mode"] == "reasoning")
     log = summary["train_log"]
     mixed = [s["mixed_group_share"] for s in log]
@@ -459,12 +462,15 @@ def demo_report(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         "",
         "## Matched compute",
         "",
-        f"RPT: {settings['train_steps']} optimizer steps on {budget['reference_tokens']:,} tokens (every prompt and "
-        f"completion token the policy was trained on, as TRL counts them). Next-token baseline: "
+        f"RPT: {settings['train_steps']} optimizer steps on {budget['reference_tokens']:,} training tokens: the "
+        "batches it trained on, each prompt counted once per group (its completions share it) and each completion "
+        "token once (`rpt/trained_tokens`). Next-token baseline: "
         f"{budget['optimizer_steps']} optimizer steps of {budget['blocks_per_step']} blocks x {budget['block_size']} "
         f"tokens = {budget['total_tokens']:,} tokens "
-        f"({next(r for r in targeted if r['label'] == 'next-token')['training']['epochs']} passes over the training "
-        "documents). RPT also spends forward passes on generating its rollouts, which the baseline does not.",
+        f"({rpt_next_token['training']['epochs']} passes over the training documents). RPT spent more compute than "
+        f"these tokens say: TRL counted {rpt_target['training']['trl_num_tokens']:,} tokens through the policy "
+        "(each prompt once per completion, and the groups dynamic sampling dropped), and it generates its "
+        "rollouts.",
         "",
         "## Time",
         "",

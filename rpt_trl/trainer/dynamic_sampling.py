@@ -26,7 +26,8 @@ map-style dataset. Advantages are those GRPO computed for the round a group was 
 drawn uniformly from the train dataset, seeded by (seed, process, step, round): independent of the main sampler (a
 prompt can come twice in an epoch), and the same after resuming from a checkpoint.
 
-Metrics (train): `dynamic_sampling/dropped_fraction` (uniform groups / generated groups, over all processes and
+Metrics (train): `rpt/trained_tokens` (always: the tokens of the batch trained on, each prompt once per group),
+`dynamic_sampling/dropped_fraction` (uniform groups / generated groups, over all processes and
 rounds), `dynamic_sampling/refill_rounds`, `dynamic_sampling/uniform_fraction_kept` (share of the final batch that is
 uniform padding because the cap was reached).
 """
@@ -193,6 +194,8 @@ class DynamicSamplingMixin:
                 # Check TRL's private output on the first training step, not when sampling starts (step 500 in the
                 # 14B recipe, hours into a run).
                 self._check_rollouts(output)
+            if self.model.training:
+                self._log_trained_tokens(output)
             return output
 
         num_generations = self.num_generations
@@ -244,7 +247,17 @@ class DynamicSamplingMixin:
         metrics["dynamic_sampling/uniform_fraction_kept"].append(
             padded / (num_groups * self.accelerator.num_processes)
         )
+        self._log_trained_tokens(merged)
         return merged
+
+    def _log_trained_tokens(self, output: dict[str, Any]) -> None:
+        """Log `rpt/trained_tokens`: the tokens of the batch the policy trains on, over all processes, each prompt
+        counted once per group (its completions share it) and each completion token once. Dropped groups of dynamic
+        sampling are not counted. (TRL's `num_tokens` counts every generated round, each prompt once per completion.)
+        """
+        prompt_tokens = output["prompt_mask"].sum() / self.num_generations
+        tokens = self.accelerator.gather(prompt_tokens + output["completion_mask"].sum()).sum().item()
+        self._metrics["train"]["rpt/trained_tokens"].append(float(tokens))
 
     def _refill_prompts(self, num_groups: int, refill_round: int) -> list[dict[str, Any]]:
         """`num_groups` fresh prompts from the train dataset, each repeated `num_generations` times.
