@@ -120,7 +120,7 @@ class DemoSettings:
     corpus_documents: int = 64
     held_out_documents: int = 24
     eval_positions: int = 200
-    all_positions: int = 96
+    all_positions: int = 64
     eval_samples: int = 1
     curve_positions: int = 48
     curve_every: int = 3
