@@ -37,7 +37,7 @@ def test_demo_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
     rpt, baseline = by_label["rpt"]["training"], by_label["next-token"]["training"]
     assert rpt["optimizer_steps"] == baseline["optimizer_steps"] == 2
     assert baseline["tokens_seen"] == demo["budget"]["total_tokens"]
-    assert abs(baseline["tokens_seen"] - rpt["tokens_seen"]) <= 2 * 32 * 4 / 2
+    assert abs(baseline["tokens_seen"] - rpt["tokens_seen"]) <= 2 * 32 * 2 / 2  # half a micro-batch of 2 blocks a step
     assert [p["step"] for p in demo["learning_curve"]] == [0, 1, 2]
     assert len(demo["train_log"]) == 2 and demo["generation"] == "transformers"
     report = (tmp_path / "report.md").read_text()

@@ -119,10 +119,10 @@ class DemoSettings:
 
     corpus_documents: int = 64
     held_out_documents: int = 24
-    eval_positions: int = 200
-    all_positions: int = 64
+    eval_positions: int = 256
+    all_positions: int = 48
     eval_samples: int = 1
-    curve_positions: int = 48
+    curve_positions: int = 32
     curve_every: int = 3
     train_steps: int = 6
     prompts_per_step: int = 2
@@ -130,7 +130,7 @@ class DemoSettings:
     max_refills: int = 2
     max_completion_length: int = 24
     learning_rate: float = 1e-5
-    block_size: int = 128
+    block_size: int = 64
     use_vllm: bool | None = None
     seed: int = 0
 
@@ -229,7 +229,7 @@ def run_demo(
 
     def generator(model: Any) -> Any:
         return transformers_generator(
-            model, tokenizer, max_new_tokens=settings.max_completion_length, temperature=0.8, batch_size=64,
+            model, tokenizer, max_new_tokens=settings.max_completion_length, temperature=0.8, batch_size=128,
             seed=settings.seed, show_progress=False,
         )  # fmt: skip
 
@@ -244,7 +244,7 @@ def run_demo(
     timings["rpt_training_s"] = time.perf_counter() - tick
 
     tokens_seen = int(sum(step["trained_tokens"] for step in rpt_log))
-    budget = matched_budget(tokens_seen, settings.train_steps, block_size=settings.block_size)
+    budget = matched_budget(tokens_seen, settings.train_steps, block_size=settings.block_size, micro_batch_size=2)
     print(f"[4/6] Next-token baseline: SFTTrainer, {budget.optimizer_steps} steps of {budget.blocks_per_step} x "
           f"{budget.block_size} tokens ({budget.total_tokens:,} tokens; RPT trained on {tokens_seen:,})", flush=True)  # fmt: skip
     tick = time.perf_counter()
