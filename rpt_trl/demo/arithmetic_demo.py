@@ -498,9 +498,9 @@ def _plot_learning_curve(summary: dict[str, Any], path: Path) -> None:
     left.legend(fontsize=8, loc="upper left")
     train_steps = [s["step"] for s in log]
     right.plot(train_steps, [s["reward"] for s in log], marker="o", label="mean reward")
-    right.plot(
-        train_steps, [s["mixed_group_share"] for s in log], marker="s", label="share of groups with mixed rewards"
-    )
+    for key, marker, label in (("mixed_group_share", "s", "generated groups with mixed rewards"),
+                               ("trained_mixed_share", "^", "trained groups with mixed rewards")):  # fmt: skip
+        right.plot(train_steps, [s[key] for s in log], marker=marker, label=label)
     right.set(xlabel="RPT optimizer step", ylabel="fraction", ylim=(-0.02, 1.02), title="Training signal per step")
     right.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
