@@ -501,8 +501,8 @@ def _plot_learning_curve(summary: dict[str, Any], path: Path) -> None:
     for key, marker, label in (("mixed_group_share", "s", "generated groups with mixed rewards"),
                                ("trained_mixed_share", "^", "trained groups with mixed rewards")):  # fmt: skip
         right.plot(train_steps, [s[key] for s in log], marker=marker, label=label)
-    right.set(xlabel="RPT optimizer step", ylabel="fraction", ylim=(-0.02, 1.02), title="Training signal per step")
-    right.legend(fontsize=8, loc="upper left")
+    right.set(xlabel="RPT optimizer step", ylabel="fraction", ylim=(-0.02, 1.15), title="Training signal per step")
+    right.legend(fontsize=8, loc="center right")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
