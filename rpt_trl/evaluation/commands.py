@@ -300,8 +300,10 @@ def run_compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     if "standard" in args.modes:
         source = args.documents or _prepared_info(args.dataset, "documents_file", "--documents")
         documents = load_document_texts(source, args.text_column if args.documents else ["text"], args.split)
+    from ..demo.embedded import resolve_model
+
     tokenizer, _, _ = load_tokenizer(next(iter(models.values())))
-    paths = {label: load_tokenizer(name)[2] for label, name in models.items()}
+    paths = {label: resolve_model(name) for label, name in models.items()}  # one tokenizer, loaded once
     load = cache(lambda path: load_model(path, dtype=args.dtype))
     results = compare_models(
         paths, list(examples), tokenizer=tokenizer, generator=lambda path: _generator(args, tokenizer, path, load),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..results import load_results, validate_result
+from ..results import load_results, model_label, validate_result
 from .next_token import Generator, reasoning_scores, reasoning_summary, standard_scores, summarize
 
 
@@ -282,7 +282,8 @@ def compare_models(
 
 
 def system_name(result: Mapping[str, Any]) -> str:
-    return f"{result.get('label') or result['model']}:{result['mode']}"
+    """`label:mode`, with the results table's name for the model."""
+    return f"{model_label(result)}:{result['mode']}"
 
 
 def comparison_markdown(results: Sequence[Mapping[str, Any]]) -> str:
