@@ -14,6 +14,7 @@ entropy filter), or, without that column, as given by its `entropy` column and t
 only the overall accuracy is reported.
 """
 
+import copy
 import inspect
 import logging
 from collections import defaultdict
@@ -244,21 +245,21 @@ def transformers_generator(
     # Newer transformers name the key/value cache `cache` (and warn on `past_key_values`); older ones only know the latter.
     cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
-    def prefilled(token_ids: list[list[int]], device: Any) -> tuple[dict[str, Any], int]:
-        """The inputs of `generate` for one batch, and where its completions start."""
+    def prefilled(token_ids: list[list[int]], device: Any, prefixes: dict) -> tuple[dict[str, Any], int]:
+        """The inputs of `generate` for one batch, and where its completions start. `prefixes` keeps the cache of
+        the last shared prefix, so that the batches of one call that share it compute it once."""
         prefix = shared_prefix_length(token_ids) if prefix_cache else 0
         if prefix < MIN_SHARED_PREFIX:
-            width = max(len(ids) for ids in token_ids)
-            input_ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
-            attention_mask = torch.zeros_like(input_ids)
-            for row, ids in enumerate(token_ids):
-                input_ids[row, width - len(ids) :] = torch.tensor(ids)
-                attention_mask[row, width - len(ids) :] = 1
-            return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}, width
-        cache = DynamicCache(config=model.config)
-        model(
-            input_ids=torch.tensor([token_ids[0][:prefix]], device=device), **{cache_argument: cache}, use_cache=True
-        )
+            input_ids, attention_mask = _pad_after_prefix(token_ids, 0, pad_id)  # plain left padding
+            return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}, input_ids.shape[1]
+        key = tuple(token_ids[0][:prefix])
+        if key not in prefixes:
+            prefixes.clear()
+            prefixes[key] = DynamicCache(config=model.config)
+            model(
+                input_ids=torch.tensor([list(key)], device=device), **{cache_argument: prefixes[key]}, use_cache=True
+            )
+        cache = copy.deepcopy(prefixes[key])
         cache.batch_repeat_interleave(len(token_ids))
         input_ids, attention_mask = _pad_after_prefix(token_ids, prefix, pad_id)
         inputs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
@@ -271,11 +272,12 @@ def transformers_generator(
         model.eval()
         device = next(model.parameters()).device
         outputs: list[str] = []
+        prefixes: dict = {}  # per call: the model's weights may change between calls
         starts = range(0, len(texts), batch_size)
         for batch_index, start in enumerate(tqdm(starts, desc="Generating", unit="batch", disable=not show_progress)):
             torch.manual_seed(seed + batch_index)
             token_ids = tokenizer(texts[start : start + batch_size])["input_ids"]
-            inputs, width = prefilled(token_ids, device)
+            inputs, width = prefilled(token_ids, device, prefixes)
             processors = [AnswerStopLogitsProcessor(tokenizer, tokenizer.eos_token_id)] if stop_after_answer else []
             generated = model.generate(
                 **inputs,
