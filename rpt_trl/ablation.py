@@ -237,36 +237,23 @@ def _model_setup(
     )
 
 
-def _step_log():
-    """A trainer callback that keeps each logged step's metrics and prints progress."""
-    from transformers import TrainerCallback
+def _step_log(variant: str) -> Any:
+    """A `TrainingStepLog` of the ablation's per-step metrics that prints each step's progress."""
+    from .evaluation.callback import TrainingStepLog
 
-    class StepLog(TrainerCallback):
-        def __init__(self, variant: str):
-            self.variant, self.rows = variant, []
+    def show(row: dict[str, Any], state: Any) -> None:
+        signal = "" if row["signal_share"] is None else f", groups with signal {row['signal_share']:.0%}"
+        seconds = "" if row["step_time_s"] is None else f", {row['step_time_s']:.1f} s"
+        print(f"    [{variant}] step {state.global_step}/{state.max_steps}: reward {row['reward']:.3f}{signal}{seconds}",
+              flush=True)  # fmt: skip
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "reward" not in logs:
-                return
-            zero_std = logs.get("frac_reward_zero_std")
-            row = {
-                "step": state.global_step,
-                "reward": logs["reward"],
-                "signal_share": None if zero_std is None else 1.0 - zero_std,
-                "thought_tokens": logs.get("rpt/reasoning_tokens"),
-                "over_budget_fraction": logs.get("rpt/over_budget_fraction"),
-                "step_time_s": logs.get("step_time"),
-            }
-            self.rows.append(row)
-            signal = "" if row["signal_share"] is None else f", groups with signal {row['signal_share']:.0%}"
-            seconds = "" if row["step_time_s"] is None else f", {row['step_time_s']:.1f} s"
-            print(
-                f"    [{self.variant}] step {state.global_step}/{state.max_steps}: reward {row['reward']:.3f}"
-                f"{signal}{seconds}",
-                flush=True,
-            )
+    def signal_share(logs: dict[str, Any]) -> float | None:
+        zero_std = logs.get("frac_reward_zero_std")
+        return None if zero_std is None else 1.0 - zero_std
 
-    return StepLog
+    fields = {"reward": "reward", "signal_share": signal_share, "thought_tokens": "rpt/reasoning_tokens",
+              "over_budget_fraction": "rpt/over_budget_fraction", "step_time_s": "step_time"}  # fmt: skip
+    return TrainingStepLog(fields, on_row=show)
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -296,7 +283,7 @@ def run_variant(
 
     args = RPTConfig(output_dir=str(output_dir / "runs" / variant.name), **config)
     policy, tokenizer = setup.load_policy()
-    log = _step_log()(variant.name)
+    log = _step_log(variant.name)
     started = time.perf_counter()
     trainer = RPTTrainer(
         model=policy, args=args, train_dataset=setup.train_dataset, processing_class=tokenizer, callbacks=[log]

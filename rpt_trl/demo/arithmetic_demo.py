@@ -317,28 +317,19 @@ def _train_rpt(
     use_vllm: bool, on_cpu: bool,
 ) -> tuple[Any, list[dict[str, float]], list[dict[str, Any]], int]:  # fmt: skip
     """Train RPT with the learning-curve callback; returns the model, the per-step log, the curve and the tokens."""
-    from transformers import TrainerCallback
-
-    from ..evaluation.callback import NextTokenAccuracyCallback
+    from ..evaluation.callback import NextTokenAccuracyCallback, TrainingStepLog
     from ..trainer.rpt_config import RPTConfig
     from ..trainer.rpt_trainer import RPTTrainer
 
-    class StepLog(TrainerCallback):
-        def __init__(self):
-            self.steps: list[dict[str, float]] = []
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "reward" in logs:
-                self.steps.append({
-                    "step": state.global_step, "reward": logs["reward"],
-                    "mixed_group_share": 1.0 - logs.get("dynamic_sampling/dropped_fraction", float("nan")),
-                    "trained_mixed_share": 1.0 - logs.get("dynamic_sampling/uniform_fraction_kept", float("nan")),
-                    "answer_rate": logs.get("rpt/answer_rate", float("nan")),
-                    "trained_tokens": logs["rpt/trained_tokens"],
-                })  # fmt: skip
-
+    nan = float("nan")
+    log = TrainingStepLog({
+        "reward": "reward",
+        "mixed_group_share": lambda logs: 1.0 - logs.get("dynamic_sampling/dropped_fraction", nan),
+        "trained_mixed_share": lambda logs: 1.0 - logs.get("dynamic_sampling/uniform_fraction_kept", nan),
+        "answer_rate": lambda logs: logs.get("rpt/answer_rate", nan),
+        "trained_tokens": lambda logs: logs["rpt/trained_tokens"],
+    })  # fmt: skip
     args = RPTConfig(output_dir=str(output_dir), **rpt_training_fields(settings, use_vllm=use_vllm, on_cpu=on_cpu))
-    log = StepLog()
     trainer = RPTTrainer(model=model, args=args, train_dataset=train_set, processing_class=tokenizer, callbacks=[log])
     curve = NextTokenAccuracyCallback(
         trainer, curve_set, eval_steps=settings.curve_every, temperature=0.8, batch_size=64, seed=settings.seed,
@@ -350,7 +341,7 @@ def _train_rpt(
     for entry in curve.history:
         interval = bootstrap_interval(entry["position_scores"], seed=settings.seed)
         points.append({"step": entry["step"], **interval.as_dict(), "n": len(entry["position_scores"])})
-    return trainer.model, log.steps, points, int(trainer.state.num_input_tokens_seen)
+    return trainer.model, log.rows, points, int(trainer.state.num_input_tokens_seen)
 
 
 def _difference(results: list[dict[str, Any]], reference: str) -> dict[str, Any]:
