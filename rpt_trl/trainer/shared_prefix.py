@@ -1,0 +1,202 @@
+"""Score the G completions of a group with one forward pass of their shared prompt.
+
+RPT prompts are long document contexts and its completions short, and GRPOTrainer scores each of a group's G rows
+over `prompt + completion`: the same prompt runs forward and backward G times. Here the rows of a scoring batch that
+carry the same prompt are found by value (no layout is assumed), each distinct prompt runs forward once, with
+gradient, into a key/value cache; the cache is indexed out to the rows of its group, and the completions run forward
+on it. Attention over the cached prompt is the same computation as attention over the prompt recomputed in the row,
+so the completions' log-probabilities, entropies and gradients are today's within float rounding, and gradients reach
+the prompt's forward through the cached keys and values (PrefixGrouper, arXiv 2506.05433, for GRPO in general).
+
+[`SharedPrefixScoringMixin`] changes one hook, `GRPOTrainer._get_per_token_logps_and_entropies`, the method through
+which GRPOTrainer scores the policy (loss and old policy) and the reference model. The completions are still scored
+by TRL's fused LM head (`fused_lm_head=True`), so temperature, soft-capping, entropy and the CPU completion-only
+projection of `rpt_trl.trainer.cpu_lm_head` stay TRL's own. The last prompt token runs with the completion, since its
+hidden state scores the first completion token; the rest of the prompt is the cached prefix.
+
+What it needs, checked by [`check_shared_prefix_model`] before training: a decoder whose forward takes a `cache` and
+whose attention layers are full or sliding-window ones (Gemma 3's mix included: its sliding layers keep the last
+window of the prompt, as in generation). Gradient checkpointing is refused by `RPTConfig`: transformers drops the
+cache inside a checkpointed layer, so the completions would not see their prompt. A batch with nothing to share
+(every prompt distinct, one-token prompts, prompts not left-padded), MoE load-balancing loss and multimodal inputs
+are scored by TRL's own path.
+"""
+
+import inspect
+import logging
+from typing import Any
+
+import torch
+
+
+logger = logging.getLogger(__name__)
+
+# Attention layer kinds whose cache layer is a plain key/value store that can be indexed by row and read back exactly.
+SUPPORTED_LAYER_TYPES = frozenset({"full_attention", "sliding_attention"})
+
+
+def group_rows_by_prompt(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Find the rows that carry the same prompt (same tokens and same padding).
+
+    Args:
+        prompt_ids: `(rows, prompt_length)` token ids.
+        prompt_mask: `(rows, prompt_length)`, 1 on tokens, 0 on padding.
+
+    Returns:
+        `(first_rows, row_to_group)`: the first row of each distinct prompt, and for every row the index of its prompt
+        in `first_rows`.
+
+    Example:
+        >>> ids = torch.tensor([[5, 6], [7, 8], [5, 6]])
+        >>> group_rows_by_prompt(ids, torch.ones_like(ids))
+        (tensor([0, 1]), tensor([0, 1, 0]))
+    """
+    # Token ids are non-negative, so -1 marks padding and two rows match only if their padding matches too.
+    keyed = prompt_ids.masked_fill(prompt_mask == 0, -1)
+    _, row_to_group = torch.unique(keyed, dim=0, return_inverse=True)
+    rows = torch.arange(keyed.size(0), device=keyed.device)
+    first_rows = torch.full((int(row_to_group.max()) + 1,), keyed.size(0), device=keyed.device)
+    first_rows = first_rows.scatter_reduce(0, row_to_group, rows, reduce="amin")
+    # Number the groups in order of their first row, so that the result reads like the batch.
+    order = torch.argsort(first_rows)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=order.device)
+    return first_rows[order], rank[row_to_group]
+
+
+def shared_prefix_per_token_logps(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    logits_to_keep: int,
+    compute_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """Per-token log-probabilities (and entropies) of the completions, each distinct prompt run forward once.
+
+    The model must carry TRL's fused LM head (`trl.trainer.utils.add_fused_lm_head`), as GRPOTrainer's models do.
+
+    Args:
+        model: The causal LM (wrapped or not) that GRPOTrainer scores with.
+        input_ids: `(rows, prompt_length + logits_to_keep)`, left-padded prompts followed by completions.
+        attention_mask: The matching mask.
+        logits_to_keep: The completion length.
+        compute_entropy: Also return the completions' entropies (the model's fused head must compute them).
+
+    Returns:
+        `(log_probs, entropies)`, each `(rows, logits_to_keep)` (`entropies` None unless asked), as
+        `GRPOTrainer._get_per_token_logps_and_entropies` returns them; or None when the batch has nothing to share
+        (every prompt distinct, prompts of one token, or a prompt whose last column is padding), for the caller to
+        score it the usual way.
+    """
+    prompt_ids, prompt_mask = input_ids[:, :-logits_to_keep], attention_mask[:, :-logits_to_keep]
+    if prompt_ids.size(1) < 2 or not bool(prompt_mask[:, -1].all()):
+        return None
+    first_rows, row_to_group = group_rows_by_prompt(prompt_ids, prompt_mask)
+    if first_rows.numel() == input_ids.size(0):
+        return None
+    # Columns that are padding in every prompt carry nothing: drop them (positions only shift, which rotary
+    # attention does not see, as it does not see the batch's left padding today).
+    first_column = int(prompt_mask.any(dim=0).int().argmax())
+    cache = _prompt_cache(model, prompt_ids[first_rows, first_column:-1], prompt_mask[first_rows, first_column:-1])
+    cache.batch_select_indices(row_to_group)
+
+    # The last prompt token runs with its completion: its hidden state scores the first completion token.
+    tail_ids = input_ids[:, -logits_to_keep - 1 :]
+    tail_mask = attention_mask[:, -logits_to_keep - 1 :]
+    labels = tail_ids.masked_fill(tail_mask == 0, -100)
+    labels[:, 0] = -100
+    outputs = model(
+        input_ids=tail_ids,
+        attention_mask=attention_mask[:, first_column:],
+        cache=cache,
+        labels=labels,
+        fused_lm_head=True,
+    )
+    entropies = outputs.entropy if compute_entropy else None
+    return outputs.log_probs, entropies
+
+
+def _prompt_cache(model: Any, prefix_ids: torch.Tensor, prefix_mask: torch.Tensor) -> Any:
+    """Run each distinct prompt (but its last token) forward once, with gradient, and return its key/value cache."""
+    # `logits_to_keep=1`: the prefix's logits are not needed; one position is the least the head computes.
+    outputs = model(input_ids=prefix_ids, attention_mask=prefix_mask, use_cache=True, logits_to_keep=1)
+    if outputs.cache is None or outputs.cache.get_seq_length() != prefix_ids.size(1):
+        raise RuntimeError(
+            "shared_prefix_loss: the model returned no key/value cache for the prompt (is gradient checkpointing on, "
+            "or does its forward ignore use_cache?); set shared_prefix_loss=False."
+        )
+    return outputs.cache
+
+
+def check_shared_prefix_model(model: Any) -> None:
+    """Refuse, with the fix, a model that the shared-prefix scoring cannot score exactly.
+
+    Args:
+        model: The policy (a `PreTrainedModel` or a PEFT model around one).
+
+    Raises:
+        ValueError: If its forward takes no `cache`, if it has attention layers other than full and sliding-window
+            ones, or if its attention is bidirectional.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config.get_text_config()
+    if "cache" not in inspect.signature(type(base).forward).parameters:
+        raise ValueError(
+            f"shared_prefix_loss: {type(base).__name__}.forward takes no `cache`, so the prompt's keys and values "
+            "cannot be reused; set shared_prefix_loss=False."
+        )
+    layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
+    if not layer_types <= SUPPORTED_LAYER_TYPES or getattr(config, "use_bidirectional_attention", False):
+        raise ValueError(
+            f"shared_prefix_loss: {type(base).__name__} has attention layers {sorted(layer_types)} (bidirectional: "
+            f"{getattr(config, 'use_bidirectional_attention', False)}); only causal {sorted(SUPPORTED_LAYER_TYPES)} "
+            "layers are supported. Set shared_prefix_loss=False."
+        )
+
+
+class SharedPrefixScoringMixin:
+    """Score each distinct prompt once per scoring batch in a `GRPOTrainer` subclass (see the module docstring).
+
+    Put it before `GRPOTrainer` in the bases, after `CompletionScoringOnCPUMixin` so that the CPU completion-only
+    projection applies to the completions scored here. Active when `args.shared_prefix_loss` is true; it wraps
+    `_get_per_token_logps_and_entropies` without changing its arguments or its result.
+    """
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model: Any,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        batch_size: int | None = None,
+        compute_entropy: bool = False,
+        compute_aux_loss: bool = False,
+        **multimodal: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        usual = (
+            not getattr(self.args, "shared_prefix_loss", False)
+            or compute_aux_loss
+            or any(value is not None for value in multimodal.values())
+        )
+        if usual:
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
+                **multimodal,
+            )  # fmt: skip
+        batch_size = batch_size or input_ids.size(0)
+        all_logps, all_entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            chunk = slice(start, start + batch_size)
+            with self.accelerator.autocast():
+                scored = shared_prefix_per_token_logps(
+                    model, input_ids[chunk], attention_mask[chunk], logits_to_keep, compute_entropy
+                )
+            if scored is None:
+                logps, entropies, _ = super()._get_per_token_logps_and_entropies(
+                    model, input_ids[chunk], attention_mask[chunk], logits_to_keep, compute_entropy=compute_entropy
+                )
+                scored = (logps, entropies)
+            all_logps.append(scored[0])
+            all_entropies.append(scored[1])
+        entropies = torch.cat(all_entropies) if compute_entropy else None
+        return torch.cat(all_logps), entropies, None
