@@ -12,6 +12,7 @@ from ..model_rewards import MODEL_REWARDS
 from ..rewards import REWARD_FUNCTIONS
 from .reference import REFERENCE_DEVICES
 from .sampler import CURRICULA
+from .shared_prefix import check_checkpointing
 
 
 REWARDS = [*REWARD_FUNCTIONS, *MODEL_REWARDS]
@@ -54,6 +55,14 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         `"step"`: any thought over the budget earns 0.
     thought_budget_width (`int` or `None`, *optional*, defaults to `None`):
         Linear penalty: tokens over the budget at which the reward reaches 0 (`None`: the budget itself).
+
+    > Parameters that control how the loss is computed
+
+    shared_prefix_loss (`bool`, *optional*, defaults to `False`):
+        Score the completions of a group on one forward pass of their shared prompt, whose keys and values all G
+        completions read (see `rpt_trl.trainer.shared_prefix`): the same log-probabilities and gradients, the prompt
+        computed once per group instead of G times. With gradient checkpointing, only the non-reentrant kind
+        (transformers' default; the reentrant kind is refused).
 
     > Parameters that control the order of training positions
 
@@ -143,6 +152,10 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         },
     )
 
+    shared_prefix_loss: bool = field(
+        default=False,
+        metadata={"help": "Run each group's prompt forward once, its keys and values shared by the G completions."},
+    )
     push_checkpoint_revisions: bool = field(
         default=False,
         metadata={"help": "With push_to_hub, push each checkpoint to its own branch step-NNNNNN in the background."},
@@ -232,6 +245,8 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
             )
         if self.curriculum is not None and self.curriculum not in CURRICULA:
             raise ValueError(f"curriculum must be None or one of {list(CURRICULA)}, got {self.curriculum!r}.")
+        if self.shared_prefix_loss:
+            check_checkpointing(self.activation_checkpointing, self.activation_checkpointing_kwargs)
         if self.stop_after_answer and (self.use_transformers_continuous_batching or self.use_transformers_paged):
             # That path calls `model.generate_batch`, not `model.generate`, which the answer stop wraps.
             raise ValueError(

@@ -22,6 +22,7 @@ from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .generation import install_answer_stop
 from .rpt_config import RPTConfig
 from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum
+from .shared_prefix import SharedPrefixScoringMixin, check_checkpointing, check_shared_prefix_model
 
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ logger = logging.getLogger(__name__)
 RPT_COLUMNS = ("prompt", "ground_truth", "ground_truth_boundaries")
 
 
-class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer):
+# `CompletionScoringOnCPUMixin` comes first: the shared-prefix scoring runs inside its CPU completion-only projection.
+class RPTTrainer(CompletionScoringOnCPUMixin, SharedPrefixScoringMixin, DynamicSamplingMixin, GRPOTrainer):
     """Trainer for Reinforcement Pre-Training (Dong et al. 2025, arXiv 2506.08007).
 
     A thin `trl.GRPOTrainer`: the policy reads a context, reasons, and answers the next token in `\\boxed{}`;
@@ -47,6 +49,8 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
       metrics `rpt/over_budget_fraction`, `rpt/budget_penalty`) and an easy-to-hard entropy curriculum
       (`args.curriculum="entropy"`, see `rpt_trl.trainer.sampler`);
     - on a CPU, log-probabilities of the completion positions only, as on CUDA (see `rpt_trl.trainer.cpu_lm_head`);
+    - optionally, each group's prompt run forward once in the loss (`args.shared_prefix_loss`, see
+      `rpt_trl.trainer.shared_prefix`);
     - an RPT model card.
 
     Args:
@@ -121,6 +125,10 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
             processing_class=processing_class,
             **kwargs,
         )
+        if args.shared_prefix_loss:  # GRPOTrainer may have made checkpointing reentrant (PEFT with ZeRO-3)
+            for checkpoint_kwargs in (args.activation_checkpointing_kwargs, args.gradient_checkpointing_kwargs):
+                check_checkpointing(args.activation_checkpointing, checkpoint_kwargs)
+            check_shared_prefix_model(self.model)
         if default_reward and processing_class is None and isinstance(reward_funcs[0], functools.partial):
             # GRPOTrainer loaded the tokenizer: bind it now so that reasoning length is counted in tokens.
             reward_funcs[0].keywords["reasoning_tokenizer"] = self._tokenizer

@@ -22,17 +22,23 @@ cache inside a checkpointed layer, so the completions would not see their prompt
 are scored by TRL's own path.
 """
 
+import contextlib
 import inspect
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 
 logger = logging.getLogger(__name__)
 
-# Attention layer kinds whose cache layer is a plain key/value store that can be indexed by row and read back exactly.
-SUPPORTED_LAYER_TYPES = frozenset({"full_attention", "sliding_attention"})
+# The cache layers that are plain key/value stores, indexed by row and read back exactly (full and sliding-window
+# attention); recurrent states (Mamba, linear attention) and quantised or static caches are not.
+SUPPORTED_LAYERS = (DynamicLayer, DynamicSlidingWindowLayer)
 
 
 def group_rows_by_prompt(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,38 +100,147 @@ def shared_prefix_per_token_logps(
     first_rows, row_to_group = group_rows_by_prompt(prompt_ids, prompt_mask)
     if first_rows.numel() == input_ids.size(0):
         return None
-    # Columns that are padding in every prompt carry nothing: drop them (positions only shift, which rotary
-    # attention does not see, as it does not see the batch's left padding today).
+    # Columns that are padding in every prompt carry nothing: they are dropped. Positions keep counting them, as
+    # the model counts them today, so that absolute position embeddings see the same positions too.
     first_column = int(prompt_mask.any(dim=0).int().argmax())
-    cache = _prompt_cache(model, prompt_ids[first_rows, first_column:-1], prompt_mask[first_rows, first_column:-1])
-    cache.batch_select_indices(row_to_group)
-
-    # The last prompt token runs with its completion: its hidden state scores the first completion token.
-    tail_ids = input_ids[:, -logits_to_keep - 1 :]
-    tail_mask = attention_mask[:, -logits_to_keep - 1 :]
-    labels = tail_ids.masked_fill(tail_mask == 0, -100)
-    labels[:, 0] = -100
-    outputs = model(
-        input_ids=tail_ids,
-        attention_mask=attention_mask[:, first_column:],
-        cache=cache,
-        labels=labels,
-        fused_lm_head=True,
-    )
+    positions = torch.arange(input_ids.size(1), device=input_ids.device).unsqueeze(0)
+    prefix = slice(first_column, prompt_ids.size(1) - 1)
+    config = _text_config(model)
+    with _cache_kept_under_checkpointing(model):
+        recorded = _record_prompts(
+            model, config, prompt_ids[first_rows, prefix], prompt_mask[first_rows, prefix], positions[:, prefix]
+        )
+        # The last prompt token runs with its completion: its hidden state scores the first completion token.
+        tail_ids = input_ids[:, -logits_to_keep - 1 :]
+        labels = tail_ids.masked_fill(attention_mask[:, -logits_to_keep - 1 :] == 0, -100)
+        labels[:, 0] = -100
+        outputs = model(
+            input_ids=tail_ids,
+            attention_mask=attention_mask[:, first_column:],
+            position_ids=positions[:, -logits_to_keep - 1 :],
+            cache=_prefix_cache(recorded, row_to_group, config),
+            labels=labels,
+            fused_lm_head=True,
+        )
     entropies = outputs.entropy if compute_entropy else None
     return outputs.log_probs, entropies
 
 
-def _prompt_cache(model: Any, prefix_ids: torch.Tensor, prefix_mask: torch.Tensor) -> Any:
-    """Run each distinct prompt (but its last token) forward once, with gradient, and return its key/value cache."""
+# The caches below stay correct when gradient checkpointing replays a layer in the backward: a replay calls `update`
+# again with the same states, so `update` must give the same answer twice and never grow the cache.
+
+
+class _PromptRecorderLayer(DynamicLayer):
+    """Keeps the keys and values of the prompt forward, which starts empty (a replay writes the same states)."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        self.keys, self.values = key_states, value_states
+        return key_states, value_states
+
+
+class _ReadOnlyPrefix:
+    """Attends over the cached prompt followed by the new states, and stores nothing."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
+
+
+class _PrefixLayer(_ReadOnlyPrefix, DynamicLayer):
+    pass
+
+
+class _SlidingPrefixLayer(_ReadOnlyPrefix, DynamicSlidingWindowLayer):
+    pass
+
+
+def _record_prompts(
+    model: Any, config: Any, prefix_ids: torch.Tensor, prefix_mask: torch.Tensor, positions: torch.Tensor
+) -> Any:
+    """Run each distinct prompt (but its last token) forward once, with gradient; return its keys and values."""
+    recorder = DynamicCache(config=config)
+    unsupported = sorted({type(layer).__name__ for layer in recorder.layers if type(layer) not in SUPPORTED_LAYERS})
+    if unsupported or not recorder.layers:
+        raise ValueError(f"shared_prefix_loss: cache layers {unsupported or 'unknown'} cannot be shared by row.")
+    recorder.layers = [_PromptRecorderLayer() for _ in recorder.layers]
     # `logits_to_keep=1`: the prefix's logits are not needed; one position is the least the head computes.
-    outputs = model(input_ids=prefix_ids, attention_mask=prefix_mask, use_cache=True, logits_to_keep=1)
-    if outputs.cache is None or outputs.cache.get_seq_length() != prefix_ids.size(1):
+    model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=positions, cache=recorder, logits_to_keep=1)
+    if any(layer.get_seq_length() != prefix_ids.size(1) for layer in recorder.layers):
         raise RuntimeError(
-            "shared_prefix_loss: the model returned no key/value cache for the prompt (is gradient checkpointing on, "
-            "or does its forward ignore use_cache?); set shared_prefix_loss=False."
+            "shared_prefix_loss: the model did not fill the key/value cache for the prompt (its forward ignores "
+            "`cache`); set shared_prefix_loss=False."
         )
-    return outputs.cache
+    return recorder
+
+
+def _prefix_cache(recorded: Any, row_to_group: torch.Tensor, config: Any) -> Any:
+    """The cache the completions read: each row's prompt keys and values (the last window of them in a
+    sliding-window layer, as transformers keeps it), indexed out of the distinct prompts' forward."""
+    cache = DynamicCache(config=config)
+    for index, (kind, prompt) in enumerate(zip(cache.layers, recorded.layers)):
+        keys, values = prompt.keys[row_to_group], prompt.values[row_to_group]
+        if isinstance(kind, DynamicSlidingWindowLayer):
+            layer = _SlidingPrefixLayer(sliding_window=kind.sliding_window)
+            layer.cumulative_length = keys.size(-2)
+            kept = max(keys.size(-2) - (kind.sliding_window - 1), 0)
+            keys, values = keys[..., kept:, :], values[..., kept:, :]
+        else:
+            layer = _PrefixLayer()
+        layer.lazy_initialization(keys, values)
+        layer.keys, layer.values = keys, values
+        cache.layers[index] = layer
+    return cache
+
+
+@contextlib.contextmanager
+def _cache_kept_under_checkpointing(model: Any) -> Iterator[None]:
+    """Let checkpointed layers keep the cache, which transformers drops in them unless a layer says it is safe.
+
+    The caches above are safe to replay. A reentrant checkpoint is not: it runs the layer without gradient, so the
+    cached keys and values would carry none back to the prompt.
+    """
+    layers = [
+        module
+        for module in model.modules()
+        if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing
+    ]
+    for layer in layers:
+        check_checkpointing(True, getattr(layer._gradient_checkpointing_func, "keywords", {}))
+    changed = [layer for layer in layers if not layer._can_checkpoint_with_cache]
+    for layer in changed:
+        layer._can_checkpoint_with_cache = True
+    try:
+        yield
+    finally:
+        for layer in changed:
+            del layer._can_checkpoint_with_cache  # back to the class's own value
+
+
+def check_checkpointing(enabled: bool, checkpoint_kwargs: dict[str, Any] | None) -> None:
+    """Refuse reentrant gradient checkpointing, which runs a layer without gradient, so that the cached prompt keys
+    and values would carry no gradient back to the prompt.
+
+    Args:
+        enabled: Whether gradient checkpointing is on.
+        checkpoint_kwargs: The keyword arguments of `torch.utils.checkpoint.checkpoint` (`None`: transformers'
+            default, non-reentrant).
+
+    Raises:
+        ValueError: If checkpointing is on and `use_reentrant` is not `False` (torch's own default is reentrant).
+    """
+    if enabled and checkpoint_kwargs is not None and checkpoint_kwargs.get("use_reentrant") is not False:
+        raise ValueError(
+            "shared_prefix_loss needs non-reentrant gradient checkpointing (a reentrant checkpoint carries no "
+            "gradient through the cached prompt): set gradient_checkpointing_kwargs={'use_reentrant': False} "
+            "(transformers' default), gradient_checkpointing=False, or shared_prefix_loss=False."
+        )
+
+
+def _text_config(model: Any) -> Any:
+    while hasattr(model, "module"):  # DistributedDataParallel, DeepSpeedEngine
+        model = model.module
+    return model.config.get_text_config(decoder=True)
 
 
 def check_shared_prefix_model(model: Any) -> None:
@@ -135,22 +250,27 @@ def check_shared_prefix_model(model: Any) -> None:
         model: The policy (a `PreTrainedModel` or a PEFT model around one).
 
     Raises:
-        ValueError: If its forward takes no `cache`, if it has attention layers other than full and sliding-window
-            ones, or if its attention is bidirectional.
+        ValueError: If its forward takes no `cache`, if its cache holds more than full and sliding-window keys and
+            values, or if its attention is bidirectional.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = base.config.get_text_config()
+    config = base.config.get_text_config(decoder=True)
     if "cache" not in inspect.signature(type(base).forward).parameters:
         raise ValueError(
             f"shared_prefix_loss: {type(base).__name__}.forward takes no `cache`, so the prompt's keys and values "
             "cannot be reused; set shared_prefix_loss=False."
         )
-    layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
-    if not layer_types <= SUPPORTED_LAYER_TYPES or getattr(config, "use_bidirectional_attention", False):
+    layers = DynamicCache(config=config).layers
+    unsupported = sorted({type(layer).__name__ for layer in layers if type(layer) not in SUPPORTED_LAYERS})
+    if unsupported:
         raise ValueError(
-            f"shared_prefix_loss: {type(base).__name__} has attention layers {sorted(layer_types)} (bidirectional: "
-            f"{getattr(config, 'use_bidirectional_attention', False)}); only causal {sorted(SUPPORTED_LAYER_TYPES)} "
-            "layers are supported. Set shared_prefix_loss=False."
+            f"shared_prefix_loss: {type(base).__name__} keeps {unsupported} in its cache (not only keys and values of "
+            "full or sliding-window attention), which cannot be shared by row; set shared_prefix_loss=False."
+        )
+    if getattr(config, "use_bidirectional_attention", False):
+        raise ValueError(
+            f"shared_prefix_loss: {type(base).__name__} attends bidirectionally, so a prompt's keys and values depend "
+            "on its completion; set shared_prefix_loss=False."
         )
 
 
