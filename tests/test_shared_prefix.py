@@ -25,6 +25,7 @@ from rpt_trl.trainer.shared_prefix import (
     check_shared_prefix_model,
     group_rows_by_prompt,
     shared_prefix_per_token_logps,
+    shuffle_keeping_prompts_together,
 )
 
 
@@ -279,7 +280,7 @@ def tokenizer():
 
 
 def make_trainer(tmp_path, tokenizer, shared_prefix_loss):
-    train = build_next_token_dataset(CORPUS, tokenizer, positions=9, max_context_tokens=24, show_progress=False)
+    train = build_next_token_dataset(CORPUS, tokenizer, position_stride=9, max_context_tokens=24, show_progress=False)
     args = RPTConfig(
         output_dir=str(tmp_path),
         use_cpu=True,
@@ -359,7 +360,7 @@ def test_trainer_loss_and_gradients_equal_the_unshared_ones(tmp_path, tokenizer,
 
 
 def test_trainer_refuses_reentrant_checkpointing(tmp_path, tokenizer):
-    train = build_next_token_dataset(CORPUS, tokenizer, positions=9, max_context_tokens=24, show_progress=False)
+    train = build_next_token_dataset(CORPUS, tokenizer, position_stride=9, max_context_tokens=24, show_progress=False)
     args = RPTConfig(
         output_dir=str(tmp_path), use_cpu=True, per_device_train_batch_size=4, num_generations=4,
         shared_prefix_loss=True, report_to="none",
@@ -367,3 +368,73 @@ def test_trainer_refuses_reentrant_checkpointing(tmp_path, tokenizer):
     args.gradient_checkpointing_kwargs = {"use_reentrant": True}  # as GRPOTrainer sets it for PEFT under ZeRO-3
     with pytest.raises(ValueError, match="non-reentrant"):
         RPTTrainer(model=make_tiny_model(tokenizer), args=args, train_dataset=train, processing_class=tokenizer)
+
+
+# Micro-batches of whole groups: the generation batch is shuffled by prompt, not by row.
+
+
+def generation_batch(row_prompts: list[int], prompt_length: int = 4) -> dict:
+    prompts = torch.arange(1, 1 + (max(row_prompts) + 1) * prompt_length).view(-1, prompt_length)
+    rows = torch.tensor(row_prompts)
+    return {
+        "prompt_ids": prompts[rows],
+        "prompt_mask": torch.ones(len(rows), prompt_length, dtype=torch.long),
+        "completion_ids": torch.arange(len(rows))[:, None].repeat(1, 3),
+        "advantages": torch.arange(len(rows), dtype=torch.float),
+        "row_names": [f"row{i}" for i in range(len(rows))],
+        "num_items_in_batch": torch.tensor(7),
+        "pixel_values": None,
+    }
+
+
+def prompt_of(batch: dict) -> list[int]:
+    return [int(row[0]) // 4 for row in batch["prompt_ids"]]
+
+
+@pytest.mark.parametrize("row_prompts", [[0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3], [0, 1, 2, 0, 1, 2, 1, 0, 2, 3, 3, 3]])
+def test_shuffle_keeps_the_rows_of_a_prompt_together(row_prompts):
+    orders = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        batch = generation_batch(row_prompts)
+        shuffled = shuffle_keeping_prompts_together(batch)
+        rows = shuffled["advantages"].long().tolist()
+        assert sorted(rows) == list(range(len(row_prompts)))  # a permutation of the rows
+        assert shuffled["completion_ids"][:, 0].tolist() == rows  # the same one for every per-row value
+        assert shuffled["row_names"] == [f"row{i}" for i in rows]
+        assert torch.equal(shuffled["prompt_ids"], batch["prompt_ids"][rows])
+        assert shuffled["num_items_in_batch"] == 7 and shuffled["pixel_values"] is None
+        groups = prompt_of(shuffled)
+        # Contiguous: once a prompt's rows end, it does not come back.
+        assert len([g for i, g in enumerate(groups) if i == 0 or g != groups[i - 1]]) == len(set(groups))
+        orders.add(tuple(dict.fromkeys(groups)))
+    assert len(orders) > 3  # the groups' order is random
+
+
+def test_trainer_micro_batches_hold_whole_groups(tmp_path, tokenizer, monkeypatch):
+    train = build_next_token_dataset(CORPUS, tokenizer, position_stride=9, max_context_tokens=24, show_progress=False)
+    args = RPTConfig(
+        output_dir=str(tmp_path), use_cpu=True, per_device_train_batch_size=4, num_generations=4,
+        gradient_accumulation_steps=3, shared_prefix_loss=True, report_to="none",
+    )  # fmt: skip
+    trainer = RPTTrainer(model=make_tiny_model(tokenizer), args=args, train_dataset=train, processing_class=tokenizer)
+    batch = generation_batch([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    del batch["row_names"]
+    monkeypatch.setattr(trainer, "_generate_and_score_completions", lambda inputs: dict(batch))
+    trainer.model.train()
+    for seed in range(5):
+        torch.manual_seed(seed)
+        trainer._buffered_inputs = None
+        trainer._prepare_inputs([])
+        micro_batches = [prompt_of(inputs) for inputs in trainer._buffered_inputs]
+        assert all(len(set(prompts)) == 1 for prompts in micro_batches), micro_batches
+        assert sorted(p[0] for p in micro_batches) == [0, 1, 2]
+    # Without shared_prefix_loss, TRL's own shuffle mixes the groups across micro-batches.
+    trainer.args.shared_prefix_loss = False
+    mixed = 0
+    for seed in range(5):
+        torch.manual_seed(seed)
+        trainer._buffered_inputs = None
+        trainer._prepare_inputs([])
+        mixed += any(len(set(prompt_of(inputs))) > 1 for inputs in trainer._buffered_inputs)
+    assert mixed > 0

@@ -129,6 +129,14 @@ class RPTTrainer(CompletionScoringOnCPUMixin, SharedPrefixScoringMixin, DynamicS
             for checkpoint_kwargs in (args.activation_checkpointing_kwargs, args.gradient_checkpointing_kwargs):
                 check_checkpointing(args.activation_checkpointing, checkpoint_kwargs)
             check_shared_prefix_model(self.model)
+            if args.per_device_train_batch_size % args.num_generations:
+                logger.warning(
+                    "shared_prefix_loss shares a prompt among the rows of one micro-batch: with "
+                    "per_device_train_batch_size=%d, not a multiple of num_generations=%d, a group's prompt runs once "
+                    "per micro-batch it spans; a multiple of num_generations runs it once.",
+                    args.per_device_train_batch_size,
+                    args.num_generations,
+                )
         if default_reward and processing_class is None and isinstance(reward_funcs[0], functools.partial):
             # GRPOTrainer loaded the tokenizer: bind it now so that reasoning length is counted in tokens.
             reward_funcs[0].keywords["reasoning_tokenizer"] = self._tokenizer

@@ -23,12 +23,14 @@ are scored by TRL's own path.
 """
 
 import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import Iterator
 from typing import Any
 
 import torch
+import trl.trainer.grpo_trainer as grpo_module
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -274,13 +276,78 @@ def check_shared_prefix_model(model: Any) -> None:
         )
 
 
+def shuffle_keeping_prompts_together(batch: dict[str, Any]) -> dict[str, Any]:
+    """Shuffle a generation batch's rows as TRL's `shuffle_sequence_dict` does, but by prompt: the groups come in a
+    random order and the rows of a group stay together, so that a micro-batch holds whole groups to share.
+
+    Args:
+        batch: The generation batch (`prompt_ids`, `prompt_mask` and the other per-row values), as GRPOTrainer
+            buffers it.
+
+    Returns:
+        The batch with every per-row value permuted the same way.
+    """
+    first_rows, row_to_group = group_rows_by_prompt(batch["prompt_ids"], batch["prompt_mask"])
+    groups = first_rows.numel()
+    # A random rank for each group (drawn from torch's global generator, as TRL's own shuffle draws), rows by rank.
+    group_rank = torch.empty(groups, dtype=torch.long)
+    group_rank[torch.randperm(groups)] = torch.arange(groups)
+    permutation = torch.argsort(group_rank[row_to_group.cpu()], stable=True)
+
+    def permute(value: Any) -> Any:
+        if value is None or (isinstance(value, torch.Tensor) and value.ndim == 0):
+            return value
+        if isinstance(value, torch.Tensor):
+            return value[permutation.to(value.device)]
+        return [value[i] for i in permutation]
+
+    return {key: permute(value) for key, value in batch.items()}
+
+
+@contextlib.contextmanager
+def _micro_batches_of_whole_groups() -> Iterator[None]:
+    """Within this context, GRPOTrainer shuffles its generation batch by group (see
+    `shuffle_keeping_prompts_together`); TRL splits the shuffled batch into micro-batches right after."""
+    trl_shuffle = getattr(grpo_module, _TRL_SHUFFLE, None)
+    if trl_shuffle is None:
+        _log_shuffle_missing()
+        yield
+        return
+    setattr(grpo_module, _TRL_SHUFFLE, shuffle_keeping_prompts_together)
+    try:
+        yield
+    finally:
+        setattr(grpo_module, _TRL_SHUFFLE, trl_shuffle)
+
+
+# The function, in `trl.trainer.grpo_trainer` (TRL 1.16), that `_prepare_inputs` shuffles the generation batch with.
+_TRL_SHUFFLE = "shuffle_sequence_dict"
+
+
+@functools.cache
+def _log_shuffle_missing() -> None:
+    logger.warning(
+        "shared_prefix_loss: this TRL has no trl.trainer.grpo_trainer.%s, so micro-batches are formed as TRL forms "
+        "them, and only the rows of a group that land in the same micro-batch share their prompt.",
+        _TRL_SHUFFLE,
+    )
+
+
 class SharedPrefixScoringMixin:
     """Score each distinct prompt once per scoring batch in a `GRPOTrainer` subclass (see the module docstring).
 
     Put it before `GRPOTrainer` in the bases, after `CompletionScoringOnCPUMixin` so that the CPU completion-only
     projection applies to the completions scored here. Active when `args.shared_prefix_loss` is true; it wraps
-    `_get_per_token_logps_and_entropies` without changing its arguments or its result.
+    `_get_per_token_logps_and_entropies` without changing its arguments or its result, and `_prepare_inputs` so that
+    the generation batch is shuffled by group rather than by row (TRL's micro-batches are then whole groups, as many
+    as `per_device_train_batch_size` holds; set it to a multiple of `num_generations` to share every prompt G ways).
     """
+
+    def _prepare_inputs(self, generation_batch: Any) -> Any:
+        if not getattr(self.args, "shared_prefix_loss", False):
+            return super()._prepare_inputs(generation_batch)
+        with _micro_batches_of_whole_groups():
+            return super()._prepare_inputs(generation_batch)
 
     def _get_per_token_logps_and_entropies(
         self,
