@@ -143,10 +143,17 @@ class _PromptRecorderLayer(DynamicLayer):
 
 
 class _ReadOnlyPrefix:
-    """Attends over the cached prompt followed by the new states, and stores nothing."""
+    """Attends over each row's cached prompt followed by the new states, and stores nothing.
+
+    `keys` and `values` hold one entry per distinct prompt; `rows` picks each row's. Picking them here, one layer at
+    a time, keeps a single layer's per-row copy of the prompt states alive, not every layer's.
+    """
+
+    rows: torch.Tensor
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
+        keys, values = self.keys[self.rows], self.values[self.rows]
+        return torch.cat([keys, key_states], dim=-2), torch.cat([values, value_states], dim=-2)
 
 
 class _PrefixLayer(_ReadOnlyPrefix, DynamicLayer):
@@ -178,10 +185,10 @@ def _record_prompts(
 
 def _prefix_cache(recorded: Any, row_to_group: torch.Tensor, config: Any) -> Any:
     """The cache the completions read: each row's prompt keys and values (the last window of them in a
-    sliding-window layer, as transformers keeps it), indexed out of the distinct prompts' forward."""
+    sliding-window layer, as transformers keeps it), from the distinct prompts' forward."""
     cache = DynamicCache(config=config)
     for index, (kind, prompt) in enumerate(zip(cache.layers, recorded.layers)):
-        keys, values = prompt.keys[row_to_group], prompt.values[row_to_group]
+        keys, values = prompt.keys, prompt.values
         if isinstance(kind, DynamicSlidingWindowLayer):
             layer = _SlidingPrefixLayer(sliding_window=kind.sliding_window)
             layer.cumulative_length = keys.size(-2)
@@ -190,7 +197,7 @@ def _prefix_cache(recorded: Any, row_to_group: torch.Tensor, config: Any) -> Any
         else:
             layer = _PrefixLayer()
         layer.lazy_initialization(keys, values)
-        layer.keys, layer.values = keys, values
+        layer.keys, layer.values, layer.rows = keys, values, row_to_group
         cache.layers[index] = layer
     return cache
 
