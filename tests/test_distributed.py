@@ -48,8 +48,11 @@ def check_ranks(out_dir: Path, logs: str) -> None:
     assert sum(records[0]["refill_rounds"]) > 0
 
 
-def test_two_process_cpu_run_ends_with_identical_parameters(tmp_path):
-    command = launch_command(tmp_path, "--main_process_port", str(free_port()))
+# With `--shared_prefix_loss true` each micro-batch runs two forwards (the prompts, then the completions on their
+# cache) before one backward, through DistributedDataParallel.
+@pytest.mark.parametrize("extra_flags", [[], ["--shared_prefix_loss", "true"]], ids=["", "shared-prefix"])
+def test_two_process_cpu_run_ends_with_identical_parameters(tmp_path, extra_flags):
+    command = [*launch_command(tmp_path, "--main_process_port", str(free_port())), *extra_flags]
     result = subprocess.run(
         command, env=environment(), cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
     )
