@@ -8,18 +8,21 @@ on it. Attention over the cached prompt is the same computation as attention ove
 so the completions' log-probabilities, entropies and gradients are today's within float rounding, and gradients reach
 the prompt's forward through the cached keys and values (PrefixGrouper, arXiv 2506.05433, for GRPO in general).
 
-[`SharedPrefixScoringMixin`] changes one hook, `GRPOTrainer._get_per_token_logps_and_entropies`, the method through
-which GRPOTrainer scores the policy (loss and old policy) and the reference model. The completions are still scored
-by TRL's fused LM head (`fused_lm_head=True`), so temperature, soft-capping, entropy and the CPU completion-only
-projection of `rpt_trl.trainer.cpu_lm_head` stay TRL's own. The last prompt token runs with the completion, since its
-hidden state scores the first completion token; the rest of the prompt is the cached prefix.
+[`SharedPrefixScoringMixin`] changes two hooks. `GRPOTrainer._get_per_token_logps_and_entropies`, through which
+GRPOTrainer scores the policy (loss and old policy) and the reference model: the completions are still scored by
+TRL's fused LM head (`fused_lm_head=True`), so temperature, soft-capping, entropy and the CPU completion-only
+projection of `rpt_trl.trainer.cpu_lm_head` stay TRL's own. The last prompt token runs with the completion, since
+its hidden state scores the first completion token; the rest of the prompt is the cached prefix. And
+`GRPOTrainer._prepare_inputs`, whose shuffle of the generation batch is made to move whole groups, so that a
+micro-batch holds groups to share rather than scattered rows.
 
 What it needs, checked by [`check_shared_prefix_model`] before training: a decoder whose forward takes a `cache` and
-whose attention layers are full or sliding-window ones (Gemma 3's mix included: its sliding layers keep the last
-window of the prompt, as in generation). Gradient checkpointing is refused by `RPTConfig`: transformers drops the
-cache inside a checkpointed layer, so the completions would not see their prompt. A batch with nothing to share
-(every prompt distinct, one-token prompts, prompts not left-padded), MoE load-balancing loss and multimodal inputs
-are scored by TRL's own path.
+whose cache holds only keys and values of full or sliding-window attention (Gemma 3's mix included: its sliding
+layers keep the last window of the prompt, as in generation). Under gradient checkpointing the caches here give the
+same answer when a layer is replayed in the backward, so the checkpointed layers are allowed to keep them
+(transformers drops a cache in a checkpointed layer otherwise); only non-reentrant checkpointing carries gradient
+through them, and the reentrant kind is refused. A batch with nothing to share (every prompt distinct, one-token
+prompts, prompts not left-padded), MoE load-balancing loss and multimodal inputs are scored by TRL's own path.
 """
 
 import contextlib
