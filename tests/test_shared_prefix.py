@@ -203,6 +203,7 @@ def test_the_prompts_last_token_sees_the_whole_prompt_on_gemma3():
     [
         ([5, 5, 5], [0, 1, 2], 5),  # every prompt distinct: nothing to share
         ([1], [0, 0, 0], 1),  # one-token prompts: no prefix to cache
+        ([1, 1], [0, 1, 0, 1], 3),  # the same, left-padded
     ],
 )
 def test_nothing_to_share_is_left_to_trl(prompt_lengths, row_prompts, width, tokens_run):

@@ -102,12 +102,14 @@ def shared_prefix_per_token_logps(
     prompt_ids, prompt_mask = input_ids[:, :-logits_to_keep], attention_mask[:, :-logits_to_keep]
     if prompt_ids.size(1) < 2 or not bool(prompt_mask[:, -1].all()):
         return None
-    first_rows, row_to_group = group_rows_by_prompt(prompt_ids, prompt_mask)
-    if first_rows.numel() == input_ids.size(0):
-        return None
     # Columns that are padding in every prompt carry nothing: they are dropped. Positions keep counting them, as
     # the model counts them today, so that absolute position embeddings see the same positions too.
     first_column = int(prompt_mask.any(dim=0).int().argmax())
+    if first_column == prompt_ids.size(1) - 1:  # one-token prompts: no prefix before the last token
+        return None
+    first_rows, row_to_group = group_rows_by_prompt(prompt_ids, prompt_mask)
+    if first_rows.numel() == input_ids.size(0):
+        return None
     positions = torch.arange(input_ids.size(1), device=input_ids.device).unsqueeze(0)
     prefix = slice(first_column, prompt_ids.size(1) - 1)
     config = _text_config(model)
