@@ -103,8 +103,10 @@ def loss_step(trainer, batch: dict, shared: bool) -> dict:
 
 def compare(trainer, batch: dict, repeats: int) -> dict:
     runs = {"today": [], "shared": []}
-    for _ in range(repeats):  # interleaved, so that both see the same load
+    for repeat in range(repeats):  # interleaved, so that both see the same load
         for name in runs:
+            if repeat:  # keep the gradients of the last repetition only (a model's worth each)
+                runs[name][-1].pop("grads")
             runs[name].append(loss_step(trainer, batch, shared=name == "shared"))
     today, shared = runs["today"][-1], runs["shared"][-1]
     gradient_difference = max(
@@ -204,6 +206,7 @@ def main() -> None:
             result["load_average_after"] = os.getloadavg()
             results["shapes"][shape] = result
             print(json.dumps({shape: result}), flush=True)
+            del trainer
     print(json.dumps(results, indent=2))
 
 
