@@ -63,7 +63,7 @@ def make_model(name: str) -> torch.nn.Module:
 
 def make_trainer(model: torch.nn.Module, output_dir: str, completion_length: int, num_completions: int):
     from rpt_trl import RPTConfig, RPTTrainer
-    from rpt_trl.demo.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
+    from rpt_trl.experiments.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
 
     tokenizer = make_tiny_tokenizer()  # only for the trainer's setup; the batch below is made of model token ids
     args = RPTConfig(

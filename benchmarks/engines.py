@@ -37,8 +37,8 @@ def main() -> None:
     from vllm import SamplingParams
 
     from rpt_trl import RPTConfig, RPTTrainer
-    from rpt_trl.demo.arithmetic_demo import demo_splits
-    from rpt_trl.demo.embedded import ensure_embedded_model
+    from rpt_trl.experiments.arithmetic_demo import demo_splits
+    from rpt_trl.models import ensure_embedded_model
     from rpt_trl.trainer.generation import AnswerStopLogitsProcessor
     from rpt_trl.trainer.vllm_engine import answer_stop_sampling_kwargs
 

@@ -29,7 +29,7 @@ GIB = 1024 * 1024  # KiB per GiB
 def load(model_name: str | None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rpt_trl.demo.embedded import EMBEDDED_MODEL_ID, resolve_model
+    from rpt_trl.models import EMBEDDED_MODEL_ID, resolve_model
 
     path = resolve_model(model_name or EMBEDDED_MODEL_ID)
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -39,7 +39,7 @@ def load(model_name: str | None):
 
 def document(tokenizer, num_tokens: int, seed: int = 0) -> str:
     """Generated worked solutions, cut at exactly `num_tokens` tokens."""
-    from rpt_trl.demo.arithmetic_demo import arithmetic_corpus
+    from rpt_trl.experiments.arithmetic_demo import arithmetic_corpus
 
     text, k = "", 0
     while len(tokenizer(text, add_special_tokens=False)["input_ids"]) < num_tokens:

@@ -18,9 +18,9 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rpt_trl.demo.arithmetic_demo import demo_splits
-    from rpt_trl.demo.embedded import resolve_model
     from rpt_trl.evaluation.next_token import transformers_generator
+    from rpt_trl.experiments.arithmetic_demo import demo_splits
+    from rpt_trl.models import resolve_model
 
     path = resolve_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")

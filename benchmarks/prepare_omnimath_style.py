@@ -45,7 +45,7 @@ def main() -> None:
 
     from rpt_trl import RPTConfig, RPTTrainer
     from rpt_trl.cli import main as cli
-    from rpt_trl.demo.embedded import EMBEDDED_MODEL_ID, ensure_embedded_model
+    from rpt_trl.models import EMBEDDED_MODEL_ID, ensure_embedded_model
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="rpt-prepare-")
     os.makedirs(workdir, exist_ok=True)

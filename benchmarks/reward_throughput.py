@@ -21,7 +21,7 @@ import tempfile
 import time
 
 from rpt_trl import RPTConfig, RPTTrainer, prefix_match_reward, score_prefix_match
-from rpt_trl.demo.tiny import animal_corpus, last_word_dataset, make_tiny_model, make_tiny_tokenizer
+from rpt_trl.experiments.tiny import animal_corpus, last_word_dataset, make_tiny_model, make_tiny_tokenizer
 
 
 def make_completions(

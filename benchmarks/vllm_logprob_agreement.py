@@ -27,7 +27,7 @@ def main() -> None:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from rpt_trl.demo.embedded import ensure_embedded_model
+    from rpt_trl.models import ensure_embedded_model
     from rpt_trl.trainer.vllm_engine import keep_cpu_weights_loadable
 
     path = str(ensure_embedded_model())

@@ -3,7 +3,7 @@
 Two worlds, both offline on a CPU:
 
 - `--world gemma` (default): the embedded Gemma 3 270M base model and the generated arithmetic corpus of
-  `rpt_trl.demo.arithmetic_demo` (its template and its word positions). The first 24 documents are held out for evaluation.
+  `rpt_trl.experiments.arithmetic_demo` (its template and its word positions). The first 24 documents are held out for evaluation.
 - `--world tiny`: the warm-started tiny policy of the learning test, whose reward rises within 16 steps; its
   checkpoints give a scaling curve with something to fit.
 
@@ -85,8 +85,8 @@ def main(argv=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rpt_trl import DIFFICULTY_THRESHOLDS, RPTConfig, RPTTrainer, compute_token_entropy, difficulty_labels
-    from rpt_trl.demo.arithmetic_demo import demo_splits
-    from rpt_trl.demo.embedded import EMBEDDED_MODEL_ID, resolve_model
+    from rpt_trl.experiments.arithmetic_demo import demo_splits
+    from rpt_trl.models import EMBEDDED_MODEL_ID, resolve_model
 
     started = time.perf_counter()
     output = Path(args.output_dir)
@@ -101,7 +101,7 @@ def main(argv=None):
         config = dict(per_device_train_batch_size=4, num_generations=4, max_completion_length=24,
                       learning_rate=args.learning_rate or 1e-6, stop_after_answer=True)  # fmt: skip
     else:
-        from rpt_trl.demo.tiny import ANIMAL_SOUNDS, TINY_TRAINING, animal_corpus, warm_started_world
+        from rpt_trl.experiments.tiny import ANIMAL_SOUNDS, TINY_TRAINING, animal_corpus, warm_started_world
 
         model, tokenizer, dataset, _ = warm_started_world(seed=args.seed)
         documents = animal_corpus(

@@ -29,9 +29,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .data.builder import DIFFICULTY_THRESHOLDS
 
-
+# The nested difficulty splits: a position belongs to each split whose threshold its proxy model's next-token entropy
+# exceeds. Defined here, below the data builder that labels positions and beside the results grouped by them.
+DIFFICULTY_THRESHOLDS = {"easy": 0.5, "medium": 1.0, "hard": 1.5}
 SPLITS = tuple(DIFFICULTY_THRESHOLDS)  # the paper's nested easy / medium / hard, in the dataset builder's order
 MODES = ("standard", "reasoning", "multiple_choice")
 REQUIRED_KEYS = ("dataset", "mode", "overall")

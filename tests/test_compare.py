@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from rpt_trl.demo.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer
 from rpt_trl.evaluation.compare import (
     Interval,
     bootstrap_interval,
@@ -19,11 +18,12 @@ from rpt_trl.evaluation.compare import (
     training_record,
     write_comparison,
 )
-from rpt_trl.trainer.next_token_baseline import (
+from rpt_trl.experiments.next_token_baseline import (
     matched_budget,
     next_token_blocks,
     train_next_token_baseline,
 )
+from rpt_trl.experiments.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer
 
 
 def test_bootstrap_interval_agrees_with_the_normal_approximation():

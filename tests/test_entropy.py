@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from rpt_trl import align_token_values, compute_token_entropy, document_entropy
 from rpt_trl.data.entropy import plan_windows
-from rpt_trl.demo.tiny import make_tiny_model
+from rpt_trl.experiments.tiny import make_tiny_model
 
 
 TEXTS = [*CORPUS, "x", "", "A longer text that repeats itself. " * 6]

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from rpt_trl import build_next_token_dataset, prefix_match_reward
-from rpt_trl.demo.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer, warm_started_world
 from rpt_trl.evaluation import (
     NextTokenAccuracyCallback,
     ScalingFitError,
@@ -33,6 +32,7 @@ from rpt_trl.evaluation import (
     zero_shot_table,
 )
 from rpt_trl.evaluation.next_token import MIN_SHARED_PREFIX, shared_prefix_length
+from rpt_trl.experiments.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer, warm_started_world
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

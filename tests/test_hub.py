@@ -13,7 +13,7 @@ from conftest import make_tiny_model
 from huggingface_hub.errors import HfHubHTTPError
 
 from rpt_trl import RPTConfig, RPTTrainer, hub
-from rpt_trl.demo.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
+from rpt_trl.experiments.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
 from rpt_trl.hub import (
     CheckpointRevisionPusher,
     HubAccessError,

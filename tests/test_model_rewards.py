@@ -1,4 +1,4 @@
-"""The rewards that read the policy's probabilities (rpt_trl.model_rewards) and the EMA reference behind
+"""The rewards that read the policy's probabilities (rpt_trl.rewards.model_rewards) and the EMA reference behind
 information_gain: values against an independent float64 computation, group zeroing, EMA arithmetic, checkpoints,
 and short RPTTrainer runs with each variant."""
 
@@ -11,9 +11,10 @@ import torch
 from huggingface_hub import ModelCard
 
 from rpt_trl import RPTConfig, RPTTrainer
-from rpt_trl.demo.tiny import make_tiny_model, make_tiny_tokenizer, tiny_training_config, warm_started_world
-from rpt_trl.model_card import REWARD_DESCRIPTIONS
-from rpt_trl.model_rewards import (
+from rpt_trl.experiments.tiny import make_tiny_model, make_tiny_tokenizer, tiny_training_config, warm_started_world
+from rpt_trl.hub.model_card import REWARD_DESCRIPTIONS
+from rpt_trl.rewards import score_prefix_match
+from rpt_trl.rewards.model_rewards import (
     MODEL_REWARDS,
     ConditionalDenseReward,
     DenseReward,
@@ -21,8 +22,7 @@ from rpt_trl.model_rewards import (
     answer_prefix,
     next_token_log_probs,
 )
-from rpt_trl.rewards import score_prefix_match
-from rpt_trl.trainer.reference import REFERENCE_EMA_FILE, ReferenceEMA
+from rpt_trl.rewards.reference import REFERENCE_EMA_FILE, ReferenceEMA
 
 
 PROMPTS = ["the cat says", "a dog says", "my cow says", "one sheep says"]
@@ -437,7 +437,7 @@ def test_ema_of_zero3_shards_reads_and_writes_the_local_shard(model):
         parameter.ds_tensor = torch.randn(3)
     ema = ReferenceEMA(policy, decay=0.5)
     assert ema.sharded and all(s.shape == (3,) for s in ema.shadow.values())
-    from rpt_trl.trainer.reference import reference_ema_filename
+    from rpt_trl.rewards.reference import reference_ema_filename
 
     assert reference_ema_filename(ema.sharded, 1) == "reference_ema-rank1.pt"
     start = {n: p.ds_tensor.clone() for n, p in policy.named_parameters()}
@@ -458,7 +458,7 @@ def test_ema_of_zero3_shards_reads_and_writes_the_local_shard(model):
 
 def test_first_token_ids_are_the_documents_tokens(any_tokenizer):
     from rpt_trl import build_next_token_dataset
-    from rpt_trl.model_rewards import first_token_ids
+    from rpt_trl.rewards.model_rewards import first_token_ids
 
     document = "The size of the box is 12 cm. Then x = 5, so (x+1) is 6.\nNext line here. naïve 中文"
     document_ids = any_tokenizer(document, add_special_tokens=False)["input_ids"]

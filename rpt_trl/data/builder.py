@@ -26,6 +26,7 @@ import datasets
 from tqdm.auto import tqdm
 
 from ..parsing import can_be_boxed
+from ..results import DIFFICULTY_THRESHOLDS
 from .templates import render_prompt, resolve_template
 
 
@@ -35,7 +36,6 @@ DOCUMENT_SEPARATOR = "\n\n"
 PROMPT_FORMATS = ("conversational", "text")
 _TOKENIZE_BATCH = 64
 # Evaluation difficulty (paper, Section 4.1): positions whose proxy entropy is above each threshold; nested sets.
-DIFFICULTY_THRESHOLDS = {"easy": 0.5, "medium": 1.0, "hard": 1.5}
 
 
 @dataclass

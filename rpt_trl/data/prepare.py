@@ -21,7 +21,7 @@ from typing import Any
 import datasets
 
 from ..atomic_io import remove, stale_temporaries, temporary_name
-from ..model_card import PAPER
+from ..hub.model_card import PAPER
 from .builder import (
     DIFFICULTY_THRESHOLDS,
     NextTokenSettings,
@@ -510,8 +510,8 @@ def run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, comman
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..demo.embedded import default_cache_dir, resolve_model
     from ..hub import check_hub_access, public_name
+    from ..models import default_cache_dir, resolve_model
 
     check_output_dir(arguments.output, arguments.overwrite)
     if arguments.push_to_hub:

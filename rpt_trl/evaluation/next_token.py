@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..data.builder import difficulty_labels, token_spans
 from ..results import SPLITS
-from ..rewards import score_completions, thought_lengths
+from ..rewards.prefix_match import score_completions, thought_lengths
 from ..trainer.generation import AnswerStopLogitsProcessor
 
 

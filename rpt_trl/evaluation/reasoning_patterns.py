@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..parsing import split_thought
-from ..rewards import thought_token_counts
+from ..rewards.prefix_match import thought_token_counts
 
 
 REASONING_PATTERNS: dict[str, tuple[str, ...]] = {

@@ -7,10 +7,10 @@ from typing import Any
 from trl import GRPOConfig
 
 from ..data.builder import NextTokenSettings
-from ..length_budget import PENALTIES, check_thought_budget
-from ..model_rewards import MODEL_REWARDS
-from ..rewards import REWARD_FUNCTIONS
-from .reference import REFERENCE_DEVICES
+from ..rewards.model_rewards import MODEL_REWARDS
+from ..rewards.prefix_match import REWARD_FUNCTIONS
+from ..rewards.reference import REFERENCE_DEVICES
+from ..rewards.thought_budget import PENALTIES, check_thought_budget
 from .sampler import CURRICULA
 
 

@@ -12,10 +12,10 @@ from trl.trainer.utils import get_config_model_id
 
 from ..data.builder import build_next_token_dataset
 from ..hub import CheckpointRevisionPusher, check_hub_access, public_name
-from ..length_budget import ThoughtBudgetReward, with_thought_budget
-from ..model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
-from ..model_rewards import MODEL_REWARDS, InformationGainReward, ModelReward
-from ..rewards import REWARD_FUNCTIONS
+from ..hub.model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
+from ..rewards.model_rewards import MODEL_REWARDS, InformationGainReward, ModelReward
+from ..rewards.prefix_match import REWARD_FUNCTIONS
+from ..rewards.thought_budget import ThoughtBudgetReward, with_thought_budget
 from .checkpoints import resolve_resume_checkpoint
 from .cpu_lm_head import CompletionScoringOnCPUMixin
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling

@@ -14,8 +14,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .data.templates import TEMPLATES
-from .results import card_table, result_groups, validate_result
+from ..results import card_table, result_groups, validate_result
 
 
 logger = logging.getLogger(__name__)
@@ -222,7 +221,9 @@ def _card_hyperparameters(args: Any) -> dict[str, Any]:
     if args.reward == "information_gain":
         values["reference_ema_decay"] = args.reference_ema_decay
         values["reference_ema_device"] = args.reference_ema_device
-    if args.prompt_template not in TEMPLATES:  # a custom template: name it, don't paste it
+    # A custom template (the built-in ones are named, a custom one holds the `{context}` placeholder): name it,
+    # don't paste it.
+    if "{context}" in args.prompt_template:
         values["prompt_template"] = "custom"
     # Shaping and ordering that change what was learned: recorded when on (getattr: a plain GRPOConfig lacks them).
     if getattr(args, "thought_budget", None) is not None:

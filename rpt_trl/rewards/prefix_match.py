@@ -12,7 +12,7 @@ compares bytes. Evaluation imports the same functions, so training and evaluatio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .parsing import THINK_CLOSE, completion_text, extract_prediction, split_thought
+from ..parsing import THINK_CLOSE, completion_text, extract_prediction, split_thought
 
 
 def score_prefix_match(prediction: str | None, ground_truth: str, ground_truth_boundaries: Sequence[int]) -> float:
