@@ -26,8 +26,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="RPT steps per generation backend.")
     parser.add_argument("--prompts", type=int, default=8, help="Demo prompts for the generation benchmark.")
-    parser.add_argument("--num-generations", type=int, default=4, help="Completions per prompt (the demo's G).")
-    parser.add_argument("--max-new-tokens", type=int, default=24, help="The demo's max_completion_length.")
+    parser.add_argument(
+        "--num_generations", "--num-generations", type=int, default=4, help="Completions per prompt (the demo's G)."
+    )
+    parser.add_argument(
+        "--max_new_tokens", "--max-new-tokens", type=int, default=24, help="The demo's max_completion_length."
+    )
     parser.add_argument("--rounds", type=int, default=3, help="Alternating rounds of the generation benchmark.")
     parser.add_argument("--output", default="engines.json")
     args = parser.parse_args()

@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="Hub id or path; default: the embedded Gemma 3 270M.")
     parser.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--naive-tokens", type=int, default=96)
+    parser.add_argument("--naive_tokens", "--naive-tokens", type=int, default=96)
     parser.add_argument(
         "--parts", nargs="+", default=["forward", "naive", "memory"], choices=["forward", "naive", "memory"]
     )

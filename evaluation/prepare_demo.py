@@ -73,12 +73,16 @@ def multiple_choice_questions(num_questions: int = 20, seed: int = 0) -> list[di
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="eval-demo")
+    parser.add_argument("--output_dir", "--output-dir", default="eval-demo")
     parser.add_argument("--world", choices=["gemma", "tiny"], default="gemma")
-    parser.add_argument("--train-steps", type=int, default=8)
-    parser.add_argument("--save-steps", type=int, default=2)
-    parser.add_argument("--eval-positions", type=int, default=None, help="Default: 24 (gemma), 16 (tiny).")
-    parser.add_argument("--learning-rate", type=float, default=None, help="Default: 1e-6 (gemma), 2e-3 (tiny).")
+    parser.add_argument("--train_steps", "--train-steps", type=int, default=8)
+    parser.add_argument("--save_steps", "--save-steps", type=int, default=2)
+    parser.add_argument(
+        "--eval_positions", "--eval-positions", type=int, default=None, help="Default: 24 (gemma), 16 (tiny)."
+    )
+    parser.add_argument(
+        "--learning_rate", "--learning-rate", type=float, default=None, help="Default: 1e-6 (gemma), 2e-3 (tiny)."
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
