@@ -37,11 +37,9 @@ def load(name: str) -> torch.nn.Module:
         from rpt_trl.experiments.tiny import make_tiny_model, make_tiny_tokenizer
 
         return make_tiny_model(make_tiny_tokenizer())
-    from transformers import AutoModelForCausalLM
+    from rpt_trl.models import load_model, resolve_model
 
-    from rpt_trl.models import resolve_model
-
-    return AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=torch.float32)
+    return load_model(resolve_model(name), device="cpu", dtype="float32")
 
 
 def measure(model: torch.nn.Module, label: str) -> dict[str, float]:

@@ -75,15 +75,12 @@ def load(model_name: str) -> tuple[Any, Any, Any, dict[str, Any]]:
         model, tokenizer, dataset, _ = warm_started_world(seed=0)
         settings = {**TINY_TRAINING, "prompt_template": "{context}"}
         return model, tokenizer, dataset, settings
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from rpt_trl.experiments.arithmetic_demo import DEMO_TEMPLATE, demo_splits
-    from rpt_trl.models import resolve_model
+    from rpt_trl.models import load_model, load_tokenizer
 
-    path = resolve_model(model_name)
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    _, train_set, _, _ = demo_splits(tokenizer)
+    tokenizer, _, path = load_tokenizer(model_name)
+    model = load_model(path, device="cpu", dtype="float32")
+    train_set = demo_splits(tokenizer).train
     settings = {
         "per_device_train_batch_size": 8,
         "num_generations": 4,

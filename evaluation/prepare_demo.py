@@ -25,8 +25,6 @@ import math
 import time
 from pathlib import Path
 
-import torch
-
 
 # A few-shot multiple-choice template for a small base model (the general template in rpt_trl is zero-shot).
 DEMO_MULTIPLE_CHOICE_TEMPLATE = (
@@ -86,22 +84,19 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from rpt_trl import DIFFICULTY_THRESHOLDS, RPTConfig, RPTTrainer, compute_token_entropy, difficulty_labels
     from rpt_trl.experiments.arithmetic_demo import demo_splits
-    from rpt_trl.models import EMBEDDED_MODEL_ID, resolve_model
+    from rpt_trl.experiments.presets import QUICK_EVAL_POSITIONS
+    from rpt_trl.models import EMBEDDED_MODEL_ID, load_model, load_tokenizer
 
     started = time.perf_counter()
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     if args.world == "gemma":
-        path = resolve_model(EMBEDDED_MODEL_ID)
-        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        documents, train_set, eval_set, _ = demo_splits(
-            tokenizer, seed=args.seed, eval_positions=args.eval_positions or 24
-        )
+        tokenizer, _, path = load_tokenizer(EMBEDDED_MODEL_ID)
+        model = load_model(path, device="cpu", dtype="float32")
+        splits = demo_splits(tokenizer, seed=args.seed, eval_positions=args.eval_positions or QUICK_EVAL_POSITIONS)
+        documents, train_set, eval_set = splits.corpus, splits.train, splits.eval
         config = dict(per_device_train_batch_size=4, num_generations=4, max_completion_length=24,
                       learning_rate=args.learning_rate or 1e-6, stop_after_answer=True)  # fmt: skip
     else:

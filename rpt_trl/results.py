@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .plotting import pyplot
+
 
 # The nested difficulty splits: a position belongs to each split whose threshold its proxy model's next-token entropy
 # exceeds. Defined here, below the data builder that labels positions and beside the results grouped by them.
@@ -205,10 +207,7 @@ def results_markdown(results: Sequence[Mapping[str, Any]]) -> str:
 
 def plot_results(results: Sequence[Mapping[str, Any]], path: str | Path) -> None:
     """Save a grouped bar chart (PNG) of accuracy by split (or by category) for each result."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     groups: list[str] = []
     for result in results:

@@ -25,6 +25,7 @@ from ..evaluation.multiple_choice import (
     summarize_choices,
 )
 from ..evaluation.next_token import (
+    TEMPERATURE,
     mean_reasoning_length,
     prompt_text,
     reasoning_scores,
@@ -138,7 +139,9 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max_new_tokens", "--max-new-tokens", type=int, default=1024, help="Completion budget (the paper: 8,192)."
     )
-    parser.add_argument("--temperature", type=float, default=0.8, help="Sampling temperature (the paper: 0.8).")
+    parser.add_argument(
+        "--temperature", type=float, default=TEMPERATURE, help=f"Sampling temperature (the paper: {TEMPERATURE})."
+    )
     parser.add_argument("--batch_size", "--batch-size", type=int, default=8, help="Prompts per generation batch.")
     parser.add_argument("--backend", choices=["auto", "transformers", "vllm", "vllm-server"], default="auto",
                         help="'auto': vLLM when installed and on a GPU, else transformers; 'vllm' also runs on vLLM's "

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..plotting import pyplot
 from ..results import load_results, model_label, scored_on, validate_result
 from .next_token import Generator, reasoning_scores, reasoning_summary, standard_scores, summarize
 
@@ -310,10 +311,7 @@ def comparison_markdown(results: Sequence[Mapping[str, Any]]) -> str:
 
 def plot_comparison(results: Sequence[Mapping[str, Any]], path: str | Path, *, title: str | None = None) -> None:
     """Bars of each system's accuracy with its interval, and the target's differences with theirs (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     differences = [d for result in results for d in result.get("differences", ())]
     figure, axes = plt.subplots(1, 2 if differences else 1, figsize=(11 if differences else 6, 3.8), squeeze=False)

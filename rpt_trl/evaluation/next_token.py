@@ -30,6 +30,10 @@ from ..rewards.prefix_match import score_completions, thought_lengths
 from ..trainer.generation import AnswerStopLogitsProcessor
 
 
+# Reasoning mode samples at the paper's temperature, as RPT's rollouts do (`RPTConfig.temperature`).
+TEMPERATURE = 0.8
+
+
 logger = logging.getLogger(__name__)
 
 Generator = Callable[[list[Any], int], list[list[str]]]
@@ -220,14 +224,14 @@ def transformers_generator(
     tokenizer: Any,
     *,
     max_new_tokens: int = 1024,
-    temperature: float = 0.8,
+    temperature: float = TEMPERATURE,
     batch_size: int = 8,
     seed: int = 0,
     stop_after_answer: bool = True,
     prefix_cache: bool = True,
     show_progress: bool = True,
 ) -> Generator:
-    """A batched, seeded sampler with `model.generate` (the paper samples at temperature 0.8).
+    """A batched, seeded sampler with `model.generate` (at the paper's temperature by default).
 
     Each batch reseeds torch with `seed + batch index`, so a run is reproducible for the same prompts and settings.
     With `stop_after_answer`, a completion ends as soon as its answer box closes, as in training.
@@ -300,7 +304,7 @@ def vllm_generator(
     model: Any,
     *,
     max_new_tokens: int = 1024,
-    temperature: float = 0.8,
+    temperature: float = TEMPERATURE,
     seed: int = 0,
     stop_after_answer: bool = True,
     show_progress: bool = True,
@@ -341,7 +345,7 @@ def vllm_server_generator(
     tokenizer: Any,
     *,
     max_new_tokens: int = 1024,
-    temperature: float = 0.8,
+    temperature: float = TEMPERATURE,
     seed: int = 0,
     stop_after_answer: bool = True,
     connection_timeout: float = 240.0,

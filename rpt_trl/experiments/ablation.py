@@ -32,13 +32,14 @@ from typing import Any
 
 import yaml
 
+from ..plotting import pyplot
+from .presets import QUICK_EVAL_POSITIONS, RUN_PRESET, run_settings
+
 
 WORLDS = ("tiny",)
 # What a variant may not override: the comparison holds these fixed.
 FIXED_FIELDS = ("seed", "max_steps", "output_dir", "data_seed")
 DEFAULT_STEPS = {"tiny": 8, "model": 12}  # the demo corpus preset takes the demo's own `train_steps`
-# Every variant logs each step and saves no checkpoint (a recipe's save and report settings would not fit).
-RUN_SETTINGS = {"logging_steps": 1, "save_strategy": "no", "report_to": "none"}
 TINY_HELD_OUT_DOCUMENTS = 8  # the last 8 sentences of the tiny corpus ("our ..." and "one ...")
 CURVES_PNG, ACCURACY_PNG = "training_curves.png", "heldout_accuracy.png"
 
@@ -132,7 +133,7 @@ def make_setup(
     eval_dataset: str | None = None,
     dataset_split: str = "train",
     eval_split: str = "eval",
-    eval_positions: int = 24,
+    eval_positions: int = QUICK_EVAL_POSITIONS,
     seed: int = 0,
 ) -> AblationSetup:
     """The shared part of an ablation.
@@ -160,7 +161,8 @@ def make_setup(
 
 
 def _tiny_setup(seed: int, eval_positions: int) -> AblationSetup:
-    from .tiny import CPU_RUN, TINY_TRAINING, warm_started_world
+    from .presets import CPU_RUN
+    from .tiny import TINY_TRAINING, warm_started_world
 
     policy, tokenizer, dataset, _ = warm_started_world(seed=seed)
     held_out = dataset["document_id"][-TINY_HELD_OUT_DOCUMENTS]
@@ -202,10 +204,11 @@ def _model_setup(
         from .arithmetic_demo import DemoSettings, demo_splits, rpt_training_fields
 
         demo = DemoSettings(seed=seed)
-        _, train_set, eval_set, _ = demo_splits(
+        splits = demo_splits(
             tokenizer, seed=seed, eval_positions=eval_positions, corpus_documents=demo.corpus_documents,
             held_out_documents=demo.held_out_documents,
         )  # fmt: skip
+        train_set, eval_set = splits.train, splits.eval
         dataset_name = "rpt_trl.demo arithmetic corpus, held-out targeted positions"
         base_config = rpt_training_fields(demo, use_vllm=False, on_cpu=on_cpu)
         max_steps = demo.train_steps
@@ -214,8 +217,7 @@ def _model_setup(
         eval_set = load_documents(eval_dataset or dataset, split=eval_split)
         eval_set = eval_set.select(range(min(eval_positions, len(eval_set))))
         dataset_name = eval_dataset or f"{dataset} ({eval_split})"
-        base_config = {"use_cpu": True, "bf16": False} if on_cpu else {}
-        base_config.update(logging_steps=1, save_strategy="no", report_to="none")
+        base_config = run_settings(on_cpu)
     for label, data in (("--dataset", train_set), ("--eval_dataset", eval_set)):
         missing = [column for column in RPT_COLUMNS if column not in data.column_names]
         if missing or len(data) == 0:
@@ -340,7 +342,8 @@ def variant_configs(
         raise ValueError(f"Set {bad} with the command's own flags (--seed, --max_steps, --output_dir).")
     configs = []
     for variant in variants:
-        config = {**setup.base_config, **overrides, **variant.overrides, **RUN_SETTINGS}
+        # Every variant logs each step and saves no checkpoint (a recipe's save and report settings would not fit).
+        config = {**setup.base_config, **overrides, **variant.overrides, **RUN_PRESET}
         config.update(seed=seed, max_steps=max_steps)
         try:
             args = RPTConfig(output_dir="unused", **config)
@@ -549,15 +552,6 @@ def report_markdown(results: Sequence[dict[str, Any]], summary: dict[str, Any]) 
     return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_training_curves(results: Sequence[dict[str, Any]], path: Path) -> None:
     """Four panels per step, one line per variant: reward, groups with a learning signal, thought length, step time.
 
@@ -566,7 +560,7 @@ def plot_training_curves(results: Sequence[dict[str, Any]], path: Path) -> None:
     """
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
+    plt = pyplot()
     panels = [
         ("reward", "mean reward (each variant's own scale)", 1.0, "Reward per step"),
         ("signal_share", "groups with a learning signal (%)", 100.0, "Groups whose rollouts' rewards differ"),

@@ -31,7 +31,9 @@ from ..evaluation.compare import (
     plot_comparison,
     result_interval,
 )
-from ..evaluation.next_token import transformers_generator
+from ..evaluation.next_token import TEMPERATURE, transformers_generator
+from ..plotting import pyplot
+from .presets import CORPUS_DOCUMENTS, CPU_DEVICE, HELD_OUT_DOCUMENTS, QUICK_EVAL_POSITIONS, DemoSplits, run_settings
 
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ _NAMES = ["Tom", "Ana", "Li", "Sara", "Omar", "Mia", "Ben", "Zoe"]
 _ITEMS = ["apples", "books", "coins", "marbles", "stickers", "pencils"]
 
 
-def arithmetic_corpus(num_documents: int = 64, seed: int = 0) -> list[str]:
+def arithmetic_corpus(num_documents: int = CORPUS_DOCUMENTS, seed: int = 0) -> list[str]:
     """Short worked solutions of arithmetic word problems, generated from templates (no downloaded text)."""
     rng = random.Random(seed)
     documents = []
@@ -117,8 +119,8 @@ class DemoSettings:
         seed: Seed of the corpus, the splits, training and sampling.
     """
 
-    corpus_documents: int = 64
-    held_out_documents: int = 24
+    corpus_documents: int = CORPUS_DOCUMENTS
+    held_out_documents: int = HELD_OUT_DOCUMENTS
     eval_positions: int = 256
     all_positions: int = 48
     eval_samples: int = 1
@@ -152,19 +154,19 @@ def demo_splits(
     tokenizer: Any,
     *,
     seed: int = 0,
-    eval_positions: int = 24,
-    corpus_documents: int = 64,
-    held_out_documents: int = 24,
+    eval_positions: int = QUICK_EVAL_POSITIONS,
+    corpus_documents: int = CORPUS_DOCUMENTS,
+    held_out_documents: int = HELD_OUT_DOCUMENTS,
     all_positions: int = 0,
-) -> tuple[list[str], Any, Any, Any] | tuple[list[str], Any, Any, Any, Any]:
+) -> DemoSplits:
     """The demo's corpus and its train and held-out evaluation positions (the demo template).
 
     Training and the targeted evaluation take the positions whose next token is a word of the context; the first
     `held_out_documents` documents are for evaluation only.
 
     Returns:
-        `(corpus, train_set, eval_set, stats)`, with `eval_set` of at most `eval_positions` rows; with
-        `all_positions`, a fifth item: a seeded sample of that many answerable held-out positions of any kind.
+        A [`DemoSplits`], with at most `eval_positions` targeted held-out rows, and a seeded sample of
+        `all_positions` answerable held-out positions of any kind (none by default).
     """
     corpus = arithmetic_corpus(num_documents=corpus_documents, seed=seed)
     if not 0 < held_out_documents < corpus_documents:
@@ -186,22 +188,21 @@ def demo_splits(
     if len(eval_set) < eval_positions:
         raise ValueError(f"The held-out documents hold {len(eval_set)} targeted positions, fewer than the "
                          f"{eval_positions} asked for; hold out more documents.")  # fmt: skip
-    eval_set = eval_set.select(range(eval_positions))
     train_set = dataset.filter(lambda e: e["document_id"] not in held_out).filter(_word_in_context).shuffle(seed=seed)
-    if not all_positions:
-        return corpus, train_set, eval_set, stats
     everything = held_out_rows.shuffle(seed=seed + 1)
-    return corpus, train_set, eval_set, stats, everything.select(range(min(all_positions, len(everything))))
+    return DemoSplits(
+        corpus=corpus, train=train_set, eval=eval_set.select(range(eval_positions)), stats=stats,
+        all_positions=everything.select(range(min(all_positions, len(everything)))),
+        held_out_documents=held_out_documents,
+    )  # fmt: skip
 
 
 def run_demo(
     output_dir: str | Path = "rpt-demo", *, model_name: str | None = None, settings: DemoSettings | None = None
 ) -> list[dict[str, Any]]:
     """Run the demo end to end and write its report; returns the results (the project's results schema)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..models import EMBEDDED_MODEL_ID, resolve_model
-    from .next_token_baseline import epochs_of, matched_budget, train_next_token_baseline
+    from ..models import EMBEDDED_MODEL_ID, load_model, load_tokenizer
+    from .next_token_baseline import encode_documents, epochs_of, matched_budget, train_next_token_baseline
 
     settings = settings or DemoSettings()
     started = time.perf_counter()
@@ -212,24 +213,29 @@ def run_demo(
     use_vllm = importlib.util.find_spec("vllm") is not None if settings.use_vllm is None else settings.use_vllm
 
     print(f"[1/6] Loading {model_name}", flush=True)
-    path = resolve_model(model_name)
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-    base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
+    tokenizer, _, path = load_tokenizer(model_name)
+    base = load_model(path, device="cpu", dtype="float32")  # the trainers move it
     on_cpu = not torch.cuda.is_available()
 
     print("[2/6] Next-token examples from the generated arithmetic corpus", flush=True)
-    corpus, train_set, eval_set, stats, all_set = demo_splits(
+    splits = demo_splits(
         tokenizer, seed=settings.seed, eval_positions=settings.eval_positions,
         corpus_documents=settings.corpus_documents, held_out_documents=settings.held_out_documents,
         all_positions=settings.all_positions,
     )  # fmt: skip
-    train_documents = corpus[settings.held_out_documents :]
+    corpus, train_set, eval_set, stats, all_set = (
+        splits.corpus,
+        splits.train,
+        splits.eval,
+        splits.stats,
+        splits.all_positions,
+    )
     print(f"      {len(train_set)} training positions; held out: {len(eval_set)} targeted and {len(all_set)} of all "
           "answerable positions", flush=True)  # fmt: skip
 
     def generator(model: Any) -> Any:
         return transformers_generator(
-            model, tokenizer, max_new_tokens=settings.max_completion_length, temperature=0.8, batch_size=128,
+            model, tokenizer, max_new_tokens=settings.max_completion_length, batch_size=128,
             seed=settings.seed, show_progress=False,
         )  # fmt: skip
 
@@ -248,16 +254,17 @@ def run_demo(
     print(f"[4/6] Next-token baseline: SFTTrainer, {budget.optimizer_steps} steps of {budget.blocks_per_step} x "
           f"{budget.block_size} tokens ({budget.total_tokens:,} tokens; RPT trained on {tokens_seen:,})", flush=True)  # fmt: skip
     tick = time.perf_counter()
+    train_tokens = encode_documents(splits.train_documents, tokenizer)
     baseline = train_next_token_baseline(
-        copy.deepcopy(base), tokenizer, train_documents, budget, output_dir=str(output_dir / "next-token"),
+        copy.deepcopy(base), tokenizer, train_tokens, budget, output_dir=str(output_dir / "next-token"),
         learning_rate=settings.learning_rate, seed=settings.seed, gradient_checkpointing=False,
-        **({"use_cpu": True, "bf16": False} if on_cpu else {}), disable_tqdm=False,
+        **(CPU_DEVICE if on_cpu else {}), disable_tqdm=False,
     )  # fmt: skip
     timings["baseline_training_s"] = time.perf_counter() - tick
     training = {
         "rpt": {"optimizer_steps": settings.train_steps, "tokens_seen": tokens_seen, "trl_num_tokens": trl_tokens},
         "next-token": {"optimizer_steps": baseline.state.global_step, "tokens_seen": baseline.state.num_input_tokens_seen,
-                       "epochs": round(epochs_of(train_documents, tokenizer, budget), 2)},
+                       "epochs": round(epochs_of(train_tokens, budget), 2)},
     }  # fmt: skip
     models = {"base": base, "next-token": baseline.model, "rpt": rpt_model}
 
@@ -303,12 +310,11 @@ def rpt_training_fields(settings: DemoSettings, *, use_vllm: bool = False, on_cp
         per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
         num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,
         learning_rate=settings.learning_rate, prompt_format="text", stop_after_answer=True,
-        gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
+        gradient_checkpointing=False, **run_settings(on_cpu),
         dynamic_sampling=True, dynamic_sampling_start_step=0, dynamic_sampling_max_refills=settings.max_refills,
         use_vllm=use_vllm, **({"vllm_mode": "colocate", "vllm_max_model_length": 1024} if use_vllm else {}),
         # vLLM's CPU build reserves this share of the machine's memory for its cache.
         **({"vllm_gpu_memory_utilization": 0.15} if use_vllm and on_cpu else {}),
-        **({"use_cpu": True, "bf16": False} if on_cpu else {}),
     )  # fmt: skip
 
 
@@ -333,7 +339,7 @@ def _train_rpt(
     args = RPTConfig(output_dir=str(output_dir), **rpt_training_fields(settings, use_vllm=use_vllm, on_cpu=on_cpu))
     trainer = RPTTrainer(model=model, args=args, train_dataset=train_set, processing_class=tokenizer, callbacks=[log])
     curve = NextTokenAccuracyCallback(
-        trainer, curve_set, eval_steps=settings.curve_every, temperature=0.8, batch_size=64, seed=settings.seed,
+        trainer, curve_set, eval_steps=settings.curve_every, batch_size=64, seed=settings.seed,
         eval_on_start=True,
     )  # fmt: skip
     trainer.add_callback(curve)
@@ -413,7 +419,7 @@ def demo_report(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         f"with the same optimizer steps and the same number of training tokens (see below).",
         "",
         f"Evaluation: {len(rpt_target['position_scores'])} held-out positions of the kind RPT trained on, "
-        f"{settings['eval_samples']} sample(s) each at temperature 0.8 in reasoning mode, argmax in standard mode; "
+        f"{settings['eval_samples']} sample(s) each at temperature {TEMPERATURE} in reasoning mode, argmax in standard mode; "
         f"intervals are 95% bootstrap intervals over positions. The widest reasoning-mode interval is "
         f"±{100 * half_width:.1f} points.",
         "",
@@ -474,10 +480,7 @@ def demo_report(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
 
 
 def _plot_learning_curve(summary: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     curve, log = summary["learning_curve"], summary["train_log"]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))

@@ -14,6 +14,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..plotting import pyplot
 from ..results import card_table, result_groups, validate_result
 
 
@@ -111,10 +112,7 @@ def plot_training_curves(log_history: Sequence[dict[str, Any]], path: str) -> st
     logged = [entry for entry in log_history if "reward" in entry and "step" in entry]
     if not logged:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     figure, axis = plt.subplots(figsize=(6, 3.5))

@@ -7,7 +7,14 @@ that it also works in a plain `GRPOTrainer`.
 - [`thought_budget`]: a wrapper that shapes any reward by the length of the thought.
 """
 
-from .model_rewards import MODEL_REWARDS, ConditionalDenseReward, DenseReward, InformationGainReward, ModelReward
+from .model_rewards import (
+    MODEL_REWARDS,
+    ConditionalDenseReward,
+    DenseReward,
+    InformationGainReward,
+    ModelReward,
+    RewardBatch,
+)
 from .prefix_match import (
     REWARD_FUNCTIONS,
     SCORERS,
@@ -33,6 +40,7 @@ __all__ = [
     "ModelReward",
     "ReferenceEMA",
     "ReferenceEMACallback",
+    "RewardBatch",
     "ThoughtBudgetReward",
     "first_token_reward",
     "prefix_match_reward",

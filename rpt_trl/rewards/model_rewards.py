@@ -37,6 +37,7 @@ bytes), tokenised by the policy's tokenizer after a newline (see [`first_token_i
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -177,6 +178,19 @@ def next_token_log_probs(
     return values
 
 
+@dataclass(frozen=True)
+class RewardBatch:
+    """One call of a model reward: the dataset columns and TRL's logging hooks it was called with."""
+
+    prompts: Sequence[Any]
+    completions: Sequence[Any]
+    ground_truth: Sequence[str]
+    ground_truth_boundaries: Sequence[Sequence[int]]
+    completion_ids: Sequence[Sequence[int]] | None = None
+    log_extra: Callable | None = None
+    log_metric: Callable | None = None
+
+
 class ModelReward:
     """Base of the rewards that need the policy. A TRL reward callable; bind it to the trainer that trains the model.
 
@@ -270,6 +284,27 @@ class ModelReward:
                 position_chunk_size=self.position_chunk_size,
             )
 
+    def __call__(
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        ground_truth: Sequence[str],
+        ground_truth_boundaries: Sequence[Sequence[int]],
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        log_extra: Callable | None = None,
+        log_metric: Callable | None = None,
+        **kwargs: Any,
+    ) -> list[float]:
+        """TRL's reward signature (the dataset columns by name, TRL's logging hooks as keywords); see [`score`]."""
+        batch = RewardBatch(
+            prompts, completions, ground_truth, ground_truth_boundaries, completion_ids, log_extra, log_metric
+        )
+        return self.score(batch)
+
+    def score(self, batch: RewardBatch) -> list[float]:
+        """The rewards of one batch; each reward defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define score(batch).")
+
     def _reasoning_tokenizer(self) -> Any:
         return self.processing_class
 
@@ -306,49 +341,31 @@ class DenseReward(ModelReward):
         targets = first_token_ids(self.tokenizer, ground_truth, ground_truth_boundaries)
         return self._log_probs(rows, targets).exp()
 
-    def _dense(
-        self,
-        prompts: Sequence[Any],
-        completions: Sequence[Any],
-        ground_truth: Sequence[str],
-        ground_truth_boundaries: Sequence[Sequence[int]],
-        completion_ids: Sequence[Sequence[int]] | None,
-        log_extra: Callable | None,
-        log_metric: Callable | None,
-    ) -> tuple[list[float], list[float], list[float]]:
+    def _dense(self, batch: RewardBatch) -> tuple[list[float], list[float], list[float]]:
         correct, predictions = score_completions(
-            completions, ground_truth, ground_truth_boundaries, require_think_close=self.require_think_close
-        )
-        probabilities = self.probabilities(prompts, completions, ground_truth, ground_truth_boundaries).tolist()
+            batch.completions, batch.ground_truth, batch.ground_truth_boundaries,
+            require_think_close=self.require_think_close,
+        )  # fmt: skip
+        probabilities = self.probabilities(
+            batch.prompts, batch.completions, batch.ground_truth, batch.ground_truth_boundaries
+        ).tolist()
         _log_answers(
-            completions,
+            batch.completions,
             predictions,
             correct,
             metric="rpt/next_token_accuracy",
-            completion_ids=completion_ids,
-            log_extra=log_extra,
-            log_metric=log_metric,
+            completion_ids=batch.completion_ids,
+            log_extra=batch.log_extra,
+            log_metric=batch.log_metric,
             reasoning_tokenizer=self._reasoning_tokenizer(),
         )
-        if log_metric is not None and probabilities:
-            log_metric("rpt/dense_probability", sum(probabilities) / len(probabilities))
+        if batch.log_metric is not None and probabilities:
+            batch.log_metric("rpt/dense_probability", sum(probabilities) / len(probabilities))
         dense = [1.0 if hit == 1.0 else p for hit, p in zip(correct, probabilities)]
         return dense, correct, probabilities
 
-    def __call__(
-        self,
-        prompts: Sequence[Any],
-        completions: Sequence[Any],
-        ground_truth: Sequence[str],
-        ground_truth_boundaries: Sequence[Sequence[int]],
-        completion_ids: Sequence[Sequence[int]] | None = None,
-        log_extra: Callable | None = None,
-        log_metric: Callable | None = None,
-        **kwargs: Any,
-    ) -> list[float]:
-        dense, _, _ = self._dense(
-            prompts, completions, ground_truth, ground_truth_boundaries, completion_ids, log_extra, log_metric
-        )
+    def score(self, batch: RewardBatch) -> list[float]:
+        dense, _, _ = self._dense(batch)
         return dense
 
 
@@ -404,23 +421,11 @@ class ConditionalDenseReward(DenseReward):
         self._last_group_share = float(grouped.float().mean()) if len(grouped) else 0.0
         return grouped.repeat_interleave(size)[offset : offset + len(correct)].tolist()
 
-    def __call__(
-        self,
-        prompts: Sequence[Any],
-        completions: Sequence[Any],
-        ground_truth: Sequence[str],
-        ground_truth_boundaries: Sequence[Sequence[int]],
-        completion_ids: Sequence[Sequence[int]] | None = None,
-        log_extra: Callable | None = None,
-        log_metric: Callable | None = None,
-        **kwargs: Any,
-    ) -> list[float]:
-        dense, correct, _ = self._dense(
-            prompts, completions, ground_truth, ground_truth_boundaries, completion_ids, log_extra, log_metric
-        )
+    def score(self, batch: RewardBatch) -> list[float]:
+        dense, correct, _ = self._dense(batch)
         keep = self.groups_with_correct(correct)
-        if log_metric is not None:
-            log_metric("rpt/groups_with_correct", self._last_group_share)
+        if batch.log_metric is not None:
+            batch.log_metric("rpt/groups_with_correct", self._last_group_share)
         return [reward if kept else 0.0 for reward, kept in zip(dense, keep)]
 
 
@@ -499,30 +504,24 @@ class InformationGainReward(ModelReward):
             reference = self._log_probs(without_thought, targets)
         return policy, reference
 
-    def __call__(
-        self,
-        prompts: Sequence[Any],
-        completions: Sequence[Any],
-        ground_truth: Sequence[str],
-        ground_truth_boundaries: Sequence[Sequence[int]],
-        completion_ids: Sequence[Sequence[int]] | None = None,
-        log_extra: Callable | None = None,
-        log_metric: Callable | None = None,
-        **kwargs: Any,
-    ) -> list[float]:
-        if not (len(prompts) == len(completions) == len(ground_truth) == len(ground_truth_boundaries)):
+    def score(self, batch: RewardBatch) -> list[float]:
+        if not (len(batch.prompts) == len(batch.completions) == len(batch.ground_truth)
+                == len(batch.ground_truth_boundaries)):  # fmt: skip
             raise ValueError("prompts, completions, ground_truth and ground_truth_boundaries must be equally long.")
-        policy, reference = self.log_probs(prompts, completions, ground_truth, ground_truth_boundaries)
+        policy, reference = self.log_probs(
+            batch.prompts, batch.completions, batch.ground_truth, batch.ground_truth_boundaries
+        )
         gains = (policy - reference).tolist()
+        log_metric = batch.log_metric
         if log_metric is not None and gains:
             log_metric("rpt/info_gain", sum(gains) / len(gains))
             log_metric("rpt/info_gain/policy_log_prob", float(policy.mean()))
             log_metric("rpt/info_gain/reference_log_prob", float(reference.mean()))
-            lengths = thought_lengths(completions, self._reasoning_tokenizer(), completion_ids)
+            lengths = thought_lengths(batch.completions, self._reasoning_tokenizer(), batch.completion_ids)
             unit = "tokens" if self._reasoning_tokenizer() is not None else "chars"
             log_metric(f"rpt/reasoning_{unit}", sum(lengths) / len(lengths))
-        if log_extra is not None:
-            log_extra("info_gain", gains)
+        if batch.log_extra is not None:
+            batch.log_extra("info_gain", gains)
         return gains
 
 
