@@ -235,20 +235,7 @@ def compare_models(
         One result per system in the project's results schema, with `label`, `position_scores`, the interval under
         `overall["interval"]` and, on the target, its `differences`.
     """
-    for mode in modes:
-        if mode not in MODES:
-            raise ValueError(f"modes must be among {MODES}, got {mode!r}.")
-    if "standard" in modes and documents is None:
-        raise ValueError("Standard mode needs the source documents the rows were built from.")
-    if "reasoning" in modes and generator is None:
-        raise ValueError("Reasoning mode needs a generator: generator(model) -> generate(prompts, num_samples).")
-    if not rows:
-        raise ValueError("No rows to evaluate.")
-    target = target or f"{list(models)[-1]}:{'reasoning' if 'reasoning' in modes else modes[-1]}"
-    label, mode = parse_system(target)
-    if label not in models or mode not in modes:
-        raise ValueError(f"The target {target!r} is not among the systems scored (models {list(models)}, modes "
-                         f"{list(modes)}).")  # fmt: skip
+    target = _check_comparison(models, rows, modes=modes, documents=documents, generator=generator, target=target)
     rows = list(rows)
     results, scores = [], {}
     for label, model in models.items():
@@ -280,6 +267,28 @@ def compare_models(
         if name == target:
             result["differences"] = comparison["differences"]
     return results
+
+
+def _check_comparison(
+    models: Mapping[str, Any], rows: Sequence[Any], *, modes: Sequence[str], documents: Any, generator: Any,
+    target: str | None,
+) -> str:  # fmt: skip
+    """Refuse a comparison that cannot run, before any model is scored; returns the target system."""
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f"modes must be among {MODES}, got {mode!r}.")
+    if "standard" in modes and documents is None:
+        raise ValueError("Standard mode needs the source documents the rows were built from.")
+    if "reasoning" in modes and generator is None:
+        raise ValueError("Reasoning mode needs a generator: generator(model) -> generate(prompts, num_samples).")
+    if not rows:
+        raise ValueError("No rows to evaluate.")
+    target = target or f"{list(models)[-1]}:{'reasoning' if 'reasoning' in modes else modes[-1]}"
+    label, mode = parse_system(target)
+    if label not in models or mode not in modes:
+        raise ValueError(f"The target {target!r} is not among the systems scored (models {list(models)}, modes "
+                         f"{list(modes)}).")  # fmt: skip
+    return target
 
 
 def system_name(result: Mapping[str, Any]) -> str:

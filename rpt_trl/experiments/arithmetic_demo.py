@@ -18,7 +18,9 @@ import logging
 import random
 import time
 from dataclasses import asdict, dataclass, replace
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import torch
@@ -37,6 +39,9 @@ from .presets import CORPUS_DOCUMENTS, CPU_DEVICE, HELD_OUT_DOCUMENTS, QUICK_EVA
 
 
 logger = logging.getLogger(__name__)
+
+DEMO_REPORT_TEMPLATE = "demo_report.md"
+TARGETED = "held-out targeted positions"  # the results' dataset name of the targeted evaluation
 
 _NAMES = ["Tom", "Ana", "Li", "Sara", "Omar", "Mia", "Ben", "Zoe"]
 _ITEMS = ["apples", "books", "coins", "marbles", "stickers", "pencils"]
@@ -202,7 +207,6 @@ def run_demo(
 ) -> list[dict[str, Any]]:
     """Run the demo end to end and write its report; returns the results (the project's results schema)."""
     from ..models import EMBEDDED_MODEL_ID, load_model, load_tokenizer
-    from .next_token_baseline import encode_documents, epochs_of, matched_budget, train_next_token_baseline
 
     settings = settings or DemoSettings()
     started = time.perf_counter()
@@ -223,15 +227,71 @@ def run_demo(
         corpus_documents=settings.corpus_documents, held_out_documents=settings.held_out_documents,
         all_positions=settings.all_positions,
     )  # fmt: skip
-    corpus, train_set, eval_set, stats, all_set = (
-        splits.corpus,
-        splits.train,
-        splits.eval,
-        splits.stats,
-        splits.all_positions,
+    print(f"      {len(splits.train)} training positions; held out: {len(splits.eval)} targeted and "
+          f"{len(splits.all_positions)} of all answerable positions", flush=True)  # fmt: skip
+
+    print(f"[3/6] RPT: {settings.train_steps} steps of {settings.prompts_per_step} prompts x "
+          f"{settings.num_generations} completions ({'vLLM' if use_vllm else 'transformers'} generation), held-out "
+          f"accuracy on {settings.curve_positions} positions every {settings.curve_every} steps", flush=True)  # fmt: skip
+    tick = time.perf_counter()
+    rpt_model, rpt_log, curve, trl_tokens = _train_rpt(
+        copy.deepcopy(base), tokenizer, splits.train, splits.eval.select(range(settings.curve_positions)), settings,
+        output_dir / "rpt", use_vllm=use_vllm, on_cpu=on_cpu,
+    )  # fmt: skip
+    timings["rpt_training_s"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    baseline, budget, baseline_record = _train_baseline(
+        copy.deepcopy(base), tokenizer, splits, settings, rpt_log, output_dir / "next-token", on_cpu=on_cpu
     )
-    print(f"      {len(train_set)} training positions; held out: {len(eval_set)} targeted and {len(all_set)} of all "
-          "answerable positions", flush=True)  # fmt: skip
+    timings["baseline_training_s"] = time.perf_counter() - tick
+    training = {
+        "rpt": {"optimizer_steps": settings.train_steps, "tokens_seen": budget.reference_tokens,
+                "trl_num_tokens": trl_tokens},
+        "next-token": baseline_record,
+    }  # fmt: skip
+    models = {"base": base, "next-token": baseline.model, "rpt": rpt_model}
+    results = _evaluate(models, tokenizer, splits, settings, training, timings)
+
+    timings["total_s"] = time.perf_counter() - started
+    summary = {
+        "model": model_name, "settings": asdict(settings), "generation": "vLLM" if use_vllm else "transformers",
+        "vllm_installed": importlib.util.find_spec("vllm") is not None, "corpus_documents": len(splits.corpus),
+        "train_positions": len(splits.train), "dataset_stats": splits.stats.__dict__, "budget": budget.as_dict(),
+        "train_log": rpt_log, "learning_curve": curve, "timings_s": {k: round(v, 1) for k, v in timings.items()},
+    }  # fmt: skip
+    _write_outputs(output_dir, results, summary, splits)
+    print(f"Report: {output_dir / 'report.md'} ({timings['total_s']:.0f} s)", flush=True)
+    return results
+
+
+def _train_baseline(
+    model: Any, tokenizer: Any, splits: DemoSplits, settings: DemoSettings, rpt_log: list[dict[str, float]],
+    output_dir: Path, *, on_cpu: bool,
+) -> tuple[Any, Any, dict[str, Any]]:  # fmt: skip
+    """Train the next-token baseline at the RPT run's optimizer steps and tokens; returns the trainer, the budget and
+    the baseline's training record."""
+    from .next_token_baseline import encode_documents, epochs_of, matched_budget, train_next_token_baseline
+
+    tokens_seen = int(sum(step["trained_tokens"] for step in rpt_log))
+    budget = matched_budget(tokens_seen, settings.train_steps, block_size=settings.block_size, micro_batch_size=2)
+    print(f"[4/6] Next-token baseline: SFTTrainer, {budget.optimizer_steps} steps of {budget.blocks_per_step} x "
+          f"{budget.block_size} tokens ({budget.total_tokens:,} tokens; RPT trained on {tokens_seen:,})", flush=True)  # fmt: skip
+    train_tokens = encode_documents(splits.train_documents, tokenizer)
+    baseline = train_next_token_baseline(
+        model, tokenizer, train_tokens, budget, output_dir=str(output_dir), learning_rate=settings.learning_rate,
+        seed=settings.seed, gradient_checkpointing=False, **(CPU_DEVICE if on_cpu else {}), disable_tqdm=False,
+    )  # fmt: skip
+    record = {"optimizer_steps": baseline.state.global_step, "tokens_seen": baseline.state.num_input_tokens_seen,
+              "epochs": round(epochs_of(train_tokens, budget), 2)}  # fmt: skip
+    return baseline, budget, record
+
+
+def _evaluate(
+    models: dict[str, Any], tokenizer: Any, splits: DemoSplits, settings: DemoSettings, training: dict[str, Any],
+    timings: dict[str, float],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Every model in both modes on the targeted held-out positions, then on the sample of all of them."""
 
     def generator(model: Any) -> Any:
         return transformers_generator(
@@ -239,67 +299,36 @@ def run_demo(
             seed=settings.seed, show_progress=False,
         )  # fmt: skip
 
-    print(f"[3/6] RPT: {settings.train_steps} steps of {settings.prompts_per_step} prompts x "
-          f"{settings.num_generations} completions ({'vLLM' if use_vllm else 'transformers'} generation), held-out "
-          f"accuracy on {settings.curve_positions} positions every {settings.curve_every} steps", flush=True)  # fmt: skip
-    tick = time.perf_counter()
-    rpt_model, rpt_log, curve, trl_tokens = _train_rpt(
-        copy.deepcopy(base), tokenizer, train_set, eval_set.select(range(settings.curve_positions)), settings,
-        output_dir / "rpt", use_vllm=use_vllm, on_cpu=on_cpu,
-    )  # fmt: skip
-    timings["rpt_training_s"] = time.perf_counter() - tick
-
-    tokens_seen = int(sum(step["trained_tokens"] for step in rpt_log))
-    budget = matched_budget(tokens_seen, settings.train_steps, block_size=settings.block_size, micro_batch_size=2)
-    print(f"[4/6] Next-token baseline: SFTTrainer, {budget.optimizer_steps} steps of {budget.blocks_per_step} x "
-          f"{budget.block_size} tokens ({budget.total_tokens:,} tokens; RPT trained on {tokens_seen:,})", flush=True)  # fmt: skip
-    tick = time.perf_counter()
-    train_tokens = encode_documents(splits.train_documents, tokenizer)
-    baseline = train_next_token_baseline(
-        copy.deepcopy(base), tokenizer, train_tokens, budget, output_dir=str(output_dir / "next-token"),
-        learning_rate=settings.learning_rate, seed=settings.seed, gradient_checkpointing=False,
-        **(CPU_DEVICE if on_cpu else {}), disable_tqdm=False,
-    )  # fmt: skip
-    timings["baseline_training_s"] = time.perf_counter() - tick
-    training = {
-        "rpt": {"optimizer_steps": settings.train_steps, "tokens_seen": tokens_seen, "trl_num_tokens": trl_tokens},
-        "next-token": {"optimizer_steps": baseline.state.global_step, "tokens_seen": baseline.state.num_input_tokens_seen,
-                       "epochs": round(epochs_of(train_tokens, budget), 2)},
-    }  # fmt: skip
-    models = {"base": base, "next-token": baseline.model, "rpt": rpt_model}
-
     results = []
     for step, (name, rows) in enumerate(
-        [("held-out targeted positions", eval_set), ("held-out answerable positions (sample)", all_set)], start=5
+        [(TARGETED, splits.eval), ("held-out answerable positions (sample)", splits.all_positions)], start=5
     ):
         print(f"[{step}/6] Standard and reasoning mode on the {len(rows)} {name}", flush=True)
         tick = time.perf_counter()
         results += compare_models(
-            models, list(rows), tokenizer=tokenizer, generator=generator, documents=corpus, target="rpt:reasoning",
-            num_samples=settings.eval_samples, dataset=name, training=training, seed=settings.seed,
+            models, list(rows), tokenizer=tokenizer, generator=generator, documents=splits.corpus,
+            target="rpt:reasoning", num_samples=settings.eval_samples, dataset=name, training=training,
+            seed=settings.seed,
         )  # fmt: skip
         timings[f"evaluation_{'targeted' if step == 5 else 'all'}_s"] = time.perf_counter() - tick
+    return results
 
-    timings["total_s"] = time.perf_counter() - started
-    summary = {
-        "model": model_name, "settings": asdict(settings), "generation": "vLLM" if use_vllm else "transformers",
-        "vllm_installed": importlib.util.find_spec("vllm") is not None, "corpus_documents": len(corpus),
-        "train_positions": len(train_set), "dataset_stats": stats.__dict__, "budget": budget.as_dict(),
-        "train_log": rpt_log, "learning_curve": curve, "timings_s": {k: round(v, 1) for k, v in timings.items()},
-    }  # fmt: skip
+
+def _write_outputs(
+    output_dir: Path, results: list[dict[str, Any]], summary: dict[str, Any], splits: DemoSplits
+) -> None:
+    """`results.json` (each result with the run's summary), the two comparison charts, the curve and `report.md`."""
     for result in results:
         result["demo"] = summary
     (output_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    targeted = [r for r in results if r["dataset"] == "held-out targeted positions"]
-    plot_comparison(targeted, output_dir / "comparison.png", title=f"{len(eval_set)} held-out targeted positions")
+    targeted = [r for r in results if r["dataset"] == TARGETED]
+    plot_comparison(targeted, output_dir / "comparison.png", title=f"{len(splits.eval)} held-out targeted positions")
     plot_comparison(
         [r for r in results if r not in targeted], output_dir / "comparison_all_positions.png",
-        title=f"{len(all_set)} held-out answerable positions (sample)",
+        title=f"{len(splits.all_positions)} held-out answerable positions (sample)",
     )  # fmt: skip
     _plot_learning_curve(summary, output_dir / "learning_curve.png")
     (output_dir / "report.md").write_text(demo_report(results, summary))
-    print(f"Report: {output_dir / 'report.md'} ({timings['total_s']:.0f} s)", flush=True)
-    return results
 
 
 def rpt_training_fields(settings: DemoSettings, *, use_vllm: bool = False, on_cpu: bool = True) -> dict[str, Any]:
@@ -394,89 +423,48 @@ def demo_verdict(results: list[dict[str, Any]]) -> list[str]:
 
 
 def demo_report(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
-    """`report.md`: the settings, the comparison tables with their verdicts, the training signal and the timings."""
+    """`report.md`: the settings, the comparison tables with their verdicts, the training signal and the timings,
+    rendered from the template shipped beside this module (`demo_report.md`)."""
+    template = resources.files(__package__).joinpath(DEMO_REPORT_TEMPLATE).read_text()
+    return Template(template).substitute(_report_values(results, summary))
+
+
+def _report_values(results: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
+    """The values the report template names."""
     settings, budget, timings = summary["settings"], summary["budget"], summary["timings_s"]
-    targeted = [r for r in results if r["dataset"] == "held-out targeted positions"]
+    targeted = [r for r in results if r["dataset"] == TARGETED]
     others = [r for r in results if r not in targeted]
     rpt_target = next(r for r in targeted if r.get("differences"))
     rpt_next_token = next(r for r in targeted if r["label"] == "next-token")
-    half_width = max(result_interval(r).half_width for r in targeted if r["mode"] == "reasoning")
     log = summary["train_log"]
     mixed = [s["mixed_group_share"] for s in log]
     trained = [s["trained_mixed_share"] for s in log]
     generation = f"generated with {summary['generation']}"
     if summary["generation"] == "transformers":
         generation += "; vLLM is not installed" if not summary["vllm_installed"] else "; vLLM was turned off"
-    lines = [
-        "# rpt-trl demo: RPT against the base model and continued next-token training",
-        "",
-        f"Model `{summary['model']}`, full fine-tuning at learning rate {settings['learning_rate']:g} for both methods. "
-        f"Corpus: {summary['corpus_documents']} generated worked arithmetic solutions; the first "
-        f"{settings['held_out_documents']} are held out. RPT trained on {summary['train_positions']} positions of the "
-        f"other documents whose next token is a word of the context: {settings['train_steps']} steps of "
-        f"{settings['prompts_per_step']} prompts x {settings['num_generations']} completions "
-        f"(rollouts {generation}). The next-token baseline is TRL's `SFTTrainer` on the same training documents, "
-        f"with the same optimizer steps and the same number of training tokens (see below).",
-        "",
-        f"Evaluation: {len(rpt_target['position_scores'])} held-out positions of the kind RPT trained on, "
-        f"{settings['eval_samples']} sample(s) each at temperature {TEMPERATURE} in reasoning mode, argmax in standard mode; "
-        f"intervals are 95% bootstrap intervals over positions. The widest reasoning-mode interval is "
-        f"±{100 * half_width:.1f} points.",
-        "",
-        "## Held-out targeted positions",
-        "",
-        comparison_markdown(targeted),
-        "**Verdict.** " + " ".join(demo_verdict(targeted)),
-        "",
-        "![comparison](comparison.png)",
-        "",
-        f"## A sample of all answerable held-out positions ({others[0]['overall']['n']})",
-        "",
-        "Positions of every kind (numbers, punctuation, words not in the context), where a small model in "
-        "reasoning mode has little chance.",
-        "",
-        comparison_markdown(others),
-        "**Verdict.** " + " ".join(demo_verdict(others)),
-        "",
-        "![comparison, all positions](comparison_all_positions.png)",
-        "",
-        "## Training signal and learning curve",
-        "",
-        f"Groups with mixed rewards (some completions right, some wrong; a group whose completions all earn the same "
-        f"reward gives no gradient): {sum(mixed) / len(mixed):.2f} of the generated groups on average, per step "
-        f"{[round(m, 2) for m in mixed]}. Dynamic sampling (up to {settings['max_refills']} rounds of fresh prompts "
-        f"per step) replaced uniform groups, so that {sum(trained) / len(trained):.2f} of the trained groups had "
-        f"mixed rewards. Mean reward per step: {[round(s['reward'], 2) for s in log]}.",
-        "",
-        "Held-out accuracy during RPT (the project's `NextTokenAccuracyCallback` on the first "
-        f"{settings['curve_positions']} targeted positions): "
-        + ", ".join(
-            f"step {p['step']}: {100 * p['estimate']:.1f}% [{100 * p['low']:.1f}, {100 * p['high']:.1f}]"
-            for p in summary["learning_curve"]
-        )
-        + ".",  # fmt: skip
-        "",
-        "![learning curve](learning_curve.png)",
-        "",
-        "## Matched compute",
-        "",
-        f"RPT: {settings['train_steps']} optimizer steps on {budget['reference_tokens']:,} training tokens: the "
-        "batches it trained on, each prompt counted once per group (its completions share it) and each completion "
-        "token once (`rpt/trained_tokens`). Next-token baseline: "
-        f"{budget['optimizer_steps']} optimizer steps of {budget['blocks_per_step']} blocks x {budget['block_size']} "
-        f"tokens = {budget['total_tokens']:,} tokens "
-        f"({rpt_next_token['training']['epochs']} passes over the training documents). RPT spent more compute than "
-        f"these tokens say: TRL counted {rpt_target['training']['trl_num_tokens']:,} tokens through the policy "
-        "(each prompt once per completion, and the groups dynamic sampling dropped), and it generates its "
-        "rollouts.",
-        "",
-        "## Time",
-        "",
-        ", ".join(f"{name.removesuffix('_s').replace('_', ' ')}: {value:.0f} s" for name, value in timings.items())
-        + ".",
-        "",
-    ]
-    return "\n".join(lines)
+    curve = ", ".join(
+        f"step {p['step']}: {100 * p['estimate']:.1f}% [{100 * p['low']:.1f}, {100 * p['high']:.1f}]"
+        for p in summary["learning_curve"]
+    )
+    return {
+        **{key: settings[key] for key in ("held_out_documents", "train_steps", "prompts_per_step", "num_generations",
+                                          "eval_samples", "max_refills", "curve_positions")},
+        "model": summary["model"], "learning_rate": f"{settings['learning_rate']:g}",
+        "corpus_documents": summary["corpus_documents"], "train_positions": summary["train_positions"],
+        "generation": generation, "eval_positions": len(rpt_target["position_scores"]), "temperature": TEMPERATURE,
+        "half_width": f"{100 * max(result_interval(r).half_width for r in targeted if r['mode'] == 'reasoning'):.1f}",
+        "targeted_table": comparison_markdown(targeted), "targeted_verdict": " ".join(demo_verdict(targeted)),
+        "all_positions": others[0]["overall"]["n"], "all_table": comparison_markdown(others),
+        "all_verdict": " ".join(demo_verdict(others)),
+        "mixed_mean": f"{sum(mixed) / len(mixed):.2f}", "mixed_per_step": [round(m, 2) for m in mixed],
+        "trained_mixed_mean": f"{sum(trained) / len(trained):.2f}",
+        "reward_per_step": [round(s["reward"], 2) for s in log], "learning_curve": curve,
+        "reference_tokens": f"{budget['reference_tokens']:,}", "baseline_steps": budget["optimizer_steps"],
+        "blocks_per_step": budget["blocks_per_step"], "block_size": budget["block_size"],
+        "baseline_tokens": f"{budget['total_tokens']:,}", "baseline_epochs": rpt_next_token["training"]["epochs"],
+        "trl_num_tokens": f"{rpt_target['training']['trl_num_tokens']:,}",
+        "timings": ", ".join(f"{name.removesuffix('_s').replace('_', ' ')}: {value:.0f} s" for name, value in timings.items()),
+    }  # fmt: skip
 
 
 def _plot_learning_curve(summary: dict[str, Any], path: Path) -> None:
