@@ -43,8 +43,8 @@ from typing import Any
 import torch
 from trl.models.utils import disable_gradient_checkpointing
 
-from ..data.entropy import _LOGITS_PER_CHUNK, _HeadScorer
 from ..parsing import BOX_OPEN, THINK_CLOSE, completion_text, prediction_span, split_thought
+from .head_scorer import LOGITS_PER_CHUNK, HeadScorer
 from .prefix_match import _log_answers, score_completions, thought_lengths
 from .reference import ReferenceEMA, ReferenceEMACallback
 
@@ -149,23 +149,15 @@ def next_token_log_probs(
         raise ValueError("An empty sequence has no position to score the next token at.")
     if not rows:
         return torch.empty(0)
-    head = _HeadScorer(model, top_k=None, position_chunk_size=1)
+    head = HeadScorer(model, top_k=None, position_chunk_size=1)
     # Not the head's weight shape: under ZeRO-3 that is an empty placeholder outside a forward pass.
     vocabulary = getattr(head.head, "out_features", None) or model.config.get_text_config().vocab_size
-    chunk_size = position_chunk_size or max(1, _LOGITS_PER_CHUNK // vocabulary)
+    chunk_size = position_chunk_size or max(1, LOGITS_PER_CHUNK // vocabulary)
     last_hidden = []
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            width = max(len(row) for row in batch)
-            input_ids = torch.zeros((len(batch), width), dtype=torch.long)
-            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for b, row in enumerate(batch):  # right padding: a causal model's earlier positions never see it
-                input_ids[b, : len(row)] = torch.as_tensor(row)
-                attention_mask[b, : len(row)] = 1
-            hidden = head.decoder(
-                input_ids=input_ids.to(head.device), attention_mask=attention_mask.to(head.device)
-            ).last_hidden_state
+            hidden = head.hidden_states(batch)
             ends = torch.tensor([len(row) - 1 for row in batch], device=hidden.device)
             last_hidden.append(hidden[torch.arange(len(batch), device=hidden.device), ends])
         last_hidden = torch.cat(last_hidden)
