@@ -200,3 +200,19 @@ def load_model(path: str, *, device: str | None = None, dtype: str = "auto") -> 
     return AutoModelForCausalLM.from_pretrained(
         path, dtype=getattr(torch, resolve_dtype(dtype, device)), use_safetensors=True
     ).to(device)
+
+
+def load_training_tokenizer(model: Any, *, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    """The tokenizer of the model a trainer trains (a Hub id, a local path, or a loaded model that names its
+    checkpoint), left-padded and left-truncated as TRL's GRPOTrainer loads it."""
+    from transformers import AutoTokenizer
+    from trl.trainer.utils import get_config_model_id
+
+    name = model if isinstance(model, str) else get_config_model_id(model.config)
+    if not name:
+        raise ValueError(
+            "This in-memory model names no checkpoint to load its tokenizer from: pass processing_class=tokenizer."
+        )
+    return AutoTokenizer.from_pretrained(
+        name, revision=revision, trust_remote_code=trust_remote_code, padding_side="left", truncation_side="left"
+    )

@@ -96,7 +96,7 @@ def test_trainer_with_push_to_hub_fails_before_loading_anything(tmp_path, monkey
     args = cpu_args(tmp_path, push_to_hub=True, hub_model_id="org/rpt-tiny")
     loader = mock.Mock(side_effect=AssertionError("the model must not be loaded"))
     with (
-        mock.patch("rpt_trl.trainer.rpt_trainer._load_tokenizer", loader),
+        mock.patch("rpt_trl.trainer.rpt_trainer.load_training_tokenizer", loader),
         pytest.raises(HubAccessError, match="offline"),
     ):
         RPTTrainer(model="org/not-loaded", args=args, train_dataset=None)

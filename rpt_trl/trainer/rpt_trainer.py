@@ -6,16 +6,16 @@ import os
 from typing import Any
 
 import datasets
-from transformers import AutoTokenizer
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from ..data.builder import build_next_token_dataset
 from ..hub import CheckpointRevisionPusher, check_hub_access, public_name
 from ..hub.model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
+from ..models import load_training_tokenizer
 from ..rewards.model_rewards import MODEL_REWARDS, InformationGainReward, ModelReward
 from ..rewards.prefix_match import REWARD_FUNCTIONS
-from ..rewards.thought_budget import ThoughtBudgetReward, with_thought_budget
+from ..rewards.thought_budget import with_thought_budget
 from .checkpoints import resolve_resume_checkpoint
 from .cpu_lm_head import CompletionScoringOnCPUMixin
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
@@ -79,25 +79,13 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
         processing_class: Any = None,
         **kwargs: Any,
     ):
-        if args is None:
-            model_name = model if isinstance(model, str) else get_config_model_id(model.config)
-            args = RPTConfig(output_dir=f"{model_name.rstrip('/').split('/')[-1]}-RPT")
-        elif not isinstance(args, RPTConfig):
-            raise TypeError(
-                f"RPTTrainer needs an RPTConfig, got {type(args).__name__}; build one with RPTConfig(**your_args) "
-                "(every GRPOConfig field is accepted)."
-            )
-        # Before any model or data work, a missing login must not surface hours later; one process asks the Hub
-        # (whoami is rate-limited), and torchrun stops the others when it raises.
-        if args.push_to_hub and args.process_index == 0:
-            check_hub_access(args.hub_token)
-        if isinstance(model, str):  # load weights from safetensors only, unless the user says otherwise
-            args.model_init_kwargs = {"use_safetensors": True, **(args.model_init_kwargs or {})}
-
-        if _is_raw(train_dataset, args) or _is_raw(eval_dataset, args):
-            processing_class = processing_class or _load_tokenizer(model, args)
-            train_dataset = self._build_if_raw(train_dataset, args, processing_class)
-            eval_dataset = self._build_if_raw(eval_dataset, args, processing_class)
+        args = _checked_args(model, args)
+        # The tokenizer first (GRPOTrainer would load the same one later), so that the rewards are built with it.
+        processing_class = processing_class or load_training_tokenizer(
+            model, revision=(args.model_init_kwargs or {}).get("revision"), trust_remote_code=args.trust_remote_code
+        )
+        train_dataset = self._build_if_raw(train_dataset, args, processing_class)
+        eval_dataset = self._build_if_raw(eval_dataset, args, processing_class)
 
         for name, dataset in _named_datasets(train_dataset, eval_dataset):
             _check_not_empty(dataset, name)
@@ -121,9 +109,6 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
             processing_class=processing_class,
             **kwargs,
         )
-        if default_reward and processing_class is None and isinstance(reward_funcs[0], functools.partial):
-            # GRPOTrainer loaded the tokenizer: bind it now so that reasoning length is counted in tokens.
-            reward_funcs[0].keywords["reasoning_tokenizer"] = self._tokenizer
         for reward in self.reward_funcs:  # the rewards that read the policy score with this trainer's model
             if isinstance(reward, ModelReward) and reward.trainer is None:
                 reward.bind(self)
@@ -139,9 +124,6 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
             self.add_callback(
                 CheckpointRevisionPusher(self.hub_model_id, token=args.hub_token, retries=args.hub_push_retries)
             )
-        for func in self.reward_funcs:  # GRPOTrainer loaded the tokenizer: the thought budget counts with it
-            if isinstance(func, ThoughtBudgetReward) and func.tokenizer is None:
-                func.tokenizer = self._tokenizer
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> Any:
         """`Trainer.train`, with two more ways to resume.
@@ -330,18 +312,20 @@ def _check_columns(dataset: Any, name: str) -> None:
         )
 
 
-def _load_tokenizer(model: Any, args: RPTConfig) -> Any:
-    name = model if isinstance(model, str) else get_config_model_id(model.config)
-    if not name:
-        raise ValueError(
-            "Building examples from raw documents needs the tokenizer, and this in-memory model names no checkpoint "
-            "to load it from: pass processing_class=tokenizer."
+def _checked_args(model: Any, args: RPTConfig | None) -> RPTConfig:
+    """The run's config (a default one named after the model when `None`), checked before any model or data work."""
+    if args is None:
+        model_name = model if isinstance(model, str) else get_config_model_id(model.config)
+        args = RPTConfig(output_dir=f"{model_name.rstrip('/').split('/')[-1]}-RPT")
+    elif not isinstance(args, RPTConfig):
+        raise TypeError(
+            f"RPTTrainer needs an RPTConfig, got {type(args).__name__}; build one with RPTConfig(**your_args) "
+            "(every GRPOConfig field is accepted)."
         )
-    init_kwargs = args.model_init_kwargs or {}
-    return AutoTokenizer.from_pretrained(
-        name,
-        revision=init_kwargs.get("revision"),
-        trust_remote_code=args.trust_remote_code,
-        padding_side="left",
-        truncation_side="left",
-    )
+    # A missing login must not surface hours later; one process asks the Hub (whoami is rate-limited), and torchrun
+    # stops the others when it raises.
+    if args.push_to_hub and args.process_index == 0:
+        check_hub_access(args.hub_token)
+    if isinstance(model, str):  # load weights from safetensors only, unless the user says otherwise
+        args.model_init_kwargs = {"use_safetensors": True, **(args.model_init_kwargs or {})}
+    return args
