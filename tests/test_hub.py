@@ -12,7 +12,7 @@ import torch
 from conftest import make_tiny_model
 from huggingface_hub.errors import HfHubHTTPError
 
-from rpt_trl import RPTConfig, RPTTrainer, hub
+from rpt_trl import RPTConfig, RPTTrainer
 from rpt_trl.experiments.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
 from rpt_trl.hub import (
     CheckpointRevisionPusher,
@@ -22,6 +22,7 @@ from rpt_trl.hub import (
     download_checkpoint,
     parse_hub_reference,
 )
+from rpt_trl.hub import access as hub  # the module whose globals (get_token, constants, time) the tests patch
 from rpt_trl.trainer.checkpoints import resolve_resume_checkpoint
 
 
