@@ -80,12 +80,10 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
         **kwargs: Any,
     ):
         args = _checked_args(model, args)
-        # The tokenizer first (GRPOTrainer would load the same one later), so that the rewards are built with it.
-        processing_class = processing_class or load_training_tokenizer(
-            model, revision=(args.model_init_kwargs or {}).get("revision"), trust_remote_code=args.trust_remote_code
-        )
-        train_dataset = self._build_if_raw(train_dataset, args, processing_class)
-        eval_dataset = self._build_if_raw(eval_dataset, args, processing_class)
+        if _is_raw(train_dataset, args) or _is_raw(eval_dataset, args):
+            processing_class = processing_class or _training_tokenizer(model, args)
+            train_dataset = self._build_if_raw(train_dataset, args, processing_class)
+            eval_dataset = self._build_if_raw(eval_dataset, args, processing_class)
 
         for name, dataset in _named_datasets(train_dataset, eval_dataset):
             _check_not_empty(dataset, name)
@@ -95,9 +93,13 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
             _prepare_vllm(args)
         default_reward = reward_funcs is None
         if default_reward:
-            reward_funcs = [_default_reward(args, processing_class)]
             for name, dataset in _named_datasets(train_dataset, eval_dataset):
                 _check_columns(dataset, name)
+        # The tokenizer before the rewards, once the data is checked (GRPOTrainer would load the same one later), so
+        # that the rewards count thought tokens with it.
+        processing_class = processing_class or _training_tokenizer(model, args)
+        if default_reward:
+            reward_funcs = [_default_reward(args, processing_class)]
         reward_funcs = with_thought_budget(reward_funcs, args, processing_class)
 
         super().__init__(
@@ -310,6 +312,11 @@ def _check_columns(dataset: Any, name: str) -> None:
             "examples with `rpt_trl.build_next_token_dataset(documents, tokenizer, text_column=...)`, or pass raw "
             "documents whose text column(s) are named in `RPTConfig.text_column`."
         )
+
+
+def _training_tokenizer(model: Any, args: RPTConfig) -> Any:
+    revision = (args.model_init_kwargs or {}).get("revision")
+    return load_training_tokenizer(model, revision=revision, trust_remote_code=args.trust_remote_code)
 
 
 def _checked_args(model: Any, args: RPTConfig | None) -> RPTConfig:
