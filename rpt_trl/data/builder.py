@@ -25,6 +25,7 @@ from typing import Any
 import datasets
 from tqdm.auto import tqdm
 
+from ..numeric_fields import check_numeric_fields
 from ..parsing import can_be_boxed
 from .templates import render_prompt, resolve_template
 
@@ -144,6 +145,7 @@ class NextTokenSettings:
 
     def check_next_token_settings(self) -> None:
         """Normalise `text_column` and raise a `ValueError` that says how to fix a bad setting."""
+        check_numeric_fields(self)
         if isinstance(self.text_column, str):
             self.text_column = [self.text_column]
         try:

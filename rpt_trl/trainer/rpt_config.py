@@ -9,6 +9,7 @@ from trl import GRPOConfig
 from ..data.builder import NextTokenSettings
 from ..length_budget import PENALTIES, check_thought_budget
 from ..model_rewards import MODEL_REWARDS
+from ..numeric_fields import check_numeric_fields
 from ..rewards import REWARD_FUNCTIONS
 from .reference import REFERENCE_DEVICES
 from .sampler import CURRICULA
@@ -186,6 +187,8 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
     )
 
     def __post_init__(self):
+        # Before GRPOConfig's own checks, which would take `True` for 1 or fail on a fraction with a bare TypeError.
+        check_numeric_fields(self)
         # GRPOConfig divides by num_generations in its own __post_init__: check it first, for a message, not a
         # ZeroDivisionError.
         if self.num_generations is not None and self.num_generations < 2:
@@ -248,6 +251,12 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
             )
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1] (1 keeps every token), got {self.top_p}.")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be 0 (no top-k filter) or more, got {self.top_k}.")
+        if self.min_p is not None and not 0 <= self.min_p <= 1:
+            raise ValueError(f"min_p must be in [0, 1] (or None: no min-p filter), got {self.min_p}.")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0 (1.0: no penalty), got {self.repetition_penalty}.")
         if self.max_completion_length is not None and self.max_completion_length < 1:
             raise ValueError(
                 f"max_completion_length must be at least 1 token (the paper uses 8,192), got "

@@ -1,0 +1,68 @@
+"""Issue 21: settings that are honoured or refused, and columns that are checked before anything loads."""
+
+import json
+import logging
+
+import datasets
+import pytest
+from test_prepare import corpus_file, omnimath_rows, proxy_dir, proxy_must_not_load, run_prepare  # noqa: F401
+
+from rpt_trl import RPTConfig
+from rpt_trl.data.builder import NextTokenSettings
+from rpt_trl.numeric_fields import numeric_fields
+
+
+def make(**kwargs):
+    return RPTConfig(output_dir="unused", use_cpu=True, bf16=False, report_to="none", **kwargs)
+
+
+# Item 3: YAML `thought_budget: true` became a budget of 1 token.
+@pytest.mark.parametrize("name", sorted(numeric_fields(RPTConfig)))
+def test_a_boolean_is_refused_for_every_numeric_config_field(name):
+    assert numeric_fields(RPTConfig)[name] in (int, float)
+    with pytest.raises(ValueError, match=rf"^{name} must be (an integer|a number), got the boolean True"):
+        make(**{name: True})
+
+
+@pytest.mark.parametrize("name", sorted(numeric_fields(NextTokenSettings)))
+def test_a_boolean_is_refused_for_every_numeric_builder_setting(name):
+    with pytest.raises(ValueError, match=rf"^{name} must be (an integer|a number), got the boolean False"):
+        NextTokenSettings(**{name: False})
+
+
+def test_the_numeric_fields_cover_the_rpt_fields_and_grpo_fields():
+    fields = numeric_fields(RPTConfig)
+    for name in ("thought_budget", "thought_budget_width", "max_context_tokens", "min_entropy", "temperature",
+                 "reference_ema_decay", "dynamic_sampling_start_step", "max_steps", "learning_rate", "beta"):  # fmt: skip
+        assert name in fields, name
+    assert fields["thought_budget"] is int and fields["temperature"] is float
+
+
+def test_yaml_true_for_the_thought_budget_is_refused(tmp_path):
+    from rpt_trl.trainer.train import parse_args
+
+    config = tmp_path / "config.yaml"
+    config.write_text("output_dir: out\nuse_cpu: true\nthought_budget: true\n")
+    with pytest.raises(ValueError, match="thought_budget must be an integer, got the boolean True"):
+        parse_args(["--config", str(config)])
+
+
+def test_a_fraction_is_refused_for_an_integer_field():
+    with pytest.raises(ValueError, match=r"^max_steps must be an integer, got 1.7"):
+        make(max_steps=1.7)
+
+
+# Item 15: out-of-range sampling numbers.
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"temperature": -1.0}, "temperature must be > 0"),
+        ({"top_k": -1}, "top_k must be 0 .* or more"),
+        ({"min_p": 1.5}, r"min_p must be in \[0, 1\]"),
+        ({"min_p": -0.1}, r"min_p must be in \[0, 1\]"),
+        ({"repetition_penalty": 0.0}, "repetition_penalty must be > 0"),
+    ],
+)
+def test_out_of_range_sampling_numbers_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make(**kwargs)
