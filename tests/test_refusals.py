@@ -66,3 +66,37 @@ def test_a_fraction_is_refused_for_an_integer_field():
 def test_out_of_range_sampling_numbers_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make(**kwargs)
+
+
+# Item 5: the README's nested splits (easy holds medium holds hard) need thresholds that strictly increase.
+@pytest.mark.parametrize("thresholds", [["1.5", "1.0", "0.5"], ["0.5", "0.5", "1.5"], ["0.5", "1.5", "1.0"]])
+def test_difficulty_thresholds_out_of_order_are_refused(corpus_file, proxy_dir, tmp_path, thresholds):  # noqa: F811
+    with pytest.raises(SystemExit, match=r"difficulty_thresholds must strictly increase \(easy < medium < hard"):
+        run_prepare(corpus_file, proxy_dir, tmp_path / "out", "--difficulty-thresholds", *thresholds)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_builder_refuses_thresholds_out_of_order():
+    from conftest import make_byte_level_tokenizer
+
+    from rpt_trl import build_next_token_dataset
+
+    with pytest.raises(ValueError, match="difficulty_thresholds must strictly increase"):
+        build_next_token_dataset(
+            ["a document long enough"], make_byte_level_tokenizer(), token_entropy=[[1.0] * 40],
+            difficulty_thresholds={"easy": 1.5, "medium": 1.0, "hard": 0.5}, min_context_tokens=2,
+        )  # fmt: skip
+
+
+# Item 15: `--max_documents 0` said "all 0 documents are empty"; streaming was ignored.
+def test_max_documents_zero_is_refused(corpus_file, proxy_dir, tmp_path, proxy_must_not_load):  # noqa: F811
+    with pytest.raises(SystemExit, match=r"rpt-trl prepare: error: max_documents must be at least 1 \(omit it"):
+        run_prepare(corpus_file, proxy_dir, tmp_path / "out", "--max-documents", "0")
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_refuses_dataset_streaming(tmp_path):
+    from rpt_trl.trainer.train import parse_args
+
+    with pytest.raises(ValueError, match="dataset_streaming=True is not supported by rpt-trl train"):
+        parse_args(["--output_dir", str(tmp_path), "--use_cpu", "true", "--dataset_name", "x", "--dataset_streaming", "true"])

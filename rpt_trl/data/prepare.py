@@ -26,6 +26,7 @@ from .builder import (
     DIFFICULTY_THRESHOLDS,
     NextTokenSettings,
     build_next_token_dataset,
+    check_difficulty_thresholds,
     document_texts,
     resolve_settings,
 )
@@ -440,7 +441,9 @@ class PrepareArguments:
     split: str | None = field(
         default=None, metadata={"help": "Split of a Hub or saved dataset (default: the only one, or train)."}
     )
-    max_documents: int | None = field(default=None, metadata={"help": "Use only the first N documents."})
+    max_documents: int | None = field(
+        default=None, metadata={"help": "Use only the first N documents (at least 1; omit for all)."}
+    )
     tokenizer: str | None = field(
         default=None, metadata={"help": "The policy's tokenizer (positions are its tokens); default: the proxy's."}
     )
@@ -479,8 +482,13 @@ class PrepareArguments:
                 f"difficulty_thresholds takes {len(DIFFICULTY_THRESHOLDS)} values "
                 f"({', '.join(DIFFICULTY_THRESHOLDS)}), got {self.difficulty_thresholds}."
             )
+        check_difficulty_thresholds(dict(zip(DIFFICULTY_THRESHOLDS, self.difficulty_thresholds)))
         if self.eval_size < 0:
             raise ValueError(f"eval_size must be 0 or more, got {self.eval_size}.")
+        if self.max_documents is not None and self.max_documents < 1:
+            raise ValueError(
+                f"max_documents must be at least 1 (omit it for all documents), got {self.max_documents}."
+            )
 
 
 def _warn_if_longer_than_the_proxy(proxy_path: str, max_length: int) -> None:

@@ -55,6 +55,19 @@ class RPTScriptArguments(ScriptArguments):
     documents_split: str = field(default="train", metadata={"help": "Split of documents_dataset_name."})
     max_train_examples: int | None = field(default=None, metadata={"help": "Use at most this many training examples."})
 
+    def __post_init__(self):
+        if getattr(super(), "__post_init__", None):
+            super().__post_init__()
+        if self.dataset_streaming:
+            # The entropy filter, max_train_examples, the column checks and the epoch replay of a resumed run need
+            # a map-style dataset; streaming it would drop them silently.
+            raise ValueError(
+                "dataset_streaming=True is not supported by rpt-trl train (the dataset is filtered, counted and "
+                "checked before training): leave it false, or pass an IterableDataset to RPTTrainer yourself."
+            )
+        if self.max_train_examples is not None and self.max_train_examples < 1:
+            raise ValueError(f"max_train_examples must be at least 1 (omit it for all), got {self.max_train_examples}.")
+
 
 def make_parser(subparsers: Any = None) -> TrlParser:
     """The parser of `recipes/rpt_14b.py` and `rpt-trl train`: `(RPTScriptArguments, RPTConfig, ModelConfig)`.
