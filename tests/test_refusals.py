@@ -100,3 +100,49 @@ def test_train_refuses_dataset_streaming(tmp_path):
 
     with pytest.raises(ValueError, match="dataset_streaming=True is not supported by rpt-trl train"):
         parse_args(["--output_dir", str(tmp_path), "--use_cpu", "true", "--dataset_name", "x", "--dataset_streaming", "true"])
+
+
+def rows(**changes):
+    """Three good next-token rows; `changes` maps a row index to the column values that replace its own."""
+    table = [{"prompt": f"context {i}", "ground_truth": " cat", "ground_truth_boundaries": [4]} for i in range(3)]
+    for index, values in changes.items():
+        table[int(index.removeprefix("row"))].update(values)
+    return table
+
+
+BAD_COLUMNS = [
+    # item 4: an empty boundary list made every answer score 0
+    (rows(row2={"ground_truth_boundaries": []}), r"row 2: column 'ground_truth_boundaries' is empty"),
+    # item 12: wrong types failed inside the first reward call, after the model loaded
+    ([{**row, "ground_truth_boundaries": ["4"]} for row in rows()], r"row 0: column 'ground_truth_boundaries' must hold"),
+    ([{**row, "ground_truth_boundaries": "4"} for row in rows()], r"row 0: column 'ground_truth_boundaries' must be a list"),
+    ([{**row, "ground_truth": 7} for row in rows()], r"row 0: column 'ground_truth' must be text, got int 7"),
+    (rows(row1={"ground_truth": None}), r"row 1: column 'ground_truth' must be text, got NoneType None"),
+    ([{**row, "ground_truth_boundaries": [4.0]} for row in rows()], r"row 0: column 'ground_truth_boundaries' must hold"),
+]
+
+
+@pytest.mark.parametrize(("table", "message"), BAD_COLUMNS)
+@pytest.mark.parametrize("form", ["list", "Dataset", "IterableDataset"])
+def test_the_shared_column_check_names_row_and_column(table, message, form):
+    from rpt_trl.data.columns import check_next_token_columns
+
+    if form == "Dataset":
+        data = datasets.Dataset.from_list(table)
+    elif form == "IterableDataset":
+        data = datasets.IterableDataset.from_generator(lambda: iter(table))
+    else:
+        data = table
+    with pytest.raises(ValueError, match=rf"^train_dataset, {message}"):
+        check_next_token_columns(data, "train_dataset")
+    check_next_token_columns(rows(), "train_dataset")  # good rows pass
+    check_next_token_columns(datasets.Dataset.from_list(rows()), "train_dataset")
+
+
+@pytest.mark.parametrize(("table", "message"), BAD_COLUMNS)
+def test_the_trainer_refuses_bad_columns_before_the_model_loads(tmp_path, table, message):
+    from rpt_trl import RPTTrainer
+
+    args = RPTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", dynamic_sampling=False)
+    with pytest.raises(ValueError, match=rf"^train_dataset, {message}"):  # a model that does not exist never loads
+        RPTTrainer(model="no/such-model", args=args, train_dataset=datasets.Dataset.from_list(table))

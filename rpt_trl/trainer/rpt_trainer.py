@@ -11,6 +11,7 @@ from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from ..data.builder import build_next_token_dataset
+from ..data.columns import RPT_COLUMNS, check_next_token_columns
 from ..hub import CheckpointRevisionPusher, check_hub_access, public_name
 from ..length_budget import ThoughtBudgetReward, with_thought_budget
 from ..model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
@@ -25,8 +26,7 @@ from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, c
 
 
 logger = logging.getLogger(__name__)
-
-RPT_COLUMNS = ("prompt", "ground_truth", "ground_truth_boundaries")
+__all__ = ["RPT_COLUMNS", "RPTTrainer"]
 
 
 class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer):
@@ -108,8 +108,9 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
         default_reward = reward_funcs is None
         if default_reward:
             reward_funcs = [_default_reward(args, processing_class)]
+        if default_reward or any(isinstance(reward, ModelReward) for reward in reward_funcs):
             for name, dataset in _named_datasets(train_dataset, eval_dataset):
-                _check_columns(dataset, name)
+                check_next_token_columns(dataset, name)  # the RPT rewards' columns, before the model loads
         reward_funcs = with_thought_budget(reward_funcs, args, processing_class)
 
         super().__init__(
@@ -315,19 +316,6 @@ def _named_datasets(train_dataset: Any, eval_dataset: Any) -> list[tuple[str, An
     else:
         named.append(("eval_dataset", eval_dataset))
     return [(name, d) for name, d in named if d is not None]
-
-
-def _check_columns(dataset: Any, name: str) -> None:
-    columns = _column_names(dataset)
-    if not columns:
-        return
-    missing = [c for c in RPT_COLUMNS if c not in columns]
-    if missing:
-        raise ValueError(
-            f"{name} lacks the column(s) {missing} that the RPT reward needs (it has {columns}). Build next-token "
-            "examples with `rpt_trl.build_next_token_dataset(documents, tokenizer, text_column=...)`, or pass raw "
-            "documents whose text column(s) are named in `RPTConfig.text_column`."
-        )
 
 
 def _load_tokenizer(model: Any, args: RPTConfig) -> Any:
