@@ -146,3 +146,13 @@ def test_the_trainer_refuses_bad_columns_before_the_model_loads(tmp_path, table,
     args = RPTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", dynamic_sampling=False)
     with pytest.raises(ValueError, match=rf"^train_dataset, {message}"):  # a model that does not exist never loads
         RPTTrainer(model="no/such-model", args=args, train_dataset=datasets.Dataset.from_list(table))
+
+
+# Item 14: beta > 0 makes TRL load a full second model, although the README says information_gain needs none.
+def test_beta_with_information_gain_warns_about_the_second_model(caplog):
+    with caplog.at_level(logging.WARNING, logger="rpt_trl.trainer.rpt_config"):
+        make(reward="information_gain", prompt_template="information_gain", prompt_format="text", beta=0.0)
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="rpt_trl.trainer.rpt_config"):
+        make(reward="information_gain", prompt_template="information_gain", prompt_format="text", beta=0.04)
+    assert len(caplog.records) == 1 and "second, frozen copy of the model" in caplog.records[0].getMessage()

@@ -1,6 +1,7 @@
 """Configuration of [`RPTTrainer`]: a `GRPOConfig` with the paper's defaults and the RPT task's own fields."""
 
 import copy
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from ..rewards import REWARD_FUNCTIONS
 from .reference import REFERENCE_DEVICES
 from .sampler import CURRICULA
 
+logger = logging.getLogger(__name__)
 
 REWARDS = [*REWARD_FUNCTIONS, *MODEL_REWARDS]
 
@@ -203,6 +205,13 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         if not 0.0 <= self.reference_ema_decay <= 1.0:
             raise ValueError(
                 f"reference_ema_decay must be in [0, 1] (1.0 freezes the reference), got {self.reference_ema_decay}."
+            )
+        if self.reward == "information_gain" and self.beta > 0:
+            logger.warning(
+                "beta=%s with reward='information_gain': TRL loads a second, frozen copy of the model for the KL "
+                "penalty, besides the reward's EMA reference (which needs no second model). Set beta=0.0 (the "
+                "paper's) unless you want that KL term and its memory.",
+                self.beta,
             )
         if self.reference_ema_device not in REFERENCE_DEVICES:
             raise ValueError(
