@@ -156,3 +156,69 @@ def test_beta_with_information_gain_warns_about_the_second_model(caplog):
     with caplog.at_level(logging.WARNING, logger="rpt_trl.trainer.rpt_config"):
         make(reward="information_gain", prompt_template="information_gain", prompt_format="text", beta=0.04)
     assert len(caplog.records) == 1 and "second, frozen copy of the model" in caplog.records[0].getMessage()
+
+
+# Item 2: prompt settings were ignored on a dataset that already has prompts.
+DOCUMENTS = ["The cat sat on the mat and looked at the dog across the room for a while."] * 2
+
+
+def built(**settings):
+    from conftest import make_byte_level_tokenizer
+
+    from rpt_trl import build_next_token_dataset
+
+    tokenizer = make_byte_level_tokenizer(DOCUMENTS)
+    return build_next_token_dataset(DOCUMENTS, tokenizer, min_context_tokens=4, show_progress=False, **settings)
+
+
+def trainer_with(dataset, tmp_path, **config):
+    from rpt_trl import RPTTrainer
+
+    args = RPTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", dynamic_sampling=False,
+                     **config)  # fmt: skip
+    return RPTTrainer(model="no/such-model", args=args, train_dataset=dataset)  # never loads: refused first
+
+
+def test_information_gain_is_refused_on_boxed_v0_prompts(tmp_path):
+    v0 = built()  # what `rpt-trl prepare` writes by default
+    with pytest.raises(ValueError, match=r"^reward='information_gain' cannot train on train_dataset: .*'v0'"):
+        trainer_with(v0, tmp_path, reward="information_gain", prompt_template="{context}", prompt_format="conversational")
+    with pytest.raises(ValueError, match=r"^reward='information_gain' scores .* prompt_template='v0' asks for a boxed"):
+        make(reward="information_gain")  # the default template is the boxed v0
+
+
+def test_a_boxed_reward_is_refused_on_information_gain_prompts(tmp_path):
+    prompts = built(prompt_template="information_gain", prompt_format="text")
+    with pytest.raises(ValueError, match=r"^reward='prefix_match' scores the answer in .*'information_gain', which"):
+        trainer_with(prompts, tmp_path, prompt_template="{context}", prompt_format="text")
+    with pytest.raises(ValueError, match=r"^reward='dense' scores the answer .*prompt_template='information_gain' asks"):
+        trainer_with(prompts, tmp_path, reward="dense", prompt_template="information_gain", prompt_format="text")
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"prompt_template": "few_shot"}, r"^train_dataset's prompts \(row 0\) were not built with prompt_template="
+         r"'few_shot', but with prompt_template='v0'; .*rebuild it .* or set prompt_template to 'v0'"),
+        ({"prompt_format": "text"}, r"^train_dataset's prompts are conversational, not prompt_format='text'"),
+    ],
+)  # fmt: skip
+def test_prompt_settings_the_prompts_do_not_follow_are_refused(tmp_path, config, message):
+    with pytest.raises(ValueError, match=message):
+        trainer_with(built(), tmp_path, **config)
+
+
+def test_default_prompt_settings_on_other_prompts_are_warned_about(tmp_path, caplog):
+    few_shot = built(prompt_template="few_shot", prompt_format="text")
+    with caplog.at_level(logging.WARNING), pytest.raises(OSError):  # reaches the model load: not refused
+        trainer_with(few_shot, tmp_path, max_context_tokens=1000)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("not prompt_format='conversational'" in m for m in messages), messages
+    assert any("not built with prompt_template='v0', but with prompt_template='few_shot'" in m for m in messages)
+    assert any(m.startswith("max_context_tokens=1000 shape(s) examples built from raw") for m in messages)
+
+
+def test_matching_prompt_settings_pass_silently(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="rpt_trl.data.prompt_settings"), pytest.raises(OSError):
+        trainer_with(built(prompt_template="few_shot"), tmp_path, prompt_template="few_shot")
+    assert not caplog.records

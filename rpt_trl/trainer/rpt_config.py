@@ -8,6 +8,7 @@ from typing import Any
 from trl import GRPOConfig
 
 from ..data.builder import NextTokenSettings
+from ..data.prompt_settings import check_reward_template
 from ..length_budget import PENALTIES, check_thought_budget
 from ..model_rewards import MODEL_REWARDS
 from ..numeric_fields import check_numeric_fields
@@ -217,6 +218,8 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
             raise ValueError(
                 f"reference_ema_device must be one of {list(REFERENCE_DEVICES)}, got {self.reference_ema_device!r}."
             )
+        if self.reward == "information_gain":  # other rewards are checked by the trainer, which knows reward_funcs
+            check_reward_template(self.reward, self.prompt_template)
         if self.push_checkpoint_revisions and not self.push_to_hub:
             raise ValueError(
                 "push_checkpoint_revisions=True pushes to the run's Hub repository: set push_to_hub=True (and "

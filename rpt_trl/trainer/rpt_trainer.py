@@ -12,6 +12,7 @@ from trl.trainer.utils import get_config_model_id
 
 from ..data.builder import build_next_token_dataset
 from ..data.columns import RPT_COLUMNS, check_next_token_columns
+from ..data.prompt_settings import check_prompt_settings, check_reward_template
 from ..hub import CheckpointRevisionPusher, check_hub_access, public_name
 from ..length_budget import ThoughtBudgetReward, with_thought_budget
 from ..model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
@@ -94,6 +95,7 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
         if isinstance(model, str):  # load weights from safetensors only, unless the user says otherwise
             args.model_init_kwargs = {"use_safetensors": True, **(args.model_init_kwargs or {})}
 
+        _check_prompts(args, reward_funcs, train_dataset, eval_dataset)
         if _is_raw(train_dataset, args) or _is_raw(eval_dataset, args):
             processing_class = processing_class or _load_tokenizer(model, args)
             train_dataset = self._build_if_raw(train_dataset, args, processing_class)
@@ -108,7 +110,7 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
         default_reward = reward_funcs is None
         if default_reward:
             reward_funcs = [_default_reward(args, processing_class)]
-        if default_reward or any(isinstance(reward, ModelReward) for reward in reward_funcs):
+        if default_reward or _model_reward_name(reward_funcs) is not None:
             for name, dataset in _named_datasets(train_dataset, eval_dataset):
                 check_next_token_columns(dataset, name)  # the RPT rewards' columns, before the model loads
         reward_funcs = with_thought_budget(reward_funcs, args, processing_class)
@@ -249,6 +251,22 @@ def _default_reward(args: RPTConfig, tokenizer: Any) -> Any:
     return functools.partial(
         REWARD_FUNCTIONS[args.reward], require_think_close=args.require_think_close, reasoning_tokenizer=tokenizer
     )
+
+
+def _check_prompts(args: RPTConfig, reward_funcs: Any, train_dataset: Any, eval_dataset: Any) -> None:
+    """Prompts a dataset already has must follow the prompt settings and suit the reward (built ones do)."""
+    reward_name = args.reward if reward_funcs is None else _model_reward_name(reward_funcs)
+    if reward_name is not None:
+        check_reward_template(reward_name, args.prompt_template)
+    for name, dataset in _named_datasets(train_dataset, eval_dataset):
+        if not _is_raw(dataset, args):
+            check_prompt_settings(dataset, args, name, reward=reward_name)
+
+
+def _model_reward_name(reward_funcs: list[Any]) -> str | None:
+    """The name of the first reward in `reward_funcs` that reads the policy, whose prompts can be checked; else None."""
+    funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
+    return next((reward.name for reward in funcs if isinstance(reward, ModelReward)), None)
 
 
 def _prepare_vllm(args: RPTConfig) -> None:
