@@ -99,7 +99,9 @@ def test_train_refuses_dataset_streaming(tmp_path):
     from rpt_trl.trainer.train import parse_args
 
     with pytest.raises(ValueError, match="dataset_streaming=True is not supported by rpt-trl train"):
-        parse_args(["--output_dir", str(tmp_path), "--use_cpu", "true", "--dataset_name", "x", "--dataset_streaming", "true"])
+        parse_args(
+            ["--output_dir", str(tmp_path), "--use_cpu", "true", "--dataset_name", "x", "--dataset_streaming", "true"]
+        )
 
 
 def rows(**changes):
@@ -114,11 +116,20 @@ BAD_COLUMNS = [
     # item 4: an empty boundary list made every answer score 0
     (rows(row2={"ground_truth_boundaries": []}), r"row 2: column 'ground_truth_boundaries' is empty"),
     # item 12: wrong types failed inside the first reward call, after the model loaded
-    ([{**row, "ground_truth_boundaries": ["4"]} for row in rows()], r"row 0: column 'ground_truth_boundaries' must hold"),
-    ([{**row, "ground_truth_boundaries": "4"} for row in rows()], r"row 0: column 'ground_truth_boundaries' must be a list"),
+    (
+        [{**row, "ground_truth_boundaries": ["4"]} for row in rows()],
+        r"row 0: column 'ground_truth_boundaries' must hold",
+    ),
+    (
+        [{**row, "ground_truth_boundaries": "4"} for row in rows()],
+        r"row 0: column 'ground_truth_boundaries' must be a list",
+    ),
     ([{**row, "ground_truth": 7} for row in rows()], r"row 0: column 'ground_truth' must be text, got int 7"),
     (rows(row1={"ground_truth": None}), r"row 1: column 'ground_truth' must be text, got NoneType None"),
-    ([{**row, "ground_truth_boundaries": [4.0]} for row in rows()], r"row 0: column 'ground_truth_boundaries' must hold"),
+    (
+        [{**row, "ground_truth_boundaries": [4.0]} for row in rows()],
+        r"row 0: column 'ground_truth_boundaries' must hold",
+    ),
 ]
 
 
@@ -182,8 +193,12 @@ def trainer_with(dataset, tmp_path, **config):
 def test_information_gain_is_refused_on_boxed_v0_prompts(tmp_path):
     v0 = built()  # what `rpt-trl prepare` writes by default
     with pytest.raises(ValueError, match=r"^reward='information_gain' cannot train on train_dataset: .*'v0'"):
-        trainer_with(v0, tmp_path, reward="information_gain", prompt_template="{context}", prompt_format="conversational")
-    with pytest.raises(ValueError, match=r"^reward='information_gain' scores .* prompt_template='v0' asks for a boxed"):
+        trainer_with(
+            v0, tmp_path, reward="information_gain", prompt_template="{context}", prompt_format="conversational"
+        )
+    with pytest.raises(
+        ValueError, match=r"^reward='information_gain' scores .* prompt_template='v0' asks for a boxed"
+    ):
         make(reward="information_gain")  # the default template is the boxed v0
 
 
@@ -191,7 +206,9 @@ def test_a_boxed_reward_is_refused_on_information_gain_prompts(tmp_path):
     prompts = built(prompt_template="information_gain", prompt_format="text")
     with pytest.raises(ValueError, match=r"^reward='prefix_match' scores the answer in .*'information_gain', which"):
         trainer_with(prompts, tmp_path, prompt_template="{context}", prompt_format="text")
-    with pytest.raises(ValueError, match=r"^reward='dense' scores the answer .*prompt_template='information_gain' asks"):
+    with pytest.raises(
+        ValueError, match=r"^reward='dense' scores the answer .*prompt_template='information_gain' asks"
+    ):
         trainer_with(prompts, tmp_path, reward="dense", prompt_template="information_gain", prompt_format="text")
 
 
@@ -222,3 +239,20 @@ def test_matching_prompt_settings_pass_silently(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="rpt_trl.data.prompt_settings"), pytest.raises(OSError):
         trainer_with(built(prompt_template="few_shot"), tmp_path, prompt_template="few_shot")
     assert not caplog.records
+
+
+def test_train_refuses_a_chosen_setting_that_a_prepared_folder_was_not_built_with(tmp_path):
+    from rpt_trl.trainer.train import RPTScriptArguments, load_train_dataset
+
+    folder = tmp_path / "prepared"
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows())}).save_to_disk(str(folder))
+    settings = {"prompt_template": "v0", "prompt_format": "text", "max_context_tokens": 3840, "position_stride": 1}
+    (folder / "prepare_info.json").write_text(json.dumps({"settings": settings}))
+    script_args = RPTScriptArguments(dataset_name=str(folder))
+    with pytest.raises(ValueError, match=r"^max_context_tokens=1024, but .*prepared was prepared with max_context_"
+                                         r"tokens=3840 .*rebuild it with rpt-trl prepare --max_context_tokens 1024"):  # fmt: skip
+        load_train_dataset(script_args, settings=NextTokenSettings(max_context_tokens=1024))
+    with pytest.raises(ValueError, match=r"^prompt_template='few_shot', but .* with prompt_template='v0'"):
+        load_train_dataset(script_args, settings=NextTokenSettings(prompt_template="few_shot"))
+    same = NextTokenSettings(max_context_tokens=3840, prompt_format="text", position_stride=1)
+    assert len(load_train_dataset(script_args, settings=same)) == 3  # the settings it was built with

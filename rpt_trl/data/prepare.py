@@ -32,6 +32,7 @@ from .builder import (
 )
 from .entropy import document_entropy
 from .loading import load_documents
+from .prompt_settings import INFO_FILE
 
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["load_documents", "prepare_rpt_dataset", "push_prepared_dataset", "save_prepared_dataset"]
 
 DATASET_CARD_TEMPLATE = "rpt_dataset_card.md"
-INFO_FILE = "prepare_info.json"
 DOCUMENTS_FILE = "documents.jsonl"
 # The training entropy filter when `min_entropy` is unset, and the evaluation split's: the paper drops low-entropy
 # positions without giving its threshold; 0.5 is also where its Easy split starts.

@@ -19,7 +19,7 @@ What is refused and what is warned about:
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from itertools import islice
 from typing import Any
@@ -46,6 +46,7 @@ POSITION_SETTINGS = (
     "skip_unanswerable_positions",
 )
 _BOX_INSTRUCTION = "\\boxed{}"
+INFO_FILE = "prepare_info.json"  # what `rpt-trl prepare` records beside the splits
 
 
 def prompt_text(prompt: Any) -> str | None:
@@ -106,7 +107,11 @@ def check_reward_template(reward: str, prompt_template: str) -> None:
 def _sample_prompts(dataset: Any) -> list[Any]:
     if isinstance(dataset, datasets.Dataset):
         return dataset[:PROMPTS_CHECKED]["prompt"] if "prompt" in dataset.column_names else []
-    rows = islice(dataset, PROMPTS_CHECKED) if isinstance(dataset, datasets.IterableDataset) else dataset[:PROMPTS_CHECKED]
+    rows = (
+        islice(dataset, PROMPTS_CHECKED)
+        if isinstance(dataset, datasets.IterableDataset)
+        else dataset[:PROMPTS_CHECKED]
+    )
     return [row["prompt"] for row in rows if isinstance(row, dict) and "prompt" in row]
 
 
@@ -129,7 +134,7 @@ def check_prompt_settings(dataset: Any, settings: NextTokenSettings, name: str, 
         ...                       "train_dataset")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: train_dataset's prompts (row 0) were not built with prompt_template='information_gain' ...
+        ValueError: train_dataset's prompts (row 0) were not built with prompt_template='information_gain'; ...
     """
     prompts = _sample_prompts(dataset)
     texts = [prompt_text(prompt) for prompt in prompts]
@@ -168,7 +173,13 @@ def check_prompt_settings(dataset: Any, settings: NextTokenSettings, name: str, 
 
 
 def _shown(template: str) -> str:
-    return repr(template) if template in TEMPLATES else f"{template[:40]!r}..." if len(template) > 40 else repr(template)
+    return (
+        repr(template) if template in TEMPLATES else f"{template[:40]!r}..." if len(template) > 40 else repr(template)
+    )
+
+
+def _value(value: Any) -> str:
+    return _shown(value) if isinstance(value, str) else repr(value)
 
 
 def _refuse_or_warn(refuse: bool, message: str) -> None:
@@ -190,3 +201,28 @@ def _check_reward_prompts(reward: str, recognised: str, name: str) -> None:
             "prompt_template='information_gain', which asks for no box: use reward='information_gain', or rebuild "
             "the dataset with a boxed template (--prompt_template v0)."
         )
+
+
+def check_recorded_settings(recorded: Mapping[str, Any], settings: NextTokenSettings, source: str) -> None:
+    """Refuse a chosen (not default) setting that differs from the one a prepared dataset records it was built with.
+
+    Args:
+        recorded: The `settings` of the dataset's `prepare_info.json` (what `rpt-trl prepare` used).
+        settings: The run's settings.
+        source: The dataset, as the message names it.
+
+    Example:
+        >>> recorded = {"max_context_tokens": 3840}
+        >>> check_recorded_settings(recorded, NextTokenSettings(max_context_tokens=1024), "data")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: max_context_tokens=1024, but data was prepared with max_context_tokens=3840 (its ...
+    """
+    defaults = NextTokenSettings()
+    for name in ("prompt_template", "prompt_format", *POSITION_SETTINGS):
+        chosen, default = getattr(settings, name), getattr(defaults, name)
+        if name in recorded and chosen != default and chosen != recorded[name]:
+            raise ValueError(
+                f"{name}={_value(chosen)}, but {source} was prepared with {name}={_value(recorded[name])} (its "
+                f"{INFO_FILE}): rebuild it with rpt-trl prepare --{name} {chosen}, or drop the setting."
+            )

@@ -16,6 +16,7 @@ from ..rewards import REWARD_FUNCTIONS
 from .reference import REFERENCE_DEVICES
 from .sampler import CURRICULA
 
+
 logger = logging.getLogger(__name__)
 
 REWARDS = [*REWARD_FUNCTIONS, *MODEL_REWARDS]

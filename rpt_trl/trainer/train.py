@@ -10,6 +10,7 @@ Data: `dataset_name` is a prepared next-token dataset (columns `prompt`, `ground
 `documents_dataset_name` is set, the script warns and falls back to those raw documents (unfiltered positions).
 """
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -18,7 +19,9 @@ from typing import Any
 import datasets
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
+from ..data.builder import NextTokenSettings
 from ..data.loading import load_documents
+from ..data.prompt_settings import INFO_FILE, check_recorded_settings
 from ..hub import hub_is_offline
 from .rpt_config import RPTConfig
 from .rpt_trainer import RPTTrainer
@@ -66,7 +69,9 @@ class RPTScriptArguments(ScriptArguments):
                 "checked before training): leave it false, or pass an IterableDataset to RPTTrainer yourself."
             )
         if self.max_train_examples is not None and self.max_train_examples < 1:
-            raise ValueError(f"max_train_examples must be at least 1 (omit it for all), got {self.max_train_examples}.")
+            raise ValueError(
+                f"max_train_examples must be at least 1 (omit it for all), got {self.max_train_examples}."
+            )
 
 
 def make_parser(subparsers: Any = None) -> TrlParser:
@@ -91,18 +96,24 @@ def parse_args(argv: list[str] | None, default_config: str | None = None) -> tup
     return make_parser().parse_args_and_config(argv)
 
 
-def load_train_dataset(script_args: RPTScriptArguments, min_entropy: float | None = None) -> datasets.Dataset:
+def load_train_dataset(
+    script_args: RPTScriptArguments, min_entropy: float | None = None, settings: NextTokenSettings | None = None
+) -> datasets.Dataset:
     """The training split named by the script arguments, filtered and truncated as they ask.
 
     Args:
         script_args: Which dataset, and how many examples.
         min_entropy: Keep only examples whose `entropy` column is at least this (`RPTConfig.min_entropy`, the same
             filter as `build_next_token_dataset`'s); NaN (unscored) is dropped.
+        settings: The run's example settings; a chosen one that differs from what a local `rpt-trl prepare` folder
+            records (`prepare_info.json`) is refused.
     """
     dataset = None
     if script_args.dataset_name is not None:
         try:
             dataset = _load(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
+            if settings is not None:
+                _check_prepared_settings(script_args.dataset_name, settings)
         except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as error:
             if script_args.documents_dataset_name is None:
                 raise
@@ -133,6 +144,14 @@ def load_train_dataset(script_args: RPTScriptArguments, min_entropy: float | Non
     if script_args.max_train_examples is not None:
         dataset = dataset.select(range(min(script_args.max_train_examples, len(dataset))))
     return dataset
+
+
+def _check_prepared_settings(folder: str, settings: NextTokenSettings) -> None:
+    info_path = os.path.join(folder, INFO_FILE)
+    if os.path.isfile(info_path):
+        with open(info_path) as handle:
+            recorded = json.load(handle).get("settings", {})
+        check_recorded_settings(recorded, settings, folder)
 
 
 def _load(name: str, config: str | None, split: str) -> datasets.Dataset:
@@ -191,7 +210,7 @@ def main(
         }
         training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
     if train_dataset is None:
-        train_dataset = load_train_dataset(script_args, training_args.min_entropy)
+        train_dataset = load_train_dataset(script_args, training_args.min_entropy, training_args)
 
     trainer = RPTTrainer(
         model=model,
