@@ -288,6 +288,8 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         state = dict(self.__dict__)
         if state.get("hub_token") is not None:
             state["hub_token"] = None
+        if "_deferred_save_total_limit" in state:  # RPTTrainer._save_checkpoint holds the limit back while it saves
+            state["save_total_limit"] = state.pop("_deferred_save_total_limit")
         return state
 
     def __copy__(self) -> "RPTConfig":

@@ -18,7 +18,7 @@ from ..length_budget import ThoughtBudgetReward, with_thought_budget
 from ..model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
 from ..model_rewards import MODEL_REWARDS, InformationGainReward, ModelReward
 from ..rewards import REWARD_FUNCTIONS
-from .checkpoints import resolve_resume_checkpoint
+from .checkpoints import CheckpointCompletion, resolve_resume_checkpoint
 from .cpu_lm_head import CompletionScoringOnCPUMixin
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .generation import install_answer_stop
@@ -138,6 +138,7 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
             )
         if args.stop_after_answer and not args.use_vllm:
             install_answer_stop(self.model, self._tokenizer, require_think_close=args.require_think_close)
+        self.add_callback(CheckpointCompletion())  # after the callbacks that write into a checkpoint
         if args.push_checkpoint_revisions:
             self.add_callback(
                 CheckpointRevisionPusher(self.hub_model_id, token=args.hub_token, retries=args.hub_push_retries)
@@ -155,11 +156,35 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
                 and resumes from it; a local path resumes from that folder.
             **kwargs: Passed to `Trainer.train`.
         """
+        self._complete_checkpoints_last()
         checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args)
         for reward in self.reward_funcs:  # the information-gain reference is restored from the same checkpoint
             if isinstance(reward, InformationGainReward):
                 reward.reference_callback.resume_from = checkpoint
         return super().train(resume_from_checkpoint=checkpoint, **kwargs)
+
+    def _complete_checkpoints_last(self) -> None:
+        """Move [`CheckpointCompletion`] behind every callback added since, but before the Hub pusher."""
+        callbacks = self.callback_handler.callbacks
+        completion = next((c for c in callbacks if isinstance(c, CheckpointCompletion)), None)
+        if completion is None:
+            return
+        callbacks.remove(completion)
+        pusher = next((i for i, c in enumerate(callbacks) if isinstance(c, CheckpointRevisionPusher)), len(callbacks))
+        callbacks.insert(pusher, completion)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        # Trainer deletes the checkpoints over save_total_limit at the end of this call, before the callbacks'
+        # on_save write their files (the information-gain reference) into the new one: a kill in between would
+        # leave no whole checkpoint. CheckpointCompletion deletes them once the new one is marked whole.
+        limit = self.args.save_total_limit
+        self.args.save_total_limit = None
+        self.args._deferred_save_total_limit = limit  # what training_args.bin records (RPTConfig.__getstate__)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+            del self.args._deferred_save_total_limit
 
     def _get_train_sampler(self, dataset: Any = None) -> Any:
         # GRPO's sampler restarts its shuffle when a run resumes in a later epoch; this one replays the epoch's order.
