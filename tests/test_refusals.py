@@ -5,7 +5,7 @@ import logging
 
 import datasets
 import pytest
-from test_prepare import corpus_file, omnimath_rows, proxy_dir, proxy_must_not_load, run_prepare  # noqa: F401
+from test_prepare import corpus_file, proxy_dir, proxy_must_not_load, run_prepare  # noqa: F401
 
 from rpt_trl import RPTConfig
 from rpt_trl.data.builder import NextTokenSettings

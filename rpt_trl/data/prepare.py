@@ -5,6 +5,7 @@
 the tokenizer) runs before the proxy model scores anything, and the output folder appears whole or not at all.
 """
 
+import contextlib
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ import datasets
 
 from ..atomic_io import remove, stale_temporaries, temporary_name
 from ..model_card import PAPER
+from ..output_paths import check_output_path, output_lock
 from .builder import (
     DIFFICULTY_THRESHOLDS,
     NextTokenSettings,
@@ -354,6 +356,12 @@ def save_prepared_dataset(
             with open(staging / DOCUMENTS_FILE, "w") as handle:
                 handle.writelines(json.dumps({"text": text or ""}, ensure_ascii=False) + "\n" for text in documents)
         if target.exists():
+            if not overwrite and (not target.is_dir() or any(target.iterdir())):
+                # Another writer that holds no lock (an older rpt-trl, a copy) filled it since the first check.
+                raise ValueError(
+                    f"{output_dir} was written by someone else while this run prepared it; nothing is replaced. "
+                    "Choose another --output, or pass --overwrite."
+                )
             target.rename(previous)
         staging.rename(target)
     except BaseException:
@@ -509,6 +517,10 @@ def _warn_if_longer_than_the_proxy(proxy_path: str, max_length: int) -> None:
 def run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, command: str) -> None:
     """`rpt-trl prepare`: every check first, then scoring, building, writing and pushing.
 
+    The output may not be, or contain, an input or the entropy cache (even with `--overwrite`), and the main process
+    holds its lock ([`output_lock`]) from the first check to the final rename, so that a second `prepare` into the
+    same folder fails at once instead of replacing this one's output.
+
     Args:
         arguments: Source, scoring, splits and output.
         settings: How positions become examples; `settings.min_entropy` is the training split's entropy filter.
@@ -516,9 +528,27 @@ def run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, comman
     """
     import torch
     from accelerate import PartialState
+
+    inputs = [*arguments.dataset, arguments.proxy_model, arguments.tokenizer, _cache_dir(arguments)]
+    check_output_path(arguments.output, inputs, kind="folder", flag="--output")
+    state = PartialState(cpu=not torch.cuda.is_available())
+    lock = output_lock(arguments.output, flag="--output") if state.is_main_process else contextlib.nullcontext()
+    with lock:
+        _run_prepare(arguments, settings, command)
+
+
+def _cache_dir(arguments: PrepareArguments) -> str | None:
+    from ..demo.embedded import default_cache_dir
+
+    return None if arguments.no_cache else (arguments.cache_dir or os.path.join(default_cache_dir(), "entropy"))
+
+
+def _run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, command: str) -> None:
+    import torch
+    from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..demo.embedded import default_cache_dir, resolve_model
+    from ..demo.embedded import resolve_model
     from ..hub import check_hub_access, public_name
 
     check_output_dir(arguments.output, arguments.overwrite)
@@ -562,7 +592,7 @@ def run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, comman
             proxy_path, dtype=dtype, trust_remote_code=arguments.trust_remote_code, use_safetensors=True
         )
         proxy.to(state.device).eval()
-    cache_dir = None if arguments.no_cache else (arguments.cache_dir or os.path.join(default_cache_dir(), "entropy"))
+    cache_dir = _cache_dir(arguments)
     dataset_dict, info = prepare_rpt_dataset(
         documents,
         tokenizer,

@@ -13,6 +13,7 @@ Data: `dataset_name` is a prepared next-token dataset (columns `prompt`, `ground
 import json
 import logging
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..data.builder import NextTokenSettings
 from ..data.loading import load_documents
 from ..data.prompt_settings import INFO_FILE, check_recorded_settings
 from ..hub import hub_is_offline
+from ..output_paths import check_output_path, output_lock
 from .rpt_config import RPTConfig
 from .rpt_trainer import RPTTrainer
 
@@ -187,6 +189,10 @@ def main(
 ) -> RPTTrainer:
     """Build the trainer from the three argument groups, train (resuming if asked), save; returns the trainer.
 
+    `output_dir` may not be, or contain, the dataset or the model folder, and the main process holds its lock
+    ([`output_lock`]) until the model is saved: a second run into the same folder (`--resume_from_checkpoint true`
+    included) fails at once instead of mixing its checkpoints with this one's.
+
     Args:
         script_args: The data to train on.
         training_args: The run's configuration.
@@ -197,6 +203,23 @@ def main(
         train_dataset: Examples or documents to train on instead of the script arguments' dataset.
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    output_dir = training_args.output_dir
+    inputs = [script_args.dataset_name, script_args.documents_dataset_name, model_args.model_name_or_path]
+    check_output_path(output_dir, inputs, kind="folder", flag="--output_dir")
+    # One process writes the folder's checkpoints and model (the others of a distributed run wait on it).
+    lock = output_lock(output_dir, flag="--output_dir") if training_args.process_index == 0 else nullcontext()
+    with lock:
+        return _train(script_args, training_args, model_args, model, processing_class, train_dataset)
+
+
+def _train(
+    script_args: RPTScriptArguments,
+    training_args: RPTConfig,
+    model_args: ModelConfig,
+    model: Any,
+    processing_class: Any,
+    train_dataset: Any,
+) -> RPTTrainer:
     if model is None:
         check_inputs(model_args)
         if model_args.model_name_or_path is None:
