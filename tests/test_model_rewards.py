@@ -3,6 +3,7 @@ information_gain: values against an independent float64 computation, group zeroi
 and short RPTTrainer runs with each variant."""
 
 import copy
+import json
 import math
 import os
 
@@ -337,6 +338,15 @@ def test_information_gain_reference_is_saved_and_restored_on_resume(tmp_path, wo
         torch.testing.assert_close(shadow.double(), expected, rtol=1e-6, atol=1e-6)
 
     os.remove(tmp_path / "checkpoint-1" / REFERENCE_EMA_FILE)
+    again = RPTTrainer(model=copy.deepcopy(model), args=args, train_dataset=dataset, processing_class=tokenizer)
+    # Issue 21, item 7: the checkpoint's list of files says it is incomplete, before anything trains ...
+    with pytest.raises(ValueError, match=f"{REFERENCE_EMA_FILE}, listed in rpt_checkpoint.json, is missing"):
+        again.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+    # ... and a checkpoint without that list (an older rpt-trl's) is refused when the reference loads.
+    os.remove(tmp_path / "checkpoint-1" / "rpt_checkpoint.json")
+    state = json.loads((tmp_path / "checkpoint-1" / "trainer_state.json").read_text())
+    del state["stateful_callbacks"]["CheckpointCompletion"]
+    (tmp_path / "checkpoint-1" / "trainer_state.json").write_text(json.dumps(state))
     again = RPTTrainer(model=copy.deepcopy(model), args=args, train_dataset=dataset, processing_class=tokenizer)
     with pytest.raises(FileNotFoundError, match="reference EMA"):
         again.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
