@@ -117,3 +117,16 @@ def test_a_kill_before_the_reference_keeps_the_older_checkpoint_and_resume_uses_
     assert checkpoint_problems(str(tmp_path / "checkpoint-2")) == []
     saved_args = torch.load(tmp_path / "checkpoint-2" / "training_args.bin", weights_only=False)
     assert saved_args.save_total_limit == 1  # held back only while the Trainer saved
+
+
+def test_a_run_resumes_from_a_checkpoint_written_before_the_lists(world, two_checkpoints, tmp_path):
+    old = tmp_path / "checkpoint-1"
+    shutil.copytree(two_checkpoints / "checkpoint-1", old)
+    (old / COMPLETE_MARKER).unlink()
+    state = json.loads((old / "trainer_state.json").read_text())
+    del state["stateful_callbacks"]["CheckpointCompletion"]
+    (old / "trainer_state.json").write_text(json.dumps(state))
+    assert last_complete_checkpoint(str(tmp_path)) == str(old)  # an older rpt-trl's checkpoint is still complete
+    resumed = information_gain_run(world, tmp_path)
+    resumed.train(resume_from_checkpoint=True)
+    assert resumed.state.global_step == 2 and checkpoint_problems(str(tmp_path / "checkpoint-2")) == []

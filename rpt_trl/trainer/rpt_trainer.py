@@ -178,6 +178,9 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
         # on_save write their files (the information-gain reference) into the new one: a kill in between would
         # leave no whole checkpoint. CheckpointCompletion deletes them once the new one is marked whole.
         limit = self.args.save_total_limit
+        # A state resumed from an older checkpoint does not name CheckpointCompletion; Trainer expects every
+        # stateful callback's entry there.
+        self.state.stateful_callbacks.setdefault(CheckpointCompletion.__name__, {})
         self.args.save_total_limit = None
         self.args._deferred_save_total_limit = limit  # what training_args.bin records (RPTConfig.__getstate__)
         try:
