@@ -237,6 +237,10 @@ class DynamicSamplingMixin:
 
         padding = uniform[: max(num_groups - kept_groups, 0)]
         merged = merge_rollouts(kept[:num_groups] + padding, self._tokenizer.pad_token_id)
+        trained = torch.tensor(
+            [True] * len(kept[:num_groups]) + [False] * len(padding), device=self.accelerator.device
+        )
+        self._trained_groups_with_signal = self.accelerator.gather(trained)  # for rpt/signal_share/trained
         loss_mask = merged["completion_mask"] * merged.get("tool_mask", 1)
         merged["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
 

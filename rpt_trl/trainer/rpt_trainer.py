@@ -22,6 +22,7 @@ from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .generation import install_answer_stop
 from .rpt_config import RPTConfig
 from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum
+from .signal import LearningSignalMixin, LearningSignalWarning
 
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 RPT_COLUMNS = ("prompt", "ground_truth", "ground_truth_boundaries")
 
 
-class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer):
+class RPTTrainer(CompletionScoringOnCPUMixin, LearningSignalMixin, DynamicSamplingMixin, GRPOTrainer):
     """Trainer for Reinforcement Pre-Training (Dong et al. 2025, arXiv 2506.08007).
 
     A thin `trl.GRPOTrainer`: the policy reads a context, reasons, and answers the next token in `\\boxed{}`;
@@ -41,6 +42,9 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
     - a check of the dataset's columns, and the building of examples from a raw document dataset (one with the
       `args.text_column` columns and no `prompt`) with [`build_next_token_dataset`] and the config's settings;
     - metrics `rpt/next_token_accuracy`, `rpt/answer_rate` and `rpt/reasoning_tokens` (logged by the reward);
+    - the learning signal every step, `rpt/signal_share/generated`, `rpt/signal_share/trained` and
+      `rpt/distinct_answers` (see `rpt_trl.trainer.signal`), and a warning when it stays low
+      (`args.signal_warning_threshold`);
     - optionally, EOS as soon as the answer box closes (`args.stop_after_answer`);
     - dynamic sampling from `args.dynamic_sampling_start_step` (see `rpt_trl.trainer.dynamic_sampling`);
     - optionally, a reasoning-length budget on every reward (`args.thought_budget`, see `rpt_trl.length_budget`;
@@ -142,6 +146,8 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
         for func in self.reward_funcs:  # GRPOTrainer loaded the tokenizer: the thought budget counts with it
             if isinstance(func, ThoughtBudgetReward) and func.tokenizer is None:
                 func.tokenizer = self._tokenizer
+        if args.signal_warning_threshold is not None:
+            self.add_callback(LearningSignalWarning(args.signal_warning_threshold, args.signal_warning_steps))
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> Any:
         """`Trainer.train`, with two more ways to resume.
