@@ -20,6 +20,7 @@ from .checkpoints import resolve_resume_checkpoint
 from .cpu_lm_head import CompletionScoringOnCPUMixin
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .generation import install_answer_stop
+from .mixed_objective import MixedObjectiveMixin
 from .rpt_config import RPTConfig
 from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum
 from .signal import LearningSignalMixin, LearningSignalWarning
@@ -30,7 +31,9 @@ logger = logging.getLogger(__name__)
 RPT_COLUMNS = ("prompt", "ground_truth", "ground_truth_boundaries")
 
 
-class RPTTrainer(CompletionScoringOnCPUMixin, LearningSignalMixin, DynamicSamplingMixin, GRPOTrainer):
+class RPTTrainer(
+    CompletionScoringOnCPUMixin, LearningSignalMixin, DynamicSamplingMixin, MixedObjectiveMixin, GRPOTrainer
+):
     """Trainer for Reinforcement Pre-Training (Dong et al. 2025, arXiv 2506.08007).
 
     A thin `trl.GRPOTrainer`: the policy reads a context, reasons, and answers the next token in `\\boxed{}`;
@@ -45,6 +48,8 @@ class RPTTrainer(CompletionScoringOnCPUMixin, LearningSignalMixin, DynamicSampli
     - the learning signal every step, `rpt/signal_share/generated`, `rpt/signal_share/trained` and
       `rpt/distinct_answers` (see `rpt_trl.trainer.signal`), and a warning when it stays low
       (`args.signal_warning_threshold`);
+    - optionally, the mixed objective: `args.next_token_loss_coef` × next-token cross-entropy on the positions'
+      contexts added to the GRPO loss (see `rpt_trl.trainer.mixed_objective`);
     - optionally, EOS as soon as the answer box closes (`args.stop_after_answer`);
     - dynamic sampling from `args.dynamic_sampling_start_step` (see `rpt_trl.trainer.dynamic_sampling`);
     - optionally, a reasoning-length budget on every reward (`args.thought_budget`, see `rpt_trl.length_budget`;
