@@ -1,7 +1,9 @@
-"""The signal measure on 2 CPU processes (gloo) with every group of 4 rollouts split 2 + 2 across them."""
+"""The signal measure and band sampling's tracker on 2 CPU processes (gloo), every group of 4 rollouts split 2 + 2
+across them."""
 
 import subprocess
 
+import pytest
 from conftest import ACCELERATE_TWO_PROCESSES, REPO_ROOT, free_port, read_rank_records, subprocess_env
 
 from rpt_trl.trainer.signal import distinct_answers_per_group
@@ -25,3 +27,10 @@ def test_signal_is_measured_on_groups_split_across_two_processes(tmp_path):
         gathered = first["predictions"][step] + second["predictions"][step]
         expected = distinct_answers_per_group(gathered, 4)
         assert first["distinct_answers"][step] == second["distinct_answers"][step] == expected
+    # The band sampler drew the same positions on both ranks: each rank holds half of the same group.
+    assert first["prompts"] == second["prompts"]
+    assert all(len(set(prompts)) == 1 for prompts in first["prompts"])
+    # Band sampling observed every group whole (pass rate 1/2) and holds the same state on both ranks.
+    assert first["band_trials"] == second["band_trials"] and first["band_passes"] == second["band_passes"]
+    assert sum(first["band_trials"]) > 0
+    assert [2 * p for p in first["band_passes"]] == pytest.approx(first["band_trials"])

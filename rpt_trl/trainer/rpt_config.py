@@ -78,8 +78,8 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         from the pass rates already observed (see `rpt_trl.trainer.band_sampling`).
     band_low / band_high (`float`, *optional*, defaults to `0.1` / `0.9`):
         The learnable band of estimated pass rates.
-    band_decay (`float`, *optional*, defaults to `0.9`):
-        Weight kept by a position's past observations at each optimizer step, so the estimate follows the policy.
+    band_decay (`float`, *optional*, defaults to `0.98`):
+        Weight kept by past observations at each generation batch, so the estimate follows the policy.
 
     > Parameters that control how documents become examples
 
@@ -222,8 +222,8 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
     band_low: float = field(default=0.1, metadata={"help": "Band sampling: lowest estimated pass rate to train on."})
     band_high: float = field(default=0.9, metadata={"help": "Band sampling: highest estimated pass rate to train on."})
     band_decay: float = field(
-        default=0.9,
-        metadata={"help": "Band sampling: weight kept by past observations of a position at each step."},
+        default=0.98,
+        metadata={"help": "Band sampling: weight kept by past observations at each generation batch."},
     )
 
     def __post_init__(self):
@@ -300,10 +300,6 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
             )
         if not 0.0 < self.band_decay <= 1.0:
             raise ValueError(f"band_decay must be in (0, 1] (1 never forgets), got {self.band_decay}.")
-        if self.band_sampling and self.curriculum is not None:
-            raise ValueError(
-                f"band_sampling and curriculum={self.curriculum!r} both choose the order of positions: set one of them."
-            )
 
     def _check_sampling_and_optimisation(self) -> None:
         """Refuse the GRPO values that cannot train, before any model loads."""

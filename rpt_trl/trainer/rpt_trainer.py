@@ -16,13 +16,14 @@ from ..length_budget import ThoughtBudgetReward, with_thought_budget
 from ..model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
 from ..model_rewards import MODEL_REWARDS, InformationGainReward, ModelReward
 from ..rewards import REWARD_FUNCTIONS
+from .band_sampling import BandRepeatSampler, BandSamplingMixin, PassRateTracker, with_band_index
 from .checkpoints import resolve_resume_checkpoint
 from .cpu_lm_head import CompletionScoringOnCPUMixin
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .generation import install_answer_stop
 from .mixed_objective import MixedObjectiveMixin
 from .rpt_config import RPTConfig
-from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum
+from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum, entropy_order
 from .signal import LearningSignalMixin, LearningSignalWarning
 
 
@@ -32,7 +33,12 @@ RPT_COLUMNS = ("prompt", "ground_truth", "ground_truth_boundaries")
 
 
 class RPTTrainer(
-    CompletionScoringOnCPUMixin, LearningSignalMixin, DynamicSamplingMixin, MixedObjectiveMixin, GRPOTrainer
+    CompletionScoringOnCPUMixin,
+    LearningSignalMixin,
+    DynamicSamplingMixin,
+    MixedObjectiveMixin,
+    BandSamplingMixin,
+    GRPOTrainer,
 ):
     """Trainer for Reinforcement Pre-Training (Dong et al. 2025, arXiv 2506.08007).
 
@@ -48,6 +54,7 @@ class RPTTrainer(
     - the learning signal every step, `rpt/signal_share/generated`, `rpt/signal_share/trained` and
       `rpt/distinct_answers` (see `rpt_trl.trainer.signal`), and a warning when it stays low
       (`args.signal_warning_threshold`);
+    - optionally, positions in the learnable band (`args.band_sampling`, see `rpt_trl.trainer.band_sampling`);
     - optionally, the mixed objective: `args.next_token_loss_coef` × next-token cross-entropy on the positions'
       contexts added to the GRPO loss (see `rpt_trl.trainer.mixed_objective`);
     - optionally, EOS as soon as the answer box closes (`args.stop_after_answer`);
@@ -111,6 +118,8 @@ class RPTTrainer(
         for name, dataset in _named_datasets(train_dataset, eval_dataset):
             _check_not_empty(dataset, name)
         check_dynamic_sampling(args, train_dataset)  # before the model (and vLLM) load
+        if args.band_sampling:
+            train_dataset = with_band_index(train_dataset)
         check_curriculum(args.curriculum, train_dataset)
         if args.use_vllm:
             _prepare_vllm(args)
@@ -151,6 +160,8 @@ class RPTTrainer(
         for func in self.reward_funcs:  # GRPOTrainer loaded the tokenizer: the thought budget counts with it
             if isinstance(func, ThoughtBudgetReward) and func.tokenizer is None:
                 func.tokenizer = self._tokenizer
+        if args.band_sampling:
+            self.band_tracker = PassRateTracker(len(self.train_dataset), decay=args.band_decay)
         if args.signal_warning_threshold is not None:
             self.add_callback(LearningSignalWarning(args.signal_warning_threshold, args.signal_warning_steps))
 
@@ -172,6 +183,18 @@ class RPTTrainer(
     def _get_train_sampler(self, dataset: Any = None) -> Any:
         # GRPO's sampler restarts its shuffle when a run resumes in a later epoch; this one replays the epoch's order.
         sampler = super()._get_train_sampler(dataset)
+        if self.args.band_sampling:
+            curriculum = self.args.curriculum == "entropy"
+            return BandRepeatSampler(
+                data_source=sampler.data_source,
+                mini_repeat_count=sampler.mini_repeat_count,
+                tracker=self.band_tracker,
+                band=(self.args.band_low, self.args.band_high),
+                batch_size=sampler.batch_size,
+                repeat_count=sampler.repeat_count,
+                seed=self.args.seed,
+                order=entropy_order(_entropies(sampler.data_source)) if curriculum else None,
+            )
         if self.args.curriculum == "entropy":
             return EntropyCurriculumRepeatSampler(
                 data_source=sampler.data_source,
@@ -277,6 +300,10 @@ def _prepare_vllm(args: RPTConfig) -> None:
         for key, values in stop.items():  # merged into any extra arguments the user already passes
             generation_kwargs[key] = {**(generation_kwargs.get(key) or {}), **values}
         args.generation_kwargs = generation_kwargs
+
+
+def _entropies(dataset: Any) -> list[float]:
+    return [float("nan") if e is None else float(e) for e in dataset["entropy"]]
 
 
 def _hub_base_model(model: Any) -> str | None:
