@@ -105,13 +105,13 @@ def test_config_rejects_a_bad_band(tmp_path, fields, match):
         RPTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, **fields)
 
 
+def every_other(completions, prompts, **kwargs):  # pass rate 1/2 for "a..", 0 for the rest
+    return [float(i % 2) if p.startswith("a ") else 0.0 for i, p in enumerate(prompts)]
+
+
 def test_trainer_observes_the_pass_rates_of_the_positions_it_trains(tmp_path):
     tokenizer = make_tiny_tokenizer()
     contexts = [f"{d} cat says" for d in "abcdefgh"]
-
-    def every_other(completions, prompts, **kwargs):  # pass rate 1/2 for "a..", 0 for the rest
-        return [float(i % 2) if p.startswith("a ") else 0.0 for i, p in enumerate(prompts)]
-
     args = RPTConfig(
         output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=8, num_generations=4,
         max_completion_length=4, max_steps=3, logging_steps=1, save_strategy="no", report_to="none",
@@ -133,3 +133,22 @@ def test_trainer_observes_the_pass_rates_of_the_positions_it_trains(tmp_path):
     assert {0, 1} <= set(seen)  # batch 0 had just these two to draw
     assert tracker.passes[0].item() == pytest.approx(tracker.trials[0].item() / 2)
     assert all(tracker.passes[index].item() == 0.0 for index in seen if index != 0)
+
+
+def test_band_sampling_observes_the_refill_rounds_of_dynamic_sampling(tmp_path):
+    tokenizer = make_tiny_tokenizer()
+    args = RPTConfig(
+        output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=8, num_generations=4,
+        max_completion_length=4, max_steps=1, logging_steps=1, save_strategy="no", report_to="none",
+        disable_tqdm=True, prompt_format="text", dynamic_sampling_start_step=0, dynamic_sampling_max_refills=3,
+        seed=3, gradient_checkpointing=False, band_sampling=True, band_decay=1.0,
+    )  # fmt: skip
+    dataset = Dataset.from_dict({"prompt": [f"{d} cat says" for d in "abcdefgh"]})
+    trainer = RPTTrainer(
+        model=make_tiny_model(tokenizer), reward_funcs=every_other, args=args, train_dataset=dataset,
+        processing_class=tokenizer,
+    )  # fmt: skip
+    trainer.train()
+    (rounds,) = [e["dynamic_sampling/refill_rounds"] for e in trainer.state.log_history if "loss" in e]
+    assert rounds > 0  # only "a cat says" is live: refills were needed
+    assert trainer.band_tracker.trials.sum().item() == 2 * 4 * (rounds + 1)  # every round's groups observed
