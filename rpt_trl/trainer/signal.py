@@ -93,12 +93,13 @@ class LearningSignalMixin:
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         self._generated_groups_with_signal, self._trained_groups_with_signal = [], None
         output = super()._generate_and_score_completions(inputs)
-        mode = "train" if self.model.training else "eval"
+        if not self.model.training:  # evaluation trains nothing
+            return output
         trained = self._trained_groups_with_signal
         if trained is None and len(self._generated_groups_with_signal) == 1:  # no selection: trained as generated
             trained = self._generated_groups_with_signal[0]
         if trained is not None:
-            self._metrics[mode][SIGNAL_TRAINED].append(signal_share(trained))
+            self._metrics["train"][SIGNAL_TRAINED].append(signal_share(trained))
         return output
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
