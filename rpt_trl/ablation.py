@@ -10,8 +10,9 @@ variant come from `rpt_trl.evaluation.compare`, bootstrapped over positions.
 
 Logged per training step (TRL's and the project's own metrics; nothing new is computed in the trainer):
 - reward: TRL's `reward` (after any thought-budget shaping);
-- share of groups with a learning signal: `1 - frac_reward_zero_std` (TRL: groups whose rollouts' rewards differ);
-- mean thought length: `rpt/reasoning_tokens` (logged by the reward in tokens of the policy's tokenizer);
+- the learning signal as `rpt_trl.trainer.signal` defines it (`SIGNAL_LOG_FIELDS`): the share of generated and of
+  trained groups whose rewards differ, distinct answers per group, the policy's entropy, the answer rate and the mean
+  thought length (`rpt/reasoning_tokens`, in tokens of the policy's tokenizer);
 - step time: TRL's `step_time`, the wall seconds of one optimizer step's `training_step` calls (generation,
   rewards, loss forward and backward; not the optimizer update).
 
@@ -240,6 +241,7 @@ def _model_setup(
 def _step_log(variant: str) -> Any:
     """A `TrainingStepLog` of the ablation's per-step metrics that prints each step's progress."""
     from .evaluation.callback import TrainingStepLog
+    from .trainer.signal import SIGNAL_LOG_FIELDS
 
     def show(row: dict[str, Any], state: Any) -> None:
         signal = "" if row["signal_share"] is None else f", groups with signal {row['signal_share']:.0%}"
@@ -247,12 +249,8 @@ def _step_log(variant: str) -> Any:
         print(f"    [{variant}] step {state.global_step}/{state.max_steps}: reward {row['reward']:.3f}{signal}{seconds}",
               flush=True)  # fmt: skip
 
-    def signal_share(logs: dict[str, Any]) -> float | None:
-        zero_std = logs.get("frac_reward_zero_std")
-        return None if zero_std is None else 1.0 - zero_std
-
-    fields = {"reward": "reward", "signal_share": signal_share, "thought_tokens": "rpt/reasoning_tokens",
-              "over_budget_fraction": "rpt/over_budget_fraction", "step_time_s": "step_time"}  # fmt: skip
+    fields = {"reward": "reward", **SIGNAL_LOG_FIELDS, "over_budget_fraction": "rpt/over_budget_fraction",
+              "step_time_s": "step_time"}  # fmt: skip
     return TrainingStepLog(fields, on_row=show)
 
 

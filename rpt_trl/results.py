@@ -7,6 +7,7 @@ them). Every evaluation run produces one JSON object (the model card takes a lis
 {
   "model": str,                    # Hub id or local path of the evaluated model (optional: absent = this model)
   "dataset": str,                  # Hub id or local path of the evaluation data
+  "split": str | None,             # the split of `dataset` that was scored (optional; None: data without splits)
   "mode": "standard" | "reasoning" | "multiple_choice",
   "overall": {"accuracy": float, "n": int, ...},
   "splits": {"easy": {"accuracy": float, "n": int, ...}, "medium": {...}, "hard": {...}},  # optional
@@ -59,6 +60,8 @@ def validate_result(result: Mapping[str, Any], where: str = "An evaluation resul
     for key, kind in _TYPES.items():
         if key in result and not isinstance(result[key], kind):
             raise ValueError(f"{where} needs {key!r} of type {kind.__name__}, got {result[key]!r}.")
+    if result.get("split") is not None and not isinstance(result["split"], str):
+        raise ValueError(f"{where} needs 'split' to be a split name or null, got {result['split']!r}.")
     if result["mode"] not in MODES:
         raise ValueError(f"{where}: mode must be one of {MODES}, got {result['mode']!r}.")
     groups = {"overall": result["overall"], **{f"splits.{k}": v for k, v in (result.get("splits") or {}).items()}}
@@ -171,13 +174,31 @@ def zero_shot_table(results: Sequence[Mapping[str, Any]]) -> str:
     return _markdown_table(["model", *benchmarks], table)
 
 
+def scored_on(results: Sequence[Mapping[str, Any]]) -> str:
+    """What the results scored, for a table's caption: each distinct dataset with the split it read.
+
+    Example:
+        >>> scored_on([{"dataset": "rpt-data", "split": "eval"}, {"dataset": "rpt-data", "split": "eval"}])
+        'rpt-data (split eval)'
+    """
+    names = []
+    for result in results:
+        split = result.get("split")
+        name = f"{result['dataset']} (split {split})" if split else str(result["dataset"])
+        if name not in names:
+            names.append(name)
+    return ", ".join(names)
+
+
 def results_markdown(results: Sequence[Mapping[str, Any]]) -> str:
     """The Markdown a report or model card shows for a list of results: the Table-1 table and/or the zero-shot one."""
     parts = []
     if any(r["mode"] != "multiple_choice" for r in results):
-        parts.append("Next-token accuracy (%):\n\n" + next_token_table(results))
+        scored = scored_on([r for r in results if r["mode"] != "multiple_choice"])
+        parts.append(f"Next-token accuracy (%) on {scored}:\n\n" + next_token_table(results))
     if any(r["mode"] == "multiple_choice" for r in results):
-        parts.append("Zero-shot multiple choice, accuracy (%):\n\n" + zero_shot_table(results))
+        scored = scored_on([r for r in results if r["mode"] == "multiple_choice"])
+        parts.append(f"Zero-shot multiple choice, accuracy (%) on {scored}:\n\n" + zero_shot_table(results))
     return "\n\n".join(parts) + "\n"
 
 

@@ -532,3 +532,38 @@ def test_entry_points_have_parsers():
     for name in ["next_token_accuracy", "zero_shot", "scaling", "reasoning_patterns", "table", "compare"]:
         module = importlib.import_module(f"evaluation.{name}")
         assert module.make_parser().prog
+
+
+def test_evaluation_scores_the_held_out_split_of_a_prepared_dataset_dict(lm_world, tmp_path, capsys):
+    """`prepare` writes `train` and `eval`: with no --split, evaluation scores `eval` (not `train`) and says so."""
+    import datasets
+
+    from rpt_trl.cli import main
+
+    model, tokenizer, documents, dataset = lm_world
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    half = len(dataset) // 2
+    splits = datasets.DatasetDict(
+        {"train": dataset.select(range(half)), "eval": dataset.select(range(half, half + 5))}
+    )
+    splits.save_to_disk(str(tmp_path / "prepared"))
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in documents))
+    common = ["--model", str(tmp_path / "model"), "--dataset", str(tmp_path / "prepared"), "--mode", "standard",
+              "--documents", str(tmp_path / "docs.jsonl")]  # fmt: skip
+
+    main(["evaluate", "next-token", *common, "--output", str(tmp_path / "default.json")])
+    scored = json.loads((tmp_path / "default.json").read_text())
+    assert scored["overall"]["n"] == 5 and scored["split"] == "eval"
+    assert "(split eval)" in (tmp_path / "default.md").read_text()
+    main(["evaluate", "next-token", *common, "--split", "train", "--output", str(tmp_path / "train.json")])
+    assert json.loads((tmp_path / "train.json").read_text())["overall"]["n"] == half
+
+    main(["evaluate", "compare", "--models", f"lm={tmp_path / 'model'}", "--dataset", str(tmp_path / "prepared"),
+          "--documents", str(tmp_path / "docs.jsonl"), "--modes", "standard", "--output",
+          str(tmp_path / "compare.json")])  # fmt: skip
+    compared = json.loads((tmp_path / "compare.json").read_text())
+    assert [(r["split"], r["overall"]["n"]) for r in compared] == [("eval", 5)]
+    assert "Positions: " in (tmp_path / "compare.md").read_text()
+    assert "(split eval)" in (tmp_path / "compare.md").read_text()
+    capsys.readouterr()

@@ -119,3 +119,27 @@ def test_a_missing_path_offline_is_not_found(tmp_path):
         load_documents(str(tmp_path / "absent"))
     with pytest.raises(ValueError, match="Not files"):
         load_documents([str(tmp_path / "absent"), str(tmp_path)])
+
+
+@pytest.mark.parametrize(
+    "names, split, held_out, expected",
+    [
+        (["train", "eval"], None, True, "eval"),
+        (["train", "test"], None, True, "test"),
+        (["train", "validation"], None, True, "validation"),
+        (["train", "test", "eval"], None, True, "eval"),
+        (["train"], None, True, "train"),  # the only split
+        (["train", "eval"], "train", True, "train"),  # asked for
+        (["train", "eval"], None, False, "train"),  # training's default
+        (["train", "other"], None, True, "no eval / test / validation split"),
+        (["train", "eval"], "dev", True, "has no split 'dev'"),
+    ],
+)
+def test_choose_split_prefers_the_held_out_split_for_evaluation(names, split, held_out, expected):
+    from rpt_trl.data.loading import choose_split
+
+    if expected.startswith(("no ", "has ")):
+        with pytest.raises(ValueError, match=expected):
+            choose_split(names, split, "data", held_out=held_out)
+    else:
+        assert choose_split(names, split, "data", held_out=held_out) == expected

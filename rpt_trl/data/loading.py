@@ -20,7 +20,7 @@ import csv
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +52,29 @@ def saved_dataset_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
-def pick_split(dataset_dict: Mapping[str, Any], split: str | None, source: str) -> Any:
-    """The split `split` of `dataset_dict`; by default its only split, else `train`, with an error listing them."""
+HELD_OUT_SPLITS = ("eval", "test", "validation")  # evaluation's default split, in this order of preference
+
+
+def choose_split(split_names: Sequence[str], split: str | None, source: str, *, held_out: bool = False) -> str:
+    """The name of the split to read: `split` when given, else the only split, else the first of
+    `HELD_OUT_SPLITS` present (`held_out=True`, evaluation) or `train` (training); an error lists the splits.
+
+    Example:
+        >>> choose_split(["train", "eval"], None, "data", held_out=True), choose_split(["train", "eval"], None, "data")
+        ('eval', 'train')
+    """
+    names = list(split_names)
     if split is None:
-        if len(dataset_dict) == 1:
-            return next(iter(dataset_dict.values()))
-        split = "train"
-    if split not in dataset_dict:
-        raise ValueError(f"{source} has no split {split!r}; its splits are {list(dataset_dict)}. Pass the split.")
-    return dataset_dict[split]
+        if len(names) == 1:
+            return names[0]
+        preferred = HELD_OUT_SPLITS if held_out else ("train",)
+        split = next((name for name in preferred if name in names), None)
+        if split is None:
+            wanted = " / ".join(preferred)
+            raise ValueError(f"{source} has no {wanted} split; its splits are {names}. Pass the split (--split).")
+    if split not in names:
+        raise ValueError(f"{source} has no split {split!r}; its splits are {names}. Pass the split.")
+    return split
 
 
 def load_documents(
@@ -92,16 +106,34 @@ def load_documents(
     Example:
         >>> load_documents("corpus/", columns=["text"])  # doctest: +SKIP
     """
+    return load_split(source, split=split, config=config, columns=columns)[0]
+
+
+def load_split(
+    source: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    split: str | None = None,
+    config: str | None = None,
+    columns: Sequence[str] = (),
+    held_out: bool = False,
+) -> tuple[datasets.Dataset, str | None]:
+    """[`load_documents`], also naming the split it read (`None` for files and a saved `Dataset`, which have none).
+
+    With `held_out=True` (evaluation) and no `split`, a `DatasetDict` gives its held-out split: the first of `eval`,
+    `test`, `validation` it has (its only split when it has one), never `train` silently.
+    """
     sources = [os.fspath(source)] if isinstance(source, str | os.PathLike) else [os.fspath(s) for s in source]
     if not sources:
         raise ValueError("No dataset given.")
     if len(sources) == 1 and os.path.isdir(sources[0]):
         folder = Path(sources[0])
         kind = saved_dataset_kind(folder)
-        if kind is not None:
+        if kind == "DatasetDict":
             loaded = datasets.load_from_disk(str(folder))
-            dataset = pick_split(loaded, split, str(folder)) if kind == "DatasetDict" else loaded
-            return _check_columns(dataset, columns, str(folder))
+            name = choose_split(list(loaded), split, str(folder), held_out=held_out)
+            return _check_columns(loaded[name], columns, str(folder)), name
+        if kind is not None:
+            return _check_columns(datasets.load_from_disk(str(folder)), columns, str(folder)), None
         files = _files_in(folder)
     elif all(os.path.isfile(s) for s in sources):
         files = [Path(s) for s in sources]
@@ -109,11 +141,12 @@ def load_documents(
         if unsupported:
             raise ValueError(f"Unsupported file type(s) {unsupported}; use {', '.join(FILE_EXTENSIONS)}.")
     elif len(sources) == 1 and not os.path.exists(sources[0]):
-        return _check_columns(_load_from_hub(sources[0], split, config), columns, sources[0])
+        dataset, name = _load_from_hub(sources[0], split, config, held_out=held_out)
+        return _check_columns(dataset, columns, sources[0]), name
     else:
         missing = [s for s in sources if not os.path.isfile(s)]
         raise ValueError(f"Not files: {missing}. Pass one Hub id, one folder, or existing files.")
-    return _rows_to_dataset(files, columns)
+    return _rows_to_dataset(files, columns), None
 
 
 def _files_in(folder: Path) -> list[Path]:
@@ -133,13 +166,18 @@ def _files_in(folder: Path) -> list[Path]:
     return kept
 
 
-def _load_from_hub(repo_id: str, split: str | None, config: str | None) -> datasets.Dataset:
+def _load_from_hub(
+    repo_id: str, split: str | None, config: str | None, *, held_out: bool = False
+) -> tuple[datasets.Dataset, str | None]:
     if hub_is_offline():
         raise DatasetSourceNotFoundError(
             f"{repo_id!r} is not a local path, and the Hub is offline (HF_HUB_OFFLINE=1): pass local files or a folder."
         )
     loaded = datasets.load_dataset(repo_id, name=config, split=split)
-    return pick_split(loaded, None, repo_id) if isinstance(loaded, datasets.DatasetDict) else loaded
+    if not isinstance(loaded, datasets.DatasetDict):
+        return loaded, split
+    name = choose_split(list(loaded), None, repo_id, held_out=held_out)
+    return loaded[name], name
 
 
 def _check_columns(dataset: Any, columns: Sequence[str], source: str) -> Any:

@@ -126,7 +126,7 @@ class TrainingStepLog(TrainerCallback):
         on_row: Called with each new row and the trainer state (e.g. to print progress).
 
     Example:
-        >>> log = TrainingStepLog({"reward": "reward", "signal": lambda logs: 1 - logs["frac_reward_zero_std"]})
+        >>> log = TrainingStepLog({"reward": "reward", "signal": "rpt/signal_share/generated"})
     """
 
     def __init__(

@@ -14,7 +14,7 @@ from typing import Any
 import datasets
 
 from ..data.builder import document_texts
-from ..data.loading import load_documents
+from ..data.loading import load_documents, load_split
 from ..data.prepare import INFO_FILE
 from ..results import load_results, plot_results, results_markdown, save_result
 from .compare import compare_models, parse_system, training_record, write_comparison
@@ -36,6 +36,10 @@ from .scaling import compute_from_trainer_state, fit_splits, plot_scaling
 
 logger = logging.getLogger(__name__)
 
+SPLIT_HELP = (
+    "Split of a saved DatasetDict or Hub dataset (default: its held-out split, the first of eval / test / validation "
+    "it has, or its only split; never train unless asked). The outputs name the split scored."
+)
 HUB_BENCHMARKS = {"mmlu-pro": ("TIGER-Lab/MMLU-Pro", "test"), "supergpqa": ("m-a-p/SuperGPQA", "train")}
 
 
@@ -45,10 +49,19 @@ def load_rows(name: str, split: str | None = None) -> datasets.Dataset:
     return load_documents(name, split=split)
 
 
-def load_document_texts(name: str, text_column: list[str], split: str | None = None) -> list[str]:
+def load_held_out_rows(name: str, split: str | None = None) -> tuple[datasets.Dataset, str | None]:
+    """The rows evaluation scores, and the name of their split: `split` when given, else the held-out split of a
+    `DatasetDict` (`eval`, `test` or `validation`; never `train` silently), `None` for data without splits."""
+    return load_split(name, split=split, held_out=True)
+
+
+def load_document_texts(
+    name: str, text_column: list[str], split: str | None = None, *, held_out: bool = False
+) -> list[str]:
     """Source documents, joined from `text_column` as `build_next_token_dataset` joins them (a `.txt` file is one
     document, as everywhere)."""
-    return [text or "" for text in document_texts(load_documents(name, split=split, columns=text_column), text_column)]
+    documents, _ = load_split(name, split=split, columns=text_column, held_out=held_out)
+    return [text or "" for text in document_texts(documents, text_column)]
 
 
 def load_tokenizer(name: str) -> tuple[Any, str, str]:
@@ -182,7 +195,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "`rpt-trl prepare` built the dataset with, from its prepare_info.json).",
     )
     parser.add_argument("--label", default=None, help="Name of the model in tables (default: last part of --model).")
-    parser.add_argument("--split", default="train", help="Dataset split for Hub datasets.")
+    parser.add_argument("--split", default=None, help=SPLIT_HELP)
     parser.add_argument("--limit", type=int, default=None, help="Evaluate only the first N items.")
     parser.add_argument("--output", required=True, help="Result JSON; the .md table and .png chart go next to it.")
 
@@ -208,15 +221,15 @@ def next_token_parser(parser: argparse.ArgumentParser | None = None) -> argparse
 def run_next_token(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate next-token accuracy in standard or reasoning mode and write the outputs."""
     started = time.perf_counter()
-    examples = load_rows(args.dataset, args.split)
+    examples, split = load_held_out_rows(args.dataset, args.split)
     if args.limit is not None:
         examples = examples.select(range(min(args.limit, len(examples))))
     rows = list(examples)
     tokenizer, name, path = load_tokenizer(args.model or _prepared_model(args.dataset))
-    result: dict[str, Any] = {"model": name, "dataset": args.dataset, "mode": args.mode}
+    result: dict[str, Any] = {"model": name, "dataset": args.dataset, "split": split, "mode": args.mode}
     if args.mode == "standard":
         if args.documents is not None:
-            documents = load_document_texts(args.documents, args.text_column, args.split)
+            documents = load_document_texts(args.documents, args.text_column, args.split, held_out=True)
         else:  # recorded by `rpt-trl prepare` next to its splits
             documents_file = _prepared_info(args.dataset, "documents_file", "--documents")
             documents = load_document_texts(documents_file, ["text"])
@@ -275,7 +288,7 @@ def compare_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Ar
                         help="LABEL:MODE compared with every other system (default: the last model, reasoning).")  # fmt: skip
     parser.add_argument("--confidence", type=float, default=0.95, help="Coverage of the bootstrap intervals.")
     parser.add_argument("--num_resamples", "--num-resamples", type=int, default=2000, help="Bootstrap resamples.")
-    parser.add_argument("--split", default="train", help="Dataset split for Hub datasets.")
+    parser.add_argument("--split", default=None, help=SPLIT_HELP)
     parser.add_argument("--limit", type=int, default=None, help="Evaluate only the first N positions.")
     parser.add_argument("--no_think_close", "--no-think-close", action="store_true",
                         help="Reasoning mode: count a box even without </think>.")  # fmt: skip
@@ -293,13 +306,14 @@ def run_compare(args: argparse.Namespace) -> list[dict[str, Any]]:
         label, _ = parse_system(args.target)
         if label not in models:
             raise ValueError(f"--target {args.target!r} names no model of --models ({list(models)}).")
-    examples = load_rows(args.dataset, args.split)
+    examples, split = load_held_out_rows(args.dataset, args.split)
     if args.limit is not None:
         examples = examples.select(range(min(args.limit, len(examples))))
     documents = None
     if "standard" in args.modes:
         source = args.documents or _prepared_info(args.dataset, "documents_file", "--documents")
-        documents = load_document_texts(source, args.text_column if args.documents else ["text"], args.split)
+        text_column = args.text_column if args.documents else ["text"]
+        documents = load_document_texts(source, text_column, args.split, held_out=True)
     from ..demo.embedded import resolve_model
 
     tokenizer, _, _ = load_tokenizer(next(iter(models.values())))
@@ -314,6 +328,7 @@ def run_compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     )  # fmt: skip
     for result in results:
         result["model"] = models[result["label"]]
+        result["split"] = split
     print(write_comparison(results, args.output))
     print(f"Wrote {args.output} and its .md table and .png chart")
     return results
@@ -358,7 +373,7 @@ def run_zero_shot(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate multiple-choice accuracy overall and per category and write the outputs."""
     started = time.perf_counter()
     name, split = HUB_BENCHMARKS.get(args.benchmark.lower(), (args.benchmark, args.split))
-    raw = load_rows(name, split)
+    raw, split = load_held_out_rows(name, split)
     if args.limit is not None:
         raw = raw.select(range(min(args.limit, len(raw))))
     rows = [normalize_row(row, category_column=args.category_column) for row in raw]
@@ -377,7 +392,8 @@ def run_zero_shot(args: argparse.Namespace) -> dict[str, Any]:
     scores, letters = score_choices(rows, completions)
     overall, categories = summarize_choices(rows, scores, letters)
     result: dict[str, Any] = {
-        "model": model_name, "dataset": name, "benchmark": Path(args.benchmark).stem, "mode": "multiple_choice",
+        "model": model_name, "dataset": name, "split": split, "benchmark": Path(args.benchmark).stem,
+        "mode": "multiple_choice",
         "overall": overall, "splits": {}, "categories": categories,
         "mean_reasoning_tokens": mean_reasoning_length(completions, tokenizer),
         "settings": {"num_samples": args.num_samples, "max_new_tokens": args.max_new_tokens,

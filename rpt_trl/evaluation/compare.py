@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..results import load_results, model_label, validate_result
+from ..results import load_results, model_label, scored_on, validate_result
 from .next_token import Generator, reasoning_scores, reasoning_summary, standard_scores, summarize
 
 
@@ -290,6 +290,8 @@ def comparison_markdown(results: Sequence[Mapping[str, Any]]) -> str:
     """The comparison table (accuracy with its interval, matched-compute columns) and the target's verdicts."""
     confidence = round(100 * results[0].get("confidence", CONFIDENCE))
     lines = [
+        f"Positions: {scored_on(results)}.",
+        "",
         f"| system | accuracy (%) | {confidence}% interval | positions | optimizer steps | training tokens |",
         "| --- | --- | --- | --- | --- | --- |",
     ]

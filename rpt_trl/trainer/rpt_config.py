@@ -67,6 +67,25 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         (RMT's easy-to-hard curriculum), instead of shuffling; see
         `rpt_trl.trainer.sampler.EntropyCurriculumRepeatSampler` for seeds, epochs, processes and resume.
 
+    > Parameters that watch and keep the learning signal (see `rpt_trl.trainer.signal`)
+
+    signal_warning_threshold (`float` or `None`, *optional*, defaults to `0.1`):
+        Warn once, with what to try, when the share of generated groups whose rewards differ
+        (`rpt/signal_share/generated`) stays below this for `signal_warning_steps` steps. `None`: no warning.
+    signal_warning_steps (`int`, *optional*, defaults to `10`):
+        Consecutive optimizer steps below the threshold before the warning.
+    next_token_loss_coef (`float`, *optional*, defaults to `0.0`):
+        λ of the mixed objective (RMT's dual loss, arXiv 2509.24375): adds λ × the next-token cross-entropy on the
+        positions' contexts (the document text inside each prompt, without the template's tokens) to the GRPO loss,
+        in the same optimizer step. `0.0`: the GRPO loss alone. See `rpt_trl.trainer.mixed_objective`.
+    band_sampling (`bool`, *optional*, defaults to `False`):
+        Train on positions whose estimated pass rate for the current policy is neither near 0 nor near 1, estimated
+        from the pass rates already observed (see `rpt_trl.trainer.band_sampling`).
+    band_low / band_high (`float`, *optional*, defaults to `0.1` / `0.9`):
+        The learnable band of estimated pass rates.
+    band_decay (`float`, *optional*, defaults to `0.98`):
+        Weight kept by past observations at each generation batch, so the estimate follows the policy.
+
     > Parameters that control how documents become examples
 
     Every field of [`NextTokenSettings`] (`prompt_template`, `prompt_format`, `text_column`, `position_stride`,
@@ -189,6 +208,28 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         default=None,
         metadata={"help": "'entropy': train from the lowest to the highest 'entropy' column value, no shuffling."},
     )
+    signal_warning_threshold: float | None = field(
+        default=0.1,
+        metadata={"help": "Warn when the share of groups with differing rewards stays below this (None: never)."},
+    )
+    signal_warning_steps: int = field(
+        default=10,
+        metadata={"help": "Consecutive steps below signal_warning_threshold before the warning."},
+    )
+    next_token_loss_coef: float = field(
+        default=0.0,
+        metadata={"help": "Mixed objective: weight of the next-token cross-entropy on the contexts (0: GRPO only)."},
+    )
+    band_sampling: bool = field(
+        default=False,
+        metadata={"help": "Sample positions whose estimated pass rate lies in [band_low, band_high]."},
+    )
+    band_low: float = field(default=0.1, metadata={"help": "Band sampling: lowest estimated pass rate to train on."})
+    band_high: float = field(default=0.9, metadata={"help": "Band sampling: highest estimated pass rate to train on."})
+    band_decay: float = field(
+        default=0.98,
+        metadata={"help": "Band sampling: weight kept by past observations at each generation batch."},
+    )
 
     def __post_init__(self):
         # Before GRPOConfig's own checks, which would take `True` for 1 or fail on a fraction with a bare TypeError.
@@ -248,12 +289,33 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
             )
         if self.curriculum is not None and self.curriculum not in CURRICULA:
             raise ValueError(f"curriculum must be None or one of {list(CURRICULA)}, got {self.curriculum!r}.")
+        self._check_signal_fields()
         if self.stop_after_answer and (self.use_transformers_continuous_batching or self.use_transformers_paged):
             # That path calls `model.generate_batch`, not `model.generate`, which the answer stop wraps.
             raise ValueError(
                 "stop_after_answer cannot stop transformers' continuous batching "
                 "(use_transformers_continuous_batching / use_transformers_paged): set one of them to False."
             )
+
+    def _check_signal_fields(self) -> None:
+        """Refuse learning-signal settings that cannot work, before any model loads."""
+        if self.signal_warning_threshold is not None and not 0.0 < self.signal_warning_threshold <= 1.0:
+            raise ValueError(
+                f"signal_warning_threshold must be in (0, 1] or None (no warning), got {self.signal_warning_threshold}."
+            )
+        if self.signal_warning_steps < 1:
+            raise ValueError(f"signal_warning_steps must be at least 1, got {self.signal_warning_steps}.")
+        if self.next_token_loss_coef < 0:
+            raise ValueError(
+                f"next_token_loss_coef must be >= 0 (0 turns the mixed objective off), got {self.next_token_loss_coef}."
+            )
+        if not 0.0 <= self.band_low < self.band_high <= 1.0:
+            raise ValueError(
+                f"band_low and band_high must satisfy 0 <= band_low < band_high <= 1, got {self.band_low} and "
+                f"{self.band_high}."
+            )
+        if not 0.0 < self.band_decay <= 1.0:
+            raise ValueError(f"band_decay must be in (0, 1] (1 never forgets), got {self.band_decay}.")
 
     def _check_sampling_and_optimisation(self) -> None:
         """Refuse the GRPO values that cannot train, before any model loads."""

@@ -18,19 +18,29 @@ from ..length_budget import ThoughtBudgetReward, with_thought_budget
 from ..model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
 from ..model_rewards import MODEL_REWARDS, InformationGainReward, ModelReward
 from ..rewards import REWARD_FUNCTIONS
+from .band_sampling import BandRepeatSampler, BandSamplingMixin, PassRateTracker, with_band_index
 from .checkpoints import CheckpointCompletion, resolve_resume_checkpoint
 from .cpu_lm_head import CompletionScoringOnCPUMixin
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .generation import install_answer_stop
+from .mixed_objective import MixedObjectiveMixin
 from .rpt_config import RPTConfig
-from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum
+from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum, entropy_order
+from .signal import LearningSignalMixin, LearningSignalWarning
 
 
 logger = logging.getLogger(__name__)
 __all__ = ["RPT_COLUMNS", "RPTTrainer"]
 
 
-class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer):
+class RPTTrainer(
+    CompletionScoringOnCPUMixin,
+    LearningSignalMixin,
+    DynamicSamplingMixin,
+    MixedObjectiveMixin,
+    BandSamplingMixin,
+    GRPOTrainer,
+):
     """Trainer for Reinforcement Pre-Training (Dong et al. 2025, arXiv 2506.08007).
 
     A thin `trl.GRPOTrainer`: the policy reads a context, reasons, and answers the next token in `\\boxed{}`;
@@ -42,6 +52,12 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
     - a check of the dataset's columns, and the building of examples from a raw document dataset (one with the
       `args.text_column` columns and no `prompt`) with [`build_next_token_dataset`] and the config's settings;
     - metrics `rpt/next_token_accuracy`, `rpt/answer_rate` and `rpt/reasoning_tokens` (logged by the reward);
+    - the learning signal every step, `rpt/signal_share/generated`, `rpt/signal_share/trained` and
+      `rpt/distinct_answers` (see `rpt_trl.trainer.signal`), and a warning when it stays low
+      (`args.signal_warning_threshold`);
+    - optionally, positions in the learnable band (`args.band_sampling`, see `rpt_trl.trainer.band_sampling`);
+    - optionally, the mixed objective: `args.next_token_loss_coef` × next-token cross-entropy on the positions'
+      contexts added to the GRPO loss (see `rpt_trl.trainer.mixed_objective`);
     - optionally, EOS as soon as the answer box closes (`args.stop_after_answer`);
     - dynamic sampling from `args.dynamic_sampling_start_step` (see `rpt_trl.trainer.dynamic_sampling`);
     - optionally, a reasoning-length budget on every reward (`args.thought_budget`, see `rpt_trl.length_budget`;
@@ -104,6 +120,8 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
         for name, dataset in _named_datasets(train_dataset, eval_dataset):
             _check_not_empty(dataset, name)
         check_dynamic_sampling(args, train_dataset)  # before the model (and vLLM) load
+        if args.band_sampling:
+            train_dataset = with_band_index(train_dataset)
         check_curriculum(args.curriculum, train_dataset)
         if args.use_vllm:
             _prepare_vllm(args)
@@ -146,6 +164,10 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
         for func in self.reward_funcs:  # GRPOTrainer loaded the tokenizer: the thought budget counts with it
             if isinstance(func, ThoughtBudgetReward) and func.tokenizer is None:
                 func.tokenizer = self._tokenizer
+        if args.band_sampling:
+            self.band_tracker = PassRateTracker(len(self.train_dataset), decay=args.band_decay)
+        if args.signal_warning_threshold is not None:
+            self.add_callback(LearningSignalWarning(args.signal_warning_threshold, args.signal_warning_steps))
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> Any:
         """`Trainer.train`, with two more ways to resume.
@@ -192,6 +214,18 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
     def _get_train_sampler(self, dataset: Any = None) -> Any:
         # GRPO's sampler restarts its shuffle when a run resumes in a later epoch; this one replays the epoch's order.
         sampler = super()._get_train_sampler(dataset)
+        if self.args.band_sampling:
+            curriculum = self.args.curriculum == "entropy"
+            return BandRepeatSampler(
+                data_source=sampler.data_source,
+                mini_repeat_count=sampler.mini_repeat_count,
+                tracker=self.band_tracker,
+                band=(self.args.band_low, self.args.band_high),
+                batch_size=sampler.batch_size,
+                repeat_count=sampler.repeat_count,
+                seed=self.args.seed,
+                order=entropy_order(_entropies(sampler.data_source)) if curriculum else None,
+            )
         if self.args.curriculum == "entropy":
             return EntropyCurriculumRepeatSampler(
                 data_source=sampler.data_source,
@@ -313,6 +347,10 @@ def _prepare_vllm(args: RPTConfig) -> None:
         for key, values in stop.items():  # merged into any extra arguments the user already passes
             generation_kwargs[key] = {**(generation_kwargs.get(key) or {}), **values}
         args.generation_kwargs = generation_kwargs
+
+
+def _entropies(dataset: Any) -> list[float]:
+    return [float("nan") if e is None else float(e) for e in dataset["entropy"]]
 
 
 def _hub_base_model(model: Any) -> str | None:
