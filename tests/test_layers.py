@@ -61,7 +61,7 @@ for old, new in MOVED_MODULES.items():
     assert module is importlib.import_module(new), (old, module)
     assert [w.category for w in caught] == [DeprecationWarning], (old, caught)
     assert new in str(caught[0].message), caught[0].message
-from rpt_trl.demo.tiny import make_tiny_model
+from rpt_trl.experiments.tiny import make_tiny_model
 from rpt_trl.experiments.tiny import make_tiny_model as moved
 assert make_tiny_model is moved
 print(len(MOVED_MODULES))

@@ -3,6 +3,7 @@ information_gain: values against an independent float64 computation, group zeroi
 and short RPTTrainer runs with each variant."""
 
 import copy
+import json
 import math
 import os
 
@@ -64,19 +65,24 @@ def float64_log_prob(model, tokenizer, text: str, prompt: str, next_text: str) -
     return float(torch.log_softmax(logits, dim=-1)[target])
 
 
-# (completion, the text the answer position follows, the answer is correct)
+# (completion, the text the answer position follows, the answer is correct, an answer is boxed)
 DENSE_CASES = [
-    ("<think>hm</think> \\boxed{ meow}", "<think>hm</think> \\boxed{", True),
-    ("<think>hm</think> \\boxed{ woof}", "<think>hm</think> \\boxed{", False),
-    ("<think>a</think> x \\boxed{ moo} then \\boxed{ baa}", "<think>a</think> x \\boxed{ moo} then \\boxed{", False),
-    ("<think>hm</think> no box", "<think>hm</think> \\boxed{", False),
-    ("<think>cut short", "<think>cut short</think> \\boxed{", False),
-    ("\\boxed{ meow}", "\\boxed{ meow}</think> \\boxed{", False),  # no </think>: its box does not count
+    ("<think>hm</think> \\boxed{ meow}", "<think>hm</think> \\boxed{", True, True),
+    ("<think>hm</think> \\boxed{ woof}", "<think>hm</think> \\boxed{", False, True),
+    (
+        "<think>a</think> x \\boxed{ moo} then \\boxed{ baa}",
+        "<think>a</think> x \\boxed{ moo} then \\boxed{",
+        False,
+        True,
+    ),
+    ("<think>hm</think> no box", "<think>hm</think> \\boxed{", False, False),
+    ("<think>cut short", "<think>cut short</think> \\boxed{", False, False),
+    ("\\boxed{ meow}", "\\boxed{ meow}</think> \\boxed{", False, False),  # no </think>: its box does not count
 ]
 
 
-@pytest.mark.parametrize("completion, prefix, correct", DENSE_CASES)
-def test_answer_prefix_is_where_the_answer_goes(completion, prefix, correct):
+@pytest.mark.parametrize("completion, prefix, correct, boxed", DENSE_CASES)
+def test_answer_prefix_is_where_the_answer_goes(completion, prefix, correct, boxed):
     assert answer_prefix(completion) == prefix
 
 
@@ -94,12 +100,31 @@ def test_dense_equals_float64_probability_at_the_answer_position(model, tokenize
         log_metric=logged.__setitem__,
     )
     expected_probabilities = []
-    for (_, prefix, correct), value in zip(DENSE_CASES, values):
+    for (_, prefix, correct, boxed), value in zip(DENSE_CASES, values):
         probability = math.exp(float64_log_prob(model, tokenizer, prefix, PROMPTS[0], TRUTHS[0]))
         expected_probabilities.append(probability)
-        assert value == (1.0 if correct else pytest.approx(probability, rel=1e-5, abs=1e-7))
+        assert probability > 1e-4  # so that 0 for an unboxed rollout is not the probability itself
+        assert value == (1.0 if correct else pytest.approx(probability, rel=1e-5, abs=1e-7) if boxed else 0.0)
     assert logged["rpt/dense_probability"] == pytest.approx(sum(expected_probabilities) / len(values), rel=1e-5)
     assert logged["rpt/next_token_accuracy"] == pytest.approx(1 / len(values))
+
+
+@pytest.mark.parametrize("reward_class", [DenseReward, ConditionalDenseReward])
+def test_an_unboxed_rollout_never_earns_more_than_a_boxed_wrong_answer(model, tokenizer, reward_class):
+    boxed_wrong = ["<think>hm</think> \\boxed{ woof}", "<think>a</think> \\boxed{ baa}", "<think></think> \\boxed{ x}"]
+    unboxed = ["<think>hm</think> meow", "<think>the cat says", "<think>hm</think> \\boxed{ meo"]
+    completions = [*boxed_wrong, *unboxed, "<think>hm</think> \\boxed{ meow}", "<think>hm</think> \\boxed{ meow}"]
+    # One group with correct rollouts, so conditional_dense is dense here.
+    options = {"num_generations": len(completions)} if reward_class is ConditionalDenseReward else {}
+    reward = reward_class(model, tokenizer, **options)
+    values = reward(
+        prompts=[PROMPTS[0]] * len(completions),
+        completions=completions,
+        ground_truth=[TRUTHS[0]] * len(completions),
+        ground_truth_boundaries=boundaries(tokenizer, [TRUTHS[0]] * len(completions)),
+    )
+    assert values[3:6] == [0.0, 0.0, 0.0]
+    assert min(values[:3]) > 0.0 and values[6:] == [1.0, 1.0]
 
 
 def test_batched_log_probs_do_not_depend_on_batching(model, tokenizer):
@@ -337,6 +362,15 @@ def test_information_gain_reference_is_saved_and_restored_on_resume(tmp_path, wo
         torch.testing.assert_close(shadow.double(), expected, rtol=1e-6, atol=1e-6)
 
     os.remove(tmp_path / "checkpoint-1" / REFERENCE_EMA_FILE)
+    again = RPTTrainer(model=copy.deepcopy(model), args=args, train_dataset=dataset, processing_class=tokenizer)
+    # Issue 21, item 7: the checkpoint's list of files says it is incomplete, before anything trains ...
+    with pytest.raises(ValueError, match=f"{REFERENCE_EMA_FILE}, listed in rpt_checkpoint.json, is missing"):
+        again.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+    # ... and a checkpoint without that list (an older rpt-trl's) is refused when the reference loads.
+    os.remove(tmp_path / "checkpoint-1" / "rpt_checkpoint.json")
+    state = json.loads((tmp_path / "checkpoint-1" / "trainer_state.json").read_text())
+    del state["stateful_callbacks"]["CheckpointCompletion"]
+    (tmp_path / "checkpoint-1" / "trainer_state.json").write_text(json.dumps(state))
     again = RPTTrainer(model=copy.deepcopy(model), args=args, train_dataset=dataset, processing_class=tokenizer)
     with pytest.raises(FileNotFoundError, match="reference EMA"):
         again.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))

