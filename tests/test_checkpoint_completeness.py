@@ -14,9 +14,9 @@ import torch
 
 from rpt_trl import RPTTrainer
 from rpt_trl.experiments.tiny import tiny_training_config, warm_started_world
-from rpt_trl.trainer import reference
-from rpt_trl.trainer.checkpoints import COMPLETE_MARKER, checkpoint_problems, last_complete_checkpoint
+from rpt_trl.rewards import reference
 from rpt_trl.rewards.reference import REFERENCE_EMA_FILE
+from rpt_trl.trainer.checkpoints import COMPLETE_MARKER, checkpoint_problems, last_complete_checkpoint
 
 
 @pytest.fixture(scope="module")

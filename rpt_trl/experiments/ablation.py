@@ -210,7 +210,7 @@ def _model_setup(
             held_out_documents=demo.held_out_documents,
         )  # fmt: skip
         train_set, eval_set = splits.train, splits.eval
-        dataset_name = "rpt_trl.demo arithmetic corpus, held-out targeted positions"
+        dataset_name = "the demo's arithmetic corpus, held-out targeted positions"
         base_config = rpt_training_fields(demo, use_vllm=False, on_cpu=on_cpu)
         max_steps = demo.train_steps
     else:
