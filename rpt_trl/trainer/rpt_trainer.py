@@ -19,6 +19,7 @@ from ..rewards import REWARD_FUNCTIONS
 from .checkpoints import resolve_resume_checkpoint
 from .cpu_lm_head import CompletionScoringOnCPUMixin
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
+from .empty_batch import EmptyBatchSkipMixin
 from .generation import install_answer_stop
 from .rpt_config import RPTConfig
 from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 RPT_COLUMNS = ("prompt", "ground_truth", "ground_truth_boundaries")
 
 
-class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer):
+class RPTTrainer(EmptyBatchSkipMixin, CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer):
     """Trainer for Reinforcement Pre-Training (Dong et al. 2025, arXiv 2506.08007).
 
     A thin `trl.GRPOTrainer`: the policy reads a context, reasons, and answers the next token in `\\boxed{}`;
@@ -47,6 +48,8 @@ class RPTTrainer(CompletionScoringOnCPUMixin, DynamicSamplingMixin, GRPOTrainer)
       metrics `rpt/over_budget_fraction`, `rpt/budget_penalty`) and an easy-to-hard entropy curriculum
       (`args.curriculum="entropy"`, see `rpt_trl.trainer.sampler`);
     - on a CPU, log-probabilities of the completion positions only, as on CUDA (see `rpt_trl.trainer.cpu_lm_head`);
+    - no loss forward and backward for a batch whose advantages are all zero when nothing else enters the loss
+      (optimizer and scheduler still step; metric `rpt/skipped_backward`, see `rpt_trl.trainer.empty_batch`);
     - an RPT model card.
 
     Args:
