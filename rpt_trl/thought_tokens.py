@@ -7,10 +7,10 @@ counts the `.` once, as its own tokenisation `tokenizer(thought)` does.
 
 The token is found from the end: the answer after `</think>` is short. Each token's UTF-8 bytes in a decoded text are
 looked up in a table built once per tokenizer. The ids that follow the tag's first token (Gemma: `think`, `>`) are
-searched for near the end, after a token that ends as the tag's first token does (`</`); where they are not found, the bytes of the tokens from the end are summed until they
-cover the text from `</think>` on, and the token reached must hold the start of the tag. A completion whose text is
-not the decoding of its ids there (ids of another tokenizer, a decoder that cleans up spaces) gets `None`, and its
-caller counts it another way.
+searched for near the end, after a token that ends as the tag's first token does (`</`). Where they are not found,
+the bytes of the tokens from the end are summed until they cover the text from `</think>` on, and the token reached
+must hold the start of the tag. A completion whose text is not the decoding of its ids there (ids of another
+tokenizer, a decoder that cleans up spaces) gets `None`, and its caller counts it another way.
 """
 
 import re
@@ -49,7 +49,8 @@ class TokenBytes:
     """
 
     def __init__(self, tokenizer: Any):
-        self.tokenizer = tokenizer
+        # Weak: the tables are kept per tokenizer in a WeakKeyDictionary, whose values must not keep their keys alive.
+        self._tokenizer = weakref.ref(tokenizer)
         # The ids read so far; `None` for one that cannot be read. Indexing the table reads a missing id.
         self.pieces: dict[int, bytes | None] = dict.fromkeys(tokenizer.all_special_ids, b"")
         # Decoded after a plain letter, a token shows the leading space that SentencePiece strips at the start.
@@ -78,10 +79,11 @@ class TokenBytes:
         return found
 
     def _read(self, token_id: int) -> bytes | None:
-        text = self.tokenizer.decode([*self._anchor, token_id], skip_special_tokens=True)
+        tokenizer = self._tokenizer()
+        text = tokenizer.decode([*self._anchor, token_id], skip_special_tokens=True)
         if text.startswith(self._anchor_text) and "\ufffd" not in text:
             return text[len(self._anchor_text) :].encode("utf-8")
-        token = self.tokenizer.convert_ids_to_tokens(token_id)
+        token = tokenizer.convert_ids_to_tokens(token_id)
         byte_fallback = _BYTE_FALLBACK_TOKEN.fullmatch(token)
         if byte_fallback:
             return bytes([int(byte_fallback.group(1), 16)])
@@ -121,7 +123,12 @@ def thought_tokens_from_ids(text: str, think_close: int, ids: Sequence[int], tab
     # The ids that follow the tag's first token, searched for in C: every token adds a byte at least, so the first
     # tag starts within the last `tail` ids (and an EOS or two). With one tag in the text it is the only match, and
     # the answer's tokens hold about three bytes: look there first, as each id looked at is a memory access.
-    windows = (tail // 3, tail) if follow and tail_text.find(THINK_CLOSE, 1) < 0 else (tail,) * bool(follow)
+    if not follow:
+        windows = ()
+    elif tail_text.find(THINK_CLOSE, 1) < 0:
+        windows = (tail // 3, tail)
+    else:
+        windows = (tail,)
     for window in windows:
         try:
             follows = ids.index(follow[0], max(offset, len(ids) - window - 4))

@@ -1,13 +1,15 @@
 """A trained batch without signal skips the loss forward and backward, and training ends exactly where it would."""
 
 import random
+from collections import defaultdict
+from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import CORPUS, make_byte_level_tokenizer, make_tiny_model
 
 from rpt_trl import RPTConfig, RPTTrainer, build_next_token_dataset
-from rpt_trl.trainer.empty_batch import SKIPPED_METRIC
+from rpt_trl.trainer.empty_batch import SKIPPED_METRIC, EmptyBatchSkipMixin
 
 
 FORMAT_TOKENS = ["<think>", "</think>", "\\boxed{"]
@@ -114,3 +116,45 @@ def test_no_skip_when_the_loss_is_not_zero(tokenizer, train_dataset, tmp_path, r
     trainer = train(tokenizer, train_dataset, tmp_path, reward, skip=True, **overrides)
     assert len(logged(trainer, "entropy")) == 1  # the loss forward ran
     assert logged(trainer, SKIPPED_METRIC) == skipped_logged
+
+
+class FullLoss:
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        return "full"
+
+
+class DecisionOnly(EmptyBatchSkipMixin, FullLoss):
+    """The mixin's decision alone, on a fake trainer (the fake gather sees every rank agree)."""
+
+    beta, _entropy_bonus_enabled, aux_loss_enabled = 0.0, False, False
+
+    def __init__(self, num_processes):
+        self.accelerator = SimpleNamespace(
+            num_processes=num_processes, sync_gradients=True, distributed_type="MULTI_CPU", gather=lambda t: t
+        )
+        self.args = SimpleNamespace(optim="adamw_torch")
+        self.model = torch.nn.Linear(2, 2)
+        self._metrics = {"train": defaultdict(list)}
+
+
+@pytest.mark.parametrize(
+    ("num_processes", "signal", "expected"),
+    [
+        (1, [True, False], ["full", "skip"]),
+        (2, [True, False], ["full", "full"]),  # DDP averages the first micro-batch's gradients in the last backward
+        (2, [False, False], ["skip", "skip"]),
+        (2, [False, True], ["skip", "full"]),
+        (2, [True, False, False, False], ["full", "full", "skip", "skip"]),  # a new window starts clean
+    ],
+)
+def test_the_last_micro_batch_of_a_window_runs_its_backward_where_ddp_needs_it(num_processes, signal, expected):
+    trainer = DecisionOnly(num_processes)
+    outcomes = []
+    for step, has_signal in enumerate(signal):
+        trainer.accelerator.sync_gradients = step % 2 == 1  # gradient accumulation over two micro-batches
+        inputs = {"advantages": torch.tensor([0.5 if has_signal else 0.0, 0.0])}
+        loss = trainer.compute_loss(trainer.model, inputs)
+        outcomes.append("full" if loss == "full" else "skip")
+    assert outcomes == expected
+    for parameter in trainer.model.parameters():  # a skipped batch leaves a zero gradient, as its backward would
+        assert parameter.grad is None if "skip" not in expected else torch.equal(parameter.grad, parameter * 0)

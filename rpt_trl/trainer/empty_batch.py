@@ -13,7 +13,9 @@ Where skipping is not safe it does not skip:
 - under DeepSpeed and FSDP the engine owns the gradients (and DeepSpeed steps the optimizer inside `backward`);
 - LOMO optimizers update the weights inside `backward`;
 - with several processes, DDP's gradient all-reduce needs every rank in the backward, so the batch is skipped only
-  when every rank's batch is without signal (one gather of a flag per micro-batch).
+  when every rank's batch is without signal (one gather of a flag per micro-batch); and the last micro-batch of an
+  accumulation window is not skipped when an earlier one ran a backward, because DDP averages the gradients that
+  the window accumulated without synchronising in that last backward.
 """
 
 import logging
@@ -62,11 +64,16 @@ class EmptyBatchSkipMixin:
     """
 
     skip_batches_without_signal: bool = True
+    _backward_since_sync: bool = False  # a micro-batch of this accumulation window ran its backward
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not (self.model.training and self.skip_batches_without_signal and loss_is_advantage_only(self)):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         skip = self._no_signal_on_any_rank(inputs["advantages"])
+        sync = self.accelerator.sync_gradients
+        if skip and sync and self._backward_since_sync and self.accelerator.num_processes > 1:
+            skip = False  # this backward is where DDP averages the window's unsynchronised gradients
+        self._backward_since_sync = not sync and (self._backward_since_sync or not skip)
         self._metrics["train"][SKIPPED_METRIC].append(float(skip))
         if not skip:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
