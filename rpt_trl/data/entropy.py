@@ -8,7 +8,8 @@ distribution, at most ln 16 = 2.77 nats).
 
 The scorer runs the decoder once per window of tokens, then applies the output head to the hidden states in chunks
 of positions, so full-vocabulary logits never exist for more than `position_chunk_size` positions at a time: with a
-262k vocabulary a whole 2k-token window of float32 logits would take 2.1 GB per document.
+262k vocabulary a whole 2k-token window of float32 logits would take 2.1 GB per document. The default chunk is sized
+by memory (`_CHUNK_BYTES` for its logits and their temporaries), and one chunk's logits are freed before the next.
 """
 
 import hashlib
@@ -29,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic_io import remove, stale_temporaries_in, write_file_atomically
-from ..rewards.head_scorer import LOGITS_PER_CHUNK, HeadScorer, entropy_from_logits
+from ..rewards.head_scorer import HeadScorer, entropy_from_logits
 from .builder import document_texts, token_spans
 
 
@@ -37,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 _TOKENIZE_BATCH = 256
+# The memory one chunk of positions may take in the entropy scorer: its float32 logits and their temporaries. 256 MiB
+# is 256 positions at Gemma 3's 262k vocabulary, enough rows for the head's matrix product to run at full speed on a
+# CPU, and a fraction of a 2k-token window's logits (2 GiB).
+_CHUNK_BYTES = 2**28
 
 
 @dataclass
@@ -66,6 +71,25 @@ def plan_windows(num_tokens: int, max_length: int, window_overlap: int) -> list[
         start = first_scored - window_overlap
         windows.append((start, first_scored, min(start + max_length, num_tokens)))
     return windows
+
+
+def positions_per_chunk(model: Any, top_k: int | None = 16, chunk_bytes: int | None = None) -> int:
+    """How many positions the entropy scorer sends through `model`'s output head at once: as many as fit in
+    `chunk_bytes` (default 256 MiB) with their float32 logits, the head's own output where it computes in another dtype, and the
+    full-vocabulary softmax temporaries when `top_k` is None.
+
+    Example:
+        >>> import torch
+        >>> head = torch.nn.Linear(640, 262_144, bias=False)
+        >>> model = type("Model", (), {"get_output_embeddings": lambda self: head})()
+        >>> positions_per_chunk(model), positions_per_chunk(model, top_k=None)
+        (256, 64)
+    """
+    weight = model.get_output_embeddings().weight
+    bytes_per_logit = 4 + (weight.element_size() if weight.dtype != torch.float32 else 0)
+    if top_k is None:  # log-softmax, its exponential and their product, over the whole vocabulary
+        bytes_per_logit += 12
+    return max(1, (chunk_bytes or _CHUNK_BYTES) // (weight.shape[0] * bytes_per_logit))
 
 
 class _VLLMScorer:
@@ -250,8 +274,8 @@ def compute_token_entropy(
         window_overlap: In sliding windows, every token keeps at least this many tokens of left context. Defaults
             to a quarter of `max_length`.
         position_chunk_size: Positions whose full-vocabulary logits exist at once; bounds peak memory. Defaults to
-            as many as fit in 2**28 logits (1 GiB in float32): 1,024 positions for a 262k vocabulary. Larger
-            chunks make the output-head matrix product more efficient on a CPU.
+            as many as fit in 256 MiB with their temporaries ([`positions_per_chunk`]): 256 positions for a 262k
+            vocabulary in float32.
         add_bos: Prepend the BOS token to every window, as context only. Defaults to what the tokenizer does itself
             (Gemma and Llama add one, Qwen does not).
         cache_dir: If set, results are stored there, keyed by the model's weights, the tokenizer, the settings and
@@ -278,7 +302,7 @@ def compute_token_entropy(
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be a positive integer or None, got {top_k}.")
     if position_chunk_size is None and not _is_vllm(model):
-        position_chunk_size = max(1, LOGITS_PER_CHUNK // model.get_output_embeddings().weight.shape[0])
+        position_chunk_size = positions_per_chunk(model, top_k)
     if batch_size < 1 or (position_chunk_size is not None and position_chunk_size < 1):
         raise ValueError("batch_size and position_chunk_size must be positive.")
     add_bos = _adds_bos(tokenizer) if add_bos is None else add_bos

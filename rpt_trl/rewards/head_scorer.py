@@ -47,9 +47,15 @@ class HeadScorer:
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         logits = self.head(hidden).float()
-        if self.softcap:
+        if self.softcap and torch.is_grad_enabled():
             logits = torch.tanh(logits / self.softcap) * self.softcap
+        elif self.softcap:  # in place: two fewer full-vocabulary temporaries, the same values
+            logits.div_(self.softcap).tanh_().mul_(self.softcap)
         return logits
+
+    def entropies(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Entropy of each row's next-token distribution; its logits are freed when this returns."""
+        return entropy_from_logits(self.logits(hidden), self.top_k).cpu()
 
     @torch.inference_mode()
     def check_against_forward(self, token_ids: list[int]) -> None:
@@ -87,6 +93,6 @@ class HeadScorer:
         values = torch.empty(len(flat_index), dtype=torch.float64)
         for chunk_start in range(0, len(flat_index), self.position_chunk_size):
             chunk = flat_index[chunk_start : chunk_start + self.position_chunk_size].to(self.device)
-            logits = self.logits(flat_hidden.index_select(0, chunk))
-            values[chunk_start : chunk_start + len(chunk)] = entropy_from_logits(logits, self.top_k).cpu()
+            # Through a method, so that this chunk's logits are gone before the next chunk's exist.
+            values[chunk_start : chunk_start + len(chunk)] = self.entropies(flat_hidden.index_select(0, chunk))
         return np.split(values.numpy(), list(accumulate(len(w) for w in wanted))[:-1])

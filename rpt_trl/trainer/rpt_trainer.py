@@ -22,6 +22,7 @@ from .band_sampling import BandRepeatSampler, BandSamplingMixin, PassRateTracker
 from .checkpoints import CheckpointCompletion, resolve_resume_checkpoint
 from .cpu_lm_head import CompletionScoringOnCPUMixin
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
+from .empty_batch import EmptyBatchSkipMixin
 from .generation import install_answer_stop
 from .mixed_objective import MixedObjectiveMixin
 from .rpt_config import RPTConfig
@@ -34,6 +35,7 @@ __all__ = ["RPT_COLUMNS", "RPTTrainer"]
 
 
 class RPTTrainer(
+    EmptyBatchSkipMixin,
     CompletionScoringOnCPUMixin,
     LearningSignalMixin,
     DynamicSamplingMixin,
@@ -64,6 +66,8 @@ class RPTTrainer(
       metrics `rpt/over_budget_fraction`, `rpt/budget_penalty`) and an easy-to-hard entropy curriculum
       (`args.curriculum="entropy"`, see `rpt_trl.trainer.sampler`);
     - on a CPU, log-probabilities of the completion positions only, as on CUDA (see `rpt_trl.trainer.cpu_lm_head`);
+    - no loss forward and backward for a batch whose advantages are all zero when nothing else enters the loss
+      (optimizer and scheduler still step; metric `rpt/skipped_backward`, see `rpt_trl.trainer.empty_batch`);
     - an RPT model card.
 
     Args:
