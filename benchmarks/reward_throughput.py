@@ -104,7 +104,7 @@ def bound_against_bare(tokenizer_name: str, n: int, thought_end: str, rounds: in
     """The bound reward against the bare one under `tokenizer_name`, alternated `rounds` times."""
     from transformers import AutoTokenizer
 
-    from rpt_trl.demo.embedded import resolve_model
+    from rpt_trl.models import resolve_model
 
     completions, truths, boundaries = make_completions(n, thought_end=thought_end)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer_name))

@@ -62,12 +62,12 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rpt_trl.demo.arithmetic_demo import demo_splits
-    from rpt_trl.demo.tiny import animal_corpus, last_word_dataset, make_tiny_model, make_tiny_tokenizer
+    from rpt_trl.experiments.arithmetic_demo import demo_splits
+    from rpt_trl.experiments.tiny import animal_corpus, last_word_dataset, make_tiny_model, make_tiny_tokenizer
 
     if args.model:
         tokenizer = AutoTokenizer.from_pretrained(args.model, padding_side="left")
-        dataset = demo_splits(tokenizer, eval_positions=8)[0]
+        dataset = demo_splits(tokenizer, eval_positions=8).train
 
         def model_factory():
             return AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32, use_safetensors=True)
