@@ -41,7 +41,7 @@ test-all: install-dev
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -m "slow or not slow"
 
 lint:
-	ruff check . && ruff format --check .
+	ruff check . && ruff format --check . && lint-imports
 
 format:
 	ruff check --fix . && ruff format .

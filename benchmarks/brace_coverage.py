@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
-    from rpt_trl.demo.embedded import ensure_embedded_model
+    from rpt_trl.models import ensure_embedded_model
 
     name = args.tokenizer or str(ensure_embedded_model())
     tokenizer = AutoTokenizer.from_pretrained(name)

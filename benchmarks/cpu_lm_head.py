@@ -63,7 +63,7 @@ def make_model(name: str) -> torch.nn.Module:
 
 def make_trainer(model: torch.nn.Module, output_dir: str, completion_length: int, num_completions: int):
     from rpt_trl import RPTConfig, RPTTrainer
-    from rpt_trl.demo.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
+    from rpt_trl.experiments.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
 
     tokenizer = make_tiny_tokenizer()  # only for the trainer's setup; the batch below is made of model token ids
     args = RPTConfig(
@@ -116,11 +116,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["qwen2-32k", "qwen2-262k", "gemma3-270m"], default="qwen2-262k")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--prompt-length", type=int, default=260)
-    parser.add_argument("--completion-length", type=int, default=24)
-    parser.add_argument("--num-completions", type=int, default=4)
+    parser.add_argument("--prompt_length", "--prompt-length", type=int, default=260)
+    parser.add_argument("--completion_length", "--completion-length", type=int, default=24)
+    parser.add_argument("--num_completions", "--num-completions", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
-    parser.add_argument("--output-dir", default="outputs/benchmark-cpu-lm-head")
+    parser.add_argument("--output_dir", "--output-dir", default="outputs/benchmark-cpu-lm-head")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

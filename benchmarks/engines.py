@@ -26,27 +26,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="RPT steps per generation backend.")
     parser.add_argument("--prompts", type=int, default=8, help="Demo prompts for the generation benchmark.")
-    parser.add_argument("--num-generations", type=int, default=4, help="Completions per prompt (the demo's G).")
-    parser.add_argument("--max-new-tokens", type=int, default=24, help="The demo's max_completion_length.")
+    parser.add_argument(
+        "--num_generations", "--num-generations", type=int, default=4, help="Completions per prompt (the demo's G)."
+    )
+    parser.add_argument(
+        "--max_new_tokens", "--max-new-tokens", type=int, default=24, help="The demo's max_completion_length."
+    )
     parser.add_argument("--rounds", type=int, default=3, help="Alternating rounds of the generation benchmark.")
     parser.add_argument("--output", default="engines.json")
     args = parser.parse_args()
 
     import vllm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from vllm import SamplingParams
 
     from rpt_trl import RPTConfig, RPTTrainer
-    from rpt_trl.demo.arithmetic_demo import demo_splits
-    from rpt_trl.demo.embedded import ensure_embedded_model
+    from rpt_trl.evaluation.next_token import TEMPERATURE
+    from rpt_trl.experiments.arithmetic_demo import demo_splits
+    from rpt_trl.models import ensure_embedded_model, load_model, load_tokenizer
     from rpt_trl.trainer.generation import AnswerStopLogitsProcessor
     from rpt_trl.trainer.vllm_engine import answer_stop_sampling_kwargs
 
     started = time.perf_counter()
     path = str(ensure_embedded_model())
     conversion_s = time.perf_counter() - started
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-    _, train_set, _, _ = demo_splits(tokenizer)
+    tokenizer, _, _ = load_tokenizer(path)
+    train_set = demo_splits(tokenizer).train
     figures: dict = {"model": "gemma-3-270m (embedded)", "conversion_or_cache_s": round(conversion_s, 1)}
 
     def rpt_args(output_dir: str, **overrides) -> RPTConfig:
@@ -63,7 +67,7 @@ def main() -> None:
         return [entry["step_time"] for entry in trainer.state.log_history if "step_time" in entry]
 
     # 1. RPT steps, transformers generation.
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = load_model(path, device="cpu", dtype="float32")
     hf_trainer = RPTTrainer(
         model=model,
         args=rpt_args(tempfile.mkdtemp(prefix="rpt-bench-")),
@@ -107,7 +111,7 @@ def main() -> None:
     # 3. Generation on the demo's prompts, alternating the backends.
     prompts = [row["prompt"] for row in train_set.select(range(args.prompts))]
     # A fresh model: the trainer's own has answer stop installed on its `generate` (stop_after_answer=True).
-    generator_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    generator_model = load_model(path, device="cpu", dtype="float32").eval()
 
     def transformers_tokens(stop: bool, seed: int) -> tuple[int, float]:
         torch.manual_seed(seed)
@@ -116,7 +120,7 @@ def main() -> None:
         began = time.perf_counter()
         with torch.no_grad():
             out = generator_model.generate(
-                **inputs, do_sample=True, temperature=0.8, top_k=0, top_p=1.0, max_new_tokens=args.max_new_tokens,
+                **inputs, do_sample=True, temperature=TEMPERATURE, top_k=0, top_p=1.0, max_new_tokens=args.max_new_tokens,
                 num_return_sequences=args.num_generations, logits_processor=processors,
                 pad_token_id=tokenizer.pad_token_id,
             )  # fmt: skip
@@ -130,7 +134,7 @@ def main() -> None:
     def vllm_tokens(stop: bool, seed: int) -> tuple[int, float]:
         extra = answer_stop_sampling_kwargs() if stop else {}
         params = SamplingParams(
-            n=args.num_generations, temperature=0.8, max_tokens=args.max_new_tokens, seed=seed, **extra
+            n=args.num_generations, temperature=TEMPERATURE, max_tokens=args.max_new_tokens, seed=seed, **extra
         )
         began = time.perf_counter()
         requests = llm.generate(prompts, params, use_tqdm=False)

@@ -29,7 +29,7 @@ GIB = 1024 * 1024  # KiB per GiB
 def load(model_name: str | None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rpt_trl.demo.embedded import EMBEDDED_MODEL_ID, resolve_model
+    from rpt_trl.models import EMBEDDED_MODEL_ID, resolve_model
 
     path = resolve_model(model_name or EMBEDDED_MODEL_ID)
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -39,7 +39,7 @@ def load(model_name: str | None):
 
 def document(tokenizer, num_tokens: int, seed: int = 0) -> str:
     """Generated worked solutions, cut at exactly `num_tokens` tokens."""
-    from rpt_trl.demo.arithmetic_demo import arithmetic_corpus
+    from rpt_trl.experiments.arithmetic_demo import arithmetic_corpus
 
     text, k = "", 0
     while len(tokenizer(text, add_special_tokens=False)["input_ids"]) < num_tokens:
@@ -62,12 +62,13 @@ def bare_forward(model, tokenizer, texts):
         return model(input_ids=input_ids, attention_mask=mask).logits
 
 
-def scorer(model, tokenizer, texts, max_length):
+def scorer(model, tokenizer, texts, max_length, position_chunk_size=None):
     from rpt_trl import compute_token_entropy
 
     return compute_token_entropy(
-        texts, model, tokenizer, batch_size=len(texts), max_length=max_length, show_progress=False
-    )
+        texts, model, tokenizer, batch_size=len(texts), max_length=max_length, show_progress=False,
+        position_chunk_size=position_chunk_size,
+    )  # fmt: skip
 
 
 def naive(model, tokenizer, text):
@@ -87,7 +88,7 @@ def _status_kib(field: str) -> int:
         return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
 
 
-def child(mode: str, num_tokens: int, model_name: str | None) -> None:
+def child(mode: str, num_tokens: int, model_name: str | None, chunk: int | None = None) -> None:
     """One measurement in a fresh process: RSS once the model is loaded, then the peak RSS of the work (KiB).
 
     Loading reaches a higher peak than the work itself, so the peak is reset after loading and a short warm-up (Linux: writing 5 to
@@ -102,7 +103,7 @@ def child(mode: str, num_tokens: int, model_name: str | None) -> None:
     if mode == "bare":
         bare_forward(model, tokenizer, [text])
     else:
-        scorer(model, tokenizer, [text], num_tokens + 1)
+        scorer(model, tokenizer, [text], num_tokens + 1, chunk)
     print(json.dumps({"loaded_kib": loaded, "peak_kib": _status_kib("VmHWM")}))
 
 
@@ -111,14 +112,18 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="Hub id or path; default: the embedded Gemma 3 270M.")
     parser.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--naive-tokens", type=int, default=96)
+    parser.add_argument("--naive_tokens", "--naive-tokens", type=int, default=96)
+    parser.add_argument(
+        "--chunks", type=int, nargs="*", default=[], help="position chunk sizes to time besides the default"
+    )
     parser.add_argument(
         "--parts", nargs="+", default=["forward", "naive", "memory"], choices=["forward", "naive", "memory"]
     )
     parser.add_argument("--child", nargs=2, metavar=("MODE", "TOKENS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], int(args.child[1]), args.model)
+        mode, _, chunk = args.child[0].partition("-")  # "scorer-1024": the scorer with 1,024-position chunks
+        child(mode, int(args.child[1]), args.model, int(chunk) if chunk else None)
         return
 
     model, tokenizer = load(args.model)
@@ -134,16 +139,26 @@ def main() -> None:
 
 
 def compare_with_forward(model, tokenizer, args) -> None:
+    from rpt_trl.data.entropy import positions_per_chunk
+
     print(f"\n1. Scorer against a bare forward pass, same tokens and batch (best of {args.repeats})")
-    print("| batch x tokens | bare forward s | scorer s | ratio |\n| --- | --- | --- | --- |")
-    for batch, tokens in [(1, max(args.lengths)), (4, min(args.lengths))]:
+    print(
+        "| batch x tokens | chunk (positions) | bare forward s | scorer s | ratio |\n| --- | --- | --- | --- | --- |"
+    )
+    shapes = [(1, max(args.lengths))] + ([(4, min(args.lengths))] if len(args.lengths) > 1 else [])
+    for batch, tokens in shapes:
         texts = [document(tokenizer, tokens, seed=100 * k) for k in range(batch)]
-        bare_times, scorer_times = [], []
+        chunks = [None, *args.chunks]  # None: the scorer's default, sized by memory
+        bare_times, scorer_times = [], {chunk: [] for chunk in chunks}
         for _ in range(args.repeats):  # interleaved
             bare_times.append(best_of(partial(bare_forward, model, tokenizer, texts), 1))
-            scorer_times.append(best_of(partial(scorer, model, tokenizer, texts, tokens + 1), 1))
-        bare, scored = min(bare_times), min(scorer_times)
-        print(f"| {batch} x {tokens} | {bare:.2f} | {scored:.2f} | {scored / bare:.3f} |")
+            for chunk in chunks:
+                scorer_times[chunk].append(best_of(partial(scorer, model, tokenizer, texts, tokens + 1, chunk), 1))
+        bare = min(bare_times)
+        for chunk in chunks:
+            scored = min(scorer_times[chunk])
+            label = chunk or f"default ({positions_per_chunk(model)})"
+            print(f"| {batch} x {tokens} | {label} | {bare:.2f} | {scored:.2f} | {scored / bare:.3f} |")
 
 
 def compare_with_naive(model, tokenizer, args) -> None:
@@ -160,21 +175,26 @@ def compare_with_naive(model, tokenizer, args) -> None:
 
 def compare_memory(args) -> None:
     print("\n3. Peak RSS during the work, one fresh process per run (GiB)")
-    print("| tokens | bare peak | scorer peak | bare above load | scorer above load | scorer / bare (peak) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        "| tokens | scorer chunk | bare peak | scorer peak | bare above load | scorer above load | scorer / bare (peak) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for tokens in args.lengths:
         rss = {}
-        for mode in ("bare", "scorer"):
+        for mode in ["bare", "scorer", *(f"scorer-{chunk}" for chunk in args.chunks)]:
             command = [sys.executable, __file__, "--child", mode, str(tokens)]
             if args.model:
                 command += ["--model", args.model]
             output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
             rss[mode] = json.loads(output.strip().splitlines()[-1])
-        above = {mode: (r["peak_kib"] - r["loaded_kib"]) / GIB for mode, r in rss.items()}
-        print(
-            f"| {tokens} | {rss['bare']['peak_kib'] / GIB:.2f} | {rss['scorer']['peak_kib'] / GIB:.2f} | "
-            f"{above['bare']:.2f} | {above['scorer']:.2f} | {rss['scorer']['peak_kib'] / rss['bare']['peak_kib']:.3f} |"
-        )
+        bare = rss.pop("bare")
+        for mode, used in rss.items():
+            above = (used["peak_kib"] - used["loaded_kib"]) / GIB
+            print(
+                f"| {tokens} | {mode.partition('-')[2] or 'default'} | {bare['peak_kib'] / GIB:.2f} | "
+                f"{used['peak_kib'] / GIB:.2f} | {(bare['peak_kib'] - bare['loaded_kib']) / GIB:.2f} | {above:.2f} | "
+                f"{used['peak_kib'] / bare['peak_kib']:.3f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -15,17 +15,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from rpt_trl.demo.arithmetic_demo import demo_splits
-    from rpt_trl.demo.embedded import resolve_model
     from rpt_trl.evaluation.next_token import transformers_generator
+    from rpt_trl.experiments.arithmetic_demo import demo_splits
+    from rpt_trl.models import load_model, load_tokenizer
 
-    path = resolve_model(args.model)
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
-    _, _, rows, _ = demo_splits(tokenizer, eval_positions=args.prompts)
+    tokenizer, _, path = load_tokenizer(args.model)
+    model = load_model(path, device="cpu", dtype="float32")
+    rows = demo_splits(tokenizer, eval_positions=args.prompts).eval
     prompts = [row["prompt"] for row in rows]
     times: dict[bool, list[float]] = {True: [], False: []}
     outputs = {}

@@ -16,6 +16,8 @@ import time
 
 from brace_coverage import latex_corpus
 
+from rpt_trl.commands.flags import DeprecatedFlag
+
 
 def write_omnimath_style(path: str, num_documents: int) -> None:
     with open(path, "w") as file:
@@ -35,19 +37,22 @@ def write_omnimath_style(path: str, num_documents: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--documents", type=int, default=40)
-    parser.add_argument("--eval-size", type=int, default=8)
-    parser.add_argument("--min-entropy", type=float, default=1.0)
-    parser.add_argument("--train-steps", type=int, default=2)
-    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--eval_size", "--eval-size", type=int, default=8)
+    parser.add_argument("--min_entropy", "--min-entropy", type=float, default=1.0)
+    parser.add_argument("--train_steps", "--train-steps", type=int, default=2)
+    parser.add_argument(
+        "--output_dir", "--output-dir", default=None, help="Working folder (default: a new temporary one)."
+    )
+    parser.add_argument("--workdir", dest="output_dir", action=DeprecatedFlag, replacement="--output_dir")
     args = parser.parse_args()
 
     from datasets import load_from_disk
 
     from rpt_trl import RPTConfig, RPTTrainer
     from rpt_trl.cli import main as cli
-    from rpt_trl.demo.embedded import EMBEDDED_MODEL_ID, ensure_embedded_model
+    from rpt_trl.models import EMBEDDED_MODEL_ID, ensure_embedded_model
 
-    workdir = args.workdir or tempfile.mkdtemp(prefix="rpt-prepare-")
+    workdir = args.output_dir or tempfile.mkdtemp(prefix="rpt-prepare-")
     os.makedirs(workdir, exist_ok=True)
     corpus = os.path.join(workdir, "omnimath-style.jsonl")
     output = os.path.join(workdir, "rpt-omnimath-style")

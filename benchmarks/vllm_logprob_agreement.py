@@ -20,14 +20,14 @@ TEXT = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--keep-weights-loadable", action="store_true")
+    parser.add_argument("--keep_weights_loadable", "--keep-weights-loadable", action="store_true")
     args = parser.parse_args()
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from rpt_trl.demo.embedded import ensure_embedded_model
+    from rpt_trl.models import ensure_embedded_model
     from rpt_trl.trainer.vllm_engine import keep_cpu_weights_loadable
 
     path = str(ensure_embedded_model())

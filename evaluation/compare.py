@@ -4,7 +4,7 @@ intervals over positions and a verdict on each difference with the target system
 Usage: `python -m evaluation.compare --help` (the same as `rpt-trl evaluate compare --help`).
 """
 
-from rpt_trl.evaluation.commands import compare_parser, run_compare
+from rpt_trl.commands.evaluate import compare_parser, run_compare
 
 
 def make_parser():

@@ -3,7 +3,7 @@
 Usage: `python -m evaluation.next_token_accuracy --help` (the same as `rpt-trl evaluate next-token --help`).
 """
 
-from rpt_trl.evaluation.commands import next_token_parser, run_next_token
+from rpt_trl.commands.evaluate import next_token_parser, run_next_token
 
 
 def make_parser():

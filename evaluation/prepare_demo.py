@@ -3,7 +3,7 @@
 Two worlds, both offline on a CPU:
 
 - `--world gemma` (default): the embedded Gemma 3 270M base model and the generated arithmetic corpus of
-  `rpt_trl.demo.arithmetic_demo` (its template and its word positions). The first 24 documents are held out for evaluation.
+  `rpt_trl.experiments.arithmetic_demo` (its template and its word positions). The first 24 documents are held out for evaluation.
 - `--world tiny`: the warm-started tiny policy of the learning test, whose reward rises within 16 steps; its
   checkpoints give a scaling curve with something to fit.
 
@@ -24,8 +24,6 @@ import json
 import math
 import time
 from pathlib import Path
-
-import torch
 
 
 # A few-shot multiple-choice template for a small base model (the general template in rpt_trl is zero-shot).
@@ -73,35 +71,36 @@ def multiple_choice_questions(num_questions: int = 20, seed: int = 0) -> list[di
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="eval-demo")
+    parser.add_argument("--output_dir", "--output-dir", default="eval-demo")
     parser.add_argument("--world", choices=["gemma", "tiny"], default="gemma")
-    parser.add_argument("--train-steps", type=int, default=8)
-    parser.add_argument("--save-steps", type=int, default=2)
-    parser.add_argument("--eval-positions", type=int, default=None, help="Default: 24 (gemma), 16 (tiny).")
-    parser.add_argument("--learning-rate", type=float, default=None, help="Default: 1e-6 (gemma), 2e-3 (tiny).")
+    parser.add_argument("--train_steps", "--train-steps", type=int, default=8)
+    parser.add_argument("--save_steps", "--save-steps", type=int, default=2)
+    parser.add_argument(
+        "--eval_positions", "--eval-positions", type=int, default=None, help="Default: 24 (gemma), 16 (tiny)."
+    )
+    parser.add_argument(
+        "--learning_rate", "--learning-rate", type=float, default=None, help="Default: 1e-6 (gemma), 2e-3 (tiny)."
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from rpt_trl import DIFFICULTY_THRESHOLDS, RPTConfig, RPTTrainer, compute_token_entropy, difficulty_labels
-    from rpt_trl.demo.arithmetic_demo import demo_splits
-    from rpt_trl.demo.embedded import EMBEDDED_MODEL_ID, resolve_model
+    from rpt_trl.experiments.arithmetic_demo import demo_splits
+    from rpt_trl.experiments.presets import QUICK_EVAL_POSITIONS
+    from rpt_trl.models import EMBEDDED_MODEL_ID, load_model, load_tokenizer
 
     started = time.perf_counter()
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     if args.world == "gemma":
-        path = resolve_model(EMBEDDED_MODEL_ID)
-        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        documents, train_set, eval_set, _ = demo_splits(
-            tokenizer, seed=args.seed, eval_positions=args.eval_positions or 24
-        )
+        tokenizer, _, path = load_tokenizer(EMBEDDED_MODEL_ID)
+        model = load_model(path, device="cpu", dtype="float32")
+        splits = demo_splits(tokenizer, seed=args.seed, eval_positions=args.eval_positions or QUICK_EVAL_POSITIONS)
+        documents, train_set, eval_set = splits.corpus, splits.train, splits.eval
         config = dict(per_device_train_batch_size=4, num_generations=4, max_completion_length=24,
                       learning_rate=args.learning_rate or 1e-6, stop_after_answer=True)  # fmt: skip
     else:
-        from rpt_trl.demo.tiny import ANIMAL_SOUNDS, TINY_TRAINING, animal_corpus, warm_started_world
+        from rpt_trl.experiments.tiny import ANIMAL_SOUNDS, TINY_TRAINING, animal_corpus, warm_started_world
 
         model, tokenizer, dataset, _ = warm_started_world(seed=args.seed)
         documents = animal_corpus(

@@ -3,7 +3,7 @@
 Usage: `python -m evaluation.reasoning_patterns --help` (the same as `rpt-trl evaluate patterns --help`).
 """
 
-from rpt_trl.evaluation.commands import patterns_parser, run_patterns
+from rpt_trl.commands.evaluate import patterns_parser, run_patterns
 
 
 def make_parser():

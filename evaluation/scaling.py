@@ -3,7 +3,7 @@
 Usage: `python -m evaluation.scaling --help` (the same as `rpt-trl evaluate scaling --help`).
 """
 
-from rpt_trl.evaluation.commands import run_scaling, scaling_parser
+from rpt_trl.commands.evaluate import run_scaling, scaling_parser
 
 
 def make_parser():

@@ -3,7 +3,7 @@
 Usage: `python -m evaluation.table --help` (the same as `rpt-trl evaluate table --help`).
 """
 
-from rpt_trl.evaluation.commands import run_table, table_parser
+from rpt_trl.commands.evaluate import run_table, table_parser
 
 
 def make_parser():

@@ -3,7 +3,7 @@
 Usage: `python -m evaluation.zero_shot --help` (the same as `rpt-trl evaluate zero-shot --help`).
 """
 
-from rpt_trl.evaluation.commands import run_zero_shot, zero_shot_parser
+from rpt_trl.commands.evaluate import run_zero_shot, zero_shot_parser
 
 
 def make_parser():

@@ -10,7 +10,7 @@ Needs `pip install "rpt-trl[rlvr]"` (math-verify).
 import os
 import sys
 
-from rpt_trl.trainer.rlvr import main, make_parser
+from rpt_trl.experiments.rlvr import main, make_parser
 
 
 DEFAULT_CONFIG = os.path.join(

@@ -7,13 +7,16 @@ The public API is importable from here; each name loads its module on first use,
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _deprecation
+
 
 __version__ = "0.1.0"
+_deprecation.install()  # the old module paths (`rpt_trl.model_rewards`, ...) import their new modules, with a warning
 
 _IMPORT_STRUCTURE = {
-    "ablation": ["run_ablation"],
+    "experiments.ablation": ["run_ablation"],
+    "results": ["DIFFICULTY_THRESHOLDS"],
     "data.builder": [
-        "DIFFICULTY_THRESHOLDS",
         "NextTokenDatasetStats",
         "NextTokenSettings",
         "build_next_token_dataset",
@@ -21,11 +24,11 @@ _IMPORT_STRUCTURE = {
     ],
     "data.entropy": ["align_token_values", "compute_token_entropy", "document_entropy"],
     "data.loading": ["load_documents"],
-    "length_budget": ["ThoughtBudgetReward"],
+    "rewards.thought_budget": ["ThoughtBudgetReward"],
     "parsing": ["can_be_boxed", "extract_prediction", "split_thought"],
-    "model_rewards": ["MODEL_REWARDS", "ConditionalDenseReward", "DenseReward", "InformationGainReward"],
+    "rewards.model_rewards": ["MODEL_REWARDS", "ConditionalDenseReward", "DenseReward", "InformationGainReward"],
     "data.prepare": ["prepare_rpt_dataset", "push_prepared_dataset", "save_prepared_dataset"],
-    "rewards": [
+    "rewards.prefix_match": [
         "first_token_reward",
         "prefix_match_reward",
         "score_completions",
@@ -40,9 +43,7 @@ _MODULE_OF = {name: module for module, names in _IMPORT_STRUCTURE.items() for na
 __all__ = sorted(_MODULE_OF)
 
 if TYPE_CHECKING:
-    from .ablation import run_ablation
     from .data.builder import (
-        DIFFICULTY_THRESHOLDS,
         NextTokenDatasetStats,
         NextTokenSettings,
         build_next_token_dataset,
@@ -52,16 +53,18 @@ if TYPE_CHECKING:
     from .data.loading import load_documents
     from .data.prepare import prepare_rpt_dataset, push_prepared_dataset, save_prepared_dataset
     from .data.templates import TEMPLATES, render_prompt
-    from .length_budget import ThoughtBudgetReward
-    from .model_rewards import MODEL_REWARDS, ConditionalDenseReward, DenseReward, InformationGainReward
+    from .experiments.ablation import run_ablation
     from .parsing import can_be_boxed, extract_prediction, split_thought
-    from .rewards import (
+    from .results import DIFFICULTY_THRESHOLDS
+    from .rewards.model_rewards import MODEL_REWARDS, ConditionalDenseReward, DenseReward, InformationGainReward
+    from .rewards.prefix_match import (
         first_token_reward,
         prefix_match_reward,
         score_completions,
         score_first_token,
         score_prefix_match,
     )
+    from .rewards.thought_budget import ThoughtBudgetReward
     from .trainer.rpt_config import RPTConfig
     from .trainer.rpt_trainer import RPTTrainer
 

@@ -91,7 +91,7 @@ def split_thought(completion: str | Sequence[Mapping[str, Any]]) -> tuple[str, s
 
 
 def extract_prediction(
-    completion: str | Sequence[Mapping[str, Any]], *, require_think_close: bool = True
+    completion: str | Sequence[Mapping[str, Any]], *, require_think_close: bool = True, think_close: int | None = None
 ) -> str | None:
     r"""Extract the next-token prediction from a completion.
 
@@ -100,6 +100,8 @@ def extract_prediction(
         require_think_close: If `True` (the paper's format), only boxes after `</think>` count, and a completion
             without `</think>` has no prediction. If `False`, boxes count from `</think>` when it is present and
             from the start of the completion otherwise.
+        think_close: Where the first `</think>` starts in the completion's text (-1: nowhere), when the caller has
+            searched for it already (a reward that also counts the thought's tokens); searched for when `None`.
 
     Returns:
         The verbatim content of the last complete `\boxed{}` after `</think>`, or `None` when there is none.
@@ -113,22 +115,26 @@ def extract_prediction(
         True
     """
     text = completion_text(completion)
-    span = prediction_span(text, require_think_close=require_think_close)
+    span = prediction_span(text, require_think_close=require_think_close, think_close=think_close)
     if span is None:
         return None
     # One slice at the end: slicing at every closing brace would copy nested boxes again and again (quadratic).
     return text[span[0] : span[1]]
 
 
-def prediction_span(text: str, *, require_think_close: bool = True) -> tuple[int, int] | None:
+def prediction_span(
+    text: str, *, require_think_close: bool = True, think_close: int | None = None
+) -> tuple[int, int] | None:
     r"""Where [`extract_prediction`]'s answer lies in `text`: `(start, end)` character offsets of the content of the
-    last complete `\boxed{}` after `</think>`, or `None` when there is no answer.
+    last complete `\boxed{}` after `</think>`, or `None` when there is no answer. `think_close` is as for
+    [`extract_prediction`].
 
     Example:
         >>> prediction_span("</think> \\boxed{ size}")
         (16, 21)
     """
-    think_close = text.find(THINK_CLOSE)
+    if think_close is None:
+        think_close = text.find(THINK_CLOSE)
     if think_close >= 0:
         start = think_close + len(THINK_CLOSE)
     elif require_think_close:

@@ -29,9 +29,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .data.builder import DIFFICULTY_THRESHOLDS
+from .plotting import pyplot
 
 
+# The nested difficulty splits: a position belongs to each split whose threshold its proxy model's next-token entropy
+# exceeds. Defined here, below the data builder that labels positions and beside the results grouped by them.
+DIFFICULTY_THRESHOLDS = {"easy": 0.5, "medium": 1.0, "hard": 1.5}
 SPLITS = tuple(DIFFICULTY_THRESHOLDS)  # the paper's nested easy / medium / hard, in the dataset builder's order
 MODES = ("standard", "reasoning", "multiple_choice")
 REQUIRED_KEYS = ("dataset", "mode", "overall")
@@ -204,10 +207,7 @@ def results_markdown(results: Sequence[Mapping[str, Any]]) -> str:
 
 def plot_results(results: Sequence[Mapping[str, Any]], path: str | Path) -> None:
     """Save a grouped bar chart (PNG) of accuracy by split (or by category) for each result."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     groups: list[str] = []
     for result in results:

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 from accelerate import Accelerator
 
-from rpt_trl.demo.tiny import make_tiny_model, make_tiny_tokenizer
-from rpt_trl.model_rewards import ConditionalDenseReward
+from rpt_trl.experiments.tiny import make_tiny_model, make_tiny_tokenizer
+from rpt_trl.rewards.model_rewards import ConditionalDenseReward
 
 
 RIGHT, WRONG = "<think>hm</think> \\boxed{ meow}", "<think>hm</think> \\boxed{ woof}"

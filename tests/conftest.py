@@ -15,8 +15,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from rpt_trl.demo import tiny  # noqa: E402
-from rpt_trl.demo.tiny import make_tiny_model  # noqa: E402, F401  (re-exported for the tests)
+from rpt_trl.experiments import tiny  # noqa: E402
+from rpt_trl.experiments.tiny import make_tiny_model  # noqa: E402, F401  (re-exported for the tests)
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from rpt_trl import RPTConfig, RPTTrainer
-from rpt_trl.demo.tiny import warm_started_world
+from rpt_trl.experiments.tiny import warm_started_world
 
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "rpt" / "config_cpu.yaml"

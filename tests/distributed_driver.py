@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-import rpt_trl.demo.tiny
+import rpt_trl.experiments.tiny
 from rpt_trl.trainer.train import main, parse_args
 
 
@@ -27,7 +27,7 @@ if __name__ == "__main__":
     out_dir, argv = sys.argv[1], sys.argv[2:]
     script_args, training_args, model_args = parse_args(argv)
     # The recipe's main trains this very model, whose starting digest is recorded.
-    model, tokenizer, dataset, _ = rpt_trl.demo.tiny.warm_started_world(seed=training_args.seed)
+    model, tokenizer, dataset, _ = rpt_trl.experiments.tiny.warm_started_world(seed=training_args.seed)
     initial = parameter_digest(model)
     trainer = main(
         script_args, training_args, model_args, model=model, processing_class=tokenizer, train_dataset=dataset

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from rpt_trl import RPTConfig, cli
-from rpt_trl.ablation import Variant, default_variants, make_setup, parse_variant, variant_configs
+from rpt_trl.experiments.ablation import Variant, default_variants, make_setup, parse_variant, variant_configs
 from rpt_trl.results import load_results
 from rpt_trl.rewards import REWARD_FUNCTIONS
 
@@ -126,7 +126,7 @@ def test_tiny_ablation_writes_results_report_and_plots(tmp_path, capsys):
 
 
 def test_recipe_yaml_gives_every_variant_its_settings(tmp_path, tiny_setup):
-    from rpt_trl.ablation import load_config_overrides
+    from rpt_trl.commands.ablate import load_config_overrides
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from rpt_trl.demo.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer
 from rpt_trl.evaluation.compare import (
     Interval,
     bootstrap_interval,
@@ -19,11 +18,13 @@ from rpt_trl.evaluation.compare import (
     training_record,
     write_comparison,
 )
-from rpt_trl.trainer.next_token_baseline import (
+from rpt_trl.experiments.next_token_baseline import (
+    encode_documents,
     matched_budget,
     next_token_blocks,
     train_next_token_baseline,
 )
+from rpt_trl.experiments.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer
 
 
 def test_bootstrap_interval_agrees_with_the_normal_approximation():
@@ -146,11 +147,13 @@ def test_next_token_blocks_cycle_the_documents_in_a_seeded_order():
     tokenizer = make_tiny_tokenizer()
     documents = animal_corpus()[:5]
     budget = matched_budget(10 * 16 * 3, 3, block_size=16, micro_batch_size=2)
-    blocks = next_token_blocks(documents, tokenizer, budget, seed=1)
+    blocks = next_token_blocks(encode_documents(documents, tokenizer), budget, seed=1)
     assert len(blocks) == 3 * budget.blocks_per_step and {len(b) for b in blocks["input_ids"]} == {16}
     stream = [t for b in blocks["input_ids"] for t in b]
     assert stream.count(tokenizer.eos_token_id) >= len(documents)  # more than one pass over five short documents
-    assert next_token_blocks(documents, tokenizer, budget, seed=1)["input_ids"] == blocks["input_ids"]
+    assert (
+        next_token_blocks(encode_documents(documents, tokenizer), budget, seed=1)["input_ids"] == blocks["input_ids"]
+    )
 
 
 def test_next_token_baseline_trains_at_the_rpt_runs_budget(tmp_path):
@@ -164,7 +167,7 @@ def test_next_token_baseline_trains_at_the_rpt_runs_budget(tmp_path):
     rpt = training_record(tmp_path / "rpt")
     budget = matched_budget(rpt["tokens_seen"], rpt["optimizer_steps"], block_size=32, micro_batch_size=2)
     trainer = train_next_token_baseline(
-        model, tokenizer, animal_corpus(), budget, output_dir=str(tmp_path / "sft"), learning_rate=1e-3,
+        model, tokenizer, encode_documents(animal_corpus(), tokenizer), budget, output_dir=str(tmp_path / "sft"), learning_rate=1e-3,
         use_cpu=True, bf16=False,
     )  # fmt: skip
     record = training_record(tmp_path / "sft")

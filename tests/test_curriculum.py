@@ -4,7 +4,7 @@ import pytest
 from datasets import Dataset
 
 from rpt_trl import RPTTrainer
-from rpt_trl.demo.tiny import tiny_training_config, warm_started_world
+from rpt_trl.experiments.tiny import tiny_training_config, warm_started_world
 from rpt_trl.trainer.sampler import EntropyCurriculumRepeatSampler, entropy_order
 
 

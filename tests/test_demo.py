@@ -4,8 +4,8 @@
 import pytest
 
 from rpt_trl.cli import main
-from rpt_trl.demo.arithmetic_demo import DemoSettings, demo_verdict, run_demo
-from rpt_trl.demo.tiny import make_tiny_model, make_tiny_tokenizer
+from rpt_trl.experiments.arithmetic_demo import DemoSettings, demo_verdict, run_demo
+from rpt_trl.experiments.tiny import make_tiny_model, make_tiny_tokenizer
 from rpt_trl.results import load_results
 
 

@@ -6,7 +6,7 @@ import torch
 from datasets import Dataset
 
 from rpt_trl import RPTConfig, RPTTrainer
-from rpt_trl.demo.tiny import make_tiny_model, make_tiny_tokenizer
+from rpt_trl.experiments.tiny import make_tiny_model, make_tiny_tokenizer
 from rpt_trl.trainer.dynamic_sampling import merge_rollouts, uniform_groups
 
 

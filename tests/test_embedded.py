@@ -3,8 +3,8 @@
 import pytest
 from conftest import CORPUS
 
-from rpt_trl.demo.embedded import check_converted_tokenizer
-from rpt_trl.demo.tiny import make_byte_level_tokenizer
+from rpt_trl.experiments.tiny import make_byte_level_tokenizer
+from rpt_trl.models import check_converted_tokenizer
 
 
 def test_a_character_level_conversion_is_refused():

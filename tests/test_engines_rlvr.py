@@ -14,7 +14,7 @@ require_engine("math_verify")
 
 from trl.rewards import reasoning_accuracy_reward  # noqa: E402
 
-from rpt_trl.demo.tiny import make_byte_level_tokenizer, make_tiny_model  # noqa: E402
+from rpt_trl.experiments.tiny import make_byte_level_tokenizer, make_tiny_model  # noqa: E402
 
 
 RLVR_RECIPE = REPO_ROOT / "recipes" / "rlvr.py"

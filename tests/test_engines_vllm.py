@@ -22,13 +22,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from vllm import LLM, SamplingParams  # noqa: E402
 
 from rpt_trl import compute_token_entropy, extract_prediction  # noqa: E402
-from rpt_trl.demo.tiny import animal_corpus, last_word_dataset, make_tiny_model, make_tiny_tokenizer, warm_start  # noqa: E402
 from rpt_trl.evaluation.next_token import (  # noqa: E402
     reasoning_scores,
     transformers_generator,
     vllm_generator,
     vllm_server_generator,
 )
+from rpt_trl.experiments.tiny import animal_corpus, last_word_dataset, make_tiny_model, make_tiny_tokenizer, warm_start  # noqa: E402
 from rpt_trl.trainer.vllm_engine import answer_stop_sampling_kwargs, drop_forced_eos  # noqa: E402
 
 

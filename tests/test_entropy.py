@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 import types
+import weakref
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rpt_trl import align_token_values, compute_token_entropy, document_entropy
-from rpt_trl.data.entropy import plan_windows
-from rpt_trl.demo.tiny import make_tiny_model
+from rpt_trl.data import entropy as entropy_module
+from rpt_trl.data.entropy import plan_windows, positions_per_chunk
+from rpt_trl.experiments.tiny import make_tiny_model
 
 
 TEXTS = [*CORPUS, "x", "", "A longer text that repeats itself. " * 6]
@@ -122,6 +124,48 @@ def test_full_vocabulary_logits_exist_only_in_position_chunks(model, tokenizer, 
     assert rows_seen[:2] == [8, 8] and max(rows_seen[2:]) == 5
     total = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) - 1 for t in TEXTS if t)
     assert sum(rows_seen[2:]) == total
+
+
+@pytest.mark.parametrize(
+    ("vocabulary", "dtype", "top_k", "positions"),
+    [
+        (262_144, torch.float32, 16, 256),  # Gemma 3: a quarter of a 1,024-position window's 1 GiB
+        (262_144, torch.bfloat16, 16, 170),  # the bf16 head output and its float32 copy
+        (262_144, torch.float32, None, 64),  # full-vocabulary softmax temporaries
+        (151_936, torch.float32, 16, 441),  # Qwen 2.5
+        (2**30, torch.float32, 16, 1),  # never fewer than one
+    ],
+)
+def test_chunks_are_sized_by_memory(vocabulary, dtype, top_k, positions):
+    head = types.SimpleNamespace(weight=torch.empty((vocabulary, 0), dtype=dtype))
+    model = types.SimpleNamespace(get_output_embeddings=lambda: head)
+    assert positions_per_chunk(model, top_k) == positions
+
+
+def test_default_chunks_fit_the_memory_budget_one_at_a_time(model, tokenizer, monkeypatch):
+    vocabulary = model.get_output_embeddings().weight.shape[0]
+    monkeypatch.setattr(entropy_module, "_CHUNK_BYTES", vocabulary * 4 * 6)  # six float32 rows of logits
+    head, outputs = model.get_output_embeddings(), []
+
+    def one_chunk_alive(module, inputs, output):
+        # From the first chunk on (the 8-token check compares two logits), the previous logits are freed before
+        # this chunk's exist.
+        if len(outputs) >= 2:
+            assert [index for index, previous in enumerate(outputs) if previous() is not None] == []
+        outputs.append(weakref.ref(output))
+
+    hook = head.register_forward_hook(one_chunk_alive)
+    try:
+        chunked = compute_token_entropy(TEXTS, model, tokenizer, batch_size=8, show_progress=False)
+    finally:
+        hook.remove()
+    rows = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) - 1 for t in TEXTS if t]
+    assert len(outputs) == 2 + math.ceil(sum(rows) / 6)  # after the 8-token check, chunks of six positions
+    whole = compute_token_entropy(
+        TEXTS, model, tokenizer, batch_size=8, position_chunk_size=10**6, show_progress=False
+    )
+    for text_chunked, text_whole in zip(chunked, whole, strict=True):
+        assert_close(text_chunked, text_whole)  # float32 logits: the matrix product may round by its rows count
 
 
 def test_cache_reads_back_and_notices_new_weights(model, tokenizer, tmp_path):

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from rpt_trl import build_next_token_dataset, prefix_match_reward
-from rpt_trl.demo.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer, warm_started_world
 from rpt_trl.evaluation import (
     NextTokenAccuracyCallback,
     ScalingFitError,
@@ -33,6 +32,7 @@ from rpt_trl.evaluation import (
     zero_shot_table,
 )
 from rpt_trl.evaluation.next_token import MIN_SHARED_PREFIX, shared_prefix_length
+from rpt_trl.experiments.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer, warm_started_world
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -526,12 +526,25 @@ def test_commands_end_to_end(lm_world, tmp_path, capsys):
     capsys.readouterr()
 
 
-def test_entry_points_have_parsers():
+@pytest.mark.parametrize(
+    ("script", "command"),
+    [("next_token_accuracy", "next-token"), ("zero_shot", "zero-shot"), ("scaling", "scaling"),
+     ("reasoning_patterns", "patterns"), ("table", "table"), ("compare", "compare")],
+)  # fmt: skip
+def test_each_entry_point_takes_the_flags_of_its_rpt_trl_evaluate_command(script, command):
+    import argparse
     import importlib
 
-    for name in ["next_token_accuracy", "zero_shot", "scaling", "reasoning_patterns", "table", "compare"]:
-        module = importlib.import_module(f"evaluation.{name}")
-        assert module.make_parser().prog
+    from rpt_trl.cli import make_parser
+
+    def options(parser):
+        return {option for action in parser._actions for option in action.option_strings}
+
+    evaluate = next(a for a in make_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["evaluate"]
+    subcommand = next(a for a in evaluate._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    entry_point = importlib.import_module(f"evaluation.{script}").make_parser()
+    assert options(entry_point) == options(subcommand)
+    assert "--output" in options(entry_point)
 
 
 def test_evaluation_scores_the_held_out_split_of_a_prepared_dataset_dict(lm_world, tmp_path, capsys):

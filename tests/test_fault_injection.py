@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from rpt_trl import compute_token_entropy
 from rpt_trl.data import prepare
-from rpt_trl.demo.tiny import make_tiny_model
+from rpt_trl.experiments.tiny import make_tiny_model
 from rpt_trl.trainer.checkpoints import last_complete_checkpoint
 
 

@@ -15,7 +15,7 @@ from conftest import subprocess_env
 from safetensors.torch import load_file, save_file
 
 from rpt_trl import RPTConfig
-from rpt_trl.demo.tiny import warm_started_world
+from rpt_trl.experiments.tiny import warm_started_world
 from rpt_trl.trainer.checkpoints import checkpoint_problems, last_complete_checkpoint, resolve_resume_checkpoint
 from rpt_trl.trainer.sampler import EpochReplayRepeatSampler
 

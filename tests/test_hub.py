@@ -12,8 +12,8 @@ import torch
 from conftest import make_tiny_model
 from huggingface_hub.errors import HfHubHTTPError
 
-from rpt_trl import RPTConfig, RPTTrainer, hub
-from rpt_trl.demo.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
+from rpt_trl import RPTConfig, RPTTrainer
+from rpt_trl.experiments.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
 from rpt_trl.hub import (
     CheckpointRevisionPusher,
     HubAccessError,
@@ -22,6 +22,7 @@ from rpt_trl.hub import (
     download_checkpoint,
     parse_hub_reference,
 )
+from rpt_trl.hub import access as hub  # the module whose globals (get_token, constants, time) the tests patch
 from rpt_trl.trainer.checkpoints import resolve_resume_checkpoint
 
 
@@ -96,7 +97,7 @@ def test_trainer_with_push_to_hub_fails_before_loading_anything(tmp_path, monkey
     args = cpu_args(tmp_path, push_to_hub=True, hub_model_id="org/rpt-tiny")
     loader = mock.Mock(side_effect=AssertionError("the model must not be loaded"))
     with (
-        mock.patch("rpt_trl.trainer.rpt_trainer._load_tokenizer", loader),
+        mock.patch("rpt_trl.trainer.rpt_trainer.load_training_tokenizer", loader),
         pytest.raises(HubAccessError, match="offline"),
     ):
         RPTTrainer(model="org/not-loaded", args=args, train_dataset=None)

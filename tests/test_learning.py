@@ -3,7 +3,7 @@
 from transformers import TrainerCallback
 
 from rpt_trl import RPTTrainer
-from rpt_trl.demo.tiny import tiny_training_config, warm_started_world
+from rpt_trl.experiments.tiny import tiny_training_config, warm_started_world
 
 
 class RewardLog(TrainerCallback):

@@ -4,9 +4,9 @@ every reward variant wrapped, metrics, config and YAML."""
 import pytest
 
 from rpt_trl import RPTConfig, RPTTrainer
-from rpt_trl.demo.tiny import make_tiny_model, make_tiny_tokenizer, tiny_training_config, warm_started_world
-from rpt_trl.length_budget import ThoughtBudgetReward, thought_budget_factors, with_thought_budget
+from rpt_trl.experiments.tiny import make_tiny_model, make_tiny_tokenizer, tiny_training_config, warm_started_world
 from rpt_trl.rewards import REWARD_FUNCTIONS, prefix_match_reward
+from rpt_trl.rewards.thought_budget import ThoughtBudgetReward, thought_budget_factors, with_thought_budget
 
 
 BUDGET = 6

@@ -7,8 +7,8 @@ import logging
 import datasets
 import pytest
 
+from rpt_trl.commands.evaluate import load_document_texts, load_rows
 from rpt_trl.data.loading import DatasetSourceNotFoundError, load_documents, saved_dataset_kind
-from rpt_trl.evaluation.commands import load_document_texts, load_rows
 from rpt_trl.trainer.train import RPTScriptArguments, load_train_dataset
 
 

@@ -6,8 +6,8 @@ from conftest import make_tiny_model
 from huggingface_hub import ModelCard
 
 from rpt_trl import RPTConfig, RPTTrainer
-from rpt_trl.demo.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
-from rpt_trl.model_card import render_model_card, training_curve_rows
+from rpt_trl.experiments.tiny import animal_corpus, last_word_dataset, make_tiny_tokenizer
+from rpt_trl.hub.model_card import render_model_card, training_curve_rows
 
 
 EVAL_RESULTS = [

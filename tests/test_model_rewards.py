@@ -1,8 +1,9 @@
-"""The rewards that read the policy's probabilities (rpt_trl.model_rewards) and the EMA reference behind
+"""The rewards that read the policy's probabilities (rpt_trl.rewards.model_rewards) and the EMA reference behind
 information_gain: values against an independent float64 computation, group zeroing, EMA arithmetic, checkpoints,
 and short RPTTrainer runs with each variant."""
 
 import copy
+import json
 import math
 import os
 
@@ -11,9 +12,10 @@ import torch
 from huggingface_hub import ModelCard
 
 from rpt_trl import RPTConfig, RPTTrainer
-from rpt_trl.demo.tiny import make_tiny_model, make_tiny_tokenizer, tiny_training_config, warm_started_world
-from rpt_trl.model_card import REWARD_DESCRIPTIONS
-from rpt_trl.model_rewards import (
+from rpt_trl.experiments.tiny import make_tiny_model, make_tiny_tokenizer, tiny_training_config, warm_started_world
+from rpt_trl.hub.model_card import REWARD_DESCRIPTIONS
+from rpt_trl.rewards import score_prefix_match
+from rpt_trl.rewards.model_rewards import (
     MODEL_REWARDS,
     ConditionalDenseReward,
     DenseReward,
@@ -21,8 +23,7 @@ from rpt_trl.model_rewards import (
     answer_prefix,
     next_token_log_probs,
 )
-from rpt_trl.rewards import score_prefix_match
-from rpt_trl.trainer.reference import REFERENCE_EMA_FILE, ReferenceEMA
+from rpt_trl.rewards.reference import REFERENCE_EMA_FILE, ReferenceEMA
 
 
 PROMPTS = ["the cat says", "a dog says", "my cow says", "one sheep says"]
@@ -64,19 +65,24 @@ def float64_log_prob(model, tokenizer, text: str, prompt: str, next_text: str) -
     return float(torch.log_softmax(logits, dim=-1)[target])
 
 
-# (completion, the text the answer position follows, the answer is correct)
+# (completion, the text the answer position follows, the answer is correct, an answer is boxed)
 DENSE_CASES = [
-    ("<think>hm</think> \\boxed{ meow}", "<think>hm</think> \\boxed{", True),
-    ("<think>hm</think> \\boxed{ woof}", "<think>hm</think> \\boxed{", False),
-    ("<think>a</think> x \\boxed{ moo} then \\boxed{ baa}", "<think>a</think> x \\boxed{ moo} then \\boxed{", False),
-    ("<think>hm</think> no box", "<think>hm</think> \\boxed{", False),
-    ("<think>cut short", "<think>cut short</think> \\boxed{", False),
-    ("\\boxed{ meow}", "\\boxed{ meow}</think> \\boxed{", False),  # no </think>: its box does not count
+    ("<think>hm</think> \\boxed{ meow}", "<think>hm</think> \\boxed{", True, True),
+    ("<think>hm</think> \\boxed{ woof}", "<think>hm</think> \\boxed{", False, True),
+    (
+        "<think>a</think> x \\boxed{ moo} then \\boxed{ baa}",
+        "<think>a</think> x \\boxed{ moo} then \\boxed{",
+        False,
+        True,
+    ),
+    ("<think>hm</think> no box", "<think>hm</think> \\boxed{", False, False),
+    ("<think>cut short", "<think>cut short</think> \\boxed{", False, False),
+    ("\\boxed{ meow}", "\\boxed{ meow}</think> \\boxed{", False, False),  # no </think>: its box does not count
 ]
 
 
-@pytest.mark.parametrize("completion, prefix, correct", DENSE_CASES)
-def test_answer_prefix_is_where_the_answer_goes(completion, prefix, correct):
+@pytest.mark.parametrize("completion, prefix, correct, boxed", DENSE_CASES)
+def test_answer_prefix_is_where_the_answer_goes(completion, prefix, correct, boxed):
     assert answer_prefix(completion) == prefix
 
 
@@ -94,12 +100,31 @@ def test_dense_equals_float64_probability_at_the_answer_position(model, tokenize
         log_metric=logged.__setitem__,
     )
     expected_probabilities = []
-    for (_, prefix, correct), value in zip(DENSE_CASES, values):
+    for (_, prefix, correct, boxed), value in zip(DENSE_CASES, values):
         probability = math.exp(float64_log_prob(model, tokenizer, prefix, PROMPTS[0], TRUTHS[0]))
         expected_probabilities.append(probability)
-        assert value == (1.0 if correct else pytest.approx(probability, rel=1e-5, abs=1e-7))
+        assert probability > 1e-4  # so that 0 for an unboxed rollout is not the probability itself
+        assert value == (1.0 if correct else pytest.approx(probability, rel=1e-5, abs=1e-7) if boxed else 0.0)
     assert logged["rpt/dense_probability"] == pytest.approx(sum(expected_probabilities) / len(values), rel=1e-5)
     assert logged["rpt/next_token_accuracy"] == pytest.approx(1 / len(values))
+
+
+@pytest.mark.parametrize("reward_class", [DenseReward, ConditionalDenseReward])
+def test_an_unboxed_rollout_never_earns_more_than_a_boxed_wrong_answer(model, tokenizer, reward_class):
+    boxed_wrong = ["<think>hm</think> \\boxed{ woof}", "<think>a</think> \\boxed{ baa}", "<think></think> \\boxed{ x}"]
+    unboxed = ["<think>hm</think> meow", "<think>the cat says", "<think>hm</think> \\boxed{ meo"]
+    completions = [*boxed_wrong, *unboxed, "<think>hm</think> \\boxed{ meow}", "<think>hm</think> \\boxed{ meow}"]
+    # One group with correct rollouts, so conditional_dense is dense here.
+    options = {"num_generations": len(completions)} if reward_class is ConditionalDenseReward else {}
+    reward = reward_class(model, tokenizer, **options)
+    values = reward(
+        prompts=[PROMPTS[0]] * len(completions),
+        completions=completions,
+        ground_truth=[TRUTHS[0]] * len(completions),
+        ground_truth_boundaries=boundaries(tokenizer, [TRUTHS[0]] * len(completions)),
+    )
+    assert values[3:6] == [0.0, 0.0, 0.0]
+    assert min(values[:3]) > 0.0 and values[6:] == [1.0, 1.0]
 
 
 def test_batched_log_probs_do_not_depend_on_batching(model, tokenizer):
@@ -338,6 +363,15 @@ def test_information_gain_reference_is_saved_and_restored_on_resume(tmp_path, wo
 
     os.remove(tmp_path / "checkpoint-1" / REFERENCE_EMA_FILE)
     again = RPTTrainer(model=copy.deepcopy(model), args=args, train_dataset=dataset, processing_class=tokenizer)
+    # Issue 21, item 7: the checkpoint's list of files says it is incomplete, before anything trains ...
+    with pytest.raises(ValueError, match=f"{REFERENCE_EMA_FILE}, listed in rpt_checkpoint.json, is missing"):
+        again.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+    # ... and a checkpoint without that list (an older rpt-trl's) is refused when the reference loads.
+    os.remove(tmp_path / "checkpoint-1" / "rpt_checkpoint.json")
+    state = json.loads((tmp_path / "checkpoint-1" / "trainer_state.json").read_text())
+    del state["stateful_callbacks"]["CheckpointCompletion"]
+    (tmp_path / "checkpoint-1" / "trainer_state.json").write_text(json.dumps(state))
+    again = RPTTrainer(model=copy.deepcopy(model), args=args, train_dataset=dataset, processing_class=tokenizer)
     with pytest.raises(FileNotFoundError, match="reference EMA"):
         again.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
 
@@ -437,7 +471,7 @@ def test_ema_of_zero3_shards_reads_and_writes_the_local_shard(model):
         parameter.ds_tensor = torch.randn(3)
     ema = ReferenceEMA(policy, decay=0.5)
     assert ema.sharded and all(s.shape == (3,) for s in ema.shadow.values())
-    from rpt_trl.trainer.reference import reference_ema_filename
+    from rpt_trl.rewards.reference import reference_ema_filename
 
     assert reference_ema_filename(ema.sharded, 1) == "reference_ema-rank1.pt"
     start = {n: p.ds_tensor.clone() for n, p in policy.named_parameters()}
@@ -458,7 +492,7 @@ def test_ema_of_zero3_shards_reads_and_writes_the_local_shard(model):
 
 def test_first_token_ids_are_the_documents_tokens(any_tokenizer):
     from rpt_trl import build_next_token_dataset
-    from rpt_trl.model_rewards import first_token_ids
+    from rpt_trl.rewards.model_rewards import first_token_ids
 
     document = "The size of the box is 12 cm. Then x = 5, so (x+1) is 6.\nNext line here. naïve 中文"
     document_ids = any_tokenizer(document, add_special_tokens=False)["input_ids"]

@@ -10,8 +10,8 @@ from conftest import ACCELERATE_TWO_PROCESSES, REPO_ROOT, free_port, read_rank_r
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 import conditional_dense_driver as driver  # noqa: E402
 
-from rpt_trl.demo.tiny import make_tiny_model, make_tiny_tokenizer  # noqa: E402
-from rpt_trl.model_rewards import ConditionalDenseReward, DenseReward  # noqa: E402
+from rpt_trl.experiments.tiny import make_tiny_model, make_tiny_tokenizer  # noqa: E402
+from rpt_trl.rewards.model_rewards import ConditionalDenseReward, DenseReward  # noqa: E402
 
 
 def test_split_group_is_zeroed_only_when_no_process_holds_a_correct_rollout(tmp_path):

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 RENDER = """
 import rpt_trl, sys
 from rpt_trl import RPTConfig
-from rpt_trl.model_card import render_model_card
+from rpt_trl.hub.model_card import render_model_card
 assert rpt_trl.__file__.startswith(sys.argv[1]), rpt_trl.__file__
 args = RPTConfig(output_dir="unused", use_cpu=True, bf16=False, report_to="none")
 card = render_model_card(base_model="org/base", model_name="m", hub_model_id=None, dataset_name=None, tags=[], args=args)

@@ -14,8 +14,8 @@ from huggingface_hub import DatasetCard
 from rpt_trl import RPTConfig, RPTTrainer
 from rpt_trl.cli import main
 from rpt_trl.data import prepare
-from rpt_trl.demo.arithmetic_demo import arithmetic_corpus
-from rpt_trl.demo.tiny import make_tiny_model
+from rpt_trl.experiments.arithmetic_demo import arithmetic_corpus
+from rpt_trl.experiments.tiny import make_tiny_model
 
 
 def omnimath_rows(num_documents=14, seed=0):
@@ -184,7 +184,7 @@ def test_push_is_refused_without_a_login(corpus_file, tmp_path, monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr("rpt_trl.hub.get_token", lambda: None)
+    monkeypatch.setattr("rpt_trl.hub.access.get_token", lambda: None)
     with pytest.raises(SystemExit, match="no Hugging Face token was found"):
         run_prepare(corpus_file, tmp_path / "no-such-model", tmp_path / "never", "--push-to-hub", "org/name")
 

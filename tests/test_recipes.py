@@ -11,8 +11,8 @@ from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.utils import DistributedType
 
 from rpt_trl import cli
-from rpt_trl.trainer.rlvr import RLVRScriptArguments, ground_truth_answer, prepare_split
-from rpt_trl.trainer.rlvr import make_parser as make_rlvr_parser
+from rpt_trl.experiments.rlvr import RLVRScriptArguments, ground_truth_answer, prepare_split
+from rpt_trl.experiments.rlvr import make_parser as make_rlvr_parser
 from rpt_trl.trainer.train import RPTScriptArguments, load_train_dataset, parse_args
 
 
@@ -181,7 +181,7 @@ def test_rlvr_split_keeps_hard_questions_and_holds_out_a_test_set():
 def test_rlvr_names_the_extra_when_math_verify_is_missing(monkeypatch):
     import importlib
 
-    from rpt_trl.trainer.rlvr import main
+    from rpt_trl.experiments.rlvr import main
 
     monkeypatch.setattr(importlib.import_module("trl.import_utils"), "is_math_verify_available", lambda: False)
     with pytest.raises(ImportError, match=r"rpt-trl\[rlvr\]"):

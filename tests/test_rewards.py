@@ -129,11 +129,20 @@ def test_thought_tokens_from_completion_ids_equal_a_second_tokenisation(think_to
     assert thought_token_counts([completion], think_tokenizer, [ids + [think_tokenizer.eos_token_id]]) == [expected]
 
 
-def test_thought_tokens_fall_back_when_the_ids_split_the_tag_differently(think_tokenizer, byte_level_tokenizer):
+def test_thought_tokens_fall_back_when_the_ids_are_not_the_texts(think_tokenizer, sentencepiece_tokenizer):
     completion = box(" size")
-    # ids from a tokenizer without </think> as one token: the search cannot find it, the text still has it
-    ids = byte_level_tokenizer(completion, add_special_tokens=False)["input_ids"]
+    # ids of another vocabulary do not decode to the text: the thought is tokenised again
+    ids = sentencepiece_tokenizer(completion, add_special_tokens=False)["input_ids"]
     expected = len(think_tokenizer("<think>reasoning", add_special_tokens=False)["input_ids"])
+    assert thought_token_counts([completion], think_tokenizer, [ids]) == [expected]
+
+
+def test_thought_tokens_are_counted_in_ids_that_split_the_tag(think_tokenizer, byte_level_tokenizer):
+    completion = box(" size")
+    # ids from a tokenizer without </think> as one token still decode to the text: the count is of these ids
+    ids = byte_level_tokenizer(completion, add_special_tokens=False)["input_ids"]
+    expected = len(byte_level_tokenizer("<think>reasoning", add_special_tokens=False)["input_ids"])
+    assert expected != len(think_tokenizer("<think>reasoning", add_special_tokens=False)["input_ids"])
     assert thought_token_counts([completion], think_tokenizer, [ids]) == [expected]
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from rpt_trl import cli
-from rpt_trl.demo.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer
+from rpt_trl.experiments.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer
 
 
 TOKEN = "hf_PlantedSecretToken0123456789abcdef"

@@ -18,7 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from rpt_trl import RPTConfig, RPTTrainer
-from rpt_trl.demo.tiny import warm_started_world
+from rpt_trl.experiments.tiny import warm_started_world
 
 
 def engine_weights(trainer: RPTTrainer) -> dict[str, torch.Tensor]:

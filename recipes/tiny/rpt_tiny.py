@@ -1,4 +1,4 @@
-"""The tiny offline RPT recipe: the warm-started tiny policy of `rpt_trl.demo.tiny` on its animal dataset, on CPU.
+"""The tiny offline RPT recipe: the warm-started tiny policy of `rpt_trl.experiments.tiny` on its animal dataset, on CPU.
 
     accelerate launch --multi_gpu --num_processes 2 recipes/tiny/rpt_tiny.py
 
@@ -10,7 +10,7 @@ next to this script is used; flags override its values. Used by the distributed 
 import os
 import sys
 
-from rpt_trl.demo.tiny import warm_started_world
+from rpt_trl.experiments.tiny import warm_started_world
 from rpt_trl.trainer.train import main, parse_args
 
 

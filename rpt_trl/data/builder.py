@@ -25,7 +25,9 @@ from typing import Any
 import datasets
 from tqdm.auto import tqdm
 
+from ..numeric_fields import check_numeric_fields
 from ..parsing import can_be_boxed
+from ..results import DIFFICULTY_THRESHOLDS
 from .templates import render_prompt, resolve_template
 
 
@@ -35,7 +37,6 @@ DOCUMENT_SEPARATOR = "\n\n"
 PROMPT_FORMATS = ("conversational", "text")
 _TOKENIZE_BATCH = 64
 # Evaluation difficulty (paper, Section 4.1): positions whose proxy entropy is above each threshold; nested sets.
-DIFFICULTY_THRESHOLDS = {"easy": 0.5, "medium": 1.0, "hard": 1.5}
 
 
 @dataclass
@@ -144,6 +145,7 @@ class NextTokenSettings:
 
     def check_next_token_settings(self) -> None:
         """Normalise `text_column` and raise a `ValueError` that says how to fix a bad setting."""
+        check_numeric_fields(self)
         if isinstance(self.text_column, str):
             self.text_column = [self.text_column]
         try:
@@ -196,6 +198,30 @@ def resolve_settings(settings: NextTokenSettings | None, overrides: dict[str, An
         raise TypeError(f"Unknown setting(s) {unknown}; the settings are {sorted(names)}.")
     base = (settings or NextTokenSettings()).next_token_settings()
     return replace(base, **overrides) if overrides else base
+
+
+def check_difficulty_thresholds(thresholds: Mapping[str, float]) -> None:
+    """Raise a `ValueError` unless every threshold is a number and they strictly increase.
+
+    The splits are nested (paper, Section 4.1): a position is in every split whose threshold its entropy is above, so
+    the easier split, with the lower threshold, holds the harder ones. Thresholds in another order would make "easy"
+    smaller than "hard".
+
+    >>> check_difficulty_thresholds({"easy": 1.5, "medium": 1.0, "hard": 0.5})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: difficulty_thresholds must strictly increase (easy < medium < hard: ...), got easy=1.5, medium=1.0, ...
+    """
+    for name, threshold in thresholds.items():
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or math.isnan(threshold):
+            raise ValueError(f"difficulty_thresholds[{name!r}] must be a number, got {threshold!r}.")
+    values = list(thresholds.values())
+    if any(lower >= higher for lower, higher in zip(values, values[1:])):
+        given = ", ".join(f"{name}={value}" for name, value in thresholds.items())
+        raise ValueError(
+            f"difficulty_thresholds must strictly increase ({' < '.join(thresholds)}: nested splits, the easiest "
+            f"holds the others), got {given}; the paper's are {' '.join(map(str, DIFFICULTY_THRESHOLDS.values()))}."
+        )
 
 
 def difficulty_labels(entropy: float, thresholds: Mapping[str, float] = DIFFICULTY_THRESHOLDS) -> list[str]:
@@ -408,9 +434,7 @@ def build_next_token_dataset(
         )
     if settings.min_entropy is not None and token_entropy is None:
         raise ValueError("min_entropy filters by a proxy model's entropy: pass token_entropy as well.")
-    for name, threshold in difficulty_thresholds.items():
-        if not isinstance(threshold, int | float) or math.isnan(threshold):
-            raise ValueError(f"difficulty_thresholds[{name!r}] must be a number, got {threshold!r}.")
+    check_difficulty_thresholds(difficulty_thresholds)
     template = resolve_template(settings.prompt_template)
     text_column = settings.text_column
 

@@ -8,7 +8,8 @@ distribution, at most ln 16 = 2.77 nats).
 
 The scorer runs the decoder once per window of tokens, then applies the output head to the hidden states in chunks
 of positions, so full-vocabulary logits never exist for more than `position_chunk_size` positions at a time: with a
-262k vocabulary a whole 2k-token window of float32 logits would take 2.1 GB per document.
+262k vocabulary a whole 2k-token window of float32 logits would take 2.1 GB per document. The default chunk is sized
+by memory (`_CHUNK_BYTES` for its logits and their temporaries), and one chunk's logits are freed before the next.
 """
 
 import hashlib
@@ -21,7 +22,6 @@ import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic_io import remove, stale_temporaries_in, write_file_atomically
+from ..rewards.head_scorer import HeadScorer, entropy_from_logits
 from .builder import document_texts, token_spans
 
 
@@ -37,7 +38,10 @@ logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 _TOKENIZE_BATCH = 256
-_LOGITS_PER_CHUNK = 2**28
+# The memory one chunk of positions may take in the entropy scorer: its float32 logits and their temporaries. 256 MiB
+# is 256 positions at Gemma 3's 262k vocabulary, enough rows for the head's matrix product to run at full speed on a
+# CPU, and a fraction of a 2k-token window's logits (2 GiB).
+_CHUNK_BYTES = 2**28
 
 
 @dataclass
@@ -69,68 +73,23 @@ def plan_windows(num_tokens: int, max_length: int, window_overlap: int) -> list[
     return windows
 
 
-def _entropy_from_logits(logits: torch.Tensor, top_k: int | None) -> torch.Tensor:
-    """Entropy in nats of each row's distribution, over its top_k logits renormalised (all logits if None)."""
-    if top_k is not None and top_k < logits.shape[-1]:
-        logits = logits.topk(top_k, dim=-1, sorted=False).values.double()
-    log_probs = torch.log_softmax(logits.float() if logits.dtype != torch.float64 else logits, dim=-1)
-    return -(log_probs.exp() * log_probs).sum(dim=-1).double()
+def positions_per_chunk(model: Any, top_k: int | None = 16, chunk_bytes: int | None = None) -> int:
+    """How many positions the entropy scorer sends through `model`'s output head at once: as many as fit in
+    `chunk_bytes` (default 256 MiB) with their float32 logits, the head's own output where it computes in another dtype, and the
+    full-vocabulary softmax temporaries when `top_k` is None.
 
-
-class _HeadScorer:
-    """Decoder once per batch of windows, then the output head on chunks of positions."""
-
-    def __init__(self, model: Any, top_k: int | None, position_chunk_size: int):
-        self.model = model
-        self.decoder = model.get_decoder()
-        self.head = model.get_output_embeddings()
-        if self.head is None:
-            raise ValueError(f"{type(model).__name__} has no output head; pass a causal language model.")
-        self.softcap = getattr(model.config, "final_logit_softcapping", None)
-        self.top_k = top_k
-        self.position_chunk_size = position_chunk_size
-        self.device = next(model.parameters()).device
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self.head(hidden).float()
-        if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits
-
-    @torch.inference_mode()
-    def check_against_forward(self, token_ids: list[int]) -> None:
-        """Refuse a model whose logits are not `head(decoder(x))` (plus Gemma's softcap), before any real work."""
-        input_ids = torch.tensor([token_ids], device=self.device)
-        expected = self.model(input_ids=input_ids).logits.float()
-        hidden = self.decoder(input_ids=input_ids).last_hidden_state
-        actual = self.logits(hidden)
-        scale = expected.abs().max().clamp(min=1.0)
-        if not torch.allclose(actual, expected, atol=1e-3 * float(scale), rtol=1e-3):
-            raise ValueError(
-                f"{type(self.model).__name__}'s logits are not its output head applied to its decoder's last hidden "
-                "state, so the chunked entropy scorer cannot reproduce them. Use a standard causal language model."
-            )
-
-    @torch.inference_mode()
-    def score(self, rows: list[list[int]], wanted: list[range]) -> list[np.ndarray]:
-        """Entropy at hidden index i predicting token i + 1, for i in `wanted[row]`, for each row of token ids."""
-        width = max(len(r) for r in rows)
-        input_ids = torch.zeros((len(rows), width), dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for b, row in enumerate(rows):  # right padding: a causal model's earlier positions never see it
-            input_ids[b, : len(row)] = torch.tensor(row)
-            attention_mask[b, : len(row)] = 1
-        hidden = self.decoder(
-            input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
-        ).last_hidden_state
-        flat_index = torch.tensor([b * width + i for b, indices in enumerate(wanted) for i in indices])
-        flat_hidden = hidden.reshape(-1, hidden.shape[-1])
-        values = torch.empty(len(flat_index), dtype=torch.float64)
-        for chunk_start in range(0, len(flat_index), self.position_chunk_size):
-            chunk = flat_index[chunk_start : chunk_start + self.position_chunk_size].to(self.device)
-            logits = self.logits(flat_hidden.index_select(0, chunk))
-            values[chunk_start : chunk_start + len(chunk)] = _entropy_from_logits(logits, self.top_k).cpu()
-        return np.split(values.numpy(), list(accumulate(len(w) for w in wanted))[:-1])
+    Example:
+        >>> import torch
+        >>> head = torch.nn.Linear(640, 262_144, bias=False)
+        >>> model = type("Model", (), {"get_output_embeddings": lambda self: head})()
+        >>> positions_per_chunk(model), positions_per_chunk(model, top_k=None)
+        (256, 64)
+    """
+    weight = model.get_output_embeddings().weight
+    bytes_per_logit = 4 + (weight.element_size() if weight.dtype != torch.float32 else 0)
+    if top_k is None:  # log-softmax, its exponential and their product, over the whole vocabulary
+        bytes_per_logit += 12
+    return max(1, (chunk_bytes or _CHUNK_BYTES) // (weight.shape[0] * bytes_per_logit))
 
 
 class _VLLMScorer:
@@ -160,7 +119,7 @@ class _VLLMScorer:
             for i in indices:
                 ranked = sorted(output.prompt_logprobs[i + 1].values(), key=lambda lp: lp.rank)[: self.top_k]
                 logits = torch.tensor([lp.logprob for lp in ranked], dtype=torch.float64)
-                entropies.append(float(_entropy_from_logits(logits, None)))
+                entropies.append(float(entropy_from_logits(logits, None)))
             results.append(np.array(entropies, dtype=np.float64))
         return results
 
@@ -315,8 +274,8 @@ def compute_token_entropy(
         window_overlap: In sliding windows, every token keeps at least this many tokens of left context. Defaults
             to a quarter of `max_length`.
         position_chunk_size: Positions whose full-vocabulary logits exist at once; bounds peak memory. Defaults to
-            as many as fit in 2**28 logits (1 GiB in float32): 1,024 positions for a 262k vocabulary. Larger
-            chunks make the output-head matrix product more efficient on a CPU.
+            as many as fit in 256 MiB with their temporaries ([`positions_per_chunk`]): 256 positions for a 262k
+            vocabulary in float32.
         add_bos: Prepend the BOS token to every window, as context only. Defaults to what the tokenizer does itself
             (Gemma and Llama add one, Qwen does not).
         cache_dir: If set, results are stored there, keyed by the model's weights, the tokenizer, the settings and
@@ -343,7 +302,7 @@ def compute_token_entropy(
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be a positive integer or None, got {top_k}.")
     if position_chunk_size is None and not _is_vllm(model):
-        position_chunk_size = max(1, _LOGITS_PER_CHUNK // model.get_output_embeddings().weight.shape[0])
+        position_chunk_size = positions_per_chunk(model, top_k)
     if batch_size < 1 or (position_chunk_size is not None and position_chunk_size < 1):
         raise ValueError("batch_size and position_chunk_size must be positive.")
     add_bos = _adds_bos(tokenizer) if add_bos is None else add_bos
@@ -384,7 +343,7 @@ def compute_token_entropy(
     scorer = (
         _VLLMScorer(model, top_k, show_progress and state.is_main_process)
         if _is_vllm(model)
-        else _HeadScorer(model, top_k, position_chunk_size)
+        else HeadScorer(model, top_k, position_chunk_size)
     )
     token_ids = [
         ids
@@ -393,7 +352,7 @@ def compute_token_entropy(
             "input_ids"
         ]
     ]
-    if isinstance(scorer, _HeadScorer):
+    if isinstance(scorer, HeadScorer):
         probe = next((ids for ids in token_ids if len(ids) > 1), None)
         if probe is not None:
             scorer.check_against_forward(prefix + probe[:8])

@@ -5,6 +5,7 @@
 the tokenizer) runs before the proxy model scores anything, and the output folder appears whole or not at all.
 """
 
+import contextlib
 import json
 import logging
 import math
@@ -21,16 +22,19 @@ from typing import Any
 import datasets
 
 from ..atomic_io import remove, stale_temporaries, temporary_name
-from ..model_card import PAPER
+from ..hub.model_card import PAPER
+from ..output_paths import check_output_path, output_lock
 from .builder import (
     DIFFICULTY_THRESHOLDS,
     NextTokenSettings,
     build_next_token_dataset,
+    check_difficulty_thresholds,
     document_texts,
     resolve_settings,
 )
 from .entropy import document_entropy
 from .loading import load_documents
+from .prompt_settings import INFO_FILE
 
 
 logger = logging.getLogger(__name__)
@@ -38,7 +42,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["load_documents", "prepare_rpt_dataset", "push_prepared_dataset", "save_prepared_dataset"]
 
 DATASET_CARD_TEMPLATE = "rpt_dataset_card.md"
-INFO_FILE = "prepare_info.json"
 DOCUMENTS_FILE = "documents.jsonl"
 # The training entropy filter when `min_entropy` is unset, and the evaluation split's: the paper drops low-entropy
 # positions without giving its threshold; 0.5 is also where its Easy split starts.
@@ -353,6 +356,12 @@ def save_prepared_dataset(
             with open(staging / DOCUMENTS_FILE, "w") as handle:
                 handle.writelines(json.dumps({"text": text or ""}, ensure_ascii=False) + "\n" for text in documents)
         if target.exists():
+            if not overwrite and (not target.is_dir() or any(target.iterdir())):
+                # Another writer that holds no lock (an older rpt-trl, a copy) filled it since the first check.
+                raise ValueError(
+                    f"{output_dir} was written by someone else while this run prepared it; nothing is replaced. "
+                    "Choose another --output, or pass --overwrite."
+                )
             target.rename(previous)
         staging.rename(target)
     except BaseException:
@@ -440,7 +449,9 @@ class PrepareArguments:
     split: str | None = field(
         default=None, metadata={"help": "Split of a Hub or saved dataset (default: the only one, or train)."}
     )
-    max_documents: int | None = field(default=None, metadata={"help": "Use only the first N documents."})
+    max_documents: int | None = field(
+        default=None, metadata={"help": "Use only the first N documents (at least 1; omit for all)."}
+    )
     tokenizer: str | None = field(
         default=None, metadata={"help": "The policy's tokenizer (positions are its tokens); default: the proxy's."}
     )
@@ -479,8 +490,13 @@ class PrepareArguments:
                 f"difficulty_thresholds takes {len(DIFFICULTY_THRESHOLDS)} values "
                 f"({', '.join(DIFFICULTY_THRESHOLDS)}), got {self.difficulty_thresholds}."
             )
+        check_difficulty_thresholds(dict(zip(DIFFICULTY_THRESHOLDS, self.difficulty_thresholds)))
         if self.eval_size < 0:
             raise ValueError(f"eval_size must be 0 or more, got {self.eval_size}.")
+        if self.max_documents is not None and self.max_documents < 1:
+            raise ValueError(
+                f"max_documents must be at least 1 (omit it for all documents), got {self.max_documents}."
+            )
 
 
 def _warn_if_longer_than_the_proxy(proxy_path: str, max_length: int) -> None:
@@ -501,6 +517,10 @@ def _warn_if_longer_than_the_proxy(proxy_path: str, max_length: int) -> None:
 def run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, command: str) -> None:
     """`rpt-trl prepare`: every check first, then scoring, building, writing and pushing.
 
+    The output may not be, or contain, an input or the entropy cache (even with `--overwrite`), and the main process
+    holds its lock ([`output_lock`]) from the first check to the final rename, so that a second `prepare` into the
+    same folder fails at once instead of replacing this one's output.
+
     Args:
         arguments: Source, scoring, splits and output.
         settings: How positions become examples; `settings.min_entropy` is the training split's entropy filter.
@@ -508,10 +528,28 @@ def run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, comman
     """
     import torch
     from accelerate import PartialState
+
+    inputs = [*arguments.dataset, arguments.proxy_model, arguments.tokenizer, _cache_dir(arguments)]
+    check_output_path(arguments.output, inputs, kind="folder", flag="--output")
+    state = PartialState(cpu=not torch.cuda.is_available())
+    lock = output_lock(arguments.output, flag="--output") if state.is_main_process else contextlib.nullcontext()
+    with lock:
+        _run_prepare(arguments, settings, command)
+
+
+def _cache_dir(arguments: PrepareArguments) -> str | None:
+    from ..models import default_cache_dir
+
+    return None if arguments.no_cache else (arguments.cache_dir or os.path.join(default_cache_dir(), "entropy"))
+
+
+def _run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, command: str) -> None:
+    import torch
+    from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..demo.embedded import default_cache_dir, resolve_model
     from ..hub import check_hub_access, public_name
+    from ..models import resolve_model
 
     check_output_dir(arguments.output, arguments.overwrite)
     if arguments.push_to_hub:
@@ -554,7 +592,7 @@ def run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, comman
             proxy_path, dtype=dtype, trust_remote_code=arguments.trust_remote_code, use_safetensors=True
         )
         proxy.to(state.device).eval()
-    cache_dir = None if arguments.no_cache else (arguments.cache_dir or os.path.join(default_cache_dir(), "entropy"))
+    cache_dir = _cache_dir(arguments)
     dataset_dict, info = prepare_rpt_dataset(
         documents,
         tokenizer,

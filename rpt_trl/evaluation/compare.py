@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..plotting import pyplot
 from ..results import load_results, model_label, scored_on, validate_result
 from .next_token import Generator, reasoning_scores, reasoning_summary, standard_scores, summarize
 
@@ -234,20 +235,7 @@ def compare_models(
         One result per system in the project's results schema, with `label`, `position_scores`, the interval under
         `overall["interval"]` and, on the target, its `differences`.
     """
-    for mode in modes:
-        if mode not in MODES:
-            raise ValueError(f"modes must be among {MODES}, got {mode!r}.")
-    if "standard" in modes and documents is None:
-        raise ValueError("Standard mode needs the source documents the rows were built from.")
-    if "reasoning" in modes and generator is None:
-        raise ValueError("Reasoning mode needs a generator: generator(model) -> generate(prompts, num_samples).")
-    if not rows:
-        raise ValueError("No rows to evaluate.")
-    target = target or f"{list(models)[-1]}:{'reasoning' if 'reasoning' in modes else modes[-1]}"
-    label, mode = parse_system(target)
-    if label not in models or mode not in modes:
-        raise ValueError(f"The target {target!r} is not among the systems scored (models {list(models)}, modes "
-                         f"{list(modes)}).")  # fmt: skip
+    target = _check_comparison(models, rows, modes=modes, documents=documents, generator=generator, target=target)
     rows = list(rows)
     results, scores = [], {}
     for label, model in models.items():
@@ -281,6 +269,28 @@ def compare_models(
     return results
 
 
+def _check_comparison(
+    models: Mapping[str, Any], rows: Sequence[Any], *, modes: Sequence[str], documents: Any, generator: Any,
+    target: str | None,
+) -> str:  # fmt: skip
+    """Refuse a comparison that cannot run, before any model is scored; returns the target system."""
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f"modes must be among {MODES}, got {mode!r}.")
+    if "standard" in modes and documents is None:
+        raise ValueError("Standard mode needs the source documents the rows were built from.")
+    if "reasoning" in modes and generator is None:
+        raise ValueError("Reasoning mode needs a generator: generator(model) -> generate(prompts, num_samples).")
+    if not rows:
+        raise ValueError("No rows to evaluate.")
+    target = target or f"{list(models)[-1]}:{'reasoning' if 'reasoning' in modes else modes[-1]}"
+    label, mode = parse_system(target)
+    if label not in models or mode not in modes:
+        raise ValueError(f"The target {target!r} is not among the systems scored (models {list(models)}, modes "
+                         f"{list(modes)}).")  # fmt: skip
+    return target
+
+
 def system_name(result: Mapping[str, Any]) -> str:
     """`label:mode`, with the results table's name for the model."""
     return f"{model_label(result)}:{result['mode']}"
@@ -310,10 +320,7 @@ def comparison_markdown(results: Sequence[Mapping[str, Any]]) -> str:
 
 def plot_comparison(results: Sequence[Mapping[str, Any]], path: str | Path, *, title: str | None = None) -> None:
     """Bars of each system's accuracy with its interval, and the target's differences with theirs (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     differences = [d for result in results for d in result.get("differences", ())]
     figure, axes = plt.subplots(1, 2 if differences else 1, figsize=(11 if differences else 6, 3.8), squeeze=False)

@@ -26,8 +26,12 @@ from tqdm.auto import tqdm
 
 from ..data.builder import difficulty_labels, token_spans
 from ..results import SPLITS
-from ..rewards import score_completions, thought_lengths
+from ..rewards.prefix_match import score_completions, thought_lengths
 from ..trainer.generation import AnswerStopLogitsProcessor
+
+
+# Reasoning mode samples at the paper's temperature, as RPT's rollouts do (`RPTConfig.temperature`).
+TEMPERATURE = 0.8
 
 
 logger = logging.getLogger(__name__)
@@ -220,14 +224,14 @@ def transformers_generator(
     tokenizer: Any,
     *,
     max_new_tokens: int = 1024,
-    temperature: float = 0.8,
+    temperature: float = TEMPERATURE,
     batch_size: int = 8,
     seed: int = 0,
     stop_after_answer: bool = True,
     prefix_cache: bool = True,
     show_progress: bool = True,
 ) -> Generator:
-    """A batched, seeded sampler with `model.generate` (the paper samples at temperature 0.8).
+    """A batched, seeded sampler with `model.generate` (at the paper's temperature by default).
 
     Each batch reseeds torch with `seed + batch index`, so a run is reproducible for the same prompts and settings.
     With `stop_after_answer`, a completion ends as soon as its answer box closes, as in training.
@@ -239,31 +243,7 @@ def transformers_generator(
     (`benchmarks/prefix_cache.py`). Pass `prefix_cache=False` for a
     model whose cache is not a `DynamicCache`.
     """
-    from transformers import DynamicCache
-
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    # Newer transformers name the key/value cache `cache` (and warn on `past_key_values`); older ones only know the latter.
-    cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-    def prefilled(token_ids: list[list[int]], device: Any, prefixes: dict) -> tuple[dict[str, Any], int]:
-        """The inputs of `generate` for one batch, and where its completions start. `prefixes` keeps the cache of
-        the last shared prefix, so that the batches of one call that share it compute it once."""
-        prefix = shared_prefix_length(token_ids) if prefix_cache else 0
-        if prefix < MIN_SHARED_PREFIX:
-            input_ids, attention_mask = _pad_after_prefix(token_ids, 0, pad_id)  # plain left padding
-            return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}, input_ids.shape[1]
-        key = tuple(token_ids[0][:prefix])
-        if key not in prefixes:
-            prefixes.clear()
-            prefixes[key] = DynamicCache(config=model.config)
-            model(
-                input_ids=torch.tensor([list(key)], device=device), **{cache_argument: prefixes[key]}, use_cache=True
-            )
-        cache = copy.deepcopy(prefixes[key])
-        cache.batch_repeat_interleave(len(token_ids))
-        input_ids, attention_mask = _pad_after_prefix(token_ids, prefix, pad_id)
-        inputs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
-        return {**inputs, cache_argument: cache}, input_ids.shape[1]
 
     @torch.no_grad()
     def generate(prompts: list[Any], num_samples: int) -> list[list[str]]:
@@ -277,7 +257,7 @@ def transformers_generator(
         for batch_index, start in enumerate(tqdm(starts, desc="Generating", unit="batch", disable=not show_progress)):
             torch.manual_seed(seed + batch_index)
             token_ids = tokenizer(texts[start : start + batch_size])["input_ids"]
-            inputs, width = prefilled(token_ids, device, prefixes)
+            inputs, width = _prefilled(model, token_ids, device, prefixes, pad_id=pad_id, prefix_cache=prefix_cache)
             processors = [AnswerStopLogitsProcessor(tokenizer, tokenizer.eos_token_id)] if stop_after_answer else []
             generated = model.generate(
                 **inputs,
@@ -296,11 +276,36 @@ def transformers_generator(
     return generate
 
 
+def _prefilled(
+    model: Any, token_ids: list[list[int]], device: Any, prefixes: dict, *, pad_id: int, prefix_cache: bool
+) -> tuple[dict[str, Any], int]:
+    """The inputs of `generate` for one batch, and where its completions start. `prefixes` keeps the cache of the
+    last shared prefix, so that the batches of one call that share it compute it once."""
+    from transformers import DynamicCache
+
+    prefix = shared_prefix_length(token_ids) if prefix_cache else 0
+    if prefix < MIN_SHARED_PREFIX:
+        input_ids, attention_mask = _pad_after_prefix(token_ids, 0, pad_id)  # plain left padding
+        return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}, input_ids.shape[1]
+    # Newer transformers name the key/value cache `cache` (and warn on `past_key_values`); older ones only know the latter.
+    cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    key = tuple(token_ids[0][:prefix])
+    if key not in prefixes:
+        prefixes.clear()
+        prefixes[key] = DynamicCache(config=model.config)
+        model(input_ids=torch.tensor([list(key)], device=device), **{cache_argument: prefixes[key]}, use_cache=True)
+    cache = copy.deepcopy(prefixes[key])
+    cache.batch_repeat_interleave(len(token_ids))
+    input_ids, attention_mask = _pad_after_prefix(token_ids, prefix, pad_id)
+    inputs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+    return {**inputs, cache_argument: cache}, input_ids.shape[1]
+
+
 def vllm_generator(
     model: Any,
     *,
     max_new_tokens: int = 1024,
-    temperature: float = 0.8,
+    temperature: float = TEMPERATURE,
     seed: int = 0,
     stop_after_answer: bool = True,
     show_progress: bool = True,
@@ -341,7 +346,7 @@ def vllm_server_generator(
     tokenizer: Any,
     *,
     max_new_tokens: int = 1024,
-    temperature: float = 0.8,
+    temperature: float = TEMPERATURE,
     seed: int = 0,
     stop_after_answer: bool = True,
     connection_timeout: float = 240.0,

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..parsing import split_thought
-from ..rewards import thought_token_counts
+from ..plotting import pyplot
+from ..rewards.prefix_match import thought_token_counts
 
 
 REASONING_PATTERNS: dict[str, tuple[str, ...]] = {
@@ -83,10 +84,7 @@ def read_completions(path: str | Path) -> list[str]:
 
 def plot_patterns(stats_by_model: Mapping[str, Mapping[str, Any]], path: str | Path) -> None:
     """Save a grouped bar chart (PNG) of the per-1,000-token rates, one bar per model in every family."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     families = list(next(iter(stats_by_model.values()))["per_1k_tokens"])
     width = 0.8 / len(stats_by_model)

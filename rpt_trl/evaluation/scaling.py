@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..plotting import pyplot
+
 
 ALPHA_RANGE = (1e-3, 5.0)
 
@@ -177,10 +179,7 @@ def fit_splits(points: Sequence[tuple[float, dict[str, float]]]) -> dict[str, di
 
 def plot_scaling(points: Sequence[tuple[float, dict[str, float]]], fits: dict[str, dict[str, Any]], path: str | Path):
     """Save the points and fitted curves (one colour per split) as a PNG, compute on a log axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(6, 4))
     compute = [c for c, _ in points]

@@ -6,6 +6,12 @@ A process killed while it writes `checkpoint-N` leaves a folder that `transforme
 still picks, so `train(resume_from_checkpoint=True)` crashes on the missing `trainer_state.json` (or on a truncated
 weights file) although an older complete checkpoint is there. [`last_complete_checkpoint`] skips such folders with a
 warning.
+
+A checkpoint also holds files that callbacks write after the Trainer's own (the information-gain reference,
+`reference_ema.pt`), and the Trainer deletes the checkpoints over `save_total_limit` before those callbacks run.
+[`CheckpointCompletion`] therefore writes `rpt_checkpoint.json`, the list of every file of the checkpoint and its
+size, as the checkpoint's last file, and only then deletes older checkpoints. A checkpoint whose
+`trainer_state.json` names that callback is complete only with that list, and every file in it whole.
 """
 
 import json
@@ -16,6 +22,12 @@ import struct
 import zipfile
 from typing import Any
 
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
+from transformers.trainer_utils import rotate_checkpoints
+
+from ..atomic_io import write_file_atomically
+
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +36,7 @@ TRAINER_STATE = "trainer_state.json"
 WEIGHTS = ("model.safetensors", "adapter_model.safetensors")
 SHARDED_WEIGHTS = ("model.safetensors.index.json",)
 # Checkpoints that DeepSpeed or FSDP write in their own layouts: only the trainer state is checked.
+COMPLETE_MARKER = "rpt_checkpoint.json"
 FOREIGN_WEIGHTS = re.compile(r"^(global_step\d+|pytorch_model_fsdp.*|model\.bin|pytorch_model.*\.bin)$")
 
 
@@ -72,6 +85,7 @@ def checkpoint_problems(checkpoint_dir: str, *, require_optimizer: bool = True) 
         if problem:
             problems.append(f"{name} {problem}")
 
+    problems += _marker_problems(checkpoint_dir, files)
     if require_optimizer and not any(FOREIGN_WEIGHTS.match(name) for name in files) and "optimizer.pt" not in files:
         problems.append("no optimizer.pt")
     # Every torch archive that resuming loads (optimizer, scheduler, scaler, each process's RNG state) must be whole:
@@ -112,6 +126,78 @@ def last_complete_checkpoint(output_dir: str, *, require_optimizer: bool = True)
             "; ".join(problems),
         )
     return None
+
+
+def _marker_problems(checkpoint_dir: str, files: set[str]) -> list[str]:
+    """Problems against `rpt_checkpoint.json`: required when the trainer state names [`CheckpointCompletion`]."""
+    if COMPLETE_MARKER not in files:
+        if _marked_by_its_run(checkpoint_dir):
+            return [f"no {COMPLETE_MARKER} (written last, once every file of the checkpoint is on disk)"]
+        return []
+    try:
+        with open(os.path.join(checkpoint_dir, COMPLETE_MARKER)) as handle:
+            listed = json.load(handle)["files"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return [f"{COMPLETE_MARKER} does not parse ({error})"]
+    problems = []
+    for name, size in sorted(listed.items()):
+        path = os.path.join(checkpoint_dir, name)
+        if not os.path.isfile(path):
+            problems.append(f"{name}, listed in {COMPLETE_MARKER}, is missing")
+        elif os.path.getsize(path) != size:
+            problems.append(f"{name} has {os.path.getsize(path)} of its {size} bytes")
+    return problems
+
+
+def _marked_by_its_run(checkpoint_dir: str) -> bool:
+    try:
+        with open(os.path.join(checkpoint_dir, TRAINER_STATE)) as handle:
+            return CheckpointCompletion.__name__ in (json.load(handle).get("stateful_callbacks") or {})
+    except (OSError, ValueError, AttributeError):
+        return False  # reported by the trainer-state check
+
+
+def mark_checkpoint_complete(checkpoint_dir: str) -> None:
+    """Write `rpt_checkpoint.json`: every file under `checkpoint_dir` (relative path -> size in bytes)."""
+    listed = {}
+    for root, _, names in os.walk(checkpoint_dir):
+        for name in names:
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, checkpoint_dir)
+            if relative != COMPLETE_MARKER and not name.startswith("."):  # not a writer's temporary
+                listed[relative.replace(os.sep, "/")] = os.path.getsize(path)
+    text = json.dumps({"files": dict(sorted(listed.items()))}, indent=1).encode()
+    write_file_atomically(os.path.join(checkpoint_dir, COMPLETE_MARKER), lambda handle: handle.write(text))
+
+
+class CheckpointCompletion(TrainerCallback, ExportableState):
+    """Mark each checkpoint whole once every callback has written its files, then delete the ones over the limit.
+
+    [`RPTTrainer`] keeps it after every other callback that writes into a checkpoint (and before the Hub pusher, so
+    that what is pushed is whole), and defers the Trainer's own deletion of old checkpoints to it. As an
+    `ExportableState`, it is named in every `trainer_state.json` it belongs to, which is how
+    [`checkpoint_problems`] knows that such a checkpoint needs `rpt_checkpoint.json`.
+    """
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {}, "attributes": {}}
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # every process has written its own files (each ZeRO-3 shard's reference EMA)
+        if not args.should_save:
+            return
+        checkpoint_dir = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if os.path.isdir(checkpoint_dir):
+            mark_checkpoint_complete(checkpoint_dir)
+            rotate_checkpoints(
+                output_dir=args.output_dir,
+                save_total_limit=args.save_total_limit,
+                best_model_checkpoint=state.best_model_checkpoint,
+                use_mtime=True,
+            )
 
 
 def _safetensors_problem(path: str) -> str | None:

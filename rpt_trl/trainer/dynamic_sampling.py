@@ -54,6 +54,9 @@ _MERGEABLE = {
     "ref_per_token_logps": ("right", 0.0),
     "importance_sampling_ratio": ("right", 0.0),
     "advantages": (None, None),
+    # the mixed objective's context tokens (rpt_trl.trainer.mixed_objective)
+    "ntp_input_ids": ("right", "pad"),
+    "ntp_attention_mask": ("right", 0),
 }
 
 
@@ -237,6 +240,10 @@ class DynamicSamplingMixin:
 
         padding = uniform[: max(num_groups - kept_groups, 0)]
         merged = merge_rollouts(kept[:num_groups] + padding, self._tokenizer.pad_token_id)
+        trained = torch.tensor(
+            [True] * len(kept[:num_groups]) + [False] * len(padding), device=self.accelerator.device
+        )
+        self._trained_groups_with_signal = self.accelerator.gather(trained)  # for rpt/signal_share/trained
         loss_mask = merged["completion_mask"] * merged.get("tool_mask", 1)
         merged["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
 
@@ -252,10 +259,12 @@ class DynamicSamplingMixin:
 
     def _log_trained_tokens(self, output: dict[str, Any]) -> None:
         """Log `rpt/trained_tokens`: the tokens of the batch the policy trains on, over all processes, each prompt
-        counted once per group (its completions share it) and each completion token once. Dropped groups of dynamic
-        sampling are not counted. (TRL's `num_tokens` counts every generated round, each prompt once per completion.)
+        counted once per group (its completions share it) and each completion token once, plus the mixed objective's
+        context tokens (once per group). Dropped groups of dynamic sampling are not counted. (TRL's `num_tokens` counts every generated round, each prompt once per completion.)
         """
         prompt_tokens = output["prompt_mask"].sum() / self.num_generations
+        if "ntp_attention_mask" in output:  # the mixed objective's context tokens, once per group
+            prompt_tokens = prompt_tokens + output["ntp_attention_mask"].sum()
         tokens = self.accelerator.gather(prompt_tokens + output["completion_mask"].sum()).sum().item()
         self._metrics["train"]["rpt/trained_tokens"].append(float(tokens))
 

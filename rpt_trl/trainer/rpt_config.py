@@ -1,19 +1,24 @@
 """Configuration of [`RPTTrainer`]: a `GRPOConfig` with the paper's defaults and the RPT task's own fields."""
 
 import copy
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from trl import GRPOConfig
 
 from ..data.builder import NextTokenSettings
-from ..length_budget import PENALTIES, check_thought_budget
-from ..model_rewards import MODEL_REWARDS
-from ..rewards import REWARD_FUNCTIONS
-from .reference import REFERENCE_DEVICES
+from ..data.prompt_settings import check_reward_template
+from ..numeric_fields import check_numeric_fields
+from ..rewards.model_rewards import MODEL_REWARDS
+from ..rewards.prefix_match import REWARD_FUNCTIONS
+from ..rewards.reference import REFERENCE_DEVICES
+from ..rewards.thought_budget import PENALTIES, check_thought_budget
 from .sampler import CURRICULA
 from .shared_prefix import check_checkpointing
 
+
+logger = logging.getLogger(__name__)
 
 REWARDS = [*REWARD_FUNCTIONS, *MODEL_REWARDS]
 
@@ -30,7 +35,7 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         Only a `\boxed{}` after `</think>` counts as the answer.
     reward (`str`, *optional*, defaults to `"prefix_match"`):
         Default reward when no `reward_funcs` are given: `"prefix_match"` (the paper's), `"first_token"`, or a reward
-        that reads the policy's probabilities (`rpt_trl.model_rewards`): `"dense"` and `"conditional_dense"` (paper,
+        that reads the policy's probabilities (`rpt_trl.rewards.model_rewards`): `"dense"` and `"conditional_dense"` (paper,
         Appendix A) or `"information_gain"` (after RLP, arXiv 2510.01265; use it with
         `prompt_template="information_gain"`).
     reference_ema_decay (`float`, *optional*, defaults to `0.999`):
@@ -45,7 +50,7 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         refused) and with vLLM (colocate, and server mode when the server has rpt-trl installed), through
         `rpt_trl.trainer.vllm_engine.AnswerStopLogitsProcessor`.
 
-    > Parameters that control the reasoning-length budget (RMT, arXiv 2509.24375; see `rpt_trl.length_budget`)
+    > Parameters that control the reasoning-length budget (RMT, arXiv 2509.24375; see `rpt_trl.rewards.thought_budget`)
 
     thought_budget (`int` or `None`, *optional*, defaults to `None`):
         Thought budget in tokens of the policy's tokenizer: a positive reward (a correct answer) whose thought is
@@ -70,6 +75,25 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         `"entropy"`: visit training positions from the lowest to the highest value of the dataset's `entropy` column
         (RMT's easy-to-hard curriculum), instead of shuffling; see
         `rpt_trl.trainer.sampler.EntropyCurriculumRepeatSampler` for seeds, epochs, processes and resume.
+
+    > Parameters that watch and keep the learning signal (see `rpt_trl.trainer.signal`)
+
+    signal_warning_threshold (`float` or `None`, *optional*, defaults to `0.1`):
+        Warn once, with what to try, when the share of generated groups whose rewards differ
+        (`rpt/signal_share/generated`) stays below this for `signal_warning_steps` steps. `None`: no warning.
+    signal_warning_steps (`int`, *optional*, defaults to `10`):
+        Consecutive optimizer steps below the threshold before the warning.
+    next_token_loss_coef (`float`, *optional*, defaults to `0.0`):
+        λ of the mixed objective (RMT's dual loss, arXiv 2509.24375): adds λ × the next-token cross-entropy on the
+        positions' contexts (the document text inside each prompt, without the template's tokens) to the GRPO loss,
+        in the same optimizer step. `0.0`: the GRPO loss alone. See `rpt_trl.trainer.mixed_objective`.
+    band_sampling (`bool`, *optional*, defaults to `False`):
+        Train on positions whose estimated pass rate for the current policy is neither near 0 nor near 1, estimated
+        from the pass rates already observed (see `rpt_trl.trainer.band_sampling`).
+    band_low / band_high (`float`, *optional*, defaults to `0.1` / `0.9`):
+        The learnable band of estimated pass rates.
+    band_decay (`float`, *optional*, defaults to `0.98`):
+        Weight kept by past observations at each generation batch, so the estimate follows the policy.
 
     > Parameters that control how documents become examples
 
@@ -197,8 +221,32 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         default=None,
         metadata={"help": "'entropy': train from the lowest to the highest 'entropy' column value, no shuffling."},
     )
+    signal_warning_threshold: float | None = field(
+        default=0.1,
+        metadata={"help": "Warn when the share of groups with differing rewards stays below this (None: never)."},
+    )
+    signal_warning_steps: int = field(
+        default=10,
+        metadata={"help": "Consecutive steps below signal_warning_threshold before the warning."},
+    )
+    next_token_loss_coef: float = field(
+        default=0.0,
+        metadata={"help": "Mixed objective: weight of the next-token cross-entropy on the contexts (0: GRPO only)."},
+    )
+    band_sampling: bool = field(
+        default=False,
+        metadata={"help": "Sample positions whose estimated pass rate lies in [band_low, band_high]."},
+    )
+    band_low: float = field(default=0.1, metadata={"help": "Band sampling: lowest estimated pass rate to train on."})
+    band_high: float = field(default=0.9, metadata={"help": "Band sampling: highest estimated pass rate to train on."})
+    band_decay: float = field(
+        default=0.98,
+        metadata={"help": "Band sampling: weight kept by past observations at each generation batch."},
+    )
 
     def __post_init__(self):
+        # Before GRPOConfig's own checks, which would take `True` for 1 or fail on a fraction with a bare TypeError.
+        check_numeric_fields(self)
         # GRPOConfig divides by num_generations in its own __post_init__: check it first, for a message, not a
         # ZeroDivisionError.
         if self.num_generations is not None and self.num_generations < 2:
@@ -214,10 +262,19 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
             raise ValueError(
                 f"reference_ema_decay must be in [0, 1] (1.0 freezes the reference), got {self.reference_ema_decay}."
             )
+        if self.reward == "information_gain" and self.beta > 0:
+            logger.warning(
+                "beta=%s with reward='information_gain': TRL loads a second, frozen copy of the model for the KL "
+                "penalty, besides the reward's EMA reference (which needs no second model). Set beta=0.0 (the "
+                "paper's) unless you want that KL term and its memory.",
+                self.beta,
+            )
         if self.reference_ema_device not in REFERENCE_DEVICES:
             raise ValueError(
                 f"reference_ema_device must be one of {list(REFERENCE_DEVICES)}, got {self.reference_ema_device!r}."
             )
+        if self.reward == "information_gain":  # other rewards are checked by the trainer, which knows reward_funcs
+            check_reward_template(self.reward, self.prompt_template)
         if self.push_checkpoint_revisions and not self.push_to_hub:
             raise ValueError(
                 "push_checkpoint_revisions=True pushes to the run's Hub repository: set push_to_hub=True (and "
@@ -245,6 +302,7 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
             )
         if self.curriculum is not None and self.curriculum not in CURRICULA:
             raise ValueError(f"curriculum must be None or one of {list(CURRICULA)}, got {self.curriculum!r}.")
+        self._check_signal_fields()
         if self.shared_prefix_loss:
             check_checkpointing(self.activation_checkpointing, self.activation_checkpointing_kwargs)
         if self.stop_after_answer and (self.use_transformers_continuous_batching or self.use_transformers_paged):
@@ -253,6 +311,26 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
                 "stop_after_answer cannot stop transformers' continuous batching "
                 "(use_transformers_continuous_batching / use_transformers_paged): set one of them to False."
             )
+
+    def _check_signal_fields(self) -> None:
+        """Refuse learning-signal settings that cannot work, before any model loads."""
+        if self.signal_warning_threshold is not None and not 0.0 < self.signal_warning_threshold <= 1.0:
+            raise ValueError(
+                f"signal_warning_threshold must be in (0, 1] or None (no warning), got {self.signal_warning_threshold}."
+            )
+        if self.signal_warning_steps < 1:
+            raise ValueError(f"signal_warning_steps must be at least 1, got {self.signal_warning_steps}.")
+        if self.next_token_loss_coef < 0:
+            raise ValueError(
+                f"next_token_loss_coef must be >= 0 (0 turns the mixed objective off), got {self.next_token_loss_coef}."
+            )
+        if not 0.0 <= self.band_low < self.band_high <= 1.0:
+            raise ValueError(
+                f"band_low and band_high must satisfy 0 <= band_low < band_high <= 1, got {self.band_low} and "
+                f"{self.band_high}."
+            )
+        if not 0.0 < self.band_decay <= 1.0:
+            raise ValueError(f"band_decay must be in (0, 1] (1 never forgets), got {self.band_decay}.")
 
     def _check_sampling_and_optimisation(self) -> None:
         """Refuse the GRPO values that cannot train, before any model loads."""
@@ -263,6 +341,12 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
             )
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1] (1 keeps every token), got {self.top_p}.")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be 0 (no top-k filter) or more, got {self.top_k}.")
+        if self.min_p is not None and not 0 <= self.min_p <= 1:
+            raise ValueError(f"min_p must be in [0, 1] (or None: no min-p filter), got {self.min_p}.")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0 (1.0: no penalty), got {self.repetition_penalty}.")
         if self.max_completion_length is not None and self.max_completion_length < 1:
             raise ValueError(
                 f"max_completion_length must be at least 1 token (the paper uses 8,192), got "
@@ -281,6 +365,8 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         state = dict(self.__dict__)
         if state.get("hub_token") is not None:
             state["hub_token"] = None
+        if "_deferred_save_total_limit" in state:  # RPTTrainer._save_checkpoint holds the limit back while it saves
+            state["save_total_limit"] = state.pop("_deferred_save_total_limit")
         return state
 
     def __copy__(self) -> "RPTConfig":

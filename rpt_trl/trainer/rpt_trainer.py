@@ -6,51 +6,74 @@ import os
 from typing import Any
 
 import datasets
-from transformers import AutoTokenizer
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from ..data.builder import build_next_token_dataset
+from ..data.columns import RPT_COLUMNS, check_next_token_columns
+from ..data.prompt_settings import check_prompt_settings, check_reward_template
 from ..hub import CheckpointRevisionPusher, check_hub_access, public_name
-from ..length_budget import ThoughtBudgetReward, with_thought_budget
-from ..model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
-from ..model_rewards import MODEL_REWARDS, InformationGainReward, ModelReward
-from ..rewards import REWARD_FUNCTIONS
-from .checkpoints import resolve_resume_checkpoint
+from ..hub.model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
+from ..models import load_training_tokenizer
+from ..rewards.model_rewards import MODEL_REWARDS, InformationGainReward, ModelReward
+from ..rewards.prefix_match import REWARD_FUNCTIONS
+from ..rewards.thought_budget import with_thought_budget
+from .band_sampling import BandRepeatSampler, BandSamplingMixin, PassRateTracker, with_band_index
+from .checkpoints import CheckpointCompletion, resolve_resume_checkpoint
 from .cpu_lm_head import CompletionScoringOnCPUMixin
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
+from .empty_batch import EmptyBatchSkipMixin
 from .generation import install_answer_stop
+from .mixed_objective import MixedObjectiveMixin
 from .rpt_config import RPTConfig
-from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum
+from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum, entropy_order
+from .signal import LearningSignalMixin, LearningSignalWarning
 from .shared_prefix import SharedPrefixScoringMixin, check_checkpointing, check_shared_prefix_model
 
 
 logger = logging.getLogger(__name__)
+__all__ = ["RPT_COLUMNS", "RPTTrainer"]
 
-RPT_COLUMNS = ("prompt", "ground_truth", "ground_truth_boundaries")
 
-
-# `CompletionScoringOnCPUMixin` comes first: the shared-prefix scoring runs inside its CPU completion-only projection.
-class RPTTrainer(CompletionScoringOnCPUMixin, SharedPrefixScoringMixin, DynamicSamplingMixin, GRPOTrainer):
+# `CompletionScoringOnCPUMixin` comes before `SharedPrefixScoringMixin`: the shared-prefix scoring runs inside its
+# CPU completion-only projection.
+class RPTTrainer(
+    EmptyBatchSkipMixin,
+    CompletionScoringOnCPUMixin,
+    SharedPrefixScoringMixin,
+    LearningSignalMixin,
+    DynamicSamplingMixin,
+    MixedObjectiveMixin,
+    BandSamplingMixin,
+    GRPOTrainer,
+):
     """Trainer for Reinforcement Pre-Training (Dong et al. 2025, arXiv 2506.08007).
 
     A thin `trl.GRPOTrainer`: the policy reads a context, reasons, and answers the next token in `\\boxed{}`;
     the default reward is [`prefix_match_reward`]. On top of GRPO it adds
 
     - the default reward from `args.reward` (bound to `args.require_think_close`); the rewards that read the policy
-      (`rpt_trl.model_rewards`: `dense`, `conditional_dense`, `information_gain`, given by name or in `reward_funcs`)
+      (`rpt_trl.rewards.model_rewards`: `dense`, `conditional_dense`, `information_gain`, given by name or in `reward_funcs`)
       are bound to this trainer, and the information-gain reference is restored with the checkpoint on resume;
     - a check of the dataset's columns, and the building of examples from a raw document dataset (one with the
       `args.text_column` columns and no `prompt`) with [`build_next_token_dataset`] and the config's settings;
     - metrics `rpt/next_token_accuracy`, `rpt/answer_rate` and `rpt/reasoning_tokens` (logged by the reward);
+    - the learning signal every step, `rpt/signal_share/generated`, `rpt/signal_share/trained` and
+      `rpt/distinct_answers` (see `rpt_trl.trainer.signal`), and a warning when it stays low
+      (`args.signal_warning_threshold`);
+    - optionally, positions in the learnable band (`args.band_sampling`, see `rpt_trl.trainer.band_sampling`);
+    - optionally, the mixed objective: `args.next_token_loss_coef` × next-token cross-entropy on the positions'
+      contexts added to the GRPO loss (see `rpt_trl.trainer.mixed_objective`);
     - optionally, EOS as soon as the answer box closes (`args.stop_after_answer`);
     - dynamic sampling from `args.dynamic_sampling_start_step` (see `rpt_trl.trainer.dynamic_sampling`);
-    - optionally, a reasoning-length budget on every reward (`args.thought_budget`, see `rpt_trl.length_budget`;
+    - optionally, a reasoning-length budget on every reward (`args.thought_budget`, see `rpt_trl.rewards.thought_budget`;
       metrics `rpt/over_budget_fraction`, `rpt/budget_penalty`) and an easy-to-hard entropy curriculum
       (`args.curriculum="entropy"`, see `rpt_trl.trainer.sampler`);
     - on a CPU, log-probabilities of the completion positions only, as on CUDA (see `rpt_trl.trainer.cpu_lm_head`);
     - optionally, each group's prompt run forward once in the loss (`args.shared_prefix_loss`, see
       `rpt_trl.trainer.shared_prefix`);
+    - no loss forward and backward for a batch whose advantages are all zero when nothing else enters the loss
+      (optimizer and scheduler still step; metric `rpt/skipped_backward`, see `rpt_trl.trainer.empty_batch`);
     - an RPT model card.
 
     Args:
@@ -83,37 +106,30 @@ class RPTTrainer(CompletionScoringOnCPUMixin, SharedPrefixScoringMixin, DynamicS
         processing_class: Any = None,
         **kwargs: Any,
     ):
-        if args is None:
-            model_name = model if isinstance(model, str) else get_config_model_id(model.config)
-            args = RPTConfig(output_dir=f"{model_name.rstrip('/').split('/')[-1]}-RPT")
-        elif not isinstance(args, RPTConfig):
-            raise TypeError(
-                f"RPTTrainer needs an RPTConfig, got {type(args).__name__}; build one with RPTConfig(**your_args) "
-                "(every GRPOConfig field is accepted)."
-            )
-        # Before any model or data work, a missing login must not surface hours later; one process asks the Hub
-        # (whoami is rate-limited), and torchrun stops the others when it raises.
-        if args.push_to_hub and args.process_index == 0:
-            check_hub_access(args.hub_token)
-        if isinstance(model, str):  # load weights from safetensors only, unless the user says otherwise
-            args.model_init_kwargs = {"use_safetensors": True, **(args.model_init_kwargs or {})}
-
+        args = _checked_args(model, args)
+        _check_prompts(args, reward_funcs, train_dataset, eval_dataset)
         if _is_raw(train_dataset, args) or _is_raw(eval_dataset, args):
-            processing_class = processing_class or _load_tokenizer(model, args)
+            processing_class = processing_class or _training_tokenizer(model, args)
             train_dataset = self._build_if_raw(train_dataset, args, processing_class)
             eval_dataset = self._build_if_raw(eval_dataset, args, processing_class)
 
         for name, dataset in _named_datasets(train_dataset, eval_dataset):
             _check_not_empty(dataset, name)
         check_dynamic_sampling(args, train_dataset)  # before the model (and vLLM) load
+        if args.band_sampling:
+            train_dataset = with_band_index(train_dataset)
         check_curriculum(args.curriculum, train_dataset)
         if args.use_vllm:
             _prepare_vllm(args)
         default_reward = reward_funcs is None
+        if default_reward or _model_reward_name(reward_funcs) is not None:
+            for name, dataset in _named_datasets(train_dataset, eval_dataset):
+                check_next_token_columns(dataset, name)  # the RPT rewards' columns, before the model loads
+        # The tokenizer before the rewards, once the data is checked (GRPOTrainer would load the same one later), so
+        # that the rewards count thought tokens with it.
+        processing_class = processing_class or _training_tokenizer(model, args)
         if default_reward:
             reward_funcs = [_default_reward(args, processing_class)]
-            for name, dataset in _named_datasets(train_dataset, eval_dataset):
-                _check_columns(dataset, name)
         reward_funcs = with_thought_budget(reward_funcs, args, processing_class)
 
         super().__init__(
@@ -137,9 +153,6 @@ class RPTTrainer(CompletionScoringOnCPUMixin, SharedPrefixScoringMixin, DynamicS
                     args.per_device_train_batch_size,
                     args.num_generations,
                 )
-        if default_reward and processing_class is None and isinstance(reward_funcs[0], functools.partial):
-            # GRPOTrainer loaded the tokenizer: bind it now so that reasoning length is counted in tokens.
-            reward_funcs[0].keywords["reasoning_tokenizer"] = self._tokenizer
         for reward in self.reward_funcs:  # the rewards that read the policy score with this trainer's model
             if isinstance(reward, ModelReward) and reward.trainer is None:
                 reward.bind(self)
@@ -151,13 +164,15 @@ class RPTTrainer(CompletionScoringOnCPUMixin, SharedPrefixScoringMixin, DynamicS
             )
         if args.stop_after_answer and not args.use_vllm:
             install_answer_stop(self.model, self._tokenizer, require_think_close=args.require_think_close)
+        self.add_callback(CheckpointCompletion())  # after the callbacks that write into a checkpoint
         if args.push_checkpoint_revisions:
             self.add_callback(
                 CheckpointRevisionPusher(self.hub_model_id, token=args.hub_token, retries=args.hub_push_retries)
             )
-        for func in self.reward_funcs:  # GRPOTrainer loaded the tokenizer: the thought budget counts with it
-            if isinstance(func, ThoughtBudgetReward) and func.tokenizer is None:
-                func.tokenizer = self._tokenizer
+        if args.band_sampling:
+            self.band_tracker = PassRateTracker(len(self.train_dataset), decay=args.band_decay)
+        if args.signal_warning_threshold is not None:
+            self.add_callback(LearningSignalWarning(args.signal_warning_threshold, args.signal_warning_steps))
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> Any:
         """`Trainer.train`, with two more ways to resume.
@@ -168,15 +183,54 @@ class RPTTrainer(CompletionScoringOnCPUMixin, SharedPrefixScoringMixin, DynamicS
                 and resumes from it; a local path resumes from that folder.
             **kwargs: Passed to `Trainer.train`.
         """
+        self._complete_checkpoints_last()
         checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args)
         for reward in self.reward_funcs:  # the information-gain reference is restored from the same checkpoint
             if isinstance(reward, InformationGainReward):
                 reward.reference_callback.resume_from = checkpoint
         return super().train(resume_from_checkpoint=checkpoint, **kwargs)
 
+    def _complete_checkpoints_last(self) -> None:
+        """Move [`CheckpointCompletion`] behind every callback added since, but before the Hub pusher."""
+        callbacks = self.callback_handler.callbacks
+        completion = next((c for c in callbacks if isinstance(c, CheckpointCompletion)), None)
+        if completion is None:
+            return
+        callbacks.remove(completion)
+        pusher = next((i for i, c in enumerate(callbacks) if isinstance(c, CheckpointRevisionPusher)), len(callbacks))
+        callbacks.insert(pusher, completion)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        # Trainer deletes the checkpoints over save_total_limit at the end of this call, before the callbacks'
+        # on_save write their files (the information-gain reference) into the new one: a kill in between would
+        # leave no whole checkpoint. CheckpointCompletion deletes them once the new one is marked whole.
+        limit = self.args.save_total_limit
+        # A state resumed from an older checkpoint does not name CheckpointCompletion; Trainer expects every
+        # stateful callback's entry there.
+        self.state.stateful_callbacks.setdefault(CheckpointCompletion.__name__, {})
+        self.args.save_total_limit = None
+        self.args._deferred_save_total_limit = limit  # what training_args.bin records (RPTConfig.__getstate__)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+            del self.args._deferred_save_total_limit
+
     def _get_train_sampler(self, dataset: Any = None) -> Any:
         # GRPO's sampler restarts its shuffle when a run resumes in a later epoch; this one replays the epoch's order.
         sampler = super()._get_train_sampler(dataset)
+        if self.args.band_sampling:
+            curriculum = self.args.curriculum == "entropy"
+            return BandRepeatSampler(
+                data_source=sampler.data_source,
+                mini_repeat_count=sampler.mini_repeat_count,
+                tracker=self.band_tracker,
+                band=(self.args.band_low, self.args.band_high),
+                batch_size=sampler.batch_size,
+                repeat_count=sampler.repeat_count,
+                seed=self.args.seed,
+                order=entropy_order(_entropies(sampler.data_source)) if curriculum else None,
+            )
         if self.args.curriculum == "entropy":
             return EntropyCurriculumRepeatSampler(
                 data_source=sampler.data_source,
@@ -266,6 +320,22 @@ def _default_reward(args: RPTConfig, tokenizer: Any) -> Any:
     )
 
 
+def _check_prompts(args: RPTConfig, reward_funcs: Any, train_dataset: Any, eval_dataset: Any) -> None:
+    """Prompts a dataset already has must follow the prompt settings and suit the reward (built ones do)."""
+    reward_name = args.reward if reward_funcs is None else _model_reward_name(reward_funcs)
+    if reward_name is not None:
+        check_reward_template(reward_name, args.prompt_template)
+    for name, dataset in _named_datasets(train_dataset, eval_dataset):
+        if not _is_raw(dataset, args):
+            check_prompt_settings(dataset, args, name, reward=reward_name)
+
+
+def _model_reward_name(reward_funcs: list[Any]) -> str | None:
+    """The name of the first reward in `reward_funcs` that reads the policy, whose prompts can be checked; else None."""
+    funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
+    return next((reward.name for reward in funcs if isinstance(reward, ModelReward)), None)
+
+
 def _prepare_vllm(args: RPTConfig) -> None:
     """Before TRL builds its vLLM engine: keep CPU weights loadable (colocate) and ask vLLM to stop after answers."""
     from . import vllm_engine
@@ -282,6 +352,10 @@ def _prepare_vllm(args: RPTConfig) -> None:
         for key, values in stop.items():  # merged into any extra arguments the user already passes
             generation_kwargs[key] = {**(generation_kwargs.get(key) or {}), **values}
         args.generation_kwargs = generation_kwargs
+
+
+def _entropies(dataset: Any) -> list[float]:
+    return [float("nan") if e is None else float(e) for e in dataset["entropy"]]
 
 
 def _hub_base_model(model: Any) -> str | None:
@@ -333,31 +407,25 @@ def _named_datasets(train_dataset: Any, eval_dataset: Any) -> list[tuple[str, An
     return [(name, d) for name, d in named if d is not None]
 
 
-def _check_columns(dataset: Any, name: str) -> None:
-    columns = _column_names(dataset)
-    if not columns:
-        return
-    missing = [c for c in RPT_COLUMNS if c not in columns]
-    if missing:
-        raise ValueError(
-            f"{name} lacks the column(s) {missing} that the RPT reward needs (it has {columns}). Build next-token "
-            "examples with `rpt_trl.build_next_token_dataset(documents, tokenizer, text_column=...)`, or pass raw "
-            "documents whose text column(s) are named in `RPTConfig.text_column`."
-        )
+def _training_tokenizer(model: Any, args: RPTConfig) -> Any:
+    revision = (args.model_init_kwargs or {}).get("revision")
+    return load_training_tokenizer(model, revision=revision, trust_remote_code=args.trust_remote_code)
 
 
-def _load_tokenizer(model: Any, args: RPTConfig) -> Any:
-    name = model if isinstance(model, str) else get_config_model_id(model.config)
-    if not name:
-        raise ValueError(
-            "Building examples from raw documents needs the tokenizer, and this in-memory model names no checkpoint "
-            "to load it from: pass processing_class=tokenizer."
+def _checked_args(model: Any, args: RPTConfig | None) -> RPTConfig:
+    """The run's config (a default one named after the model when `None`), checked before any model or data work."""
+    if args is None:
+        model_name = model if isinstance(model, str) else get_config_model_id(model.config)
+        args = RPTConfig(output_dir=f"{model_name.rstrip('/').split('/')[-1]}-RPT")
+    elif not isinstance(args, RPTConfig):
+        raise TypeError(
+            f"RPTTrainer needs an RPTConfig, got {type(args).__name__}; build one with RPTConfig(**your_args) "
+            "(every GRPOConfig field is accepted)."
         )
-    init_kwargs = args.model_init_kwargs or {}
-    return AutoTokenizer.from_pretrained(
-        name,
-        revision=init_kwargs.get("revision"),
-        trust_remote_code=args.trust_remote_code,
-        padding_side="left",
-        truncation_side="left",
-    )
+    # A missing login must not surface hours later; one process asks the Hub (whoami is rate-limited), and torchrun
+    # stops the others when it raises.
+    if args.push_to_hub and args.process_index == 0:
+        check_hub_access(args.hub_token)
+    if isinstance(model, str):  # load weights from safetensors only, unless the user says otherwise
+        args.model_init_kwargs = {"use_safetensors": True, **(args.model_init_kwargs or {})}
+    return args

@@ -10,16 +10,21 @@ Data: `dataset_name` is a prepared next-token dataset (columns `prompt`, `ground
 `documents_dataset_name` is set, the script warns and falls back to those raw documents (unfiltered positions).
 """
 
+import json
 import logging
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
+from ..data.builder import NextTokenSettings
 from ..data.loading import load_documents
+from ..data.prompt_settings import INFO_FILE, check_recorded_settings
 from ..hub import hub_is_offline
+from ..output_paths import check_output_path, output_lock
 from .rpt_config import RPTConfig
 from .rpt_trainer import RPTTrainer
 
@@ -55,6 +60,21 @@ class RPTScriptArguments(ScriptArguments):
     documents_split: str = field(default="train", metadata={"help": "Split of documents_dataset_name."})
     max_train_examples: int | None = field(default=None, metadata={"help": "Use at most this many training examples."})
 
+    def __post_init__(self):
+        if getattr(super(), "__post_init__", None):
+            super().__post_init__()
+        if self.dataset_streaming:
+            # The entropy filter, max_train_examples, the column checks and the epoch replay of a resumed run need
+            # a map-style dataset; streaming it would drop them silently.
+            raise ValueError(
+                "dataset_streaming=True is not supported by rpt-trl train (the dataset is filtered, counted and "
+                "checked before training): leave it false, or pass an IterableDataset to RPTTrainer yourself."
+            )
+        if self.max_train_examples is not None and self.max_train_examples < 1:
+            raise ValueError(
+                f"max_train_examples must be at least 1 (omit it for all), got {self.max_train_examples}."
+            )
+
 
 def make_parser(subparsers: Any = None) -> TrlParser:
     """The parser of `recipes/rpt_14b.py` and `rpt-trl train`: `(RPTScriptArguments, RPTConfig, ModelConfig)`.
@@ -78,18 +98,24 @@ def parse_args(argv: list[str] | None, default_config: str | None = None) -> tup
     return make_parser().parse_args_and_config(argv)
 
 
-def load_train_dataset(script_args: RPTScriptArguments, min_entropy: float | None = None) -> datasets.Dataset:
+def load_train_dataset(
+    script_args: RPTScriptArguments, min_entropy: float | None = None, settings: NextTokenSettings | None = None
+) -> datasets.Dataset:
     """The training split named by the script arguments, filtered and truncated as they ask.
 
     Args:
         script_args: Which dataset, and how many examples.
         min_entropy: Keep only examples whose `entropy` column is at least this (`RPTConfig.min_entropy`, the same
             filter as `build_next_token_dataset`'s); NaN (unscored) is dropped.
+        settings: The run's example settings; a chosen one that differs from what a local `rpt-trl prepare` folder
+            records (`prepare_info.json`) is refused.
     """
     dataset = None
     if script_args.dataset_name is not None:
         try:
             dataset = _load(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
+            if settings is not None:
+                _check_prepared_settings(script_args.dataset_name, settings)
         except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as error:
             if script_args.documents_dataset_name is None:
                 raise
@@ -120,6 +146,14 @@ def load_train_dataset(script_args: RPTScriptArguments, min_entropy: float | Non
     if script_args.max_train_examples is not None:
         dataset = dataset.select(range(min(script_args.max_train_examples, len(dataset))))
     return dataset
+
+
+def _check_prepared_settings(folder: str, settings: NextTokenSettings) -> None:
+    info_path = os.path.join(folder, INFO_FILE)
+    if os.path.isfile(info_path):
+        with open(info_path) as handle:
+            recorded = json.load(handle).get("settings", {})
+        check_recorded_settings(recorded, settings, folder)
 
 
 def _load(name: str, config: str | None, split: str) -> datasets.Dataset:
@@ -155,6 +189,10 @@ def main(
 ) -> RPTTrainer:
     """Build the trainer from the three argument groups, train (resuming if asked), save; returns the trainer.
 
+    `output_dir` may not be, or contain, the dataset or the model folder, and the main process holds its lock
+    ([`output_lock`]) until the model is saved: a second run into the same folder (`--resume_from_checkpoint true`
+    included) fails at once instead of mixing its checkpoints with this one's.
+
     Args:
         script_args: The data to train on.
         training_args: The run's configuration.
@@ -165,6 +203,23 @@ def main(
         train_dataset: Examples or documents to train on instead of the script arguments' dataset.
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    output_dir = training_args.output_dir
+    inputs = [script_args.dataset_name, script_args.documents_dataset_name, model_args.model_name_or_path]
+    check_output_path(output_dir, inputs, kind="folder", flag="--output_dir")
+    # One process writes the folder's checkpoints and model (the others of a distributed run wait on it).
+    lock = output_lock(output_dir, flag="--output_dir") if training_args.process_index == 0 else nullcontext()
+    with lock:
+        return _train(script_args, training_args, model_args, model, processing_class, train_dataset)
+
+
+def _train(
+    script_args: RPTScriptArguments,
+    training_args: RPTConfig,
+    model_args: ModelConfig,
+    model: Any,
+    processing_class: Any,
+    train_dataset: Any,
+) -> RPTTrainer:
     if model is None:
         check_inputs(model_args)
         if model_args.model_name_or_path is None:
@@ -178,7 +233,7 @@ def main(
         }
         training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
     if train_dataset is None:
-        train_dataset = load_train_dataset(script_args, training_args.min_entropy)
+        train_dataset = load_train_dataset(script_args, training_args.min_entropy, training_args)
 
     trainer = RPTTrainer(
         model=model,

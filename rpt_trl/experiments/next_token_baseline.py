@@ -1,9 +1,9 @@
 """The paper's comparison baseline: continued next-token training (cross-entropy) at RPT's compute.
 
 RPT is compared with the same model trained by plain next-token prediction on the same documents, with the same
-number of optimizer steps and the same number of training tokens. "Tokens" are what TRL counts for both trainers in
-`trainer_state.json` (`num_input_tokens_seen`): for RPT, every prompt and completion token the policy was trained on
-(a prompt counts once per completion); for the baseline, the tokens of its training blocks.
+number of optimizer steps and the same number of training tokens. RPT's tokens are its `rpt/trained_tokens` metric
+(each prompt once per group, each completion token once, dropped groups of dynamic sampling not counted); the
+baseline's are the tokens of its training blocks, which TRL records in `trainer_state.json` (`num_input_tokens_seen`).
 
 The baseline is TRL's `SFTTrainer` on fixed-length blocks of the documents (BOS + document + EOS, concatenated in a
 seeded order and cycled when the budget asks for more tokens than the documents hold), so that its token count is
@@ -20,6 +20,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from .presets import RUN_PRESET
 
 
 @dataclass(frozen=True)
@@ -69,21 +71,25 @@ def matched_budget(
     return MatchedBudget(optimizer_steps, block_size, micro_batches * micro_batch_size, micro_batch_size, tokens_seen)
 
 
-def next_token_blocks(documents: Sequence[str], tokenizer: Any, budget: MatchedBudget, *, seed: int = 0) -> Any:
-    """The baseline's training data: `optimizer_steps * blocks_per_step` blocks of `block_size` tokens.
-
-    The documents are tokenized once (BOS, text, EOS), concatenated in a seeded order and cut into blocks; when the
-    budget needs more tokens than the documents hold, the stream repeats in a new seeded order (another epoch).
-    """
-    import datasets
-
-    encoded = [
+def encode_documents(documents: Sequence[str], tokenizer: Any) -> list[list[int]]:
+    """The token ids of each non-empty document, with BOS (when the tokenizer has one) and EOS: the baseline's text."""
+    return [
         ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else [])
         + tokenizer(text, add_special_tokens=False)["input_ids"]
         + [tokenizer.eos_token_id]
         for text in documents
         if text
     ]
+
+
+def next_token_blocks(encoded: Sequence[Sequence[int]], budget: MatchedBudget, *, seed: int = 0) -> Any:
+    """The baseline's training data: `optimizer_steps * blocks_per_step` blocks of `block_size` tokens.
+
+    The documents (from [`encode_documents`]) are concatenated in a seeded order and cut into blocks; when the budget
+    needs more tokens than the documents hold, the stream repeats in a new seeded order (another epoch).
+    """
+    import datasets
+
     if not encoded:
         raise ValueError("The next-token baseline needs at least one non-empty document.")
     needed = budget.total_tokens
@@ -98,17 +104,16 @@ def next_token_blocks(documents: Sequence[str], tokenizer: Any, budget: MatchedB
     return datasets.Dataset.from_dict({"input_ids": blocks})
 
 
-def epochs_of(documents: Sequence[str], tokenizer: Any, budget: MatchedBudget) -> float:
-    """How many passes over the documents the budget makes (tokens with BOS and EOS)."""
-    extra = 1 + (tokenizer.bos_token_id is not None)
-    total = sum(len(tokenizer(text, add_special_tokens=False)["input_ids"]) + extra for text in documents if text)
+def epochs_of(encoded: Sequence[Sequence[int]], budget: MatchedBudget) -> float:
+    """How many passes over the documents (from [`encode_documents`]) the budget makes."""
+    total = sum(len(ids) for ids in encoded)
     return budget.total_tokens / total if total else math.inf
 
 
 def train_next_token_baseline(
     model: Any,
     tokenizer: Any,
-    documents: Sequence[str],
+    encoded: Sequence[Sequence[int]],
     budget: MatchedBudget,
     *,
     output_dir: str,
@@ -117,12 +122,12 @@ def train_next_token_baseline(
     callbacks: list[Any] | None = None,
     **config: Any,
 ) -> Any:
-    """Train `model` by next-token prediction on `documents` with TRL's `SFTTrainer`, at `budget`.
+    """Train `model` by next-token prediction on the documents with TRL's `SFTTrainer`, at `budget`.
 
     Args:
         model: The model to train (the same start as the RPT run).
         tokenizer: Its tokenizer.
-        documents: The RPT run's training documents (not the held-out ones).
+        encoded: The RPT run's training documents (not the held-out ones), from [`encode_documents`].
         budget: From [`matched_budget`].
         output_dir: Where the trainer writes; `trainer_state.json` (with the tokens seen) is saved there.
         learning_rate: The optimizer's learning rate (use the RPT run's to compare methods, not step sizes).
@@ -135,7 +140,7 @@ def train_next_token_baseline(
     """
     from trl import SFTConfig, SFTTrainer
 
-    dataset = next_token_blocks(documents, tokenizer, budget, seed=seed)
+    dataset = next_token_blocks(encoded, budget, seed=seed)
     args = SFTConfig(
         output_dir=output_dir,
         max_steps=budget.optimizer_steps,
@@ -147,7 +152,7 @@ def train_next_token_baseline(
         include_num_input_tokens_seen=True,
         seed=seed,
         data_seed=seed,
-        **{"logging_steps": 1, "save_strategy": "no", "report_to": "none", **config},
+        **{**RUN_PRESET, **config},
     )
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks

@@ -10,6 +10,8 @@ only reinforcement learning can teach it which word follows which subject.
 import random
 from typing import Any
 
+from .presets import CPU_RUN
+
 
 ANIMAL_SOUNDS = {"cat": " meow", "dog": " woof", "cow": " moo", "sheep": " baa"}
 _DETERMINERS = ["the", "a", "my", "your", "that", "this", "our", "one"]
@@ -25,15 +27,6 @@ TINY_TRAINING = {
     "lr_scheduler_type": "constant",
     "warmup_steps": 2,
     "temperature": 1.0,
-}
-CPU_RUN = {
-    "use_cpu": True,
-    "bf16": False,
-    "gradient_checkpointing": False,
-    "logging_steps": 1,
-    "save_strategy": "no",
-    "report_to": "none",
-    "disable_tqdm": True,
 }
 
 

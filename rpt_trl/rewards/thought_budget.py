@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from trl.trainer.utils import get_callable_name, is_async_callable
 
-from .rewards import thought_token_counts
+from .prefix_match import thought_token_counts
 
 
 PENALTIES = ("linear", "step")

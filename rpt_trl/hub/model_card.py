@@ -14,8 +14,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .data.templates import TEMPLATES
-from .results import card_table, result_groups, validate_result
+from ..plotting import pyplot
+from ..results import card_table, result_groups, validate_result
 
 
 logger = logging.getLogger(__name__)
@@ -108,20 +108,23 @@ def training_curve_rows(log_history: Sequence[dict[str, Any]], max_rows: int = 2
 
 
 def plot_training_curves(log_history: Sequence[dict[str, Any]], path: str) -> str | None:
-    """Plot reward and next-token accuracy per step to `path` (PNG). Returns the path, or `None` with no data."""
+    """Plot reward, answer rate and the share of groups with a learning signal per step to `path` (PNG). Returns
+    the path, or `None` with no data."""
     logged = [entry for entry in log_history if "reward" in entry and "step" in entry]
     if not logged:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # optimizer steps are whole numbers
     steps = [entry["step"] for entry in logged]
-    for column, label in (("reward", "reward"), ("rpt/answer_rate", "answer rate")):
+    curves = (
+        ("reward", "reward"),
+        ("rpt/answer_rate", "answer rate"),
+        ("rpt/signal_share/generated", "groups with a learning signal"),  # rpt_trl.trainer.signal
+    )
+    for column, label in curves:
         if all(column in entry for entry in logged):
             axis.plot(steps, [entry[column] for entry in logged], label=label, marker="." if len(steps) < 50 else None)
     axis.set_xlabel("step")
@@ -222,7 +225,9 @@ def _card_hyperparameters(args: Any) -> dict[str, Any]:
     if args.reward == "information_gain":
         values["reference_ema_decay"] = args.reference_ema_decay
         values["reference_ema_device"] = args.reference_ema_device
-    if args.prompt_template not in TEMPLATES:  # a custom template: name it, don't paste it
+    # A custom template (the built-in ones are named, a custom one holds the `{context}` placeholder): name it,
+    # don't paste it.
+    if "{context}" in args.prompt_template:
         values["prompt_template"] = "custom"
     # Shaping and ordering that change what was learned: recorded when on (getattr: a plain GRPOConfig lacks them).
     if getattr(args, "thought_budget", None) is not None:

@@ -3,13 +3,13 @@ r"""Rewards that read the policy's probabilities: the paper's dense variants and
 The prefix-matching reward of [`rpt_trl.rewards`] is 0 until a rollout guesses the exact token. These rewards give a
 graded signal, from the probability that the policy itself puts on the first ground-truth token:
 
-- [`DenseReward`] (`"dense"`, paper Appendix A): 1 when the answer is correct (prefix matching), otherwise
-  p_θ(first ground-truth token | prompt, completion up to its answer position).
+- [`DenseReward`] (`"dense"`, paper Appendix A): 1 when the answer is correct (prefix matching), 0 when the rollout
+  boxes no answer, otherwise p_θ(first ground-truth token | prompt, completion up to its answer box).
 - [`ConditionalDenseReward`] (`"conditional_dense"`, paper Appendix A): the dense reward in the groups (the
   `num_generations` rollouts of one prompt) where at least one rollout is correct; 0 in the other groups.
 - [`InformationGainReward`] (`"information_gain"`, after RLP, Hatamizadeh et al. 2025, arXiv 2510.01265):
   log p_θ(first ground-truth token | prompt, thought) − log p_ref(first ground-truth token | prompt), where p_ref is an
-  exponential moving average of the policy (see [`rpt_trl.trainer.reference`]). No box is needed.
+  exponential moving average of the policy (see [`rpt_trl.rewards.reference`]). No box is needed.
 
 They are callables with TRL's reward signature, `reward(prompts=..., completions=..., completion_ids=...,
 ground_truth=..., ground_truth_boundaries=..., log_metric=..., ...)`, that need the trainer's model: `RPTTrainer` binds
@@ -22,7 +22,8 @@ logits never exist for more than `position_chunk_size` sequences at once (the ch
 [`rpt_trl.data.entropy`]). Every process scores all of its completions, so under ZeRO-3 every process runs the same
 number of forward passes.
 
-The answer position (`dense`), defined for every completion:
+The answer position (`dense`), defined for every completion (the probability there is logged for all of them, and
+is the reward of the boxed wrong answers only):
 
 - with a complete `\boxed{}` answer after `</think>` (the one [`extract_prediction`] parses): just after its
   `\boxed{`;
@@ -37,15 +38,16 @@ bytes), tokenised by the policy's tokenizer after a newline (see [`first_token_i
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from trl.models.utils import disable_gradient_checkpointing
 
-from .data.entropy import _LOGITS_PER_CHUNK, _HeadScorer
-from .parsing import BOX_OPEN, THINK_CLOSE, completion_text, prediction_span, split_thought
-from .rewards import _log_answers, score_completions, thought_lengths
-from .trainer.reference import ReferenceEMA, ReferenceEMACallback
+from ..parsing import BOX_OPEN, THINK_CLOSE, completion_text, prediction_span, split_thought
+from .head_scorer import LOGITS_PER_CHUNK, HeadScorer
+from .prefix_match import _log_answers, score_completions, thought_lengths
+from .reference import ReferenceEMA, ReferenceEMACallback
 
 
 logger = logging.getLogger(__name__)
@@ -148,23 +150,15 @@ def next_token_log_probs(
         raise ValueError("An empty sequence has no position to score the next token at.")
     if not rows:
         return torch.empty(0)
-    head = _HeadScorer(model, top_k=None, position_chunk_size=1)
+    head = HeadScorer(model, top_k=None, position_chunk_size=1)
     # Not the head's weight shape: under ZeRO-3 that is an empty placeholder outside a forward pass.
     vocabulary = getattr(head.head, "out_features", None) or model.config.get_text_config().vocab_size
-    chunk_size = position_chunk_size or max(1, _LOGITS_PER_CHUNK // vocabulary)
+    chunk_size = position_chunk_size or max(1, LOGITS_PER_CHUNK // vocabulary)
     last_hidden = []
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            width = max(len(row) for row in batch)
-            input_ids = torch.zeros((len(batch), width), dtype=torch.long)
-            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for b, row in enumerate(batch):  # right padding: a causal model's earlier positions never see it
-                input_ids[b, : len(row)] = torch.as_tensor(row)
-                attention_mask[b, : len(row)] = 1
-            hidden = head.decoder(
-                input_ids=input_ids.to(head.device), attention_mask=attention_mask.to(head.device)
-            ).last_hidden_state
+            hidden = head.hidden_states(batch)
             ends = torch.tensor([len(row) - 1 for row in batch], device=hidden.device)
             last_hidden.append(hidden[torch.arange(len(batch), device=hidden.device), ends])
         last_hidden = torch.cat(last_hidden)
@@ -175,6 +169,19 @@ def next_token_log_probs(
             chosen = logits.gather(1, targets[start : start + chunk_size, None]).squeeze(1)
             values[start : start + len(chosen)] = (chosen - torch.logsumexp(logits, dim=-1)).cpu()
     return values
+
+
+@dataclass(frozen=True)
+class RewardBatch:
+    """One call of a model reward: the dataset columns and TRL's logging hooks it was called with."""
+
+    prompts: Sequence[Any]
+    completions: Sequence[Any]
+    ground_truth: Sequence[str]
+    ground_truth_boundaries: Sequence[Sequence[int]]
+    completion_ids: Sequence[Sequence[int]] | None = None
+    log_extra: Callable | None = None
+    log_metric: Callable | None = None
 
 
 class ModelReward:
@@ -270,15 +277,41 @@ class ModelReward:
                 position_chunk_size=self.position_chunk_size,
             )
 
+    def __call__(
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        ground_truth: Sequence[str],
+        ground_truth_boundaries: Sequence[Sequence[int]],
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        log_extra: Callable | None = None,
+        log_metric: Callable | None = None,
+        **kwargs: Any,
+    ) -> list[float]:
+        """TRL's reward signature (the dataset columns by name, TRL's logging hooks as keywords); see [`score`]."""
+        batch = RewardBatch(
+            prompts, completions, ground_truth, ground_truth_boundaries, completion_ids, log_extra, log_metric
+        )
+        return self.score(batch)
+
+    def score(self, batch: RewardBatch) -> list[float]:
+        """The rewards of one batch; each reward defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define score(batch).")
+
     def _reasoning_tokenizer(self) -> Any:
         return self.processing_class
 
 
 class DenseReward(ModelReward):
-    r"""The paper's dense reward (Appendix A): 1 when the answer is correct, else the policy's probability of the
-    first ground-truth token at the answer position (see the module docstring for where that is).
+    r"""The paper's dense reward (Appendix A): 1 when the answer is correct, 0 when no answer is boxed, else the
+    policy's probability of the first ground-truth token at the answer position (see the module docstring).
 
-    reward = 1 if prefix_match(answer) else p_θ(g_1 | prompt, completion up to `\boxed{`)
+    reward = 1 if prefix_match(answer) else 0 if no answer else p_θ(g_1 | prompt, completion up to `\boxed{`)
+
+    An unboxed rollout earns 0, not the probability at an appended box: that probability is the same quantity a
+    boxed wrong answer earns, so paying it made not answering as good as answering, and a policy stopped boxing
+    (the answer rate fell from 0.94 to 0.06 in two steps, see the README). With 0, a rollout without an answer never
+    earns more than a boxed wrong one, and boxing always pays at least as much, as under prefix matching.
 
     Logs `rpt/next_token_accuracy`, `rpt/answer_rate`, the reasoning length and `rpt/dense_probability` (the mean
     probability of the first ground-truth token over all rollouts, correct ones included).
@@ -306,49 +339,34 @@ class DenseReward(ModelReward):
         targets = first_token_ids(self.tokenizer, ground_truth, ground_truth_boundaries)
         return self._log_probs(rows, targets).exp()
 
-    def _dense(
-        self,
-        prompts: Sequence[Any],
-        completions: Sequence[Any],
-        ground_truth: Sequence[str],
-        ground_truth_boundaries: Sequence[Sequence[int]],
-        completion_ids: Sequence[Sequence[int]] | None,
-        log_extra: Callable | None,
-        log_metric: Callable | None,
-    ) -> tuple[list[float], list[float], list[float]]:
+    def _dense(self, batch: RewardBatch) -> tuple[list[float], list[float], list[float]]:
         correct, predictions = score_completions(
-            completions, ground_truth, ground_truth_boundaries, require_think_close=self.require_think_close
-        )
-        probabilities = self.probabilities(prompts, completions, ground_truth, ground_truth_boundaries).tolist()
+            batch.completions, batch.ground_truth, batch.ground_truth_boundaries,
+            require_think_close=self.require_think_close,
+        )  # fmt: skip
+        probabilities = self.probabilities(
+            batch.prompts, batch.completions, batch.ground_truth, batch.ground_truth_boundaries
+        ).tolist()
         _log_answers(
-            completions,
+            batch.completions,
             predictions,
             correct,
             metric="rpt/next_token_accuracy",
-            completion_ids=completion_ids,
-            log_extra=log_extra,
-            log_metric=log_metric,
+            completion_ids=batch.completion_ids,
+            log_extra=batch.log_extra,
+            log_metric=batch.log_metric,
             reasoning_tokenizer=self._reasoning_tokenizer(),
         )
-        if log_metric is not None and probabilities:
-            log_metric("rpt/dense_probability", sum(probabilities) / len(probabilities))
-        dense = [1.0 if hit == 1.0 else p for hit, p in zip(correct, probabilities)]
+        if batch.log_metric is not None and probabilities:
+            batch.log_metric("rpt/dense_probability", sum(probabilities) / len(probabilities))
+        dense = [
+            1.0 if hit == 1.0 else 0.0 if prediction is None else p
+            for hit, prediction, p in zip(correct, predictions, probabilities)
+        ]
         return dense, correct, probabilities
 
-    def __call__(
-        self,
-        prompts: Sequence[Any],
-        completions: Sequence[Any],
-        ground_truth: Sequence[str],
-        ground_truth_boundaries: Sequence[Sequence[int]],
-        completion_ids: Sequence[Sequence[int]] | None = None,
-        log_extra: Callable | None = None,
-        log_metric: Callable | None = None,
-        **kwargs: Any,
-    ) -> list[float]:
-        dense, _, _ = self._dense(
-            prompts, completions, ground_truth, ground_truth_boundaries, completion_ids, log_extra, log_metric
-        )
+    def score(self, batch: RewardBatch) -> list[float]:
+        dense, _, _ = self._dense(batch)
         return dense
 
 
@@ -404,23 +422,11 @@ class ConditionalDenseReward(DenseReward):
         self._last_group_share = float(grouped.float().mean()) if len(grouped) else 0.0
         return grouped.repeat_interleave(size)[offset : offset + len(correct)].tolist()
 
-    def __call__(
-        self,
-        prompts: Sequence[Any],
-        completions: Sequence[Any],
-        ground_truth: Sequence[str],
-        ground_truth_boundaries: Sequence[Sequence[int]],
-        completion_ids: Sequence[Sequence[int]] | None = None,
-        log_extra: Callable | None = None,
-        log_metric: Callable | None = None,
-        **kwargs: Any,
-    ) -> list[float]:
-        dense, correct, _ = self._dense(
-            prompts, completions, ground_truth, ground_truth_boundaries, completion_ids, log_extra, log_metric
-        )
+    def score(self, batch: RewardBatch) -> list[float]:
+        dense, correct, _ = self._dense(batch)
         keep = self.groups_with_correct(correct)
-        if log_metric is not None:
-            log_metric("rpt/groups_with_correct", self._last_group_share)
+        if batch.log_metric is not None:
+            batch.log_metric("rpt/groups_with_correct", self._last_group_share)
         return [reward if kept else 0.0 for reward, kept in zip(dense, keep)]
 
 
@@ -499,30 +505,24 @@ class InformationGainReward(ModelReward):
             reference = self._log_probs(without_thought, targets)
         return policy, reference
 
-    def __call__(
-        self,
-        prompts: Sequence[Any],
-        completions: Sequence[Any],
-        ground_truth: Sequence[str],
-        ground_truth_boundaries: Sequence[Sequence[int]],
-        completion_ids: Sequence[Sequence[int]] | None = None,
-        log_extra: Callable | None = None,
-        log_metric: Callable | None = None,
-        **kwargs: Any,
-    ) -> list[float]:
-        if not (len(prompts) == len(completions) == len(ground_truth) == len(ground_truth_boundaries)):
+    def score(self, batch: RewardBatch) -> list[float]:
+        if not (len(batch.prompts) == len(batch.completions) == len(batch.ground_truth)
+                == len(batch.ground_truth_boundaries)):  # fmt: skip
             raise ValueError("prompts, completions, ground_truth and ground_truth_boundaries must be equally long.")
-        policy, reference = self.log_probs(prompts, completions, ground_truth, ground_truth_boundaries)
+        policy, reference = self.log_probs(
+            batch.prompts, batch.completions, batch.ground_truth, batch.ground_truth_boundaries
+        )
         gains = (policy - reference).tolist()
+        log_metric = batch.log_metric
         if log_metric is not None and gains:
             log_metric("rpt/info_gain", sum(gains) / len(gains))
             log_metric("rpt/info_gain/policy_log_prob", float(policy.mean()))
             log_metric("rpt/info_gain/reference_log_prob", float(reference.mean()))
-            lengths = thought_lengths(completions, self._reasoning_tokenizer(), completion_ids)
+            lengths = thought_lengths(batch.completions, self._reasoning_tokenizer(), batch.completion_ids)
             unit = "tokens" if self._reasoning_tokenizer() is not None else "chars"
             log_metric(f"rpt/reasoning_{unit}", sum(lengths) / len(lengths))
-        if log_extra is not None:
-            log_extra("info_gain", gains)
+        if batch.log_extra is not None:
+            batch.log_extra("info_gain", gains)
         return gains
 
 

@@ -1,0 +1,154 @@
+import pytest
+import torch
+from datasets import Dataset
+from trl.trainer.utils import RepeatSampler
+
+from rpt_trl import RPTConfig, RPTTrainer
+from rpt_trl.experiments.tiny import make_tiny_model, make_tiny_tokenizer
+from rpt_trl.trainer.band_sampling import INDEX_COLUMN, BandRepeatSampler, PassRateTracker
+
+
+GROUP, BATCH, SIZE = 8, 8, 200
+
+
+def test_tracker_estimates_from_decayed_observations_and_the_prior():
+    tracker = PassRateTracker(3, decay=0.5, prior=(1.0, 1.0))
+    tracker.observe([0, 1], [1.0, 0.0], [8, 8])
+    assert tracker.estimates().tolist() == pytest.approx([9 / 10, 1 / 10, 0.5])
+    tracker.decay()  # 8 trials now weigh 4
+    assert tracker.estimates().tolist() == pytest.approx([5 / 6, 1 / 6, 0.5])
+    tracker.observe([0], [0.0], [4])
+    assert tracker.estimates()[0].item() == pytest.approx(5 / 10)
+
+
+def batches(sampler):
+    """The sampler's batches of distinct positions, epoch after epoch."""
+    epoch = 0
+    while True:
+        if hasattr(sampler, "set_epoch"):  # the band sampler reseeds per epoch; RepeatSampler keeps drawing
+            sampler.set_epoch(epoch)
+        stream = iter(sampler)
+        while chunk := [index for _, index in zip(range(BATCH), stream)]:
+            yield chunk
+        epoch += 1
+
+
+def simulate(pass_rate, sampler, tracker, steps, seed):
+    """Groups of GROUP rollouts of a policy whose pass rate per position is `pass_rate`; the share of mixed groups
+    per step. The tracker (if any) observes each group, as the trainer does."""
+    generator, shares, stream = torch.Generator().manual_seed(seed), [], batches(sampler)
+    for _ in range(steps):
+        positions = next(stream)
+        passes = torch.binomial(torch.full((BATCH,), float(GROUP)), pass_rate[positions], generator=generator)
+        shares.append(((passes > 0) & (passes < GROUP)).float().mean().item())
+        if tracker is not None:
+            tracker.decay()
+            tracker.observe(positions, (passes / GROUP).tolist(), [GROUP] * BATCH)
+    return shares
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+def test_band_sampling_finds_the_learnable_positions_and_follows_a_shift():
+    # 40% nearly impossible, 40% nearly trivial, 20% learnable positions, in random order.
+    pass_rate = torch.cat([torch.full((80,), 0.02), torch.full((80,), 0.98), torch.linspace(0.3, 0.7, 40)])
+    pass_rate = pass_rate[torch.randperm(SIZE, generator=torch.Generator().manual_seed(1))]
+    tracker = PassRateTracker(SIZE)
+    band = BandRepeatSampler(list(range(SIZE)), 1, tracker, (0.1, 0.9), batch_size=BATCH, seed=0)
+    uniform = RepeatSampler(list(range(SIZE)), 1, batch_size=BATCH, seed=0)
+
+    band_shares = simulate(pass_rate, band, tracker, 300, seed=0)
+    uniform_shares = simulate(pass_rate, uniform, None, 300, seed=0)
+    assert mean(band_shares[100:]) >= mean(uniform_shares[100:]) + 0.2  # measured: 0.63 against 0.33
+
+    # The policy changes: the impossible positions become learnable, all others trivial.
+    shifted = torch.where(pass_rate < 0.1, 0.5, 0.99)
+    band_shares = simulate(shifted, band, tracker, 300, seed=1)
+    uniform_shares = simulate(shifted, uniform, None, 300, seed=1)
+    assert mean(band_shares[200:]) >= mean(uniform_shares[200:]) + 0.2  # measured: 0.76 against 0.44
+    assert mean(band_shares[200:]) >= mean(band_shares[:50]) + 0.15  # it adapted (0.48 right after the shift)
+
+
+def test_the_draw_depends_only_on_seed_epoch_batch_and_observations():
+    def sampler(observed):
+        tracker = PassRateTracker(SIZE)
+        tracker.observe(range(0, SIZE, 2), [observed] * (SIZE // 2), [GROUP] * (SIZE // 2))
+        return BandRepeatSampler(list(range(SIZE)), 2, tracker, (0.1, 0.9), batch_size=BATCH, repeat_count=2, seed=7)
+
+    first, second = list(sampler(0.0)), list(sampler(0.0))
+    assert first == second  # what two processes with the same observations iterate
+    assert first != list(sampler(0.5))
+    chunk = first[: BATCH * 2 * 2]
+    # GRPO's layout: each position mini-repeated, each batch repeated; positions distinct within a batch.
+    assert chunk[: BATCH * 2] == chunk[BATCH * 2 :] and chunk[0] == chunk[1]
+    assert len(set(chunk)) == BATCH
+    # Even positions were always wrong: out of the band, they are rarely drawn.
+    assert sum(index % 2 == 0 for index in first) / len(first) < 0.2
+
+
+def test_with_the_curriculum_batch_k_draws_from_the_positions_reached():
+    order = list(range(SIZE))[::-1]  # the curriculum's order, easiest first
+    sampler = BandRepeatSampler(list(range(SIZE)), 1, PassRateTracker(SIZE), (0.1, 0.9), batch_size=4, order=order)
+    drawn = list(sampler)
+    for batch_number in range(5):
+        reached = set(order[: (batch_number + 1) * 4])
+        assert set(drawn[batch_number * 4 : (batch_number + 1) * 4]) <= reached
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"), [({"band_low": 0.9, "band_high": 0.1}, "band_low"), ({"band_decay": 0}, "band_decay")]
+)
+def test_config_rejects_a_bad_band(tmp_path, fields, match):
+    with pytest.raises(ValueError, match=match):
+        RPTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, **fields)
+
+
+def every_other(completions, prompts, **kwargs):  # pass rate 1/2 for "a..", 0 for the rest
+    return [float(i % 2) if p.startswith("a ") else 0.0 for i, p in enumerate(prompts)]
+
+
+def test_trainer_observes_the_pass_rates_of_the_positions_it_trains(tmp_path):
+    tokenizer = make_tiny_tokenizer()
+    contexts = [f"{d} cat says" for d in "abcdefgh"]
+    args = RPTConfig(
+        output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=8, num_generations=4,
+        max_completion_length=4, max_steps=3, logging_steps=1, save_strategy="no", report_to="none",
+        disable_tqdm=True, prompt_format="text", dynamic_sampling=False, seed=3, gradient_checkpointing=False,
+        band_sampling=True, band_decay=1.0, curriculum="entropy",
+    )  # fmt: skip
+    dataset = Dataset.from_dict({"prompt": contexts, "entropy": [float(i) for i in range(8)]})
+    trainer = RPTTrainer(
+        model=make_tiny_model(tokenizer), reward_funcs=every_other, args=args, train_dataset=dataset,
+        processing_class=tokenizer,
+    )  # fmt: skip
+    assert trainer.train_dataset[INDEX_COLUMN] == list(range(8))
+    trainer.train()
+    tracker = trainer.band_tracker
+    assert isinstance(trainer._get_train_sampler(trainer.train_dataset), BandRepeatSampler)
+    assert tracker.trials.sum().item() == 3 * 8  # 3 steps of 2 groups of 4 rollouts
+    seen = tracker.trials.nonzero().flatten().tolist()
+    assert set(seen) <= set(range(6))  # the curriculum reached the 2 * 3 lowest-entropy positions
+    assert {0, 1} <= set(seen)  # batch 0 had just these two to draw
+    assert tracker.passes[0].item() == pytest.approx(tracker.trials[0].item() / 2)
+    assert all(tracker.passes[index].item() == 0.0 for index in seen if index != 0)
+
+
+def test_band_sampling_observes_the_refill_rounds_of_dynamic_sampling(tmp_path):
+    tokenizer = make_tiny_tokenizer()
+    args = RPTConfig(
+        output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=8, num_generations=4,
+        max_completion_length=4, max_steps=1, logging_steps=1, save_strategy="no", report_to="none",
+        disable_tqdm=True, prompt_format="text", dynamic_sampling_start_step=0, dynamic_sampling_max_refills=3,
+        seed=3, gradient_checkpointing=False, band_sampling=True, band_decay=1.0,
+    )  # fmt: skip
+    dataset = Dataset.from_dict({"prompt": [f"{d} cat says" for d in "abcdefgh"]})
+    trainer = RPTTrainer(
+        model=make_tiny_model(tokenizer), reward_funcs=every_other, args=args, train_dataset=dataset,
+        processing_class=tokenizer,
+    )  # fmt: skip
+    trainer.train()
+    (rounds,) = [e["dynamic_sampling/refill_rounds"] for e in trainer.state.log_history if "loss" in e]
+    assert rounds > 0  # only "a cat says" is live: refills were needed
+    assert trainer.band_tracker.trials.sum().item() == 2 * 4 * (rounds + 1)  # every round's groups observed
