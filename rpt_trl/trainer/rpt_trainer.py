@@ -27,8 +27,8 @@ from .generation import install_answer_stop
 from .mixed_objective import MixedObjectiveMixin
 from .rpt_config import RPTConfig
 from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum, entropy_order
-from .signal import LearningSignalMixin, LearningSignalWarning
 from .shared_prefix import SharedPrefixScoringMixin, check_checkpointing, check_shared_prefix_model
+from .signal import LearningSignalMixin, LearningSignalWarning
 
 
 logger = logging.getLogger(__name__)
