@@ -142,14 +142,15 @@ def install_prefix_cache(model: Any, pad_id: int, *, min_prefix: int = MIN_SHARE
 
 
 def _servable(model: Any, kwargs: dict[str, Any]) -> bool:
-    if set(kwargs) - {"input_ids", "attention_mask", "generation_config", "logits_processor"}:
+    if "input_ids" not in kwargs or "attention_mask" not in kwargs:
+        return False
+    extra_inputs = [key for key, value in kwargs.items() if isinstance(value, torch.Tensor) or "cache" in key]
+    if set(extra_inputs) - {"input_ids", "attention_mask"}:  # images, token types, a cache of the caller's
         return False
     config = kwargs.get("generation_config")
     if config is not None and (config.cache_implementation is not None or config.return_dict_in_generate):
         return False
-    if model.training and _has_dropout(model):
-        return False
-    return "input_ids" in kwargs and "attention_mask" in kwargs
+    return not (model.training and _has_dropout(model))
 
 
 def _has_dropout(model: Any) -> bool:
