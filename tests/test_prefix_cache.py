@@ -50,6 +50,19 @@ def test_cached_generate_returns_the_plain_output(tokenizer, do_sample):
     assert prefix_cache.prefills == 1  # the second batch (a refill round) reused the template's cache
 
 
+def test_a_refill_round_that_shares_less_of_the_prefix_reuses_its_start(tokenizer):
+    plain, cached = make_tiny_model(tokenizer, seed=3), make_tiny_model(tokenizer, seed=3)
+    prefix_cache = install_prefix_cache(cached, tokenizer.pad_token_id)
+    first = [tokenizer(TEMPLATE + own, add_special_tokens=False)["input_ids"] for own in ["The sun is", "The size"]]
+    refill = prompt_ids(tokenizer)
+    assert shared_prefix_length(refill) < shared_prefix_length(first)  # "The s" is shared by the first round only
+    for ids in (first, refill, first):
+        assert torch.equal(
+            generate(cached, tokenizer, ids, do_sample=False), generate(plain, tokenizer, ids, do_sample=False)
+        )
+    assert prefix_cache.prefills == 1
+
+
 def test_the_cache_is_recomputed_after_the_weights_change(tokenizer):
     plain, cached = make_tiny_model(tokenizer, seed=3), make_tiny_model(tokenizer, seed=3)
     prefix_cache = install_prefix_cache(cached, tokenizer.pad_token_id)

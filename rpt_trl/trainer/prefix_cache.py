@@ -86,6 +86,26 @@ class SharedPrefixCache:
             inputs[cache_argument(model)] = cache
         return inputs, input_ids.shape[1]
 
+    def _reuse(self, shared_tokens: list[int]) -> bool:
+        """Whether the kept prefix serves a batch with these shared tokens, shortening it when the batch shares less
+        of it: the refill rounds of a step share the template, not always the few tokens after it."""
+        common = 0
+        for kept, token in zip(self._key, shared_tokens):
+            if kept != token:
+                break
+            common += 1
+        if common == len(self._key):
+            return bool(common)
+        if common < self.min_prefix:
+            return False
+        shortened = copy.deepcopy(self._cache)
+        try:
+            shortened.crop(common - len(self._key))  # transformers 5 counts the tokens to remove
+        except RuntimeError:  # a sliding-window layer past its window cannot be shortened: compute the prefix anew
+            return False
+        self._key, self._cache = self._key[:common], shortened
+        return True
+
     def _prefix_for(self, model: Any, token_ids: list[list[int]], device: Any) -> int:
         """The length of the cached prefix this batch uses (0 for none), computing it when needed."""
         from transformers import DynamicCache
@@ -94,10 +114,8 @@ class SharedPrefixCache:
         if shared < self.min_prefix:
             return 0
         version = weights_version(model)
-        # A kept prefix serves any batch that starts with it (refill rounds share the template, not always more).
-        if version == self._version and self._key and tuple(token_ids[0][: len(self._key)]) == self._key:
-            if len(self._key) <= shared:
-                return len(self._key)
+        if version == self._version and self._reuse(token_ids[0][:shared]):
+            return len(self._key)
         self._key, self._version = tuple(token_ids[0][:shared]), version
         self._cache = DynamicCache(config=model.config)
         with torch.no_grad():
