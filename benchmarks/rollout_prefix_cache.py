@@ -28,8 +28,6 @@ def main() -> None:
     model = load_model(path, device="cpu", dtype="float32")
     rows = demo_splits(tokenizer).train
     plain_generate = model.generate
-    install_prefix_cache(model, tokenizer.pad_token_id)
-    cached_generate, model.generate = model.generate, plain_generate
 
     def one_round(generate, step, refill):
         prompts = [rows[2 * (2 * step + refill) + k]["prompt"] for k in range(2)]
@@ -43,10 +41,10 @@ def main() -> None:
         return time.perf_counter() - started, output[:, input_ids.shape[1] :].tolist()
 
     times = {"plain": [], "first": [], "refill": []}
-    same = total = 0
+    same = total = prefills = 0
     for step in range(args.rounds):
         model.generate = plain_generate
-        install_prefix_cache(model, tokenizer.pad_token_id)  # a fresh cache: a new step
+        prefix_cache = install_prefix_cache(model, tokenizer.pad_token_id)  # a fresh cache: a new step
         cached_generate, model.generate = model.generate, plain_generate
         for name, refill, generate in [("plain", 0, plain_generate), ("first", 0, cached_generate),
                                        ("plain", 1, plain_generate), ("refill", 1, cached_generate)]:  # fmt: skip
@@ -57,11 +55,12 @@ def main() -> None:
             else:
                 same += sum(a == b for a, b in zip(completions, reference))
                 total += len(completions)
+        prefills += prefix_cache.prefills
     plain, first, refill = (sorted(times[name])[len(times[name]) // 2] for name in ("plain", "first", "refill"))
     print(f"16 rollouts, 24 new tokens, sampled at 0.8, 1 thread, medians of {args.rounds} alternated steps")
     print(f"plain round {plain:.2f} s; cached first round {first:.2f} s ({plain / first:.2f}x); "
           f"cached refill round {refill:.2f} s ({plain / refill:.2f}x)")  # fmt: skip
-    print(f"identical sampled completions: {same} / {total}")
+    print(f"identical sampled completions: {same} / {total}; prefixes computed: {prefills} in {args.rounds} steps")
 
 
 if __name__ == "__main__":

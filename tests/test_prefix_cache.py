@@ -22,7 +22,8 @@ def prompt_ids(tokenizer, num_generations=1):
     """Prompts that share a long template and then differ, in their own text and in length."""
     owns = ["The size of the", "Step 1: We add 12 and", "café", "Ελληνικά and a much longer tail of its own text"]
     ids = [tokenizer(TEMPLATE + own, add_special_tokens=False)["input_ids"] for own in owns]
-    assert shared_prefix_length(ids) >= MIN_SHARED_PREFIX and max(map(len, ids)) - min(map(len, ids)) > 8
+    assert shared_prefix_length(ids) >= MIN_SHARED_PREFIX
+    assert max(map(len, ids)) - min(map(len, ids)) > 8  # padding sits between the prefix and the own tokens
     return [row for row in ids for _ in range(num_generations)]
 
 

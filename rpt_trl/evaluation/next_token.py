@@ -27,7 +27,7 @@ from ..data.builder import difficulty_labels, token_spans
 from ..results import SPLITS
 from ..rewards.prefix_match import score_completions, thought_lengths
 from ..trainer.generation import AnswerStopLogitsProcessor
-from ..trainer.prefix_cache import MIN_SHARED_PREFIX, SharedPrefixCache
+from ..trainer.prefix_cache import MIN_SHARED_PREFIX, SharedPrefixCache, shared_prefix_length  # noqa: F401 (moved)
 
 
 # Reasoning mode samples at the paper's temperature, as RPT's rollouts do (`RPTConfig.temperature`).

@@ -137,8 +137,8 @@ def install_prefix_cache(model: Any, pad_id: int, *, min_prefix: int = MIN_SHARE
 
     GRPOTrainer calls `generate(**inputs, generation_config=...)` and reads the completions after the prompt's
     width, so the wrapper returns the caller's prompt columns followed by the generated tokens, as plain generation
-    does. Batches it cannot serve (no shared prefix, extra inputs, a configured cache, dict outputs, a model with
-    dropout in training mode, whose prefix would share one dropout draw) go to the plain `generate`.
+    does. Batches it cannot serve (no shared prefix, extra inputs, a configured cache or none, dict outputs, a model
+    with dropout in training mode, whose prefix would share one dropout draw) go to the plain `generate`.
 
     Returns:
         The [`SharedPrefixCache`] the wrapper keeps.
@@ -167,6 +167,8 @@ def _servable(model: Any, kwargs: dict[str, Any]) -> bool:
         return False
     config = kwargs.get("generation_config")
     if config is not None and (config.cache_implementation is not None or config.return_dict_in_generate):
+        return False
+    if kwargs.get("use_cache", True) is False or (config is not None and config.use_cache is False):
         return False
     return not (model.training and _has_dropout(model))
 
