@@ -81,6 +81,17 @@ def test_the_cache_is_recomputed_after_the_weights_change(tokenizer):
     assert prefix_cache.prefills == 2
 
 
+def test_a_new_optimizer_step_recomputes_the_prefix(tokenizer):
+    model, step = make_tiny_model(tokenizer, seed=3), [0]
+    prefix_cache = install_prefix_cache(model, tokenizer.pad_token_id, step=lambda: step[0])
+    ids = prompt_ids(tokenizer)
+    generate(model, tokenizer, ids, do_sample=False)
+    generate(model, tokenizer, ids, do_sample=False)
+    step[0] += 1  # weights that changed where no parameter shows it (ZeRO-3 gathers them anew)
+    generate(model, tokenizer, ids, do_sample=False)
+    assert prefix_cache.prefills == 2
+
+
 def test_the_answer_stop_ends_cached_completions_where_plain_ones_end(tokenizer):
     answer = tokenizer("</think> \\boxed{ size} and more words after", add_special_tokens=False)["input_ids"]
 

@@ -9,7 +9,7 @@ left-padded prompt. Evaluation's sampler uses it per call; [`install_prefix_cach
 
 import copy
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -63,13 +63,16 @@ class SharedPrefixCache:
     Args:
         pad_id: The token that fills the gap between the prefix and each row's own tokens (masked out).
         min_prefix: The shortest shared prefix worth a cache; shorter ones give plain left-padded inputs.
+        step: The optimizer step the weights are at (a trainer's `state.global_step`), when there is one.
 
-    The cache is kept while [`weights_version`] is unchanged, and recomputed after any change to the weights.
+    The cache is kept while [`weights_version`] and `step()` are unchanged, and recomputed after any change to the
+    weights. The step also covers weights that change without a visible in-place update (ZeRO-3 gathers them anew).
     """
 
-    def __init__(self, pad_id: int, min_prefix: int = MIN_SHARED_PREFIX):
+    def __init__(self, pad_id: int, min_prefix: int = MIN_SHARED_PREFIX, step: Callable[[], int] | None = None):
         self.pad_id = pad_id
         self.min_prefix = min_prefix
+        self.step = step
         self._key: tuple[int, ...] = ()
         self._version: tuple | None = None
         self._cache: Any = None
@@ -113,7 +116,7 @@ class SharedPrefixCache:
         shared = shared_prefix_length(token_ids)
         if shared < self.min_prefix:
             return 0
-        version = weights_version(model)
+        version = (weights_version(model), self.step() if self.step is not None else None)
         if version == self._version and self._reuse(token_ids[0][:shared]):
             return len(self._key)
         self._key, self._version = tuple(token_ids[0][:shared]), version
@@ -131,7 +134,9 @@ def cache_argument(model: Any) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def install_prefix_cache(model: Any, pad_id: int, *, min_prefix: int = MIN_SHARED_PREFIX) -> SharedPrefixCache:
+def install_prefix_cache(
+    model: Any, pad_id: int, *, min_prefix: int = MIN_SHARED_PREFIX, step: Callable[[], int] | None = None
+) -> SharedPrefixCache:
     """Make `model.generate(input_ids=..., attention_mask=...)` on left-padded prompts prefill their shared prefix
     once, keeping it while the weights are unchanged (the refill rounds of a step share it).
 
@@ -144,7 +149,7 @@ def install_prefix_cache(model: Any, pad_id: int, *, min_prefix: int = MIN_SHARE
         The [`SharedPrefixCache`] the wrapper keeps.
     """
     original_generate = model.generate
-    prefix_cache = SharedPrefixCache(pad_id, min_prefix)
+    prefix_cache = SharedPrefixCache(pad_id, min_prefix, step)
 
     def generate(*args: Any, **kwargs: Any) -> Any:
         if args or not _servable(model, kwargs):

@@ -149,7 +149,9 @@ class RPTTrainer(
             )
         if args.rollout_prefix_cache and not args.use_vllm:
             # Before the answer stop, which then wraps it: the stop sees the prompts as generate receives them.
-            self.rollout_prefix_cache = install_prefix_cache(self.model, self._tokenizer.pad_token_id)
+            self.rollout_prefix_cache = install_prefix_cache(
+                self.model, self._tokenizer.pad_token_id, step=lambda: self.state.global_step
+            )
         if args.stop_after_answer and not args.use_vllm:
             install_answer_stop(self.model, self._tokenizer, require_think_close=args.require_think_close)
         self.add_callback(CheckpointCompletion())  # after the callbacks that write into a checkpoint
