@@ -31,8 +31,8 @@ from rpt_trl.evaluation import (
     validate_result,
     zero_shot_table,
 )
-from rpt_trl.evaluation.next_token import MIN_SHARED_PREFIX, shared_prefix_length
 from rpt_trl.experiments.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer, warm_started_world
+from rpt_trl.trainer.prefix_cache import MIN_SHARED_PREFIX, shared_prefix_length
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

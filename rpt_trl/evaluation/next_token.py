@@ -14,9 +14,8 @@ entropy filter), or, without that column, as given by its `entropy` column and t
 only the overall accuracy is reported.
 """
 
-import copy
-import inspect
 import logging
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -28,6 +27,7 @@ from ..data.builder import difficulty_labels, token_spans
 from ..results import SPLITS
 from ..rewards.prefix_match import score_completions, thought_lengths
 from ..trainer.generation import AnswerStopLogitsProcessor
+from ..trainer.prefix_cache import MIN_SHARED_PREFIX, SharedPrefixCache, shared_prefix_length  # noqa: F401 (moved)
 
 
 # Reasoning mode samples at the paper's temperature, as RPT's rollouts do (`RPTConfig.temperature`).
@@ -183,42 +183,6 @@ def prompt_text(prompt: Any, tokenizer: Any) -> str:
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
-def shared_prefix_length(token_ids: Sequence[Sequence[int]]) -> int:
-    """Length of the longest token prefix that every sequence shares, leaving each at least one token of its own.
-
-    Example:
-        >>> shared_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]])
-        2
-    """
-    if not token_ids:
-        return 0
-    limit = min(len(ids) for ids in token_ids) - 1
-    first = token_ids[0]
-    length = 0
-    while length < limit and all(ids[length] == first[length] for ids in token_ids):
-        length += 1
-    return length
-
-
-MIN_SHARED_PREFIX = 32
-"""A batch reuses one key/value cache of its prompts' shared prefix (e.g. a few-shot template) when it is this long."""
-
-
-def _pad_after_prefix(token_ids: Sequence[Sequence[int]], prefix: int, pad_id: int) -> tuple[Any, Any]:
-    """`input_ids` and `attention_mask` with the shared prefix first and each prompt's own tokens right-aligned after
-    it (the padding sits between the two, masked out), so that every row ends where generation starts."""
-    width = max(len(ids) for ids in token_ids) - prefix
-    input_ids = torch.full((len(token_ids), prefix + width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros_like(input_ids)
-    for row, ids in enumerate(token_ids):
-        own = len(ids) - prefix
-        input_ids[row, :prefix] = torch.tensor(ids[:prefix])
-        input_ids[row, prefix + width - own :] = torch.tensor(ids[prefix:])
-        attention_mask[row, :prefix] = 1
-        attention_mask[row, prefix + width - own :] = 1
-    return input_ids, attention_mask
-
-
 def transformers_generator(
     model: Any,
     tokenizer: Any,
@@ -252,12 +216,12 @@ def transformers_generator(
         model.eval()
         device = next(model.parameters()).device
         outputs: list[str] = []
-        prefixes: dict = {}  # per call: the model's weights may change between calls
+        prefixes = SharedPrefixCache(pad_id, MIN_SHARED_PREFIX if prefix_cache else sys.maxsize)
         starts = range(0, len(texts), batch_size)
         for batch_index, start in enumerate(tqdm(starts, desc="Generating", unit="batch", disable=not show_progress)):
             torch.manual_seed(seed + batch_index)
             token_ids = tokenizer(texts[start : start + batch_size])["input_ids"]
-            inputs, width = _prefilled(model, token_ids, device, prefixes, pad_id=pad_id, prefix_cache=prefix_cache)
+            inputs, width = prefixes.inputs(model, token_ids, device)
             processors = [AnswerStopLogitsProcessor(tokenizer, tokenizer.eos_token_id)] if stop_after_answer else []
             generated = model.generate(
                 **inputs,
@@ -274,31 +238,6 @@ def transformers_generator(
         return [outputs[i : i + num_samples] for i in range(0, len(outputs), num_samples)]
 
     return generate
-
-
-def _prefilled(
-    model: Any, token_ids: list[list[int]], device: Any, prefixes: dict, *, pad_id: int, prefix_cache: bool
-) -> tuple[dict[str, Any], int]:
-    """The inputs of `generate` for one batch, and where its completions start. `prefixes` keeps the cache of the
-    last shared prefix, so that the batches of one call that share it compute it once."""
-    from transformers import DynamicCache
-
-    prefix = shared_prefix_length(token_ids) if prefix_cache else 0
-    if prefix < MIN_SHARED_PREFIX:
-        input_ids, attention_mask = _pad_after_prefix(token_ids, 0, pad_id)  # plain left padding
-        return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}, input_ids.shape[1]
-    # Newer transformers name the key/value cache `cache` (and warn on `past_key_values`); older ones only know the latter.
-    cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    key = tuple(token_ids[0][:prefix])
-    if key not in prefixes:
-        prefixes.clear()
-        prefixes[key] = DynamicCache(config=model.config)
-        model(input_ids=torch.tensor([list(key)], device=device), **{cache_argument: prefixes[key]}, use_cache=True)
-    cache = copy.deepcopy(prefixes[key])
-    cache.batch_repeat_interleave(len(token_ids))
-    input_ids, attention_mask = _pad_after_prefix(token_ids, prefix, pad_id)
-    inputs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
-    return {**inputs, cache_argument: cache}, input_ids.shape[1]
 
 
 def vllm_generator(

@@ -49,6 +49,11 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         writing. Works with transformers generation (`model.generate`; not its continuous batching, which is
         refused) and with vLLM (colocate, and server mode when the server has rpt-trl installed), through
         `rpt_trl.trainer.vllm_engine.AnswerStopLogitsProcessor`.
+    rollout_prefix_cache (`bool`, *optional*, defaults to `True`):
+        With transformers generation (`model.generate`), compute the batch's shared prompt prefix (the few-shot
+        template) once and reuse its keys and values in every rollout, and in every refill round of a step while the
+        weights are unchanged (see `rpt_trl.trainer.prefix_cache`). The completions are the same as without it, under
+        the same seed. vLLM caches prefixes itself; this flag does not affect it.
 
     > Parameters that control the reasoning-length budget (RMT, arXiv 2509.24375; see `rpt_trl.rewards.thought_budget`)
 
@@ -173,6 +178,13 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         default=False,
         metadata={
             "help": "End a completion with EOS as soon as its answer box closes (transformers generate or vLLM)."
+        },
+    )
+    rollout_prefix_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "With transformers generation, compute the rollouts' shared prompt prefix once per step and "
+            "reuse its key/value cache (same completions, less prefill)."
         },
     )
 

@@ -25,6 +25,7 @@ from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .empty_batch import EmptyBatchSkipMixin
 from .generation import install_answer_stop
 from .mixed_objective import MixedObjectiveMixin
+from .prefix_cache import install_prefix_cache
 from .rpt_config import RPTConfig
 from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum, entropy_order
 from .shared_prefix import SharedPrefixScoringMixin, check_checkpointing, check_shared_prefix_model
@@ -65,6 +66,8 @@ class RPTTrainer(
     - optionally, the mixed objective: `args.next_token_loss_coef` × next-token cross-entropy on the positions'
       contexts added to the GRPO loss (see `rpt_trl.trainer.mixed_objective`);
     - optionally, EOS as soon as the answer box closes (`args.stop_after_answer`);
+    - with transformers generation, the rollouts' shared prompt prefix computed once per step
+      (`args.rollout_prefix_cache`, see `rpt_trl.trainer.prefix_cache`);
     - dynamic sampling from `args.dynamic_sampling_start_step` (see `rpt_trl.trainer.dynamic_sampling`);
     - optionally, a reasoning-length budget on every reward (`args.thought_budget`, see `rpt_trl.rewards.thought_budget`;
       metrics `rpt/over_budget_fraction`, `rpt/budget_penalty`) and an easy-to-hard entropy curriculum
@@ -161,6 +164,11 @@ class RPTTrainer(
 
             keep_forced_eos_out_of_training(
                 self.vllm_generation, self._tokenizer, require_think_close=args.require_think_close
+            )
+        if args.rollout_prefix_cache and not args.use_vllm:
+            # Before the answer stop, which then wraps it: the stop sees the prompts as generate receives them.
+            self.rollout_prefix_cache = install_prefix_cache(
+                self.model, self._tokenizer.pad_token_id, step=lambda: self.state.global_step
             )
         if args.stop_after_answer and not args.use_vllm:
             install_answer_stop(self.model, self._tokenizer, require_think_close=args.require_think_close)

@@ -1,0 +1,185 @@
+"""Compute the prompts' shared prefix once per batch, and reuse its keys and values in every row.
+
+RPT prompts share a long prefix (a few-shot template), so a batch of rollouts prefills the same tokens once per row.
+[`SharedPrefixCache`] prefills the prefix once, then lays out each row as the prefix, masked padding, and the row's
+own tokens right-aligned, so that every row ends where generation starts and its positions are those of the plain
+left-padded prompt. Evaluation's sampler uses it per call; [`install_prefix_cache`] makes a training model's
+`generate` use it, keeping the prefix while the weights stay the same (all the refill rounds of a step).
+"""
+
+import copy
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+
+MIN_SHARED_PREFIX = 32
+"""A batch reuses one key/value cache of its prompts' shared prefix (e.g. a few-shot template) when it is this long."""
+
+
+def shared_prefix_length(token_ids: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix that every sequence shares, leaving each at least one token of its own.
+
+    Example:
+        >>> shared_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]])
+        2
+    """
+    if not token_ids:
+        return 0
+    limit = min(len(ids) for ids in token_ids) - 1
+    first = token_ids[0]
+    length = 0
+    while length < limit and all(ids[length] == first[length] for ids in token_ids):
+        length += 1
+    return length
+
+
+def pad_after_prefix(token_ids: Sequence[Sequence[int]], prefix: int, pad_id: int) -> tuple[Any, Any]:
+    """`input_ids` and `attention_mask` with the shared prefix first and each prompt's own tokens right-aligned after
+    it (the padding sits between the two, masked out), so that every row ends where generation starts. With
+    `prefix=0` this is plain left padding."""
+    width = max(len(ids) for ids in token_ids) - prefix
+    input_ids = torch.full((len(token_ids), prefix + width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for row, ids in enumerate(token_ids):
+        own = len(ids) - prefix
+        input_ids[row, :prefix] = torch.tensor(ids[:prefix])
+        input_ids[row, prefix + width - own :] = torch.tensor(ids[prefix:])
+        attention_mask[row, :prefix] = 1
+        attention_mask[row, prefix + width - own :] = 1
+    return input_ids, attention_mask
+
+
+def weights_version(model: Any) -> tuple:
+    """Changes whenever a parameter is modified in place (an optimizer step, `load_state_dict`) or replaced."""
+    return tuple((p.data_ptr(), p._version) for p in model.parameters())
+
+
+class SharedPrefixCache:
+    """The key/value cache of the last shared prefix a model computed, for the batches that share it.
+
+    Args:
+        pad_id: The token that fills the gap between the prefix and each row's own tokens (masked out).
+        min_prefix: The shortest shared prefix worth a cache; shorter ones give plain left-padded inputs.
+        step: The optimizer step the weights are at (a trainer's `state.global_step`), when there is one.
+
+    The cache is kept while [`weights_version`] and `step()` are unchanged, and recomputed after any change to the
+    weights. The step also covers weights that change without a visible in-place update (ZeRO-3 gathers them anew).
+    """
+
+    def __init__(self, pad_id: int, min_prefix: int = MIN_SHARED_PREFIX, step: Callable[[], int] | None = None):
+        self.pad_id = pad_id
+        self.min_prefix = min_prefix
+        self.step = step
+        self._key: tuple[int, ...] = ()
+        self._version: tuple | None = None
+        self._cache: Any = None
+        self.prefills = 0  # how many times a prefix was computed (for tests and benchmarks)
+
+    def inputs(self, model: Any, token_ids: list[list[int]], device: Any) -> tuple[dict[str, Any], int]:
+        """The inputs of `generate` for one batch of prompts, and where its completions start."""
+        prefix = self._prefix_for(model, token_ids, device)
+        input_ids, attention_mask = pad_after_prefix(token_ids, prefix, self.pad_id)
+        inputs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+        if prefix:
+            cache = copy.deepcopy(self._cache)
+            cache.batch_repeat_interleave(len(token_ids))
+            inputs[cache_argument(model)] = cache
+        return inputs, input_ids.shape[1]
+
+    def _reuse(self, shared_tokens: list[int]) -> bool:
+        """Whether the kept prefix serves a batch with these shared tokens, shortening it when the batch shares less
+        of it: the refill rounds of a step share the template, not always the few tokens after it."""
+        common = 0
+        for kept, token in zip(self._key, shared_tokens):
+            if kept != token:
+                break
+            common += 1
+        if common == len(self._key):
+            return bool(common)
+        if common < self.min_prefix:
+            return False
+        shortened = copy.deepcopy(self._cache)
+        try:
+            shortened.crop(common - len(self._key))  # transformers 5 counts the tokens to remove
+        except RuntimeError:  # a sliding-window layer past its window cannot be shortened: compute the prefix anew
+            return False
+        self._key, self._cache = self._key[:common], shortened
+        return True
+
+    def _prefix_for(self, model: Any, token_ids: list[list[int]], device: Any) -> int:
+        """The length of the cached prefix this batch uses (0 for none), computing it when needed."""
+        from transformers import DynamicCache
+
+        shared = shared_prefix_length(token_ids)
+        if shared < self.min_prefix:
+            return 0
+        version = (weights_version(model), self.step() if self.step is not None else None)
+        if version == self._version and self._reuse(token_ids[0][:shared]):
+            return len(self._key)
+        self._key, self._version = tuple(token_ids[0][:shared]), version
+        self._cache = DynamicCache(config=model.config)
+        with torch.no_grad():
+            model(input_ids=torch.tensor([list(self._key)], device=device), use_cache=True,
+                  **{cache_argument(model): self._cache})  # fmt: skip
+        self.prefills += 1
+        return shared
+
+
+def cache_argument(model: Any) -> str:
+    """Newer transformers name the key/value cache `cache` (and warn on `past_key_values`); older ones only know the
+    latter."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def install_prefix_cache(
+    model: Any, pad_id: int, *, min_prefix: int = MIN_SHARED_PREFIX, step: Callable[[], int] | None = None
+) -> SharedPrefixCache:
+    """Make `model.generate(input_ids=..., attention_mask=...)` on left-padded prompts prefill their shared prefix
+    once, keeping it while the weights are unchanged (the refill rounds of a step share it).
+
+    GRPOTrainer calls `generate(**inputs, generation_config=...)` and reads the completions after the prompt's
+    width, so the wrapper returns the caller's prompt columns followed by the generated tokens, as plain generation
+    does. Batches it cannot serve (no shared prefix, extra inputs, a configured cache or none, dict outputs, a model
+    with dropout in training mode, whose prefix would share one dropout draw) go to the plain `generate`.
+
+    Returns:
+        The [`SharedPrefixCache`] the wrapper keeps.
+    """
+    original_generate = model.generate
+    prefix_cache = SharedPrefixCache(pad_id, min_prefix, step)
+
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        if args or not _servable(model, kwargs):
+            return original_generate(*args, **kwargs)
+        input_ids, attention_mask = kwargs.pop("input_ids"), kwargs.pop("attention_mask")
+        token_ids = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids.cpu(), attention_mask.cpu())]
+        inputs, width = prefix_cache.inputs(model, token_ids, input_ids.device)
+        generated = original_generate(**inputs, **kwargs)
+        return torch.cat([input_ids, generated[:, width:]], dim=1)
+
+    model.generate = generate
+    return prefix_cache
+
+
+def _servable(model: Any, kwargs: dict[str, Any]) -> bool:
+    if "input_ids" not in kwargs or "attention_mask" not in kwargs:
+        return False
+    extra_inputs = [key for key, value in kwargs.items() if isinstance(value, torch.Tensor) or "cache" in key]
+    if set(extra_inputs) - {"input_ids", "attention_mask"}:  # images, token types, a cache of the caller's
+        return False
+    config = kwargs.get("generation_config")
+    if config is not None and (config.cache_implementation is not None or config.return_dict_in_generate):
+        return False
+    if kwargs.get("use_cache", True) is False or (config is not None and config.use_cache is False):
+        return False
+    return not (model.training and _has_dropout(model))
+
+
+def _has_dropout(model: Any) -> bool:
+    config = getattr(model, "config", None)
+    rates = [getattr(config, name, 0.0) or 0.0 for name in ("attention_dropout", "hidden_dropout", "dropout")]
+    modules = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    return any(rate > 0 for rate in rates + modules)

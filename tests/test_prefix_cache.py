@@ -1,0 +1,139 @@
+"""The shared-prefix cache of training rollouts (`rpt_trl.trainer.prefix_cache`): the same completions as plain
+generation, through RPTTrainer's generation path, with the answer stop, and never from stale weights."""
+
+import pytest
+import torch
+from conftest import CORPUS, make_byte_level_tokenizer, make_tiny_model
+
+from rpt_trl import RPTConfig, RPTTrainer, build_next_token_dataset
+from rpt_trl.trainer.generation import install_answer_stop
+from rpt_trl.trainer.prefix_cache import MIN_SHARED_PREFIX, install_prefix_cache, shared_prefix_length
+
+
+TEMPLATE = "Example: the cat sat on the mat, so the answer is \\boxed{ mat}. Example: one plus one is two. "
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return make_byte_level_tokenizer(extra_tokens=["<think>", "</think>", "\\boxed{"])
+
+
+def prompt_ids(tokenizer, num_generations=1):
+    """Prompts that share a long template and then differ, in their own text and in length."""
+    owns = ["The size of the", "Step 1: We add 12 and", "café", "Ελληνικά and a much longer tail of its own text"]
+    ids = [tokenizer(TEMPLATE + own, add_special_tokens=False)["input_ids"] for own in owns]
+    assert shared_prefix_length(ids) >= MIN_SHARED_PREFIX
+    assert max(map(len, ids)) - min(map(len, ids)) > 8  # padding sits between the prefix and the own tokens
+    return [row for row in ids for _ in range(num_generations)]
+
+
+def left_padded(ids, pad_id):
+    width = max(map(len, ids))
+    input_ids = torch.tensor([[pad_id] * (width - len(row)) + row for row in ids])
+    return {"input_ids": input_ids, "attention_mask": (torch.arange(width) >= width - torch.tensor(
+        [[len(row)] for row in ids])).long()}  # fmt: skip
+
+
+def generate(model, tokenizer, ids, **kwargs):
+    torch.manual_seed(0)
+    return model.generate(**left_padded(ids, tokenizer.pad_token_id), max_new_tokens=12, **kwargs)
+
+
+@pytest.mark.parametrize("do_sample", [False, True])
+def test_cached_generate_returns_the_plain_output(tokenizer, do_sample):
+    plain, cached = make_tiny_model(tokenizer, seed=3), make_tiny_model(tokenizer, seed=3)
+    prefix_cache = install_prefix_cache(cached, tokenizer.pad_token_id)
+    ids = prompt_ids(tokenizer, num_generations=2)
+    expected = generate(plain, tokenizer, ids, do_sample=do_sample, top_k=0)
+    assert torch.equal(generate(cached, tokenizer, ids, do_sample=do_sample, top_k=0), expected)
+    assert torch.equal(generate(cached, tokenizer, ids[2:], do_sample=do_sample, top_k=0)[:, -12:],
+                       generate(plain, tokenizer, ids[2:], do_sample=do_sample, top_k=0)[:, -12:])  # fmt: skip
+    assert prefix_cache.prefills == 1  # the second batch (a refill round) reused the template's cache
+
+
+def test_a_refill_round_that_shares_less_of_the_prefix_reuses_its_start(tokenizer):
+    plain, cached = make_tiny_model(tokenizer, seed=3), make_tiny_model(tokenizer, seed=3)
+    prefix_cache = install_prefix_cache(cached, tokenizer.pad_token_id)
+    first = [tokenizer(TEMPLATE + own, add_special_tokens=False)["input_ids"] for own in ["The sun is", "The size"]]
+    refill = prompt_ids(tokenizer)
+    assert shared_prefix_length(refill) < shared_prefix_length(first)  # "The s" is shared by the first round only
+    for ids in (first, refill, first):
+        assert torch.equal(
+            generate(cached, tokenizer, ids, do_sample=False), generate(plain, tokenizer, ids, do_sample=False)
+        )
+    assert prefix_cache.prefills == 1
+
+
+def test_the_cache_is_recomputed_after_the_weights_change(tokenizer):
+    plain, cached = make_tiny_model(tokenizer, seed=3), make_tiny_model(tokenizer, seed=3)
+    prefix_cache = install_prefix_cache(cached, tokenizer.pad_token_id)
+    ids = prompt_ids(tokenizer)
+    before = generate(cached, tokenizer, ids, do_sample=False)
+    torch.manual_seed(1)
+    with torch.no_grad():  # an optimizer step's in-place update, the same on both copies
+        for p_plain, p_cached in zip(plain.parameters(), cached.parameters()):
+            step = 0.5 * torch.randn_like(p_plain)
+            p_plain.add_(step)
+            p_cached.add_(step)
+    after = generate(cached, tokenizer, ids, do_sample=False)
+    assert not torch.equal(after, before)  # the change matters, so a stale prefix would show
+    assert torch.equal(after, generate(plain, tokenizer, ids, do_sample=False))
+    assert prefix_cache.prefills == 2
+
+
+def test_a_new_optimizer_step_recomputes_the_prefix(tokenizer):
+    model, step = make_tiny_model(tokenizer, seed=3), [0]
+    prefix_cache = install_prefix_cache(model, tokenizer.pad_token_id, step=lambda: step[0])
+    ids = prompt_ids(tokenizer)
+    generate(model, tokenizer, ids, do_sample=False)
+    generate(model, tokenizer, ids, do_sample=False)
+    step[0] += 1  # weights that changed where no parameter shows it (ZeRO-3 gathers them anew)
+    generate(model, tokenizer, ids, do_sample=False)
+    assert prefix_cache.prefills == 2
+
+
+def test_the_answer_stop_ends_cached_completions_where_plain_ones_end(tokenizer):
+    answer = tokenizer("</think> \\boxed{ size} and more words after", add_special_tokens=False)["input_ids"]
+
+    class Follow:  # drives every row along `answer`, from where its completion starts
+        width = None
+
+        def __call__(self, input_ids, scores):
+            self.width = self.width or input_ids.shape[1]
+            step = input_ids.shape[1] - self.width
+            forced = torch.full_like(scores, float("-inf"))
+            forced[:, answer[min(step, len(answer) - 1)]] = 0.0
+            return forced
+
+    outputs = []
+    for prefix_cache in (False, True):
+        model = make_tiny_model(tokenizer, seed=3)
+        if prefix_cache:
+            install_prefix_cache(model, tokenizer.pad_token_id)
+        install_answer_stop(model, tokenizer)
+        outputs.append(generate(model, tokenizer, prompt_ids(tokenizer), logits_processor=[Follow()], do_sample=False))
+    assert torch.equal(outputs[0], outputs[1])
+    close = tokenizer("</think> \\boxed{ size}", add_special_tokens=False)["input_ids"]
+    completion = outputs[1][0, max(map(len, prompt_ids(tokenizer))) :].tolist()
+    assert completion[: len(close) + 1] == close + [tokenizer.eos_token_id]
+
+
+@pytest.mark.parametrize("stop_after_answer", [False, True])
+@pytest.mark.parametrize("temperature", [1e-6, 1.0])  # near-greedy, and sampled under a fixed seed
+def test_rpt_trainer_rollouts_are_the_same_with_the_cache(tmp_path, tokenizer, stop_after_answer, temperature):
+    train = build_next_token_dataset(CORPUS, tokenizer, position_stride=9, max_context_tokens=24, show_progress=False)
+    completions = {}
+    for rollout_prefix_cache in (False, True):
+        args = RPTConfig(
+            output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=8, num_generations=2,
+            max_completion_length=12, temperature=temperature, stop_after_answer=stop_after_answer,
+            rollout_prefix_cache=rollout_prefix_cache, report_to="none", save_strategy="no",
+        )  # fmt: skip
+        trainer = RPTTrainer(
+            model=make_tiny_model(tokenizer, seed=3), args=args, train_dataset=train, processing_class=tokenizer
+        )
+        torch.manual_seed(0)
+        completions[rollout_prefix_cache], _ = trainer._generate_single_turn(prompt_ids(tokenizer, 2), None, {}, 2)
+    assert trainer.rollout_prefix_cache.prefills == 1  # the cached path ran
+    assert completions[True] == completions[False]
+    assert len({tuple(c) for c in completions[True]}) > 1
