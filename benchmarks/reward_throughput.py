@@ -147,7 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenizer", default=None, help="time the bound reward under this tokenizer only")
     parser.add_argument("--completions", type=int, default=2_000)
-    parser.add_argument("--thought-end", default=".")
+    parser.add_argument("--thought_end", "--thought-end", default=".", help="the character each thought ends with")
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     if args.tokenizer:

@@ -181,7 +181,9 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (other jobs share this machine)")
-    parser.add_argument("--on-paper", action="store_true", help="print the 14B recipe's FLOPs and memory, then exit")
+    parser.add_argument(
+        "--on_paper", "--on-paper", action="store_true", help="print the 14B recipe's FLOPs and memory, then exit"
+    )
     args = parser.parse_args()
     if args.on_paper:
         print(json.dumps(on_paper(), indent=2))

@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a local checkpoint; default: a tiny Qwen2 built here")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--completion-tokens", type=int, default=32)
+    parser.add_argument("--completion_tokens", "--completion-tokens", type=int, default=32)
     args = parser.parse_args()
 
     import torch
