@@ -1,0 +1,129 @@
+"""Issue 21: every `rpt-trl` command that writes checks its output with the one shared check (not an input, not
+holding one), and every command checks its arguments, columns and output before it loads a model; the errors a
+user sees are one line naming the flag, file, column or row."""
+
+import json
+
+import pytest
+
+from rpt_trl import cli
+
+
+ROW = {"prompt": "The cat", "ground_truth": " sat", "ground_truth_boundaries": [4]}
+RESULT = {"model": "m", "dataset": "d", "mode": "standard", "overall": {"accuracy": 0.5, "n": 2}, "splits": {}}
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    """Every model, tokenizer and config loader raises: a command that reaches one has checked too late."""
+    import transformers
+
+    from rpt_trl import models
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model, tokenizer or config was loaded before the input was checked")
+
+    for name in ("AutoModelForCausalLM", "AutoTokenizer", "AutoConfig", "AutoModel"):
+        monkeypatch.setattr(getattr(transformers, name), "from_pretrained", refuse)
+    monkeypatch.setattr(models, "ensure_embedded_model", refuse)
+
+
+@pytest.fixture
+def world(tmp_path):
+    """The inputs of every command, in one folder: positions, documents, a model folder, a result, completions."""
+    data = tmp_path / "inputs"
+    data.mkdir()
+    (data / "positions.jsonl").write_text(json.dumps(ROW) + "\n")
+    (data / "documents.jsonl").write_text(json.dumps({"text": "The cat sat."}) + "\n")
+    (data / "bench.jsonl").write_text(json.dumps({"question": "q?", "options": ["a", "b"], "answer": "A"}) + "\n")
+    (data / "result.json").write_text(json.dumps(RESULT))
+    (data / "completions.jsonl").write_text(json.dumps({"completion": "x", "ground_truth": " sat"}) + "\n")
+    model = data / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    return data
+
+
+# (command line with {data} for the inputs' folder, {out} for the output, the flag that names the output)
+WRITERS = {
+    "prepare": ("prepare --dataset {data}/documents.jsonl --proxy_model {data}/model --output {out}", "--output"),
+    "train": (
+        "train --dataset_name {data}/positions.jsonl --model_name_or_path {data}/model --use_cpu true --bf16 false "
+        "--output_dir {out}",
+        "--output_dir",
+    ),
+    "evaluate next-token standard": (
+        "evaluate next-token --dataset {data}/positions.jsonl --documents {data}/documents.jsonl --model "
+        "{data}/model --mode standard --output {out}",
+        "--output",
+    ),
+    "evaluate next-token reasoning": (
+        "evaluate next-token --dataset {data}/positions.jsonl --model {data}/model --mode reasoning --output {out}",
+        "--output",
+    ),
+    "evaluate next-token --save_completions": (
+        "evaluate next-token --dataset {data}/positions.jsonl --model {data}/model --mode reasoning "
+        "--output {data}/../r.json --save_completions {out}",
+        "--save_completions",
+    ),
+    "evaluate compare": (
+        "evaluate compare --models base={data}/model --dataset {data}/positions.jsonl --documents "
+        "{data}/documents.jsonl --output {out}",
+        "--output",
+    ),
+    "evaluate zero-shot": ("evaluate zero-shot --benchmark {data}/bench.jsonl --model {data}/model --output {out}",
+                           "--output"),  # fmt: skip
+    "evaluate scaling": ("evaluate scaling --results {data}/result.json --compute 1 --output {out}", "--output"),
+    "evaluate patterns": ("evaluate patterns --completions a={data}/completions.jsonl --output {out}", "--output"),
+    "evaluate table": ("evaluate table {data}/result.json --output {out}", "--output"),
+    "ablate": ("ablate --model {data}/model --dataset {data}/positions.jsonl --output_dir {out}", "--output_dir"),
+    "demo": ("demo --model {data}/model --output_dir {out}", "--output_dir"),
+}
+# For each command, an input it reads that the output may not be: the output is that input, or its folder.
+OUTPUT_IS_INPUT = {
+    "prepare": "documents.jsonl", "train": "positions.jsonl", "evaluate next-token standard": "documents.jsonl",
+    "evaluate next-token reasoning": "positions.jsonl", "evaluate next-token --save_completions": "positions.jsonl",
+    "evaluate compare": "positions.jsonl", "evaluate zero-shot": "bench.jsonl", "evaluate scaling": "result.json",
+    "evaluate patterns": "completions.jsonl", "evaluate table": "result.json", "ablate": "positions.jsonl",
+    "demo": "model",
+}  # fmt: skip
+
+
+def run(command: str, **paths) -> str:
+    """Run one command line; the one-line error it exits with (it must exit with one)."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(command.format(**{k: str(v) for k, v in paths.items()}).split())
+    message = str(exit_info.value.code)
+    assert "\n" not in message, message
+    return message
+
+
+@pytest.mark.parametrize("where", ["is", "holds"])
+@pytest.mark.parametrize("name", sorted(WRITERS))
+def test_every_writing_command_refuses_an_output_that_is_or_holds_an_input(name, where, world, no_model_loads):
+    command, flag = WRITERS[name]
+    out = world / OUTPUT_IS_INPUT[name] if where == "is" else world
+    before = {p: p.read_bytes() for p in world.rglob("*") if p.is_file()}
+    message = run(command, data=world, out=out)
+    assert message.startswith(f"rpt-trl {name.split()[0]}: error: {flag} "), message
+    assert (" is the input " if where == "is" else " contains the input ") in message, message
+    assert {p: p.read_bytes() for p in world.rglob("*") if p.is_file()} == before  # nothing written
+
+
+def test_the_writers_table_covers_every_command():
+    from rpt_trl.commands import evaluate, get_commands
+
+    names = {command.__name__.rsplit(".", 1)[-1] for command in get_commands()}
+    covered = {name.split()[0] for name in WRITERS} | {name.split()[1] for name in WRITERS if " " in name}
+    assert names <= covered and set(evaluate.COMMANDS) <= covered
+
+
+@pytest.mark.parametrize("name", ["evaluate next-token reasoning", "evaluate compare", "evaluate zero-shot",
+                                  "evaluate table", "evaluate scaling", "evaluate patterns"])  # fmt: skip
+def test_a_results_output_replaces_only_an_earlier_results_file(name, world, tmp_path, no_model_loads):
+    command, _ = WRITERS[name]
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}')
+    message = run(command, data=world, out=notes)
+    assert "--output" in message and "exists and may not be replaced" in message, message
+    assert notes.read_text() == '{"mine": 1}'
