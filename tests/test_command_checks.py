@@ -71,8 +71,10 @@ WRITERS = {
         "{data}/documents.jsonl --output {out}",
         "--output",
     ),
-    "evaluate zero-shot": ("evaluate zero-shot --benchmark {data}/bench.jsonl --model {data}/model --output {out}",
-                           "--output"),  # fmt: skip
+    "evaluate zero-shot": (
+        "evaluate zero-shot --benchmark {data}/bench.jsonl --model {data}/model --output {out}",
+        "--output",
+    ),  # fmt: skip
     "evaluate scaling": ("evaluate scaling --results {data}/result.json --compute 1 --output {out}", "--output"),
     "evaluate patterns": ("evaluate patterns --completions a={data}/completions.jsonl --output {out}", "--output"),
     "evaluate table": ("evaluate table {data}/result.json --output {out}", "--output"),

@@ -197,7 +197,9 @@ def main(
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if training_args.use_vllm and importlib.util.find_spec("vllm") is None:
-        raise ValueError("use_vllm=True needs vLLM, which is not installed: install it (pip install vllm) or drop --use_vllm.")
+        raise ValueError(
+            "use_vllm=True needs vLLM, which is not installed: install it (pip install vllm) or drop --use_vllm."
+        )
     output_dir = training_args.output_dir
     inputs = [script_args.dataset_name, script_args.documents_dataset_name, model_args.model_name_or_path]
     check_output_path(output_dir, inputs, kind="folder", flag="--output_dir")
