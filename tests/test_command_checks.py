@@ -3,6 +3,7 @@ holding one), and every command checks its arguments, columns and output before 
 user sees are one line naming the flag, file, column or row."""
 
 import json
+import re
 
 import pytest
 
@@ -129,3 +130,83 @@ def test_a_results_output_replaces_only_an_earlier_results_file(name, world, tmp
     message = run(command, data=world, out=notes)
     assert "--output" in message and "exists and may not be replaced" in message, message
     assert notes.read_text() == '{"mine": 1}'
+
+
+@pytest.fixture
+def bad_inputs(world):
+    """Positions whose row 1 cannot score, and a saved dataset without rows."""
+    import datasets
+
+    good = dict(ROW)
+    (world / "bad.jsonl").write_text(
+        json.dumps(good) + "\n" + json.dumps({**ROW, "ground_truth_boundaries": []}) + "\n"
+    )
+    datasets.Dataset.from_dict({key: [] for key in ROW}).save_to_disk(str(world / "empty"))
+    (world / "steps.yaml").write_text("max_steps: 1.7\n")
+    return world
+
+
+TRAIN = "train --model_name_or_path {data}/model --use_cpu true --bf16 false --output_dir {tmp}/out "
+NEXT = "evaluate next-token --model {data}/model --output {tmp}/r.json --mode reasoning "
+COMPARE = "evaluate compare --dataset {data}/positions.jsonl --modes reasoning --output {tmp}/r.json "
+EMPTY_BOUNDARIES = r"row 1: column 'ground_truth_boundaries' is empty"
+# (command line, the one-line error it must give before any model loads)
+CHECKED_FIRST = [
+    (TRAIN + "--dataset_name {data}/bad.jsonl", r"^rpt-trl train: error: .*row 1: column 'ground_truth_boundaries'"),
+    (TRAIN + "--dataset_name {data}/positions.jsonl --config {data}/steps.yaml", r"^rpt-trl train: error: .*max_steps"),
+    (TRAIN + "--dataset_name {data}/positions.jsonl --use_vllm true", r"^rpt-trl train: error: use_vllm=True needs vLLM"),
+    (NEXT + "--dataset {data}/bad.jsonl", r"^rpt-trl evaluate: error: --dataset .*bad\.jsonl, " + EMPTY_BOUNDARIES),
+    (NEXT + "--dataset {data}/empty", r"^rpt-trl evaluate: error: .*empty is a saved dataset without rows"),
+    (NEXT + "--dataset {data}/positions.jsonl --batch_size 0", r"error: --batch_size must be at least 1, got 0"),
+    (NEXT + "--dataset {data}/positions.jsonl --temperature -1", r"error: --temperature must be a finite number >= 0"),
+    (NEXT + "--dataset {data}/positions.jsonl --pass_k 0", r"error: --pass_k 0: pass@k needs 1 <= k <= --num_samples"),
+    (NEXT + "--dataset {data}/positions.jsonl --backend vllm", r"error: --backend vllm needs vLLM"),
+    (COMPARE + "--models base=/nonexistent", r"error: --models base: /nonexistent is not an existing folder"),
+    (COMPARE + "--models base={data}/positions.jsonl", r"error: --models base: .*positions\.jsonl is a file; a model"),
+    (COMPARE + "--models a=b={data}/model", r"error: --models 'a=b=.*': label 'a', path 'b=.*', which does not exist"),
+    (COMPARE + "--models base={data}/model --confidence 1.5", r"error: --confidence must be strictly between 0 and 1"),
+    (COMPARE + "--models base={data}/model --num_resamples 0", r"error: --num_resamples must be at least 1, got 0"),
+    (COMPARE + "--models base={data}/model --max_new_tokens 0", r"error: --max_new_tokens must be at least 1, got 0"),
+    (COMPARE + "--models base={data}/model --num_samples 0", r"error: --num_samples must be at least 1, got 0"),
+    (COMPARE + "--models base={data}/model --batch_size 0", r"error: --batch_size must be at least 1, got 0"),
+    (COMPARE + "--models base={data}/model --pass_k 0 5", r"error: --pass_k 0: pass@k needs 1 <= k <= --num_samples"),
+    (COMPARE + "--models base={data}/model --pass_k 5", r"error: --pass_k 5: pass@k needs 1 <= k <= --num_samples \(1\)"),
+    (COMPARE + "--models base={data}/model --temperature -1", r"error: --temperature must be a finite number >= 0"),
+    ("evaluate compare --dataset {data}/bad.jsonl --modes reasoning --models base={data}/model --output {tmp}/r.json",
+     r"^rpt-trl evaluate: error: --dataset .*bad\.jsonl, " + EMPTY_BOUNDARIES),
+    ("evaluate zero-shot --benchmark {data}/bench.jsonl --model {data}/model --output {tmp}/r.json --temperature -1",
+     r"error: --temperature must be a finite number >= 0"),
+    ("ablate --model {data}/model --dataset {data}/bad.jsonl --eval_dataset {data}/positions.jsonl --eval_split train "
+     "--output_dir {tmp}/ab", r"^rpt-trl ablate: error: --dataset, " + EMPTY_BOUNDARIES),
+    ("ablate --variants ../../x:reward=dense --output_dir {tmp}/ab", r"^rpt-trl ablate: error: .*'\.\./\.\./x' is not a plain name"),
+    ("ablate --variants x:reward=dense,reward=first_token --output_dir {tmp}/ab", r"error: .*sets 'reward' twice"),
+    ("prepare --dataset {data}/documents.jsonl --proxy_model {data}/model --output {data}/model/..",
+     r"^rpt-trl prepare: error: --output .*model/\.\. contains the input"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("command", "message"), CHECKED_FIRST, ids=[c[1][-40:] for c in CHECKED_FIRST])
+def test_arguments_columns_and_outputs_are_checked_before_any_model_loads(
+    command, message, bad_inputs, tmp_path, no_model_loads
+):
+    assert re.search(message, run(command, data=bad_inputs, tmp=tmp_path)), message
+    assert not (tmp_path / "out").exists() and not (tmp_path / "r.json").exists() and not (tmp_path / "ab").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "evaluate compare --models base={data}/model --dataset {data}/positions.jsonl --modes reasoning --output {out}",
+        "evaluate next-token --model {data}/model --dataset {data}/positions.jsonl --mode reasoning --output {out}",
+        "evaluate table {data}/result.json --output {out}",
+        "ablate --model {data}/model --dataset {data}/positions.jsonl --output_dir {out}",
+        "prepare --dataset {data}/documents.jsonl --proxy_model {data}/model --output {out}",
+    ],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(command, world, tmp_path, no_model_loads,
+                                                                      monkeypatch):  # fmt: skip
+    import os
+
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # the tests run as root, who may write anywhere
+    message = run(command, data=world, out=tmp_path / "new" / "r.json")
+    assert re.search(r"error: --output(_dir)? .*r\.json is not writable", message), message

@@ -465,6 +465,10 @@ def _label_pairs(pairs: list[str], flag: str) -> list[tuple[str, str]]:
         label, separator, value = pair.partition("=")
         if not separator or not label or not value:
             raise ValueError(f"{flag} takes LABEL=PATH pairs, got {pair!r}.")
+        if "=" in value and not Path(value).exists():  # the label ends at the first '='; only a real path holds one
+            raise ValueError(
+                f"{flag} {pair!r}: label {label!r}, path {value!r}, which does not exist; a label may not hold '='."
+            )
         parsed.append((label, value))
     labels = [label for label, _ in parsed]
     if len(set(labels)) != len(labels):
