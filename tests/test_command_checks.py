@@ -210,3 +210,27 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(command, wo
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # the tests run as root, who may write anywhere
     message = run(command, data=world, out=tmp_path / "new" / "r.json")
     assert re.search(r"error: --output(_dir)? .*r\.json is not writable", message), message
+
+
+def test_compare_refuses_models_with_different_tokenizers_before_any_model_loads(world, tmp_path, monkeypatch):
+    # Issue 21, item 13: the second model's tokenizer failed with IndexError after the first model was scored.
+    from transformers import AutoModelForCausalLM
+
+    from rpt_trl.experiments.tiny import make_tiny_tokenizer
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the tokenizers were compared")
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", refuse)
+    for name, extra in (("a", []), ("b", ["<|other|>"])):
+        (world / name).mkdir()
+        (world / name / "config.json").write_text("{}")
+        tokenizer = make_tiny_tokenizer()
+        tokenizer.add_tokens(extra)
+        tokenizer.save_pretrained(world / name)
+    command = ("evaluate compare --models a={data}/a b={data}/b --dataset {data}/positions.jsonl --modes reasoning "
+               "--output {tmp}/r.json")  # fmt: skip
+    message = run(command, data=world, tmp=tmp_path)
+    assert re.search(r"^rpt-trl evaluate: error: --models b has another tokenizer than a \(\d+ against \d+ tokens\)",
+                     message), message  # fmt: skip
+    assert not (tmp_path / "r.json").exists()
