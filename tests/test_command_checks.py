@@ -180,6 +180,8 @@ CHECKED_FIRST = [
      "--output_dir {tmp}/ab", r"^rpt-trl ablate: error: --dataset, " + EMPTY_BOUNDARIES),
     ("ablate --variants ../../x:reward=dense --output_dir {tmp}/ab", r"^rpt-trl ablate: error: .*'\.\./\.\./x' is not a plain name"),
     ("ablate --variants x:reward=dense,reward=first_token --output_dir {tmp}/ab", r"error: .*sets 'reward' twice"),
+    ("ablate --variants x:use_vllm=true --output_dir {tmp}/ab", r"^rpt-trl ablate: error: Variant 'x': use_vllm=True needs vLLM"),
+    ("demo --model {data}/model --use_vllm --output_dir {tmp}/out", r"^rpt-trl demo: error: --use_vllm needs vLLM"),
     ("prepare --dataset {data}/documents.jsonl --proxy_model {data}/model --output {data}/model/..",
      r"^rpt-trl prepare: error: --output .*model/\.\. contains the input"),
 ]  # fmt: skip

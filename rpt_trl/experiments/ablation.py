@@ -23,6 +23,7 @@ Presets (`--world tiny`, the default; `--model <id or path>` without `--dataset`
 
 import copy
 import gc
+import importlib.util
 import json
 import logging
 import math
@@ -385,6 +386,8 @@ def variant_configs(
             args = RPTConfig(output_dir="unused", **config)
         except (TypeError, ValueError) as error:
             raise ValueError(f"Variant {variant.name!r}: {error}") from None
+        if args.use_vllm and importlib.util.find_spec("vllm") is None:
+            raise ValueError(f"Variant {variant.name!r}: use_vllm=True needs vLLM, which is not installed.")
         check_curriculum(args.curriculum, setup.train_dataset)
         configs.append(_within_context(config, args.max_completion_length, setup, variant.name))
     return configs

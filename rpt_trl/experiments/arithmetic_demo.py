@@ -212,10 +212,13 @@ def run_demo(
     from ..output_paths import check_output_path, output_lock
 
     model_name = model_name or EMBEDDED_MODEL_ID
+    settings = settings or DemoSettings()
+    if settings.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ValueError("--use_vllm needs vLLM, which is not installed: install it, or drop --use_vllm.")
     check_model_source(model_name, "--model")
     check_output_path(output_dir, [model_name], kind="folder", flag="--output_dir")
     with output_lock(output_dir, flag="--output_dir"):
-        return _run_demo(Path(output_dir), model_name, settings or DemoSettings())
+        return _run_demo(Path(output_dir), model_name, settings)
 
 
 def _run_demo(output_dir: Path, model_name: str, settings: DemoSettings) -> list[dict[str, Any]]:
