@@ -185,9 +185,16 @@ def _hub_offline() -> bool:
     )
 
 
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether the Hub cache holds the model's config, so that it loads offline."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
 def check_model_source(name: str, flag: str = "--model") -> None:
     """Refuse, before anything loads, a model that cannot be one: a missing local path, a file (a model is a folder),
-    a folder without `config.json`, or a name that is no Hub id (or any Hub id while offline).
+    a folder without `config.json`, or a name that is no Hub id (or, while offline, a Hub id not in the cache).
 
     Args:
         name: What the user passed: the embedded model's name, a local folder or a Hub id.
@@ -212,7 +219,7 @@ def check_model_source(name: str, flag: str = "--model") -> None:
             raise FileNotFoundError(f"{flag}: {name} holds no config.json; it is not a model folder.")
         return
     looks_like_a_path = name.startswith((os.sep, ".", "~")) or not _HUB_ID.match(name)
-    if looks_like_a_path or _hub_offline():
+    if looks_like_a_path or (_hub_offline() and not _in_hub_cache(name)):
         raise FileNotFoundError(
             f"{flag}: {name} is not an existing folder"
             + ("" if looks_like_a_path else ", and the Hub is offline (HF_HUB_OFFLINE=1)")
