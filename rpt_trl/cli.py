@@ -6,6 +6,11 @@ import sys
 from .commands import get_commands
 
 
+# The errors the commands raise for bad input, each with a message that names the flag, file, column or row; any
+# other exception is a bug and keeps its traceback.
+USER_INPUT_ERRORS = (ValueError, TypeError, FileNotFoundError)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rpt-trl", description="Reinforcement Pre-Training with TRL.")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -22,7 +27,16 @@ def main(argv: list[str] | None = None) -> None:
         parser.parse_args(argv)  # the argparse commands refuse unknown flags with argparse's own message
     # The commands parsed by TrlParser (`train`, `prepare`) read the flags after their name themselves, as TRL's CLI.
     args.argv, args.command_argv = argv, argv[argv.index(args.command) + 1 :]
-    args.main(args)
+    try:
+        args.main(args)
+    except USER_INPUT_ERRORS as error:  # explained by their message: one line, no traceback
+        raise SystemExit(error_line(args.command, error)) from None
+
+
+def error_line(command: str, error: BaseException) -> str:
+    """`rpt-trl <command>: error: <message>` on one line, as argparse reports a bad flag."""
+    message = " ".join(str(error).split())
+    return f"rpt-trl {command}: error: {message}"
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -170,6 +171,60 @@ def resolve_model(name_or_path: str) -> str:
     if name_or_path == EMBEDDED_MODEL_ID:
         return str(ensure_embedded_model())
     return name_or_path
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    values = constants.ENV_VARS_TRUE_VALUES
+    return bool(constants.HF_HUB_OFFLINE) or any(
+        os.environ.get(name, "").strip().upper() in values for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether the Hub cache holds the model's config, so that it loads offline."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def check_model_source(name: str, flag: str = "--model") -> None:
+    """Refuse, before anything loads, a model that cannot be one: a missing local path, a file (a model is a folder),
+    a folder without `config.json`, or a name that is no Hub id (or, while offline, a Hub id not in the cache).
+
+    Args:
+        name: What the user passed: the embedded model's name, a local folder or a Hub id.
+        flag: How the message names it.
+
+    Raises:
+        FileNotFoundError: One line naming the flag and the model.
+
+    Example:
+        >>> check_model_source("/no/such/model", "--models base")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: --models base: /no/such/model is not an existing folder. Give a local model folder or a Hub id.
+    """
+    if name == EMBEDDED_MODEL_ID:
+        return
+    path = Path(os.path.expanduser(name))
+    if path.is_file():
+        raise FileNotFoundError(f"{flag}: {name} is a file; a model is a folder holding config.json and its weights.")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{flag}: {name} holds no config.json; it is not a model folder.")
+        return
+    looks_like_a_path = name.startswith((os.sep, ".", "~")) or not _HUB_ID.match(name)
+    if looks_like_a_path or (_hub_offline() and not _in_hub_cache(name)):
+        raise FileNotFoundError(
+            f"{flag}: {name} is not an existing folder"
+            + ("" if looks_like_a_path else ", and the Hub is offline (HF_HUB_OFFLINE=1)")
+            + ". Give a local model folder or a Hub id."
+        )
 
 
 def load_tokenizer(name: str) -> tuple[Any, str, str]:

@@ -43,6 +43,13 @@ def test_parse_variant(spec, name, overrides):
         ("x:seed=3", "every variant shares"),
         ("x:thought_budget", "not key=value"),
         (":reward=first_token", "no name"),
+        # issue 21, item 9: a name is a folder under --output_dir, never a path
+        ("../../x:reward=first_token", "'../../x' is not a plain name"),
+        ("a/b:reward=first_token", "'a/b' is not a plain name"),
+        (".:reward=first_token", "'.' is not a plain name"),
+        ("", "'' is not a plain name"),
+        # issue 21, item 15: a repeated key kept the last value
+        ("x:thought_budget=1,thought_budget=2", "sets 'thought_budget' twice"),
     ],
 )
 def test_bad_variant_specs_are_refused(spec, message):
@@ -143,3 +150,75 @@ def test_recipe_yaml_gives_every_variant_its_settings(tmp_path, tiny_setup):
     recipe.write_text("learning_rat: 1.0\n")
     with pytest.raises(ValueError, match="learning_rat"):
         load_config_overrides(str(recipe))
+
+
+def test_max_completion_length_is_cut_to_the_policys_context(tiny_setup, caplog):
+    # Issue 21, item 14: without --config a variant generated up to RPTConfig's 8,192 tokens, past the context.
+    context, prompt = tiny_setup.context_length, tiny_setup.longest_prompt
+    assert context == 1024 and 0 < prompt < context
+    long, short = Variant("long", {"max_completion_length": 8192}), Variant("short", {"max_completion_length": 12})
+    with caplog.at_level("WARNING"):
+        configs = variant_configs([long, short], tiny_setup, {}, seed=0, max_steps=1)
+    assert [c["max_completion_length"] for c in configs] == [context - prompt, 12]
+    [warning] = [r.getMessage() for r in caplog.records if "past the policy's context" in r.getMessage()]
+    assert f"max_completion_length 8192 is past the policy's context ({context} tokens" in warning
+    assert f"cut to {context - prompt}" in warning
+
+
+def test_variant_names_that_are_not_plain_are_refused_in_python_too(tiny_setup):
+    with pytest.raises(ValueError, match="'a/b' is not a plain name"):
+        variant_configs([Variant("a/b", {})], tiny_setup, {}, seed=0, max_steps=1)
+
+
+def _ablate(out, *variants, steps="1"):
+    cli.main(["ablate", "--variants", *variants, "--max_steps", steps, "--eval_positions", "4", "--num_samples", "1",
+              "--output_dir", str(out)])  # fmt: skip
+
+
+def test_an_interrupted_ablation_keeps_finished_variants_and_a_rerun_resumes(tmp_path, monkeypatch, capsys):
+    # Issue 21, item 10: a kill during the second variant lost the first one's result, the rerun retrained all, and
+    # the folder kept the previous ablation's report and a stale variant folder.
+    from rpt_trl.experiments import ablation
+
+    out, real, trained, failing = tmp_path / "ablation", ablation.run_variant, [], set()
+
+    def run_variant(variant, *args, **kwargs):
+        trained.append(variant.name)
+        if variant.name in failing:
+            raise KeyboardInterrupt  # as a kill during the variant's training
+        return real(variant, *args, **kwargs)
+
+    monkeypatch.setattr(ablation, "run_variant", run_variant)
+    _ablate(out, "prefix_match", "old:reward=first_token")  # an earlier ablation in the same folder
+    first = json.loads((out / "variants" / "prefix_match.json").read_text())["result"]
+    assert (out / "runs" / "old").is_dir() and (out / "report.md").is_file()
+
+    failing.add("second")
+    with pytest.raises(KeyboardInterrupt):
+        _ablate(out, "prefix_match", "second:reward=first_token")
+    assert trained == ["prefix_match", "old", "second"]  # prefix_match: finished with the same settings, kept
+    assert not (out / "report.md").exists() and not (out / "results.json").exists()  # no stale report
+    assert not (out / "runs" / "old").exists() and not (out / "variants" / "old.json").exists()
+    assert (out / "variants" / "prefix_match.json").is_file() and not (out / "variants" / "second.json").exists()
+
+    failing.clear()
+    _ablate(out, "prefix_match", "second:reward=first_token")
+    assert trained[3:] == ["second"]
+    assert "finished by an earlier run with the same settings: kept" in capsys.readouterr().out
+    results = load_results([out / "results.json"])
+    assert [r["label"] for r in results] == ["prefix_match", "second"]
+    assert results[0]["position_scores"] == first["position_scores"]
+    assert "| second |" in (out / "report.md").read_text() and "| old |" not in (out / "report.md").read_text()
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["prefix_match", "second"]
+
+    _ablate(out, "prefix_match", "second:reward=first_token", steps="2")  # other settings: trained again
+    assert trained[4:] == ["prefix_match", "second"]
+
+
+def test_an_output_dir_holding_other_files_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(
+        SystemExit, match=r"rpt-trl ablate: error: --output_dir .* holds \['notes.txt'\], which no ablation"
+    ):
+        _ablate(tmp_path, "prefix_match")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -5,15 +5,20 @@ Every runner writes the result JSON (schema in `results.py`), a Markdown table n
 """
 
 import argparse
+import functools
+import importlib.util
 import json
 import logging
+import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import datasets
 
 from ..data.builder import document_texts
+from ..data.columns import check_next_token_columns
 from ..data.loading import load_documents, load_split
 from ..data.prepare import INFO_FILE
 from ..evaluation.compare import compare_models, parse_system, training_record, write_comparison
@@ -38,7 +43,8 @@ from ..evaluation.next_token import (
 )
 from ..evaluation.reasoning_patterns import count_patterns, plot_patterns, read_completions
 from ..evaluation.scaling import compute_from_trainer_state, fit_splits, plot_scaling
-from ..models import load_model, load_tokenizer, resolve_dtype, resolve_model
+from ..models import check_model_source, load_model, load_tokenizer, resolve_dtype, resolve_model
+from ..output_paths import check_output_path, is_results_file, output_lock
 from ..results import load_results, plot_results, results_markdown, save_result
 
 
@@ -95,6 +101,121 @@ def _prepared_model(dataset: str) -> str:
     if _prepared_info(dataset, "tokenizer_is_hub", "--model") is not True:
         raise ValueError(f"Pass --model: {dataset} was built with a local tokenizer, recorded only as {name!r}.")
     return name
+
+
+def _checked(command: str) -> Callable[[Callable[[argparse.Namespace], Any]], Callable[[argparse.Namespace], Any]]:
+    """Run an evaluation runner only after its arguments and outputs are checked ([`check_arguments`],
+    [`check_outputs`]), with its output locked ([`output_lock`]) while it runs: nothing loads or scores before."""
+
+    def wrap(run: Callable[[argparse.Namespace], Any]) -> Callable[[argparse.Namespace], Any]:
+        @functools.wraps(run)
+        def checked(args: argparse.Namespace) -> Any:
+            check_arguments(args, command)
+            check_outputs(args, command)
+            with output_lock(args.output, flag="--output"):
+                return run(args)
+
+        return checked
+
+    return wrap
+
+
+def check_arguments(args: argparse.Namespace, command: str) -> None:
+    """Refuse numbers no run can use, before anything loads: one line naming the flag."""
+    positive = ["limit", "num_samples", "max_new_tokens", "batch_size", "num_resamples", "vllm_max_model_length"]
+    for name in positive:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be at least 1, got {value}.")
+    temperature = getattr(args, "temperature", None)
+    if temperature is not None and not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"--temperature must be a finite number >= 0 (0: greedy), got {temperature}.")
+    confidence = getattr(args, "confidence", None)
+    if confidence is not None and not 0 < confidence < 1:
+        raise ValueError(f"--confidence must be strictly between 0 and 1 (e.g. 0.95), got {confidence}.")
+    utilization = getattr(args, "vllm_gpu_memory_utilization", None)
+    if utilization is not None and not 0 < utilization <= 1:
+        raise ValueError(f"--vllm_gpu_memory_utilization must be in (0, 1], got {utilization}.")
+    num_samples = getattr(args, "num_samples", None)
+    for k in getattr(args, "pass_k", None) or []:
+        if not 1 <= k <= num_samples:
+            raise ValueError(f"--pass_k {k}: pass@k needs 1 <= k <= --num_samples ({num_samples}).")
+    if getattr(args, "backend", None) == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ValueError(
+            "--backend vllm needs vLLM, which is not installed: install it, or use --backend transformers."
+        )
+    for name, value in _models(args, command):
+        check_model_source(value, name)
+
+
+def _models(args: argparse.Namespace, command: str) -> list[tuple[str, str]]:
+    """The models a command loads, each with the flag that names it."""
+    if command == "compare":
+        return [(f"--models {label}", path) for label, path in _label_pairs(args.models, "--models")]
+    if command in ("next-token", "zero-shot") and args.model is not None:
+        return [("--model", args.model)]
+    return []
+
+
+def _inputs(args: argparse.Namespace, command: str) -> list[str | None]:
+    """Every local path a command reads, which its outputs may not be or hold."""
+    inputs = [getattr(args, name, None) for name in ("dataset", "documents", "model", "tokenizer", "benchmark")]
+    inputs += [path for _, path in _models(args, command)]
+    inputs += list(getattr(args, "results", None) or [])
+    if command == "patterns":
+        inputs += [path for _, path in _label_pairs(args.completions, "--completions")]
+    if command == "zero-shot":
+        inputs.append(args.template)
+    return inputs
+
+
+def check_outputs(args: argparse.Namespace, command: str) -> None:
+    """Refuse, before any work, an output that is or holds an input, cannot be written, or would replace a file that
+    is not an earlier output of the same kind ([`check_output_path`]); the same for the `.md` and `.png` beside it
+    and for `--save_completions`."""
+    inputs = _inputs(args, command)
+    output = Path(args.output)
+    check_output_path(output, inputs, kind="file", flag="--output", replaceable=EARLIER_OUTPUT[command])
+    for suffix in (".md", ".png"):
+        if output.with_suffix(suffix) != output:
+            check_output_path(output.with_suffix(suffix), inputs, kind="file", flag=f"--output's {suffix} file")
+    if getattr(args, "save_completions", None):
+        check_output_path(
+            args.save_completions, [*inputs, args.output], kind="file", flag="--save_completions",
+            replaceable=_is_completions_file,
+        )  # fmt: skip
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _is_completions_file(path: Path) -> bool:
+    """An earlier `--save_completions` file: JSON lines, each with an item, a completion and a score."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines if line.strip()]
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return all(isinstance(r, dict) and {"item", "completion", "score"} <= set(r) for r in records)
+
+
+# What an existing output of each command may be to be replaced: an earlier output of the same kind.
+EARLIER_OUTPUT: dict[str, Callable[[Path], bool]] = {
+    "next-token": is_results_file,
+    "zero-shot": is_results_file,
+    "compare": is_results_file,
+    "scaling": lambda path: isinstance(report := _json(path), dict) and {"points", "fits"} <= set(report),
+    "patterns": lambda path: (
+        isinstance(stats := _json(path), dict)
+        and all(isinstance(entry, dict) and "per_1k_tokens" in entry for entry in stats.values())
+    ),
+    "table": lambda path: path.suffix == ".md" and path.read_text(errors="replace").startswith(TABLE_HEADINGS),
+}
+TABLE_HEADINGS = ("Next-token accuracy (%) on", "Zero-shot multiple choice, accuracy (%) on")
 
 
 def _write_outputs(result: dict[str, Any], output: str | Path) -> None:
@@ -196,14 +317,15 @@ def next_token_parser(parser: argparse.ArgumentParser | None = None) -> argparse
     return parser
 
 
+@_checked("next-token")
 def run_next_token(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate next-token accuracy in standard or reasoning mode and write the outputs."""
     started = time.perf_counter()
-    examples, split = load_held_out_rows(args.dataset, args.split)
-    if args.limit is not None:
-        examples = examples.select(range(min(args.limit, len(examples))))
+    examples, split = _positions(args)
     rows = list(examples)
-    tokenizer, name, path = load_tokenizer(args.model or _prepared_model(args.dataset))
+    model = args.model or _prepared_model(args.dataset)
+    check_model_source(model, "--model")
+    tokenizer, name, path = load_tokenizer(model)
     result: dict[str, Any] = {"model": name, "dataset": args.dataset, "split": split, "mode": args.mode}
     if args.mode == "standard":
         if args.documents is not None:
@@ -275,6 +397,7 @@ def compare_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Ar
     return parser
 
 
+@_checked("compare")
 def run_compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Score every model in every mode on the same rows, compare the target with the rest, and write the outputs."""
     from functools import cache
@@ -284,16 +407,14 @@ def run_compare(args: argparse.Namespace) -> list[dict[str, Any]]:
         label, _ = parse_system(args.target)
         if label not in models:
             raise ValueError(f"--target {args.target!r} names no model of --models ({list(models)}).")
-    examples, split = load_held_out_rows(args.dataset, args.split)
-    if args.limit is not None:
-        examples = examples.select(range(min(args.limit, len(examples))))
+    examples, split = _positions(args)
     documents = None
     if "standard" in args.modes:
         source = args.documents or _prepared_info(args.dataset, "documents_file", "--documents")
         text_column = args.text_column if args.documents else ["text"]
         documents = load_document_texts(source, text_column, args.split, held_out=True)
-    tokenizer, _, _ = load_tokenizer(next(iter(models.values())))
-    paths = {label: resolve_model(name) for label, name in models.items()}  # one tokenizer, loaded once
+    tokenizer = _shared_tokenizer(models)
+    paths = {label: resolve_model(name) for label, name in models.items()}
     load = cache(lambda path: load_model(path, dtype=args.dtype))
     results = compare_models(
         paths, list(examples), tokenizer=tokenizer, generator=lambda path: _generator(args, tokenizer, path, load),
@@ -310,6 +431,33 @@ def run_compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+def _positions(args: argparse.Namespace) -> tuple[datasets.Dataset, str | None]:
+    """The held-out next-token rows to score (at most `--limit`), refused when empty or not scorable
+    ([`check_next_token_columns`], naming the row and column) before any model loads."""
+    examples, split = load_held_out_rows(args.dataset, args.split)
+    where = f"--dataset {args.dataset}" + (f" (split {split!r})" if split else "")
+    if len(examples) == 0:
+        raise ValueError(f"{where} has no rows to score.")
+    if args.limit is not None:
+        examples = examples.select(range(min(args.limit, len(examples))))
+    check_next_token_columns(examples, where)
+    return examples, split
+
+
+def _shared_tokenizer(models: dict[str, str]) -> Any:
+    """The one tokenizer every model of `--models` shares (each loads its own; models are compared on the same
+    tokenized positions, so they must agree), refused before any model loads when one differs."""
+    tokenizers = {label: load_tokenizer(name)[0] for label, name in models.items()}
+    (first, tokenizer), *others = tokenizers.items()
+    for label, other in others:
+        if other.get_vocab() != tokenizer.get_vocab():
+            raise ValueError(
+                f"--models {label} has another tokenizer than {first} ({len(other)} against {len(tokenizer)} "
+                "tokens); compare models that share the dataset's tokenizer."
+            )
+    return tokenizer
+
+
 def _label_pairs(pairs: list[str], flag: str) -> list[tuple[str, str]]:
     """`["a=x", "b=y"]` -> `[("a", "x"), ("b", "y")]`, with distinct labels."""
     parsed = []
@@ -317,6 +465,10 @@ def _label_pairs(pairs: list[str], flag: str) -> list[tuple[str, str]]:
         label, separator, value = pair.partition("=")
         if not separator or not label or not value:
             raise ValueError(f"{flag} takes LABEL=PATH pairs, got {pair!r}.")
+        if "=" in value and not Path(value).exists():  # the label ends at the first '='; only a real path holds one
+            raise ValueError(
+                f"{flag} {pair!r}: label {label!r}, path {value!r}, which does not exist; a label may not hold '='."
+            )
         parsed.append((label, value))
     labels = [label for label, _ in parsed]
     if len(set(labels)) != len(labels):
@@ -345,6 +497,7 @@ def zero_shot_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     return parser
 
 
+@_checked("zero-shot")
 def run_zero_shot(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate multiple-choice accuracy overall and per category and write the outputs."""
     started = time.perf_counter()
@@ -404,6 +557,7 @@ def scaling_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Ar
     return parser
 
 
+@_checked("scaling")
 def run_scaling(args: argparse.Namespace) -> dict[str, Any]:
     """Fit the scaling law per split (and overall) and write the fit, a table and the plot."""
     results = load_results(args.results)
@@ -444,6 +598,7 @@ def patterns_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     return parser
 
 
+@_checked("patterns")
 def run_patterns(args: argparse.Namespace) -> dict[str, Any]:
     tokenizer = load_tokenizer(args.tokenizer)[0] if args.tokenizer else None
     stats = {}
@@ -469,6 +624,7 @@ def table_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return parser
 
 
+@_checked("table")
 def run_table(args: argparse.Namespace) -> str:
     results = load_results(args.results)
     table = results_markdown(results)
@@ -501,7 +657,4 @@ def make_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> Any:
     """Run `rpt-trl evaluate <command>` from parsed flags."""
-    try:
-        return COMMANDS[args.evaluate_command][1](args)
-    except (ValueError, TypeError, FileNotFoundError) as error:  # explained input errors: no traceback
-        raise SystemExit(f"rpt-trl evaluate: error: {error}") from None
+    return COMMANDS[args.evaluate_command][1](args)

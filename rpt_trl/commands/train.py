@@ -18,9 +18,8 @@ def main(args: argparse.Namespace) -> None:
     from ..trainer.train import check_inputs, parse_args
     from ..trainer.train import main as train
 
+    # A ValueError, TypeError or FileNotFoundError (a bad flag, YAML value, column or path) becomes one line in
+    # `rpt_trl.cli.main`, as for every command.
     script_args, training_args, model_args = parse_args(args.command_argv)
-    try:
-        check_inputs(model_args)
-    except FileNotFoundError as error:  # explained: no traceback
-        raise SystemExit(f"rpt-trl train: error: {error}") from None
+    check_inputs(model_args)
     train(script_args, training_args, model_args)

@@ -129,11 +129,11 @@ def load_split(
         folder = Path(sources[0])
         kind = saved_dataset_kind(folder)
         if kind == "DatasetDict":
-            loaded = datasets.load_from_disk(str(folder))
+            loaded = _load_from_disk(folder)
             name = choose_split(list(loaded), split, str(folder), held_out=held_out)
             return _check_columns(loaded[name], columns, str(folder)), name
         if kind is not None:
-            return _check_columns(datasets.load_from_disk(str(folder)), columns, str(folder)), None
+            return _check_columns(_load_from_disk(folder), columns, str(folder)), None
         files = _files_in(folder)
     elif all(os.path.isfile(s) for s in sources):
         files = [Path(s) for s in sources]
@@ -147,6 +147,17 @@ def load_split(
         missing = [s for s in sources if not os.path.isfile(s)]
         raise ValueError(f"Not files: {missing}. Pass one Hub id, one folder, or existing files.")
     return _rows_to_dataset(files, columns), None
+
+
+def _load_from_disk(folder: Path) -> Any:
+    """`datasets.load_from_disk`, with a saved dataset (or split) without rows refused in one line: `datasets` writes
+    it, but reading it back fails with a bare IndexError (it finds no Arrow file to concatenate)."""
+    try:
+        return datasets.load_from_disk(str(folder))
+    except IndexError:
+        raise ValueError(
+            f"{folder} is a saved dataset without rows (or with an empty split): nothing to read."
+        ) from None
 
 
 def _files_in(folder: Path) -> list[Path]:

@@ -23,8 +23,11 @@ Presets (`--world tiny`, the default; `--model <id or path>` without `--dataset`
 
 import copy
 import gc
+import importlib.util
 import json
+import logging
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -37,12 +40,15 @@ from ..plotting import pyplot
 from .presets import QUICK_EVAL_POSITIONS, RUN_PRESET, run_settings
 
 
+logger = logging.getLogger(__name__)
+
 WORLDS = ("tiny",)
 # What a variant may not override: the comparison holds these fixed.
 FIXED_FIELDS = ("seed", "max_steps", "output_dir", "data_seed")
 DEFAULT_STEPS = {"tiny": 8, "model": 12}  # the demo corpus preset takes the demo's own `train_steps`
 TINY_HELD_OUT_DOCUMENTS = 8  # the last 8 sentences of the tiny corpus ("our ..." and "one ...")
 CURVES_PNG, ACCURACY_PNG = "training_curves.png", "heldout_accuracy.png"
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass
@@ -70,6 +76,9 @@ def parse_variant(spec: str) -> Variant:
 
     name, separator, settings = spec.partition(":")
     name = name.strip()
+    if separator and not name:
+        raise ValueError(f"Variant {spec!r} has no name before ':'.")
+    check_variant_name(name, spec)
     if not separator:
         if name not in registered_rewards():
             raise ValueError(
@@ -77,8 +86,6 @@ def parse_variant(spec: str) -> Variant:
                 "'name:key=value,key=value' with RPTConfig fields, e.g. 'budget32:thought_budget=32'."
             )
         return Variant(name, {"reward": name})
-    if not name:
-        raise ValueError(f"Variant {spec!r} has no name before ':'.")
     known = {f.name: str(f.type) for f in fields(RPTConfig)}
     overrides = {}
     for item in filter(None, (part.strip() for part in settings.split(","))):
@@ -88,6 +95,8 @@ def parse_variant(spec: str) -> Variant:
             raise ValueError(f"Variant {spec!r}: {item!r} is not key=value.")
         if key not in known:
             raise ValueError(f"Variant {spec!r}: {key!r} is not an RPTConfig field.")
+        if key in overrides:
+            raise ValueError(f"Variant {spec!r} sets {key!r} twice; give each field once.")
         if key in FIXED_FIELDS:
             raise ValueError(f"Variant {spec!r} sets {key!r}, which every variant shares; set it for the whole run.")
         parsed = yaml.safe_load(value)
@@ -98,6 +107,23 @@ def parse_variant(spec: str) -> Variant:
                 raise ValueError(f"Variant {spec!r}: {key} takes a number, got {value.strip()!r}.") from None
         overrides[key] = parsed
     return Variant(name, overrides)
+
+
+def check_variant_name(name: str, spec: str | None = None) -> None:
+    """Refuse a variant name that is not a plain name (letters, digits, `.`, `_`, `-`, starting with a letter or digit):
+    it names the variant's folder under `--output_dir`, so `../x`, `a/b`, `.` or an empty name could write elsewhere.
+
+    Example:
+        >>> check_variant_name("../../x")
+        Traceback (most recent call last):
+        ...
+        ValueError: Variant '../../x': the name '../../x' is not a plain name (letters, digits, '.', '_', '-', starting with a letter or digit); it names the variant's folder.
+    """
+    if not PLAIN_NAME.fullmatch(name):
+        raise ValueError(
+            f"Variant {spec if spec is not None else name!r}: the name {name!r} is not a plain name (letters, digits, "
+            "'.', '_', '-', starting with a letter or digit); it names the variant's folder."
+        )
 
 
 def registered_rewards() -> list[str]:
@@ -124,6 +150,9 @@ class AblationSetup:
     eval_dataset: Any
     base_config: dict[str, Any]
     max_steps: int
+    # The policy's context (max_position_embeddings) and the longest prompt in tokens: completions must fit between.
+    context_length: int | None = None
+    longest_prompt: int | None = None
 
 
 def make_setup(
@@ -176,6 +205,8 @@ def _tiny_setup(seed: int, eval_positions: int) -> AblationSetup:
         eval_dataset=eval_set.select(range(min(eval_positions, len(eval_set)))),
         base_config={**CPU_RUN, **TINY_TRAINING},
         max_steps=DEFAULT_STEPS["tiny"],
+        context_length=policy.config.max_position_embeddings,
+        longest_prompt=longest_prompt(tokenizer, dataset),
     )
 
 
@@ -189,15 +220,21 @@ def _model_setup(
     seed: int,
 ) -> AblationSetup:
     import torch
-    from trl import ModelConfig
+    from transformers import AutoConfig
 
+    from ..data.columns import check_next_token_columns
     from ..data.loading import load_documents
-    from ..models import EMBEDDED_MODEL_ID, load_model, load_tokenizer
-    from ..trainer.rpt_trainer import RPT_COLUMNS
-    from ..trainer.train import check_inputs
+    from ..models import EMBEDDED_MODEL_ID, check_model_source, load_model, load_tokenizer
 
-    if model != EMBEDDED_MODEL_ID:
-        check_inputs(ModelConfig(model_name_or_path=model))
+    check_model_source(model, "--model")
+    if dataset is not None:  # the positions are checked before anything of the model loads
+        train_set = load_documents(dataset, split=dataset_split)
+        eval_set = load_documents(eval_dataset or dataset, split=eval_split)
+        eval_set = eval_set.select(range(min(eval_positions, len(eval_set))))
+        for label, data in (("--dataset", train_set), ("--eval_dataset", eval_set)):
+            if len(data) == 0:
+                raise ValueError(f"{label} has no rows: it needs next-token positions (`rpt-trl prepare`).")
+            check_next_token_columns(data, label)
     tokenizer, name, path = load_tokenizer(model)
     on_cpu = not torch.cuda.is_available()
     max_steps = DEFAULT_STEPS["model"]
@@ -214,18 +251,8 @@ def _model_setup(
         base_config = rpt_training_fields(demo, use_vllm=False, on_cpu=on_cpu)
         max_steps = demo.train_steps
     else:
-        train_set = load_documents(dataset, split=dataset_split)
-        eval_set = load_documents(eval_dataset or dataset, split=eval_split)
-        eval_set = eval_set.select(range(min(eval_positions, len(eval_set))))
         dataset_name = eval_dataset or f"{dataset} ({eval_split})"
         base_config = run_settings(on_cpu)
-    for label, data in (("--dataset", train_set), ("--eval_dataset", eval_set)):
-        missing = [column for column in RPT_COLUMNS if column not in data.column_names]
-        if missing or len(data) == 0:
-            raise ValueError(
-                f"{label} needs next-token positions (columns {list(RPT_COLUMNS)}, at least one row); it has "
-                f"{len(data)} rows and columns {data.column_names}. Build them with `rpt-trl prepare`."
-            )
     device = "cpu" if on_cpu or base_config.get("use_cpu") else None
     return AblationSetup(
         model_name=name if name != EMBEDDED_MODEL_ID else f"{name} (Gemma 3 270M)",
@@ -235,7 +262,17 @@ def _model_setup(
         eval_dataset=eval_set,
         base_config=base_config,
         max_steps=max_steps,
+        context_length=getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None),
+        longest_prompt=max(longest_prompt(tokenizer, train_set), longest_prompt(tokenizer, eval_set)),
     )
+
+
+def longest_prompt(tokenizer: Any, dataset: Any) -> int:
+    """The longest prompt of `dataset` in tokens, as the trainer and the evaluation feed it (a conversation through
+    the chat template with the generation prompt)."""
+    from ..evaluation.next_token import prompt_text
+
+    return max((len(tokenizer(prompt_text(prompt, tokenizer)).input_ids) for prompt in dataset["prompt"]), default=0)
 
 
 def _step_log(variant: str) -> Any:
@@ -335,6 +372,8 @@ def variant_configs(
     names = [v.name for v in variants]
     if not variants or len(set(names)) != len(names):
         raise ValueError(f"Give one or more variants with distinct names, got {names}.")
+    for name in names:
+        check_variant_name(name)
     bad = [key for key in overrides if key in FIXED_FIELDS]
     if bad:
         raise ValueError(f"Set {bad} with the command's own flags (--seed, --max_steps, --output_dir).")
@@ -347,9 +386,33 @@ def variant_configs(
             args = RPTConfig(output_dir="unused", **config)
         except (TypeError, ValueError) as error:
             raise ValueError(f"Variant {variant.name!r}: {error}") from None
+        if args.use_vllm and importlib.util.find_spec("vllm") is None:
+            raise ValueError(f"Variant {variant.name!r}: use_vllm=True needs vLLM, which is not installed.")
         check_curriculum(args.curriculum, setup.train_dataset)
-        configs.append(config)
+        configs.append(_within_context(config, args.max_completion_length, setup, variant.name))
     return configs
+
+
+def _within_context(config: dict[str, Any], completion_length: int, setup: AblationSetup, name: str) -> dict[str, Any]:
+    """`config` with `max_completion_length` cut to what the policy's context leaves after the longest prompt (a
+    completion past the context is garbage, and the default 8,192 is past a small model's), with a warning; refused
+    when not one token is left."""
+    if setup.context_length is None or setup.longest_prompt is None:
+        return config
+    room = setup.context_length - setup.longest_prompt
+    if room < 1:
+        raise ValueError(
+            f"Variant {name!r}: the longest prompt has {setup.longest_prompt} tokens, the policy's whole context "
+            f"({setup.context_length}); shorten the prompts (max_context_tokens)."
+        )
+    if completion_length <= room:
+        return config
+    logger.warning(
+        "Variant %r: max_completion_length %d is past the policy's context (%d tokens, the longest prompt %d): cut to "
+        "%d. Set max_completion_length (a variant setting or --config) to choose.",
+        name, completion_length, setup.context_length, setup.longest_prompt, room,
+    )  # fmt: skip
+    return {**config, "max_completion_length": room}
 
 
 def compare_variants(results: list[dict[str, Any]], baseline: str, seed: int) -> None:
@@ -404,6 +467,8 @@ def run_ablation(
     Raises:
         ValueError: On bad variants, settings or data, before any variant trains.
     """
+    from ..output_paths import check_output_path, output_lock
+
     variants = list(variants or default_variants())
     baseline = baseline or variants[0].name
     if baseline not in [v.name for v in variants]:
@@ -417,8 +482,26 @@ def run_ablation(
     max_steps = max_steps or overrides.get("max_steps")
     for key in FIXED_FIELDS:  # resolved above, or the command's own
         overrides.pop(key, None)
-    started = time.perf_counter()
     output_dir = Path(output_dir)
+    inputs = [data.get("model"), data.get("dataset"), data.get("eval_dataset")]
+    check_output_path(output_dir, inputs, kind="folder", flag="--output_dir")
+    check_ablation_folder(output_dir)
+    with output_lock(output_dir, flag="--output_dir"):
+        return _run_variants(output_dir, variants, baseline, num_samples, max_steps, seed, overrides, command, data)
+
+
+def _run_variants(
+    output_dir: Path,
+    variants: list[Variant],
+    baseline: str,
+    num_samples: int,
+    max_steps: int | None,
+    seed: int,
+    overrides: dict[str, Any],
+    command: str | None,
+    data: dict[str, Any],
+) -> list[dict[str, Any]]:
+    started = time.perf_counter()
     print(
         f"[setup] {data.get('model') or data.get('world') or 'tiny'}: loading the policy and the positions", flush=True
     )
@@ -430,11 +513,18 @@ def run_ablation(
         f"{len(variants)} variants x {max_steps} steps",
         flush=True,
     )
-    output_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_outputs(output_dir, [v.name for v in variants])
     results = []
     for index, (variant, config) in enumerate(zip(variants, configs), start=1):
         print(f"[{index}/{len(variants)}] {variant.name}: {variant.describe()}", flush=True)
-        result = run_variant(variant, setup, config, output_dir=output_dir, num_samples=num_samples, seed=seed)
+        key = resume_key(variant, config, setup, num_samples=num_samples, seed=seed)
+        result = finished_result(output_dir, variant.name, key)
+        if result is None:
+            _remove(output_dir / RUNS / variant.name)  # an unfinished or other-settings run of this variant
+            result = run_variant(variant, setup, config, output_dir=output_dir, num_samples=num_samples, seed=seed)
+            save_variant_result(output_dir, variant.name, result, key)
+        else:
+            print("    finished by an earlier run with the same settings: kept", flush=True)
         print(
             f"    held-out accuracy {result['overall']['accuracy']:.3f} on {result['overall']['n']} positions "
             f"(train {result['train_wall_time_s']} s, eval {result['eval_wall_time_s']} s)",
@@ -451,6 +541,85 @@ def run_ablation(
     return results
 
 
+# What an ablation writes in its folder: a folder holding anything else is refused, not mixed with.
+REPORT_FILES = ("results.json", "report.md", CURVES_PNG, ACCURACY_PNG)
+RUNS, VARIANT_RESULTS = "runs", "variants"
+
+
+def check_ablation_folder(output_dir: Path) -> None:
+    """Refuse an `--output_dir` that holds files an ablation did not write (its report files, `runs/<variant>` and
+    `variants/<variant>.json`): a rerun resumes into an ablation's folder, never into another folder."""
+    if not output_dir.is_dir():
+        return
+    foreign = sorted(
+        entry.name for entry in output_dir.iterdir()
+        if entry.name not in (*REPORT_FILES, RUNS, VARIANT_RESULTS) and not entry.name.startswith(".")
+    )  # fmt: skip
+    if foreign:
+        raise ValueError(
+            f"--output_dir {output_dir} holds {foreign[:5]}, which no ablation wrote; give an empty or new folder, or "
+            "the folder of an earlier ablation to resume it."
+        )
+
+
+def _remove_stale_outputs(output_dir: Path, names: list[str]) -> None:
+    """Remove the report of an earlier run (written again at the end, from this run's variants only) and the
+    folders and results of variants this run does not have."""
+    for name in REPORT_FILES:
+        (output_dir / name).unlink(missing_ok=True)
+    for folder, suffix in ((output_dir / RUNS, ""), (output_dir / VARIANT_RESULTS, ".json")):
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if entry.name.removesuffix(suffix) not in names or (suffix and entry.suffix != suffix):
+                    _remove(entry)
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def resume_key(variant: Variant, config: dict[str, Any], setup: AblationSetup, **evaluation: Any) -> dict[str, Any]:
+    """Everything that decides a variant's result: its complete RPTConfig fields (seed and steps included), the
+    policy's and the data's names, a hash of the training and held-out positions, and the evaluation's settings.
+    A finished result is reused only when its key equals this one."""
+    import hashlib
+
+    def digest(dataset: Any) -> str:
+        rows = dataset.select_columns(["prompt", "ground_truth", "ground_truth_boundaries"]).to_list()
+        return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+
+    key = {
+        "variant": variant.name, "overrides": variant.overrides, "config": config, "model": setup.model_name,
+        "dataset": setup.dataset_name, "train_positions": digest(setup.train_dataset),
+        "eval_positions": digest(setup.eval_dataset), **evaluation,
+    }  # fmt: skip
+    return json.loads(json.dumps(key, sort_keys=True, default=str))  # as it reads back from the file
+
+
+def finished_result(output_dir: Path, name: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The result an earlier run saved for variant `name` with these settings (`key`), or `None`."""
+    path = output_dir / VARIANT_RESULTS / f"{name}.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return saved["result"] if isinstance(saved, dict) and saved.get("key") == key and "result" in saved else None
+
+
+def save_variant_result(output_dir: Path, name: str, result: dict[str, Any], key: dict[str, Any]) -> None:
+    """Save one finished variant's result with its settings, atomically: a run killed later keeps it."""
+    from ..atomic_io import write_file_atomically
+
+    (output_dir / VARIANT_RESULTS).mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"key": key, "result": result}, ensure_ascii=False, default=str)
+    write_file_atomically(output_dir / VARIANT_RESULTS / f"{name}.json", lambda handle: handle.write(text.encode()))
+
+
 def write_outputs(results: list[dict[str, Any]], summary: dict[str, Any], output_dir: Path) -> None:
     """`results.json` (validated results, the run's summary in each as `ablation`), `report.md` and the PNGs."""
     from ..evaluation.compare import plot_comparison
@@ -459,6 +628,7 @@ def write_outputs(results: list[dict[str, Any]], summary: dict[str, Any], output
     for result in results:
         result["ablation"] = summary
         validate_result(result, where=f"variant {result['label']!r}")
+    output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     plot_training_curves(results, output_dir / CURVES_PNG)
     plot_comparison(results, output_dir / ACCURACY_PNG, title=_accuracy_title(results))

@@ -205,15 +205,28 @@ def demo_splits(
 def run_demo(
     output_dir: str | Path = "rpt-demo", *, model_name: str | None = None, settings: DemoSettings | None = None
 ) -> list[dict[str, Any]]:
-    """Run the demo end to end and write its report; returns the results (the project's results schema)."""
-    from ..models import EMBEDDED_MODEL_ID, load_model, load_tokenizer
+    """Run the demo end to end and write its report; returns the results (the project's results schema).
 
+    `output_dir` may not be, or hold, the model folder, and is locked while the demo writes it ([`output_lock`])."""
+    from ..models import EMBEDDED_MODEL_ID, check_model_source
+    from ..output_paths import check_output_path, output_lock
+
+    model_name = model_name or EMBEDDED_MODEL_ID
     settings = settings or DemoSettings()
+    if settings.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ValueError("--use_vllm needs vLLM, which is not installed: install it, or drop --use_vllm.")
+    check_model_source(model_name, "--model")
+    check_output_path(output_dir, [model_name], kind="folder", flag="--output_dir")
+    with output_lock(output_dir, flag="--output_dir"):
+        return _run_demo(Path(output_dir), model_name, settings)
+
+
+def _run_demo(output_dir: Path, model_name: str, settings: DemoSettings) -> list[dict[str, Any]]:
+    from ..models import load_model, load_tokenizer
+
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model_name = model_name or EMBEDDED_MODEL_ID
     use_vllm = importlib.util.find_spec("vllm") is not None if settings.use_vllm is None else settings.use_vllm
 
     print(f"[1/6] Loading {model_name}", flush=True)

@@ -10,6 +10,7 @@ Data: `dataset_name` is a prepared next-token dataset (columns `prompt`, `ground
 `documents_dataset_name` is set, the script warns and falls back to those raw documents (unfiltered positions).
 """
 
+import importlib.util
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from ..data.builder import NextTokenSettings
 from ..data.loading import load_documents
 from ..data.prompt_settings import INFO_FILE, check_recorded_settings
-from ..hub import hub_is_offline
+from ..models import check_model_source
 from ..output_paths import check_output_path, output_lock
 from .rpt_config import RPTConfig
 from .rpt_trainer import RPTTrainer
@@ -161,21 +162,13 @@ def _load(name: str, config: str | None, split: str) -> datasets.Dataset:
 
 
 def check_inputs(model_args: ModelConfig) -> None:
-    """Refuse, before anything loads, a model path that does not exist (a path is not a Hub id).
+    """Refuse, before anything loads, a model that cannot be one ([`rpt_trl.models.check_model_source`]).
 
     Args:
         model_args: The model arguments.
     """
-    name = model_args.model_name_or_path
-    if name is None or os.path.exists(name):
-        return
-    looks_like_a_path = name.startswith((os.sep, ".", "~")) or name.count("/") > 1
-    if looks_like_a_path or hub_is_offline():
-        raise FileNotFoundError(
-            f"model_name_or_path={name!r} is not an existing folder"
-            + ("" if looks_like_a_path else ", and the Hub is offline (HF_HUB_OFFLINE=1)")
-            + ". Give a local model folder or a Hub id."
-        )
+    if model_args.model_name_or_path is not None:
+        check_model_source(model_args.model_name_or_path, "model_name_or_path")
 
 
 def main(
@@ -203,6 +196,10 @@ def main(
         train_dataset: Examples or documents to train on instead of the script arguments' dataset.
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if training_args.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ValueError(
+            "use_vllm=True needs vLLM, which is not installed: install it (pip install vllm) or drop --use_vllm."
+        )
     output_dir = training_args.output_dir
     inputs = [script_args.dataset_name, script_args.documents_dataset_name, model_args.model_name_or_path]
     check_output_path(output_dir, inputs, kind="folder", flag="--output_dir")
