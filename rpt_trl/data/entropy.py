@@ -297,28 +297,13 @@ def compute_token_entropy(
         >>> len(entropy[0]) == len(tokenizer("The derivative of x^2 is 2x.", add_special_tokens=False).input_ids)
         True
     """
-    if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings, not a single string.")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be a positive integer or None, got {top_k}.")
-    if position_chunk_size is None and not _is_vllm(model):
-        position_chunk_size = positions_per_chunk(model, top_k)
-    if batch_size < 1 or (position_chunk_size is not None and position_chunk_size < 1):
-        raise ValueError("batch_size and position_chunk_size must be positive.")
-    add_bos = _adds_bos(tokenizer) if add_bos is None else add_bos
+    position_chunk_size, add_bos, window_overlap = _checked_settings(
+        texts, model, tokenizer, top_k, batch_size, max_length, window_overlap, position_chunk_size, add_bos
+    )
     prefix = [tokenizer.bos_token_id] if add_bos else []
-    if max_length < len(prefix) + 2:
-        raise ValueError(f"max_length ({max_length}) leaves no room for a context and a token to predict.")
     capacity = max_length - len(prefix)
-    window_overlap = capacity // 4 if window_overlap is None else window_overlap
-    if not 0 <= window_overlap < capacity:
-        raise ValueError(f"window_overlap must be at least 0 and below max_length, got {window_overlap}.")
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"Text {index} is {type(text).__name__}, not a string.")
 
     from accelerate import PartialState
-    from accelerate.utils import gather_object
 
     state = PartialState()
     settings = {
@@ -330,46 +315,128 @@ def compute_token_entropy(
     }
     cache_path = None
     if cache_dir is not None:
-        key = _fingerprint(model, tokenizer, settings, texts)
-        cache_path = os.path.join(cache_dir, f"entropy-{key}.npz")
-        if state.is_main_process:
-            for stale in stale_temporaries_in(cache_dir, "tmp"):
-                remove(stale)
+        cache_path = _cache_entry(cache_dir, model, tokenizer, settings, texts, state)
         cached = _load_cache(cache_path)
         if cached is not None and len(cached) == len(texts):
             logger.info("Token entropy read from the cache (%s).", os.path.basename(cache_path))
             return cached
 
-    scorer = (
-        _VLLMScorer(model, top_k, show_progress and state.is_main_process)
-        if _is_vllm(model)
-        else HeadScorer(model, top_k, position_chunk_size)
+    scorer, token_ids = _scorer_and_token_ids(
+        model, tokenizer, texts, top_k, position_chunk_size, prefix, show_progress and state.is_main_process
     )
-    token_ids = [
+    batches = _plan_batches(token_ids, capacity, window_overlap, batch_size)
+    checkpoints = _ShardCheckpoints(
+        None if cache_path is None else cache_path[: -len(".npz")] + ".parts", checkpoint_seconds, state.process_index
+    )
+    scored = _score_my_batches(batches, token_ids, prefix, scorer, checkpoints, state, show_progress)
+    return _gathered_entropies(scored, token_ids, cache_path, checkpoints.folder, state)
+
+
+def _checked_settings(
+    texts: Sequence[str],
+    model: Any,
+    tokenizer: Any,
+    top_k: int | None,
+    batch_size: int,
+    max_length: int,
+    window_overlap: int | None,
+    position_chunk_size: int | None,
+    add_bos: bool | None,
+) -> tuple[int | None, bool, int]:
+    """`compute_token_entropy`'s arguments checked, with their defaults resolved: `(position_chunk_size, add_bos,
+    window_overlap)`."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not a single string.")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be a positive integer or None, got {top_k}.")
+    if position_chunk_size is None and not _is_vllm(model):
+        position_chunk_size = positions_per_chunk(model, top_k)
+    if batch_size < 1 or (position_chunk_size is not None and position_chunk_size < 1):
+        raise ValueError("batch_size and position_chunk_size must be positive.")
+    add_bos = _adds_bos(tokenizer) if add_bos is None else add_bos
+    prefix_length = 1 if add_bos else 0
+    if max_length < prefix_length + 2:
+        raise ValueError(f"max_length ({max_length}) leaves no room for a context and a token to predict.")
+    capacity = max_length - prefix_length
+    window_overlap = capacity // 4 if window_overlap is None else window_overlap
+    if not 0 <= window_overlap < capacity:
+        raise ValueError(f"window_overlap must be at least 0 and below max_length, got {window_overlap}.")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"Text {index} is {type(text).__name__}, not a string.")
+    return position_chunk_size, add_bos, window_overlap
+
+
+def _cache_entry(
+    cache_dir: str, model: Any, tokenizer: Any, settings: dict[str, Any], texts: Sequence[str], state: Any
+) -> str:
+    """The cache file of these inputs; the main process first removes temporaries that killed runs left behind."""
+    key = _fingerprint(model, tokenizer, settings, texts)
+    cache_path = os.path.join(cache_dir, f"entropy-{key}.npz")
+    if state.is_main_process:
+        for stale in stale_temporaries_in(cache_dir, "tmp"):
+            remove(stale)
+    return cache_path
+
+
+def _scorer_and_token_ids(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    top_k: int | None,
+    position_chunk_size: int | None,
+    prefix: list[int],
+    show_progress: bool,
+) -> tuple[Any, list[list[int]]]:
+    """The scorer for `model` (vLLM's or the output head's) and the texts' token ids; the head scorer is first
+    checked against the model's own forward pass on a few tokens."""
+    scorer = (
+        _VLLMScorer(model, top_k, show_progress) if _is_vllm(model) else HeadScorer(model, top_k, position_chunk_size)
+    )
+    token_ids = _tokenize(tokenizer, texts)
+    if isinstance(scorer, HeadScorer):
+        probe = next((ids for ids in token_ids if len(ids) > 1), None)
+        if probe is not None:
+            scorer.check_against_forward(prefix + probe[:8])
+    return scorer, token_ids
+
+
+def _tokenize(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    return [
         ids
         for batch_start in range(0, len(texts), _TOKENIZE_BATCH)
         for ids in tokenizer(list(texts[batch_start : batch_start + _TOKENIZE_BATCH]), add_special_tokens=False)[
             "input_ids"
         ]
     ]
-    if isinstance(scorer, HeadScorer):
-        probe = next((ids for ids in token_ids if len(ids) > 1), None)
-        if probe is not None:
-            scorer.check_against_forward(prefix + probe[:8])
 
+
+def _plan_batches(
+    token_ids: list[list[int]], capacity: int, window_overlap: int, batch_size: int
+) -> list[list[_Window]]:
     windows = [
         _Window(i, start, first, end)
         for i, ids in enumerate(token_ids)
         for start, first, end in plan_windows(len(ids), capacity, window_overlap)
     ]
     windows.sort(key=lambda w: w.end - w.start, reverse=True)  # similar lengths share a batch: little padding
-    batches = [windows[b : b + batch_size] for b in range(0, len(windows), batch_size)]
+    return [windows[b : b + batch_size] for b in range(0, len(windows), batch_size)]
+
+
+def _score_my_batches(
+    batches: list[list[_Window]],
+    token_ids: list[list[int]],
+    prefix: list[int],
+    scorer: Any,
+    checkpoints: _ShardCheckpoints,
+    state: Any,
+    show_progress: bool,
+) -> list[tuple[int, int, list[float]]]:
+    """This process's share of the batches, scored: `(text index, first scored token, entropies)` per window,
+    including those an earlier, interrupted run saved in `checkpoints`."""
     # Every process builds the same batches and takes every n-th one, so each window is computed in exactly the
     # batch (and padding) a single process would use: sharded results are bit-for-bit the single-process ones.
     mine = list(range(len(batches)))[state.process_index :: state.num_processes]
-    checkpoints = _ShardCheckpoints(
-        None if cache_path is None else cache_path[: -len(".npz")] + ".parts", checkpoint_seconds, state.process_index
-    )
     scored = [entry for index in mine for entry in checkpoints.done.get(index, [])]
     resumed = {index for index in mine if index in checkpoints.done}
     if resumed:
@@ -396,6 +463,18 @@ def compute_token_entropy(
         progress.update(sum(len(values) for _, _, values in batch_scored))
     checkpoints.save()
     progress.close()
+    return scored
+
+
+def _gathered_entropies(
+    scored: list[tuple[int, int, list[float]]],
+    token_ids: list[list[int]],
+    cache_path: str | None,
+    shard_folder: str | None,
+    state: Any,
+) -> list[list[float]]:
+    """Every process's scored windows, gathered into one list of entropies per text and written to the cache."""
+    from accelerate.utils import gather_object
 
     if state.num_processes > 1:
         scored = gather_object(scored)
@@ -405,7 +484,7 @@ def compute_token_entropy(
     if cache_path is not None and state.is_main_process:
         _save_cache(cache_path, entropies)
         # The whole entry is written: its shards are no longer needed.
-        shutil.rmtree(checkpoints.folder, ignore_errors=True)
+        shutil.rmtree(shard_folder, ignore_errors=True)
     if state.num_processes > 1:
         state.wait_for_everyone()
     return entropies
