@@ -420,12 +420,7 @@ def build_next_token_dataset(
         >>> train[0]["ground_truth"], train[0]["ground_truth_boundaries"]  # doctest: +SKIP
         (' box is 12 cm.', [4, 7, 10, 11, 12, 15, 16])
     """
-    if isinstance(positions, str | int):  # the old spelling of the stride
-        if positions != "all" and not isinstance(positions, int):
-            raise ValueError(f"positions must be 'all', a stride, or one list per document, got {positions!r}.")
-        warnings.warn("`positions='all'` or an int stride is deprecated; use `position_stride=`.", FutureWarning, 2)
-        setting_overrides["position_stride"] = 1 if positions == "all" else positions
-        positions = None
+    positions = _positions_without_stride(positions, setting_overrides)
     settings = resolve_settings(settings, setting_overrides)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
@@ -447,52 +442,93 @@ def build_next_token_dataset(
         raise ValueError(f"token_entropy has {len(token_entropy)} lists but there are {len(texts)} documents.")
 
     stats = NextTokenDatasetStats(documents=len(texts))
+    examples = _next_token_examples(
+        texts, tokenizer, positions, token_entropy, settings, template, difficulty_thresholds, stats, show_progress
+    )
+    features = _next_token_features(settings.prompt_format, with_entropy=token_entropy is not None)
+    columns: dict[str, list[Any]] = {name: [] for name in features}
+    for example in examples:
+        for name, value in example.items():
+            columns[name].append(value)
+    dataset = datasets.Dataset.from_dict(columns, features=features)
+    logger.info("Next-token dataset: %s", asdict(stats))
+    if stats.examples == 0:
+        logger.warning("No examples were built: %s", asdict(stats))
+    return (dataset, stats) if return_stats else dataset
 
-    def examples() -> Iterator[dict[str, Any]]:
-        progress = tqdm(total=len(texts), desc="Building next-token examples", unit="doc", disable=not show_progress)
-        for batch_start in range(0, len(texts), _TOKENIZE_BATCH):
-            batch = texts[batch_start : batch_start + _TOKENIZE_BATCH]
-            kept = [(i, t) for i, t in enumerate(batch, batch_start) if t and t.strip()]
-            stats.empty_documents += len(batch) - len(kept)
-            encoded = tokenizer(
-                [t for _, t in kept],
-                add_special_tokens=False,
-                return_offsets_mapping=True,
-                return_attention_mask=False,
-            )
-            for (document_id, text), offsets in zip(kept, encoded["offset_mapping"]):
-                chosen = _positions_for(positions, document_id, len(offsets), settings.min_context_tokens)
-                if len(offsets) <= settings.min_context_tokens:
-                    stats.short_documents += 1
-                    continue
-                entropy = None if token_entropy is None else token_entropy[document_id]
-                if entropy is not None and len(entropy) != len(offsets):
-                    raise ValueError(
-                        f"token_entropy[{document_id}] has {len(entropy)} values but the document has "
-                        f"{len(offsets)} tokens: the entropies come from another tokenizer. Map them with "
-                        "rpt_trl.align_token_values(texts, entropies, proxy_tokenizer, tokenizer)."
-                    )
-                yield from _document_examples(
-                    text,
-                    offsets,
-                    chosen,
-                    document_id=document_id,
-                    template=template,
-                    prompt_format=settings.prompt_format,
-                    max_context_tokens=settings.max_context_tokens,
-                    max_ground_truth_tokens=settings.max_ground_truth_tokens,
-                    skip_unanswerable=settings.skip_unanswerable_positions,
-                    entropy=entropy,
-                    min_entropy=settings.min_entropy,
-                    difficulty_thresholds=difficulty_thresholds,
-                    stats=stats,
+
+def _positions_without_stride(
+    positions: str | int | Sequence[Sequence[int]] | None, setting_overrides: dict[str, Any]
+) -> Sequence[Sequence[int]] | None:
+    """The per-document positions; the deprecated `positions="all"` or int stride moves to
+    `setting_overrides["position_stride"]`."""
+    if isinstance(positions, str | int):  # the old spelling of the stride
+        if positions != "all" and not isinstance(positions, int):
+            raise ValueError(f"positions must be 'all', a stride, or one list per document, got {positions!r}.")
+        warnings.warn("`positions='all'` or an int stride is deprecated; use `position_stride=`.", FutureWarning, 3)
+        setting_overrides["position_stride"] = 1 if positions == "all" else positions
+        positions = None
+    return positions
+
+
+def _next_token_examples(
+    texts: list[str],
+    tokenizer: Any,
+    positions: int | Sequence[Sequence[int]],
+    token_entropy: Sequence[Sequence[float]] | None,
+    settings: NextTokenSettings,
+    template: str,
+    difficulty_thresholds: Mapping[str, float],
+    stats: NextTokenDatasetStats,
+    show_progress: bool,
+) -> Iterator[dict[str, Any]]:
+    """The examples of every document, tokenized in batches; empty and short documents are counted in `stats`."""
+    progress = tqdm(total=len(texts), desc="Building next-token examples", unit="doc", disable=not show_progress)
+    for batch_start in range(0, len(texts), _TOKENIZE_BATCH):
+        batch = texts[batch_start : batch_start + _TOKENIZE_BATCH]
+        kept = [(i, t) for i, t in enumerate(batch, batch_start) if t and t.strip()]
+        stats.empty_documents += len(batch) - len(kept)
+        encoded = tokenizer(
+            [t for _, t in kept],
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
+        )
+        for (document_id, text), offsets in zip(kept, encoded["offset_mapping"]):
+            chosen = _positions_for(positions, document_id, len(offsets), settings.min_context_tokens)
+            if len(offsets) <= settings.min_context_tokens:
+                stats.short_documents += 1
+                continue
+            entropy = None if token_entropy is None else token_entropy[document_id]
+            if entropy is not None and len(entropy) != len(offsets):
+                raise ValueError(
+                    f"token_entropy[{document_id}] has {len(entropy)} values but the document has "
+                    f"{len(offsets)} tokens: the entropies come from another tokenizer. Map them with "
+                    "rpt_trl.align_token_values(texts, entropies, proxy_tokenizer, tokenizer)."
                 )
-            progress.update(len(batch))
-        progress.close()
+            yield from _document_examples(
+                text,
+                offsets,
+                chosen,
+                document_id=document_id,
+                template=template,
+                prompt_format=settings.prompt_format,
+                max_context_tokens=settings.max_context_tokens,
+                max_ground_truth_tokens=settings.max_ground_truth_tokens,
+                skip_unanswerable=settings.skip_unanswerable_positions,
+                entropy=entropy,
+                min_entropy=settings.min_entropy,
+                difficulty_thresholds=difficulty_thresholds,
+                stats=stats,
+            )
+        progress.update(len(batch))
+    progress.close()
 
+
+def _next_token_features(prompt_format: str, with_entropy: bool) -> datasets.Features:
     prompt_feature = (
         [{"role": datasets.Value("string"), "content": datasets.Value("string")}]
-        if settings.prompt_format == "conversational"
+        if prompt_format == "conversational"
         else datasets.Value("string")
     )
     features = datasets.Features(
@@ -504,15 +540,7 @@ def build_next_token_dataset(
             "position": datasets.Value("int64"),
         }
     )
-    if token_entropy is not None:
+    if with_entropy:
         features["entropy"] = datasets.Value("float64")
         features["difficulty"] = datasets.Sequence(datasets.Value("string"))
-    columns: dict[str, list[Any]] = {name: [] for name in features}
-    for example in examples():
-        for name, value in example.items():
-            columns[name].append(value)
-    dataset = datasets.Dataset.from_dict(columns, features=features)
-    logger.info("Next-token dataset: %s", asdict(stats))
-    if stats.examples == 0:
-        logger.warning("No examples were built: %s", asdict(stats))
-    return (dataset, stats) if return_stats else dataset
+    return features
