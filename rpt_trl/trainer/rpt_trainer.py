@@ -110,6 +110,44 @@ class RPTTrainer(
         **kwargs: Any,
     ):
         args = _checked_args(model, args)
+        train_dataset, eval_dataset, processing_class = self._prepared_datasets(
+            model, args, reward_funcs, train_dataset, eval_dataset, processing_class
+        )
+        # The tokenizer before the rewards, once the data is checked (GRPOTrainer would load the same one later), so
+        # that the rewards count thought tokens with it.
+        processing_class = processing_class or _training_tokenizer(model, args)
+        if reward_funcs is None:
+            reward_funcs = [_default_reward(args, processing_class)]
+        reward_funcs = with_thought_budget(reward_funcs, args, processing_class)
+
+        super().__init__(
+            model=model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            **kwargs,
+        )
+        if args.shared_prefix_loss:  # GRPOTrainer may have made checkpointing reentrant (PEFT with ZeRO-3)
+            self._check_shared_prefix_loss(args)
+        for reward in self.reward_funcs:  # the rewards that read the policy score with this trainer's model
+            if isinstance(reward, ModelReward) and reward.trainer is None:
+                reward.bind(self)
+        self._install_hooks(args)
+        self._add_callbacks(args)
+
+    def _prepared_datasets(
+        self,
+        model: Any,
+        args: RPTConfig,
+        reward_funcs: Any,
+        train_dataset: Any,
+        eval_dataset: Any,
+        processing_class: Any,
+    ) -> tuple[Any, Any, Any]:
+        """The datasets built (from raw documents) and checked, all before the model (and vLLM) load; with the
+        tokenizer, when building needed it."""
         _check_prompts(args, reward_funcs, train_dataset, eval_dataset)
         if _is_raw(train_dataset, args) or _is_raw(eval_dataset, args):
             processing_class = processing_class or _training_tokenizer(model, args)
@@ -124,41 +162,27 @@ class RPTTrainer(
         check_curriculum(args.curriculum, train_dataset)
         if args.use_vllm:
             _prepare_vllm(args)
-        default_reward = reward_funcs is None
-        if default_reward or _model_reward_name(reward_funcs) is not None:
+        if reward_funcs is None or _model_reward_name(reward_funcs) is not None:
             for name, dataset in _named_datasets(train_dataset, eval_dataset):
                 check_next_token_columns(dataset, name)  # the RPT rewards' columns, before the model loads
-        # The tokenizer before the rewards, once the data is checked (GRPOTrainer would load the same one later), so
-        # that the rewards count thought tokens with it.
-        processing_class = processing_class or _training_tokenizer(model, args)
-        if default_reward:
-            reward_funcs = [_default_reward(args, processing_class)]
-        reward_funcs = with_thought_budget(reward_funcs, args, processing_class)
+        return train_dataset, eval_dataset, processing_class
 
-        super().__init__(
-            model=model,
-            reward_funcs=reward_funcs,
-            args=args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=processing_class,
-            **kwargs,
-        )
-        if args.shared_prefix_loss:  # GRPOTrainer may have made checkpointing reentrant (PEFT with ZeRO-3)
-            for checkpoint_kwargs in (args.activation_checkpointing_kwargs, args.gradient_checkpointing_kwargs):
-                check_checkpointing(args.activation_checkpointing, checkpoint_kwargs)
-            check_shared_prefix_model(self.model)
-            if args.per_device_train_batch_size % args.num_generations:
-                logger.warning(
-                    "shared_prefix_loss shares a prompt among the rows of one micro-batch: with "
-                    "per_device_train_batch_size=%d, not a multiple of num_generations=%d, a group's prompt runs once "
-                    "per micro-batch it spans; a multiple of num_generations runs it once.",
-                    args.per_device_train_batch_size,
-                    args.num_generations,
-                )
-        for reward in self.reward_funcs:  # the rewards that read the policy score with this trainer's model
-            if isinstance(reward, ModelReward) and reward.trainer is None:
-                reward.bind(self)
+    def _check_shared_prefix_loss(self, args: RPTConfig) -> None:
+        for checkpoint_kwargs in (args.activation_checkpointing_kwargs, args.gradient_checkpointing_kwargs):
+            check_checkpointing(args.activation_checkpointing, checkpoint_kwargs)
+        check_shared_prefix_model(self.model)
+        if args.per_device_train_batch_size % args.num_generations:
+            logger.warning(
+                "shared_prefix_loss shares a prompt among the rows of one micro-batch: with "
+                "per_device_train_batch_size=%d, not a multiple of num_generations=%d, a group's prompt runs once "
+                "per micro-batch it spans; a multiple of num_generations runs it once.",
+                args.per_device_train_batch_size,
+                args.num_generations,
+            )
+
+    def _install_hooks(self, args: RPTConfig) -> None:
+        """The generation hooks: the forced EOS kept out of training (vLLM), the rollouts' prefix cache and the
+        answer stop (transformers generation)."""
         if args.stop_after_answer and args.use_vllm:
             from .vllm_engine import keep_forced_eos_out_of_training
 
@@ -172,6 +196,10 @@ class RPTTrainer(
             )
         if args.stop_after_answer and not args.use_vllm:
             install_answer_stop(self.model, self._tokenizer, require_think_close=args.require_think_close)
+
+    def _add_callbacks(self, args: RPTConfig) -> None:
+        """Checkpoint completion, the Hub revision pusher and the learning-signal warning; and the band sampler's
+        pass-rate tracker."""
         self.add_callback(CheckpointCompletion())  # after the callbacks that write into a checkpoint
         if args.push_checkpoint_revisions:
             self.add_callback(
