@@ -268,6 +268,17 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         super().__post_init__()
         self.check_next_token_settings()  # TrainingArguments.__post_init__ does not chain to the settings' own
         self._check_sampling_and_optimisation()
+        self._check_reward_fields()
+        self._check_hub_fields()
+        self._check_dynamic_sampling_fields()
+        self._check_thought_budget_fields()
+        if self.curriculum is not None and self.curriculum not in CURRICULA:
+            raise ValueError(f"curriculum must be None or one of {list(CURRICULA)}, got {self.curriculum!r}.")
+        self._check_signal_fields()
+        self._check_generation_hooks()
+
+    def _check_reward_fields(self) -> None:
+        """Refuse a reward, or an information-gain reference, that cannot work; warn about a costly KL term."""
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}.")
         if not 0.0 <= self.reference_ema_decay <= 1.0:
@@ -287,6 +298,9 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
             )
         if self.reward == "information_gain":  # other rewards are checked by the trainer, which knows reward_funcs
             check_reward_template(self.reward, self.prompt_template)
+
+    def _check_hub_fields(self) -> None:
+        """Refuse checkpoint revisions that have no Hub repository to go to, or no try to push them."""
         if self.push_checkpoint_revisions and not self.push_to_hub:
             raise ValueError(
                 "push_checkpoint_revisions=True pushes to the run's Hub repository: set push_to_hub=True (and "
@@ -294,6 +308,9 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
             )
         if self.hub_push_retries < 1:
             raise ValueError(f"hub_push_retries must be at least 1, got {self.hub_push_retries}.")
+
+    def _check_dynamic_sampling_fields(self) -> None:
+        """Refuse a dynamic-sampling start or refill count below 0."""
         if self.dynamic_sampling_start_step < 0:
             raise ValueError(
                 f"dynamic_sampling_start_step must be at least 0 (0 starts at once), got "
@@ -304,6 +321,9 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
                 f"dynamic_sampling_max_refills must be at least 0 (0 only drops, never refills), got "
                 f"{self.dynamic_sampling_max_refills}."
             )
+
+    def _check_thought_budget_fields(self) -> None:
+        """Refuse thought-budget settings that cannot work, or that shape a budget which is off."""
         if self.thought_budget is not None:
             check_thought_budget(self.thought_budget, self.thought_budget_penalty, self.thought_budget_width)
         elif self.thought_budget_width is not None or self.thought_budget_penalty not in PENALTIES:
@@ -312,9 +332,9 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
                 f"(thought_budget=None): set thought_budget=<tokens>, or leave them at their defaults "
                 f"(penalty one of {list(PENALTIES)}, width None)."
             )
-        if self.curriculum is not None and self.curriculum not in CURRICULA:
-            raise ValueError(f"curriculum must be None or one of {list(CURRICULA)}, got {self.curriculum!r}.")
-        self._check_signal_fields()
+
+    def _check_generation_hooks(self) -> None:
+        """Refuse the loss and generation hooks that cannot work with the checkpointing or generation chosen."""
         if self.shared_prefix_loss:
             check_checkpointing(self.activation_checkpointing, self.activation_checkpointing_kwargs)
         if self.stop_after_answer and (self.use_transformers_continuous_batching or self.use_transformers_paged):
