@@ -201,11 +201,20 @@ class DynamicSamplingMixin:
                 self._log_trained_tokens(output)
             return output
 
+        num_groups = len(inputs) // self.num_generations
+        kept, uniform, counts = self._generate_until_groups_differ(inputs, num_groups)
+        return self._merge_groups(kept, uniform, num_groups, counts)
+
+    def _generate_until_groups_differ(
+        self, inputs: list[dict[str, Any]], num_groups: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+        """Generate, then refill with fresh prompts, until every process has `num_groups` groups with differing
+        rewards or the refill cap is reached: the kept and the uniform groups' rows, in generation order, and the
+        counts the metrics need."""
         num_generations = self.num_generations
-        num_groups = len(inputs) // num_generations
         process = self.accelerator.process_index
         kept, uniform = [], []  # (output, rows) pairs, in generation order
-        kept_groups = generated_groups = dropped_groups = refill_rounds = 0
+        generated_groups = dropped_groups = refill_rounds = 0
         batch = inputs
         while True:
             output = super()._generate_and_score_completions(batch)
@@ -216,28 +225,42 @@ class DynamicSamplingMixin:
             for group, flat in enumerate(is_uniform.tolist()):
                 rows = torch.arange(group * num_generations, (group + 1) * num_generations)
                 (uniform if flat else kept).append(select_rows(output, rows.to(output["advantages"].device)))
-            kept_groups = len(kept)
-            missing = torch.tensor(max(num_groups - kept_groups, 0), device=self.accelerator.device)
+            missing = torch.tensor(max(num_groups - len(kept), 0), device=self.accelerator.device)
             gathered_missing = self.accelerator.gather(missing)
             if gathered_missing.max().item() == 0:
                 break
             if refill_rounds == self.args.dynamic_sampling_max_refills:
                 if self.accelerator.is_main_process:
-                    logger.warning(
-                        "Dynamic sampling stopped refilling at the cap (dynamic_sampling_max_refills=%d) at step %d: "
-                        "%d of %d groups on this process have differing rewards; the other %d slots hold uniform "
-                        "groups, which carry no advantage. Raise dynamic_sampling_max_refills, or train on harder "
-                        "(entropy-filtered) positions.",
-                        self.args.dynamic_sampling_max_refills,
-                        self.state.global_step,
-                        kept_groups,
-                        num_groups,
-                        num_groups - kept_groups,
-                    )
+                    self._warn_refill_cap(len(kept), num_groups)
                 break
             refill_rounds += 1
             batch = self._refill_prompts(num_groups, refill_rounds)
+        counts = {
+            "generated_groups": generated_groups,
+            "dropped_groups": dropped_groups,
+            "refill_rounds": refill_rounds,
+            "padded_groups": gathered_missing.sum().item(),  # every process pads exactly its missing groups
+        }
+        return kept, uniform, counts
 
+    def _warn_refill_cap(self, kept_groups: int, num_groups: int) -> None:
+        logger.warning(
+            "Dynamic sampling stopped refilling at the cap (dynamic_sampling_max_refills=%d) at step %d: "
+            "%d of %d groups on this process have differing rewards; the other %d slots hold uniform "
+            "groups, which carry no advantage. Raise dynamic_sampling_max_refills, or train on harder "
+            "(entropy-filtered) positions.",
+            self.args.dynamic_sampling_max_refills,
+            self.state.global_step,
+            kept_groups,
+            num_groups,
+            num_groups - kept_groups,
+        )
+
+    def _merge_groups(
+        self, kept: list[dict[str, Any]], uniform: list[dict[str, Any]], num_groups: int, counts: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One batch of `num_groups` groups: the kept ones first, padded with uniform ones; logs the metrics."""
+        kept_groups = len(kept)
         padding = uniform[: max(num_groups - kept_groups, 0)]
         merged = merge_rollouts(kept[:num_groups] + padding, self._tokenizer.pad_token_id)
         trained = torch.tensor(
@@ -248,11 +271,10 @@ class DynamicSamplingMixin:
         merged["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
 
         metrics = self._metrics["train"]
-        metrics["dynamic_sampling/dropped_fraction"].append(dropped_groups / generated_groups)
-        metrics["dynamic_sampling/refill_rounds"].append(float(refill_rounds))
-        padded = gathered_missing.sum().item()  # every process pads exactly its missing groups
+        metrics["dynamic_sampling/dropped_fraction"].append(counts["dropped_groups"] / counts["generated_groups"])
+        metrics["dynamic_sampling/refill_rounds"].append(float(counts["refill_rounds"]))
         metrics["dynamic_sampling/uniform_fraction_kept"].append(
-            padded / (num_groups * self.accelerator.num_processes)
+            counts["padded_groups"] / (num_groups * self.accelerator.num_processes)
         )
         self._log_trained_tokens(merged)
         return merged
