@@ -544,11 +544,40 @@ def _cache_dir(arguments: PrepareArguments) -> str | None:
 
 
 def _run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, command: str) -> None:
-    import torch
-    from accelerate import PartialState
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    documents, tokenizer, proxy_tokenizer, split_ids, proxy_path = _checked_inputs(arguments, settings)
+    proxy, state = _load_proxy(arguments, proxy_path)
+    dataset_dict, info = prepare_rpt_dataset(
+        documents,
+        tokenizer,
+        proxy,
+        proxy_tokenizer,
+        settings,
+        eval_size=arguments.eval_size,
+        eval_min_entropy=arguments.eval_min_entropy,
+        difficulty_thresholds=dict(zip(DIFFICULTY_THRESHOLDS, arguments.difficulty_thresholds)),
+        seed=arguments.seed,
+        split_ids=split_ids,
+        scorer_kwargs={
+            "top_k": arguments.top_k,
+            "batch_size": arguments.batch_size,
+            "max_length": arguments.max_length,
+            "window_overlap": arguments.window_overlap,
+            "cache_dir": _cache_dir(arguments),
+        },
+    )
+    if not state.is_main_process:
+        return
+    _write_and_push(arguments, command, documents, dataset_dict, info)
 
-    from ..hub import check_hub_access, public_name
+
+def _checked_inputs(
+    arguments: PrepareArguments, settings: NextTokenSettings
+) -> tuple[datasets.Dataset, Any, Any, dict[str, list[int]], str]:
+    """Every check before the proxy loads: the output folder, Hub access, the documents, the tokenizers and the
+    split plan. Returns `(documents, tokenizer, proxy_tokenizer, split_ids, proxy_path)`."""
+    from transformers import AutoTokenizer
+
+    from ..hub import check_hub_access
     from ..models import resolve_model
 
     check_output_dir(arguments.output, arguments.overwrite)
@@ -560,10 +589,6 @@ def _run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, comma
     )
     if arguments.max_documents is not None:
         documents = documents.select(range(min(arguments.max_documents, len(documents))))
-    # Names for the card: a Hub id as given, a local folder by its name only (no machine paths in a public card).
-    proxy_name, tokenizer_name = map(
-        public_name, (arguments.proxy_model, arguments.tokenizer or arguments.proxy_model)
-    )
     proxy_path = resolve_model(arguments.proxy_model)  # the embedded model's name works offline
     tokenizer_path = resolve_model(arguments.tokenizer) if arguments.tokenizer else proxy_path
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
@@ -575,6 +600,14 @@ def _run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, comma
         seed=arguments.seed,
     )  # fmt: skip
     _warn_if_longer_than_the_proxy(proxy_path, arguments.max_length)
+    return documents, tokenizer, proxy_tokenizer, split_ids, proxy_path
+
+
+def _load_proxy(arguments: PrepareArguments, proxy_path: str) -> tuple[Any, Any]:
+    """The scoring model (a `vllm.LLM` with `--vllm`), on this process's device, and the process state."""
+    import torch
+    from accelerate import PartialState
+    from transformers import AutoModelForCausalLM
 
     state = PartialState(cpu=not torch.cuda.is_available())
     if arguments.vllm:
@@ -592,28 +625,24 @@ def _run_prepare(arguments: PrepareArguments, settings: NextTokenSettings, comma
             proxy_path, dtype=dtype, trust_remote_code=arguments.trust_remote_code, use_safetensors=True
         )
         proxy.to(state.device).eval()
-    cache_dir = _cache_dir(arguments)
-    dataset_dict, info = prepare_rpt_dataset(
-        documents,
-        tokenizer,
-        proxy,
-        proxy_tokenizer,
-        settings,
-        eval_size=arguments.eval_size,
-        eval_min_entropy=arguments.eval_min_entropy,
-        difficulty_thresholds=dict(zip(DIFFICULTY_THRESHOLDS, arguments.difficulty_thresholds)),
-        seed=arguments.seed,
-        split_ids=split_ids,
-        scorer_kwargs={
-            "top_k": arguments.top_k,
-            "batch_size": arguments.batch_size,
-            "max_length": arguments.max_length,
-            "window_overlap": arguments.window_overlap,
-            "cache_dir": cache_dir,
-        },
+    return proxy, state
+
+
+def _write_and_push(
+    arguments: PrepareArguments,
+    command: str,
+    documents: datasets.Dataset,
+    dataset_dict: datasets.DatasetDict,
+    info: dict[str, Any],
+) -> None:
+    """Record where the data came from in `info`, write the output folder and push it with `--push_to_hub`."""
+    from ..hub import public_name
+
+    sources = arguments.dataset
+    # Names for the card: a Hub id as given, a local folder by its name only (no machine paths in a public card).
+    proxy_name, tokenizer_name = map(
+        public_name, (arguments.proxy_model, arguments.tokenizer or arguments.proxy_model)
     )
-    if not state.is_main_process:
-        return
     source_is_hub = len(sources) == 1 and not os.path.exists(sources[0])
     info.update(
         source=", ".join(public_name(source) for source in sources),
