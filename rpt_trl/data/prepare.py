@@ -119,35 +119,69 @@ def prepare_rpt_dataset(
     )
     splits, info_splits = {}, {}
     for split, ids in split_ids.items():
-        dataset, stats = build_next_token_dataset(
-            data.select(ids),
-            tokenizer,
-            settings,
-            token_entropy=[entropies[i] for i in ids],
-            difficulty_thresholds=difficulty_thresholds,
-            show_progress=show_progress,
-            return_stats=True,
-            min_entropy=settings.min_entropy if split == "train" else eval_min_entropy,
+        min_entropy = settings.min_entropy if split == "train" else eval_min_entropy
+        splits[split], info_splits[split] = _build_split(
+            split, data.select(ids), ids, [entropies[i] for i in ids], tokenizer, settings, min_entropy,
+            difficulty_thresholds, show_progress,
+        )  # fmt: skip
+    info = _prepare_info(
+        settings, eval_min_entropy, eval_size, difficulty_thresholds, seed, scorer_kwargs, info_splits
+    )
+    return datasets.DatasetDict(splits), info
+
+
+def _build_split(
+    split: str,
+    data: datasets.Dataset,
+    ids: list[int],
+    token_entropy: list[list[float]],
+    tokenizer: Any,
+    settings: NextTokenSettings,
+    min_entropy: float,
+    difficulty_thresholds: Mapping[str, float],
+    show_progress: bool,
+) -> tuple[datasets.Dataset, dict[str, Any]]:
+    """One split's examples from its documents `data` (`ids` in the source corpus), and what it kept."""
+    dataset, stats = build_next_token_dataset(
+        data,
+        tokenizer,
+        settings,
+        token_entropy=token_entropy,
+        difficulty_thresholds=difficulty_thresholds,
+        show_progress=show_progress,
+        return_stats=True,
+        min_entropy=min_entropy,
+    )
+    if not len(dataset):
+        option = "--min_entropy" if split == "train" else "--eval_min_entropy"
+        raise ValueError(
+            f"The {split} split has no examples: no position of its {len(ids)} documents has entropy of at least "
+            f"{min_entropy} ({asdict(stats)}). Lower {option}, or give more or longer documents. The entropies "
+            "are cached, so a re-run with the same proxy and corpus does not score again."
         )
-        if not len(dataset):
-            threshold = settings.min_entropy if split == "train" else eval_min_entropy
-            option = "--min_entropy" if split == "train" else "--eval_min_entropy"
-            raise ValueError(
-                f"The {split} split has no examples: no position of its {len(ids)} documents has entropy of at least "
-                f"{threshold} ({asdict(stats)}). Lower {option}, or give more or longer documents. The entropies "
-                "are cached, so a re-run with the same proxy and corpus does not score again."
-            )
-        # document_id is the index in the selection; point it back at the source corpus.
-        dataset = dataset.map(_source_ids, batched=True, fn_kwargs={"source_ids": ids})
-        splits[split] = dataset
-        info_splits[split] = {
-            "documents": len(ids),
-            "examples": len(dataset),
-            "difficulty": _difficulty_counts(dataset, difficulty_thresholds),
-            "stats": asdict(stats),
-        }
+    # document_id is the index in the selection; point it back at the source corpus.
+    dataset = dataset.map(_source_ids, batched=True, fn_kwargs={"source_ids": ids})
+    split_info = {
+        "documents": len(ids),
+        "examples": len(dataset),
+        "difficulty": _difficulty_counts(dataset, difficulty_thresholds),
+        "stats": asdict(stats),
+    }
+    return dataset, split_info
+
+
+def _prepare_info(
+    settings: NextTokenSettings,
+    eval_min_entropy: float,
+    eval_size: int,
+    difficulty_thresholds: Mapping[str, float],
+    seed: int,
+    scorer_kwargs: Mapping[str, Any],
+    info_splits: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """What was kept and the settings it was built with, for `prepare_info.json` and the card."""
     example_settings = {k: v for k, v in asdict(settings).items() if k not in ("text_column", "min_entropy")}
-    info = {
+    return {
         "text_column": list(settings.text_column),
         "min_entropy": settings.min_entropy,
         "eval_min_entropy": eval_min_entropy,
@@ -161,7 +195,6 @@ def prepare_rpt_dataset(
             **{k: v for k, v in scorer_kwargs.items() if k not in ("show_progress", "cache_dir")},
         },
     }
-    return datasets.DatasetDict(splits), info
 
 
 def plan_splits(
