@@ -169,17 +169,23 @@ class ModelBoundReward:
         return [1.0] * len(completions)
 
 
-def test_wrapper_is_transparent_to_class_checks_and_binding(tokenizer):
+def test_wrapper_binds_names_and_unwraps_like_the_reward_it_wraps(tokenizer):
     import functools
     import pickle
 
+    from trl.trainer.utils import get_callable_name
+
+    from rpt_trl.rewards.thought_budget import unwrapped_reward
+
     inner = ModelBoundReward()
     shaped = ThoughtBudgetReward(inner, budget=BUDGET, tokenizer=tokenizer)
-    assert isinstance(shaped, ModelBoundReward) and isinstance(shaped, ThoughtBudgetReward)
+    assert type(shaped) is ThoughtBudgetReward and not isinstance(shaped, ModelBoundReward)  # no faked class
+    assert unwrapped_reward(shaped) is inner and unwrapped_reward(ThoughtBudgetReward(shaped, budget=3)) is inner
     shaped.bind("the trainer")
     assert inner.trainer == "the trainer" and shaped.trainer == "the trainer"
     partial = ThoughtBudgetReward(functools.partial(prefix_match_reward, require_think_close=False), budget=BUDGET)
-    assert isinstance(partial, functools.partial) and partial.keywords == {"require_think_close": False}
+    assert partial.keywords == {"require_think_close": False}
+    assert get_callable_name(partial) == "prefix_match_reward"  # TRL names the wrapped reward
     restored = pickle.loads(pickle.dumps(partial))
     assert (
         type(restored) is ThoughtBudgetReward and restored.budget == BUDGET and restored.keywords == partial.keywords

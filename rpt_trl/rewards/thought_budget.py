@@ -111,19 +111,14 @@ class ThoughtBudgetReward:
         self.budget, self.penalty, self.width, self.tokenizer = budget, penalty, width, tokenizer
         self.__name__ = get_callable_name(reward_func)
 
-    # A transparent wrapper, as `wrapt.ObjectProxy` is: attributes and `isinstance` are the wrapped reward's, so that
-    # code which recognises a reward by its class (the trainer binding a reward that reads its model, TRL checking
-    # for `functools.partial`) treats it as that reward. `type()` still tells the wrapper.
+    # Attributes are the wrapped reward's (`bind`, `keywords`, ...), so that a wrapped reward is used as the reward
+    # itself; code that recognises a reward by its class looks through the wrapper with [`unwrapped_reward`].
     def __getattr__(self, name: str) -> Any:
         if name == "reward_func":  # not set yet (unpickling): no recursion
             raise AttributeError(name)
         return getattr(self.reward_func, name)
 
-    @property
-    def __class__(self):  # noqa: D105
-        return self.reward_func.__class__
-
-    def __reduce__(self) -> tuple:  # pickle as a wrapper (pickling reads `__class__`)
+    def __reduce__(self) -> tuple:  # pickle as a wrapper, whatever the wrapped reward forwards
         options = {"budget": self.budget, "penalty": self.penalty, "width": self.width, "tokenizer": self.tokenizer}
         return _rebuild_thought_budget_reward, (self.reward_func, options)
 
@@ -175,3 +170,16 @@ def with_thought_budget(reward_funcs: Any, args: Any, tokenizer: Any | None) -> 
             )
         )
     return wrapped
+
+
+def unwrapped_reward(reward: Any) -> Any:
+    """The reward under any [`ThoughtBudgetReward`] wrappers (the reward itself when it is not wrapped).
+
+    Example:
+        >>> from rpt_trl.rewards import prefix_match_reward
+        >>> unwrapped_reward(ThoughtBudgetReward(prefix_match_reward, budget=8)) is prefix_match_reward
+        True
+    """
+    while isinstance(reward, ThoughtBudgetReward):
+        reward = reward.reward_func
+    return reward

@@ -17,7 +17,7 @@ from ..hub.model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_cur
 from ..models import load_training_tokenizer
 from ..rewards.model_rewards import MODEL_REWARDS, InformationGainReward, ModelReward
 from ..rewards.prefix_match import REWARD_FUNCTIONS
-from ..rewards.thought_budget import with_thought_budget
+from ..rewards.thought_budget import unwrapped_reward, with_thought_budget
 from .band_sampling import BandRepeatSampler, BandSamplingMixin, PassRateTracker, with_band_index
 from .checkpoints import CheckpointCompletion, resolve_resume_checkpoint
 from .cpu_lm_head import CompletionScoringOnCPUMixin
@@ -132,7 +132,7 @@ class RPTTrainer(
         if args.shared_prefix_loss:  # GRPOTrainer may have made checkpointing reentrant (PEFT with ZeRO-3)
             self._check_shared_prefix_loss(args)
         for reward in self.reward_funcs:  # the rewards that read the policy score with this trainer's model
-            if isinstance(reward, ModelReward) and reward.trainer is None:
+            if isinstance(unwrapped_reward(reward), ModelReward) and reward.trainer is None:
                 reward.bind(self)
         self._install_hooks(args)
         self._add_callbacks(args)
@@ -222,7 +222,7 @@ class RPTTrainer(
         self._complete_checkpoints_last()
         checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args)
         for reward in self.reward_funcs:  # the information-gain reference is restored from the same checkpoint
-            if isinstance(reward, InformationGainReward):
+            if isinstance(unwrapped_reward(reward), InformationGainReward):
                 reward.reference_callback.resume_from = checkpoint
         return super().train(resume_from_checkpoint=checkpoint, **kwargs)
 
@@ -369,7 +369,7 @@ def _check_prompts(args: RPTConfig, reward_funcs: Any, train_dataset: Any, eval_
 def _model_reward_name(reward_funcs: list[Any]) -> str | None:
     """The name of the first reward in `reward_funcs` that reads the policy, whose prompts can be checked; else None."""
     funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
-    return next((reward.name for reward in funcs if isinstance(reward, ModelReward)), None)
+    return next((reward.name for reward in funcs if isinstance(unwrapped_reward(reward), ModelReward)), None)
 
 
 def _prepare_vllm(args: RPTConfig) -> None:
