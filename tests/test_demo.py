@@ -71,3 +71,19 @@ def test_demo_rejects_bad_settings_before_loading_anything(tmp_path):
     with pytest.raises(SystemExit, match="curve_positions"):
         main(["demo", "--output_dir", str(tmp_path), "--eval_positions", "10"])  # the curve's 48 exceed 10
     assert not any(tmp_path.iterdir())
+
+
+def test_the_demo_configures_the_template_its_prompts_were_built_with(caplog):
+    """The demo's RPT run names its own template, so the prompt-settings check neither warns nor refuses."""
+    import logging
+
+    from rpt_trl import RPTConfig
+    from rpt_trl.data.prompt_settings import check_prompt_settings
+    from rpt_trl.experiments.arithmetic_demo import demo_splits, rpt_training_fields
+
+    settings = DemoSettings()
+    splits = demo_splits(make_tiny_tokenizer(), eval_positions=4)
+    config = RPTConfig(output_dir="unused", **rpt_training_fields(settings, on_cpu=True))
+    with caplog.at_level(logging.WARNING, logger="rpt_trl"):
+        check_prompt_settings(splits.train, config, "train_dataset", reward=config.reward)
+    assert [r.getMessage() for r in caplog.records if "prompt" in r.getMessage()] == []

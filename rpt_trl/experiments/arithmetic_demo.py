@@ -351,8 +351,8 @@ def rpt_training_fields(settings: DemoSettings, *, use_vllm: bool = False, on_cp
         seed=settings.seed, max_steps=settings.train_steps,
         per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
         num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,
-        learning_rate=settings.learning_rate, prompt_format="text", stop_after_answer=True,
-        gradient_checkpointing=False, **run_settings(on_cpu),
+        learning_rate=settings.learning_rate, prompt_template=DEMO_TEMPLATE, prompt_format="text",
+        stop_after_answer=True, gradient_checkpointing=False, **run_settings(on_cpu),
         dynamic_sampling=True, dynamic_sampling_start_step=0, dynamic_sampling_max_refills=settings.max_refills,
         use_vllm=use_vllm, **({"vllm_mode": "colocate", "vllm_max_model_length": 1024} if use_vllm else {}),
         # vLLM's CPU build reserves this share of the machine's memory for its cache.
