@@ -2,10 +2,17 @@
 nor near 1, where a group of rollouts is likely to hold both right and wrong answers (a learning signal).
 
 **Estimate** ([`PassRateTracker`]): each position's pass rate is a Beta posterior over the pass rates the trainer has
-already observed for it (its rewards, clipped to [0, 1]: the share of right answers under `prefix_match`), with a
-Beta(1, 1) prior, so an unseen position is estimated at 0.5 and is tried. Observations fade by `band_decay` per
-generation batch, so the estimate follows the policy, and a position left out of the band drifts back to the prior and
-is tried again. Nothing is computed beyond the rewards GRPO computes anyway.
+already observed for it (its rewards, clipped to [0, 1]: the share of right answers under `prefix_match`).
+Observations fade by `band_decay` per generation batch, so the estimate follows the policy, and a position left out
+of the band drifts back to its prior and is tried again.
+
+**Prior** ([`FirstTokenProbe`], `band_probe`): the policy's probability of the position's first ground-truth token
+right after its context, teacher forced, as in standard mode: one forward pass of the context, no generation. On the
+demo corpus with Gemma 3 270M it correlated with the reasoning-mode pass rate of 8 samples (Pearson 0.54 on 64
+positions); the positions it put at 0.5 or more held 12 of the 14 mixed groups. It is refreshed every
+`band_probe_steps` optimizer steps on `band_probe_positions` positions drawn at random (all when fewer), so it follows
+the policy too. Without the probe (or where a prompt does not follow the template), the prior is Beta(0.5, 0.5): an
+unseen position is estimated at 0.5 and is tried.
 
 **Sampling** ([`BandRepeatSampler`]): GRPO's `RepeatSampler`, whose batches are drawn one at a time, when the
 dataloader asks for them, from the positions whose estimate lies in `[band_low, band_high]` (unique within a batch,
@@ -19,23 +26,30 @@ weight (`OUT_OF_BAND_WEIGHT`), so that its estimate is checked now and then.
   leaves fewer uniform groups to replace).
 - **Entropy curriculum**: the candidates of batch k are the positions the curriculum has reached by then (the
   `(k + 1) * batch_size` lowest-entropy ones), and the band chooses among them.
-- **Resume**: the tracker is not saved with the checkpoint; a resumed run starts from the prior again.
+- **Resume**: the tracker is not saved with the checkpoint; a resumed run probes again and starts from the prior.
 """
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import datasets
 import torch
 from accelerate.utils import gather_object
+from tqdm.auto import tqdm
+from transformers import TrainerCallback
 from trl.trainer.utils import RepeatSampler
+
+from ..data.prompt_settings import prompt_text
+from ..data.templates import CONTEXT_PLACEHOLDER, resolve_template
 
 
 logger = logging.getLogger(__name__)
 
 INDEX_COLUMN = "band_index"
 OUT_OF_BAND_WEIGHT = 0.02
+CALIBRATION_POSITIONS = 4  # observed probed positions before the probe's exponent is fitted
 
 
 class PassRateTracker:
@@ -57,6 +71,38 @@ class PassRateTracker:
         self.decay_factor, self.prior = decay, prior
         self.passes = torch.zeros(size, dtype=torch.float64)
         self.trials = torch.zeros(size, dtype=torch.float64)
+        self.probe = torch.full((size,), math.nan, dtype=torch.float64)
+        self.exponent = 1.0
+
+    def set_probe(self, positions: Sequence[int], probabilities: Sequence[float]) -> None:
+        """The probe's probabilities for `positions` (see [`FirstTokenProbe`]): the prior means of their pass rates,
+        once calibrated ([`calibrate`]), with the prior's weight (`a + b` trials). A position never probed is
+        estimated at the mean of those probed."""
+        index = torch.as_tensor(list(positions), dtype=torch.long)
+        self.probe[index] = torch.as_tensor(list(probabilities), dtype=torch.float64).clamp(0.0, 1.0)
+
+    def calibrate(self) -> float:
+        """Fit the exponent k of `pass rate = probe ** k` to the pass rates observed at probed positions (least
+        squares, weighted by trials, over a grid from 0.2 to 10); 1 until CALIBRATION_POSITIONS are observed.
+
+        A probe read in standard mode is optimistic for a template that reasons first: on the demo corpus the
+        pass rate of 8 samples was close to the probe cubed."""
+        seen = (self.trials > 0) & ~torch.isnan(self.probe)
+        if int(seen.sum()) < CALIBRATION_POSITIONS:
+            return self.exponent
+        observed, probe, weight = self.passes[seen] / self.trials[seen], self.probe[seen], self.trials[seen]
+        exponents = torch.logspace(math.log10(0.2), 1.0, 48, dtype=torch.float64)
+        errors = ((probe[None, :] ** exponents[:, None] - observed[None, :]) ** 2 * weight[None, :]).sum(dim=1)
+        self.exponent = float(exponents[int(errors.argmin())])
+        return self.exponent
+
+    def prior_means(self) -> torch.Tensor:
+        a, b = self.prior
+        probed = ~torch.isnan(self.probe)
+        if not probed.any():
+            return torch.full_like(self.probe, a / (a + b))
+        means = self.probe ** self.calibrate()
+        return torch.where(probed, means, means[probed].mean())
 
     def observe(
         self, positions: Sequence[int], pass_rates: Sequence[float], trials: Sequence[float] | None = None
@@ -73,8 +119,81 @@ class PassRateTracker:
         self.trials *= self.decay_factor
 
     def estimates(self) -> torch.Tensor:
-        a, b = self.prior
-        return (self.passes + a) / (self.trials + a + b)
+        weight = sum(self.prior)
+        return (self.passes + weight * self.prior_means()) / (self.trials + weight)
+
+
+def position_contexts(dataset: Any, template: str) -> list[str | None]:
+    """Each position's context, cut out of its prompt by `template` (a name or a string); `None` where the prompt
+    does not follow the template."""
+    template = resolve_template(template)
+    before = template[: template.index(CONTEXT_PLACEHOLDER)]
+    after = template[template.rindex(CONTEXT_PLACEHOLDER) + len(CONTEXT_PLACEHOLDER) :]
+    contexts = []
+    for prompt in dataset["prompt"]:
+        text = prompt_text(prompt)
+        fits = text is not None and len(text) >= len(before) + len(after)
+        fits = fits and text.startswith(before) and text.endswith(after)
+        contexts.append(text[len(before) : len(text) - len(after)] if fits else None)
+    return contexts
+
+
+class FirstTokenProbe:
+    """The policy's probability of each position's first ground-truth token right after its context (teacher forced,
+    as in standard mode): the band's prior estimate of a position's pass rate (see the module docstring).
+
+    Args:
+        dataset: The training positions, with `prompt`, `ground_truth` and `ground_truth_boundaries`.
+        tokenizer: The policy's tokenizer.
+        template: The template the prompts were built with (a name or a string).
+        batch_size: Contexts per forward pass.
+    """
+
+    def __init__(self, dataset: Any, tokenizer: Any, template: str, batch_size: int = 32):
+        self.tokenizer, self.batch_size = tokenizer, batch_size
+        self.inputs: list[tuple[list[int], int] | None] = []
+        contexts = position_contexts(dataset, template)
+        for context, truth, boundaries in zip(contexts, dataset["ground_truth"], dataset["ground_truth_boundaries"]):
+            self.inputs.append(None if context is None else self._encode(context, truth, boundaries))
+        self.known = [index for index, item in enumerate(self.inputs) if item is not None]
+
+    def _encode(self, context: str, truth: str, boundaries: Sequence[int]) -> tuple[list[int], int] | None:
+        """The context's ids and the first ground-truth token's id, where the tokenizer splits their concatenation
+        at the context's end (it does where the builder cut the document); `None` otherwise."""
+        first = truth.encode("utf-8")[: boundaries[0]].decode("utf-8", errors="ignore") if boundaries else ""
+        if not first:
+            return None
+        ids = self.tokenizer(context, add_special_tokens=False)["input_ids"]
+        joined = self.tokenizer(context + first, add_special_tokens=False)["input_ids"]
+        if len(joined) <= len(ids) or joined[: len(ids)] != ids:
+            return None
+        bos = [] if self.tokenizer.bos_token_id is None else [self.tokenizer.bos_token_id]
+        return bos + ids, joined[len(ids)]
+
+    @torch.no_grad()
+    def __call__(self, model: Any, positions: Sequence[int], *, show_progress: bool = False) -> list[float]:
+        """The probability of each of `positions`' first ground-truth token under `model` (all must be `known`).
+
+        Every call runs `ceil(len(positions) / batch_size)` forward passes, so processes that probe equally many
+        positions run equally many (ZeRO-3 gathers the weights in each)."""
+        device = next(model.parameters()).device
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        probabilities = []
+        batches = range(0, len(positions), self.batch_size)
+        for start in tqdm(batches, desc="Probing pass rates", disable=not show_progress, leave=False):
+            items = [self.inputs[index] for index in positions[start : start + self.batch_size]]
+            width = max(len(ids) for ids, _ in items)
+            input_ids = torch.full((len(items), width), pad, dtype=torch.long)
+            attention_mask = torch.zeros_like(input_ids)
+            for row, (ids, _) in enumerate(items):  # right padding: the last real token's logits are unaffected
+                input_ids[row, : len(ids)] = torch.as_tensor(ids)
+                attention_mask[row, : len(ids)] = 1
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+            last = torch.as_tensor([len(ids) - 1 for ids, _ in items], device=device)
+            final = logits[torch.arange(len(items), device=device), last].float()
+            targets = torch.as_tensor([target for _, target in items], device=device)
+            probabilities += torch.softmax(final, dim=-1).gather(1, targets[:, None]).squeeze(1).tolist()
+        return probabilities
 
 
 class BandRepeatSampler(RepeatSampler):
@@ -140,15 +259,53 @@ def with_band_index(dataset: Any) -> Any:
     return dataset.add_column(INDEX_COLUMN, list(range(len(dataset))))
 
 
+class BandProbeCallback(TrainerCallback):
+    """Probes the band's prior before the first batch is drawn (the sampler draws lazily, after `on_train_begin`)."""
+
+    def __init__(self, trainer: Any):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer.refresh_band_probe()
+
+
 class BandSamplingMixin:
     """Feeds the pass rates GRPO observes into `self.band_tracker` (created by the trainer when
-    `args.band_sampling`), over all processes. Place it before `GRPOTrainer` in the bases."""
+    `args.band_sampling`), over all processes, and refreshes its probe (`self.band_probe`, when `args.band_probe`).
+    Place it before `GRPOTrainer` in the bases."""
 
     band_tracker: PassRateTracker | None = None
+    band_probe: FirstTokenProbe | None = None
+    _band_probed_at: int | None = None
+
+    def refresh_band_probe(self) -> None:
+        """Probe `band_probe_positions` positions, drawn afresh (the same on every process), once every
+        `band_probe_steps` optimizer steps; each process probes its share and all share the results."""
+        step = self.state.global_step
+        if self.band_probe is None or not self.band_probe.known:
+            return
+        if self._band_probed_at is not None and step - self._band_probed_at < self.args.band_probe_steps:
+            return
+        self._band_probed_at = step
+        known = self.band_probe.known
+        generator = torch.Generator().manual_seed((self.args.seed * 1_000_003 + step) % 2**63)
+        chosen = [known[i] for i in torch.randperm(len(known), generator=generator)[: self.args.band_probe_positions]]
+        share = math.ceil(len(chosen) / self.accelerator.num_processes)
+        mine = chosen[self.accelerator.process_index * share :][:share]
+        padded = mine + [chosen[0]] * (share - len(mine))  # every process runs as many forward passes
+        training = self.model.training
+        self.model.eval()
+        try:
+            probabilities = self.band_probe(self.model, padded, show_progress=self.accelerator.is_main_process)
+        finally:
+            self.model.train(training)
+        probed = gather_object(list(zip(mine, probabilities[: len(mine)])))
+        self.band_tracker.set_probe([index for index, _ in probed], [value for _, value in probed])
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         if self.band_tracker is not None and self.model.training:
             self.band_tracker.decay()  # once per generation batch, on every process alike
+            self.refresh_band_probe()  # for the batches drawn from now on
         return super()._generate_and_score_completions(inputs)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):

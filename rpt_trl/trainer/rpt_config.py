@@ -99,6 +99,15 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         The learnable band of estimated pass rates.
     band_decay (`float`, *optional*, defaults to `0.98`):
         Weight kept by past observations at each generation batch, so the estimate follows the policy.
+    band_probe (`bool`, *optional*, defaults to `True`):
+        Estimate the pass rate of positions not yet observed by the policy's probability of their first ground-truth
+        token right after the context (one forward pass, no generation), calibrated to the pass rates observed.
+        Needs `ground_truth` columns and prompts that follow `prompt_template`; without them, unseen positions are
+        estimated at 0.5.
+    band_probe_steps (`int`, *optional*, defaults to `5`):
+        Optimizer steps between two probes, so that the estimate follows the policy.
+    band_probe_positions (`int`, *optional*, defaults to `1024`):
+        Positions probed each time, drawn at random (all of them when fewer); one forward pass per 32.
 
     > Parameters that control how documents become examples
 
@@ -255,6 +264,17 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         default=0.98,
         metadata={"help": "Band sampling: weight kept by past observations at each generation batch."},
     )
+    band_probe: bool = field(
+        default=True,
+        metadata={"help": "Band sampling: estimate unseen positions by the policy's probability of their first "
+                          "ground-truth token (one forward pass of the context)."},
+    )  # fmt: skip
+    band_probe_steps: int = field(
+        default=5, metadata={"help": "Band sampling: optimizer steps between two probes of the policy."}
+    )
+    band_probe_positions: int = field(
+        default=1024, metadata={"help": "Band sampling: positions probed each time, drawn at random (all when fewer)."}
+    )
 
     def __post_init__(self):
         # Before GRPOConfig's own checks, which would take `True` for 1 or fail on a fraction with a bare TypeError.
@@ -360,6 +380,11 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
             raise ValueError(
                 f"band_low and band_high must satisfy 0 <= band_low < band_high <= 1, got {self.band_low} and "
                 f"{self.band_high}."
+            )
+        if self.band_probe_steps < 1 or self.band_probe_positions < 1:
+            raise ValueError(
+                f"band_probe_steps and band_probe_positions must be at least 1, got {self.band_probe_steps} and "
+                f"{self.band_probe_positions}."
             )
         if not 0.0 < self.band_decay <= 1.0:
             raise ValueError(f"band_decay must be in (0, 1] (1 never forgets), got {self.band_decay}.")

@@ -18,7 +18,14 @@ from ..models import load_training_tokenizer
 from ..rewards.model_rewards import MODEL_REWARDS, InformationGainReward, ModelReward
 from ..rewards.prefix_match import REWARD_FUNCTIONS
 from ..rewards.thought_budget import unwrapped_reward, with_thought_budget
-from .band_sampling import BandRepeatSampler, BandSamplingMixin, PassRateTracker, with_band_index
+from .band_sampling import (
+    BandProbeCallback,
+    BandRepeatSampler,
+    BandSamplingMixin,
+    FirstTokenProbe,
+    PassRateTracker,
+    with_band_index,
+)
 from .checkpoints import CheckpointCompletion, resolve_resume_checkpoint
 from .cpu_lm_head import CompletionScoringOnCPUMixin
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
@@ -207,6 +214,9 @@ class RPTTrainer(
             )
         if args.band_sampling:
             self.band_tracker = PassRateTracker(len(self.train_dataset), decay=args.band_decay)
+            if args.band_probe:
+                self.band_probe = _first_token_probe(self.train_dataset, self._tokenizer, args.prompt_template)
+                self.add_callback(BandProbeCallback(self))
         if args.signal_warning_threshold is not None:
             self.add_callback(LearningSignalWarning(args.signal_warning_threshold, args.signal_warning_steps))
 
@@ -465,3 +475,19 @@ def _checked_args(model: Any, args: RPTConfig | None) -> RPTConfig:
     if isinstance(model, str):  # load weights from safetensors only, unless the user says otherwise
         args.model_init_kwargs = {"use_safetensors": True, **(args.model_init_kwargs or {})}
     return args
+
+
+def _first_token_probe(dataset: Any, tokenizer: Any, template: str) -> FirstTokenProbe | None:
+    """Band sampling's probe, or `None` (with a warning) where the positions give it nothing to read."""
+    if not {"ground_truth", "ground_truth_boundaries"} <= set(dataset.column_names):
+        logger.warning("band_probe needs ground_truth and ground_truth_boundaries columns: unseen positions are "
+                       "estimated at 0.5.")  # fmt: skip
+        return None
+    probe = FirstTokenProbe(dataset, tokenizer, template)
+    if len(probe.known) < len(dataset):
+        logger.warning(
+            "band_probe: %d of %d prompts do not follow prompt_template, or their first ground-truth token is not "
+            "where the tokenizer splits; they are estimated at the mean of the others.",
+            len(dataset) - len(probe.known), len(dataset),
+        )  # fmt: skip
+    return probe
