@@ -166,11 +166,16 @@ def test_the_calibration_fits_the_probes_exponent_to_the_observed_pass_rates():
     assert unseen.tolist() == pytest.approx((probe[1::2] ** tracker.exponent).tolist())
 
 
-def test_a_position_never_probed_is_estimated_at_the_mean_of_those_probed():
+def test_a_position_neither_probed_nor_observed_is_left_out_of_the_band_once_others_are_probed():
     tracker = PassRateTracker(4)
-    assert tracker.estimates().tolist() == [0.5] * 4  # no probe: the Beta(0.5, 0.5) prior
+    assert tracker.estimates().tolist() == [0.5] * 4  # no probe: the Beta(0.5, 0.5) prior, all tried
     tracker.set_probe([0, 1], [0.2, 0.6])
-    assert tracker.estimates().tolist() == pytest.approx([0.2, 0.6, 0.4, 0.4])
+    tracker.observe([3], [0.25], [8])  # drawn while out of the band: its observations speak for it
+    estimates = tracker.estimates()
+    assert estimates[[0, 1]].tolist() == pytest.approx([0.2, 0.6])
+    assert torch.isnan(estimates[2]) and estimates[3].item() == pytest.approx((2 + 0.25) / 9)
+    sampler = BandRepeatSampler(list(range(4)), 1, tracker, (0.1, 0.9), batch_size=1, seed=0)
+    assert sampler.weights(0).tolist() == pytest.approx([1.0, 1.0, 0.02, 1.0])
 
 
 def test_the_probe_finds_the_learnable_positions_from_the_first_batch():

@@ -76,8 +76,7 @@ class PassRateTracker:
 
     def set_probe(self, positions: Sequence[int], probabilities: Sequence[float]) -> None:
         """The probe's probabilities for `positions` (see [`FirstTokenProbe`]): the prior means of their pass rates,
-        once calibrated ([`calibrate`]), with the prior's weight (`a + b` trials). A position never probed is
-        estimated at the mean of those probed."""
+        once calibrated ([`calibrate`]), with the prior's weight (`a + b` trials)."""
         index = torch.as_tensor(list(positions), dtype=torch.long)
         self.probe[index] = torch.as_tensor(list(probabilities), dtype=torch.float64).clamp(0.0, 1.0)
 
@@ -97,12 +96,16 @@ class PassRateTracker:
         return self.exponent
 
     def prior_means(self) -> torch.Tensor:
+        """The calibrated probe where a position was probed; elsewhere the Beta prior's mean, or, once any position is
+        probed, NaN: a position neither probed nor observed is then left out of the band."""
         a, b = self.prior
         probed = ~torch.isnan(self.probe)
         if not probed.any():
             return torch.full_like(self.probe, a / (a + b))
         means = self.probe ** self.calibrate()
-        return torch.where(probed, means, means[probed].mean())
+        observed_mean = (self.passes.sum() / self.trials.sum()).item() if self.trials.sum() > 0 else math.nan
+        # Observed but never probed (a position drawn while out of the band): its observations speak for it.
+        return torch.where(probed, means, torch.where(self.trials > 0, observed_mean, math.nan))
 
     def observe(
         self, positions: Sequence[int], pass_rates: Sequence[float], trials: Sequence[float] | None = None
@@ -185,14 +188,17 @@ class FirstTokenProbe:
             width = max(len(ids) for ids, _ in items)
             input_ids = torch.full((len(items), width), pad, dtype=torch.long)
             attention_mask = torch.zeros_like(input_ids)
-            for row, (ids, _) in enumerate(items):  # right padding: the last real token's logits are unaffected
-                input_ids[row, : len(ids)] = torch.as_tensor(ids)
-                attention_mask[row, : len(ids)] = 1
-            logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-            last = torch.as_tensor([len(ids) - 1 for ids, _ in items], device=device)
-            final = logits[torch.arange(len(items), device=device), last].float()
+            for row, (ids, _) in enumerate(items):  # left padding: every row ends at the last column
+                input_ids[row, width - len(ids) :] = torch.as_tensor(ids)
+                attention_mask[row, width - len(ids) :] = 1
+            position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+            # Only the last column's logits: a full vocabulary (262k for Gemma) at every position would dominate.
+            logits = model(
+                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                position_ids=position_ids.to(device), logits_to_keep=1,
+            ).logits[:, -1].float()  # fmt: skip
             targets = torch.as_tensor([target for _, target in items], device=device)
-            probabilities += torch.softmax(final, dim=-1).gather(1, targets[:, None]).squeeze(1).tolist()
+            probabilities += torch.softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1).tolist()
         return probabilities
 
 
