@@ -4,7 +4,7 @@
 import pytest
 
 from rpt_trl.cli import main
-from rpt_trl.experiments.arithmetic_demo import DemoSettings, demo_verdict, run_demo
+from rpt_trl.experiments.arithmetic_demo import DemoSettings, demo_verdict, mixed_verdict, run_demo
 from rpt_trl.experiments.tiny import make_tiny_model, make_tiny_tokenizer
 from rpt_trl.results import load_results
 
@@ -26,22 +26,30 @@ def tiny_model_dir(tmp_path_factory):
 def test_demo_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
     results = run_demo(tmp_path, model_name=str(tiny_model_dir), settings=SMALL)
     written = load_results([tmp_path / "results.json"])  # the project's results schema
-    assert len(written) == len(results) == 12  # 3 models x 2 modes x 2 sets of positions
+    assert len(written) == len(results) == 16  # 4 models x 2 modes x 2 sets of positions
     systems = {(r["dataset"], r["label"], r["mode"]) for r in written}
-    assert len(systems) == 12
+    assert len(systems) == 16
+    assert {r["label"] for r in written} == {"base", "next-token", "rpt", "rpt+ntp"}
     targeted = [r for r in written if r["dataset"] == "held-out targeted positions"]
     assert {r["overall"]["n"] for r in targeted} == {12}
     demo = written[0]["demo"]
     # Matched compute: the baseline took RPT's optimizer steps and its token count to within half a micro-batch.
     by_label = {r["label"]: r for r in targeted}
     rpt, baseline = by_label["rpt"]["training"], by_label["next-token"]["training"]
-    assert rpt["optimizer_steps"] == baseline["optimizer_steps"] == 2
+    assert rpt["optimizer_steps"] == baseline["optimizer_steps"] == by_label["rpt+ntp"]["training"]["optimizer_steps"] == 2
+    assert by_label["rpt+ntp"]["training"]["tokens_seen"] > rpt["tokens_seen"]  # its contexts are counted too
+    # The mixed objective's own questions, asked of its results.
+    mixed = {r["mode"]: {d["reference"] for d in r["differences"]} for r in targeted if r["label"] == "rpt+ntp"}
+    assert mixed == {"reasoning": {"base:reasoning", "rpt:reasoning"}, "standard": {"next-token:standard"}}
     assert baseline["tokens_seen"] == demo["budget"]["total_tokens"]
     assert abs(baseline["tokens_seen"] - rpt["tokens_seen"]) <= 2 * 32 * 2 / 2  # half a micro-batch of 2 blocks a step
     assert [p["step"] for p in demo["learning_curve"]] == [0, 1, 2]
     assert len(demo["train_log"]) == 2 and demo["generation"] == "transformers"
+    assert set(demo["runs"]) == {"rpt", "rpt+ntp"} and all(len(r["train_log"]) == 2 for r in demo["runs"].values())
     report = (tmp_path / "report.md").read_text()
     assert "**Verdict.** " in report and "RPT did not beat the next-token baseline" in report
+    assert "**The mixed objective.** rpt+ntp in reasoning mode" in report and "The goal (both) was" in report
+    assert "| step | rpt: mixed, generated |" in report and "`rpt+ntp`: " in report
     for png in ("comparison.png", "comparison_all_positions.png", "learning_curve.png"):
         assert (tmp_path / png).stat().st_size > 10_000
 
@@ -65,6 +73,22 @@ def test_demo_verdict_wording():
     assert lines[0].startswith("RPT's reasoning-mode accuracy did not differ measurably from the base model's")
     assert lines[1].startswith("RPT did not beat the next-token baseline at matched compute (next-token:standard: "
                                "-20.0 points")  # fmt: skip
+
+
+def test_mixed_verdict_wording():
+    def results(reasoning, standard):
+        return [{"label": "rpt+ntp", "mode": mode, "differences": [
+            {"system": f"rpt+ntp:{mode}", "reference": ref, "estimate": e, "low": lo, "high": hi,
+             "significant": lo > 0 or hi < 0}]} for mode, ref, (e, lo, hi) in
+            (("reasoning", "base:reasoning", reasoning), ("standard", "next-token:standard", standard))]  # fmt: skip
+
+    reached = mixed_verdict(results((0.1, 0.05, 0.15), (-0.02, -0.06, 0.02)))
+    assert reached[0].startswith("rpt+ntp in reasoning mode is significantly above the base model's reasoning mode (+10.0")
+    assert reached[1].startswith("rpt+ntp in standard mode is not significantly below")
+    assert reached[2] == "The goal (both) was reached."
+    missed = mixed_verdict(results((0.1, 0.05, 0.15), (-0.1, -0.15, -0.05)))
+    assert missed[1].startswith("rpt+ntp in standard mode is significantly below") and "not reached" in missed[2]
+    assert "is not significantly above" in mixed_verdict(results((0.02, -0.02, 0.06), (0.0, -0.01, 0.01)))[0]
 
 
 def test_demo_rejects_bad_settings_before_loading_anything(tmp_path):

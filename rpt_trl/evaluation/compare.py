@@ -173,6 +173,32 @@ def compare_scores(
     return {"intervals": {name: i.as_dict() for name, i in intervals.items()}, "differences": differences}
 
 
+def add_differences(
+    results: Sequence[dict[str, Any]],
+    system: str,
+    references: Sequence[str],
+    *,
+    confidence: float = CONFIDENCE,
+    num_resamples: int = NUM_RESAMPLES,
+    seed: int = 0,
+) -> None:
+    """Attach to the result of `system` (`"label:mode"`) its paired differences against `references`, as
+    [`compare_scores`] does for the target: for a second system the question is asked of (e.g. `"rpt+ntp:standard"`
+    against `"next-token:standard"` only)."""
+    by_name = {f"{r['label']}:{r['mode']}": r for r in results}
+    missing = [name for name in (system, *references) if name not in by_name]
+    if missing:
+        raise ValueError(f"{missing} are not among the systems compared ({list(by_name)}).")
+    settings = {"confidence": confidence, "num_resamples": num_resamples, "seed": seed}
+    target = by_name[system]
+    for reference in references:
+        difference = paired_difference(target["position_scores"], by_name[reference]["position_scores"], **settings)
+        target.setdefault("differences", []).append({
+            "system": system, "reference": reference, **difference.as_dict(), "significant": difference.significant,
+            "verdict": difference_verdict(system, reference, difference, confidence=confidence),
+        })  # fmt: skip
+
+
 def parse_system(name: str) -> tuple[str, str]:
     """`"rpt:reasoning"` -> `("rpt", "reasoning")`."""
     label, separator, mode = name.rpartition(":")

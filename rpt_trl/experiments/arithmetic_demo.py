@@ -15,6 +15,7 @@ import copy
 import importlib.util
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, replace
@@ -27,6 +28,7 @@ import torch
 
 from ..data.builder import build_next_token_dataset
 from ..evaluation.compare import (
+    add_differences,
     bootstrap_interval,
     compare_models,
     comparison_markdown,
@@ -112,13 +114,18 @@ class DemoSettings:
         eval_samples: Completions per position in reasoning mode.
         curve_positions: Targeted held-out positions of the learning curve (a prefix of the evaluation's).
         curve_every: Optimizer steps between two points of the learning curve.
-        train_steps: RPT optimizer steps; the next-token baseline takes as many.
+        train_steps: RPT optimizer steps; the next-token baseline and the mixed run take as many.
         prompts_per_step: Prompts (groups) per RPT step.
         num_generations: Completions per prompt.
         max_refills: Dynamic sampling (from the first step): rounds of fresh prompts per step to replace the groups
             whose completions all earned the same reward, which give no gradient.
         max_completion_length: Tokens per completion, in training and evaluation.
         learning_rate: For RPT and the baseline (full fine-tuning).
+        temperature: Sampling temperature of RPT's rollouts (evaluation samples at the paper's 0.8).
+        band_sampling: Train on the positions whose estimated pass rate is in the learnable band
+            (`rpt_trl.trainer.band_sampling`), probed on `band_probe_positions` positions every 5 steps.
+        band_probe_positions: Positions the band's probe scores each time.
+        next_token_loss_coef: λ of the `rpt+ntp` run: GRPO plus λ × next-token cross-entropy on the contexts.
         block_size: Tokens per training block of the next-token baseline.
         use_vllm: Generate RPT's rollouts with vLLM (colocated); `None`: when vLLM is installed.
         seed: Seed of the corpus, the splits, training and sampling.
@@ -130,23 +137,30 @@ class DemoSettings:
     all_positions: int = 48
     eval_samples: int = 1
     curve_positions: int = 32
-    curve_every: int = 3
-    train_steps: int = 6
+    curve_every: int = 10
+    train_steps: int = 20
     prompts_per_step: int = 2
     num_generations: int = 8
-    max_refills: int = 2
+    max_refills: int = 0
     max_completion_length: int = 24
-    learning_rate: float = 1e-5
+    learning_rate: float = 1e-6
+    temperature: float = 1.0
+    band_sampling: bool = True
+    band_probe_positions: int = 128
+    next_token_loss_coef: float = 1.0
     block_size: int = 64
     use_vllm: bool | None = None
     seed: int = 0
 
     def __post_init__(self):
         for name, value in asdict(self).items():
-            if isinstance(value, int) and not isinstance(value, bool) and name != "seed" and value < 1:
+            if isinstance(value, int) and not isinstance(value, bool) and name not in ("seed", "max_refills") and value < 1:
                 raise ValueError(f"{name} must be positive, got {value}.")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
+        for name in ("learning_rate", "temperature", "next_token_loss_coef"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.max_refills < 0:
+            raise ValueError(f"max_refills must be at least 0, got {self.max_refills}.")
         if self.held_out_documents >= self.corpus_documents:
             raise ValueError(f"held_out_documents ({self.held_out_documents}) must be fewer than corpus_documents "
                              f"({self.corpus_documents}).")  # fmt: skip
@@ -229,12 +243,12 @@ def _run_demo(output_dir: Path, model_name: str, settings: DemoSettings) -> list
     output_dir.mkdir(parents=True, exist_ok=True)
     use_vllm = importlib.util.find_spec("vllm") is not None if settings.use_vllm is None else settings.use_vllm
 
-    print(f"[1/6] Loading {model_name}", flush=True)
+    print(f"[1/7] Loading {model_name}", flush=True)
     tokenizer, _, path = load_tokenizer(model_name)
     base = load_model(path, device="cpu", dtype="float32")  # the trainers move it
     on_cpu = not torch.cuda.is_available()
 
-    print("[2/6] Next-token examples from the generated arithmetic corpus", flush=True)
+    print("[2/7] Next-token examples from the generated arithmetic corpus", flush=True)
     splits = demo_splits(
         tokenizer, seed=settings.seed, eval_positions=settings.eval_positions,
         corpus_documents=settings.corpus_documents, held_out_documents=settings.held_out_documents,
@@ -243,27 +257,30 @@ def _run_demo(output_dir: Path, model_name: str, settings: DemoSettings) -> list
     print(f"      {len(splits.train)} training positions; held out: {len(splits.eval)} targeted and "
           f"{len(splits.all_positions)} of all answerable positions", flush=True)  # fmt: skip
 
-    print(f"[3/6] RPT: {settings.train_steps} steps of {settings.prompts_per_step} prompts x "
-          f"{settings.num_generations} completions ({'vLLM' if use_vllm else 'transformers'} generation), held-out "
-          f"accuracy on {settings.curve_positions} positions every {settings.curve_every} steps", flush=True)  # fmt: skip
-    tick = time.perf_counter()
-    rpt_model, rpt_log, curve, trl_tokens = _train_rpt(
-        copy.deepcopy(base), tokenizer, splits.train, splits.eval.select(range(settings.curve_positions)), settings,
-        output_dir / "rpt", use_vllm=use_vllm, on_cpu=on_cpu,
-    )  # fmt: skip
-    timings["rpt_training_s"] = time.perf_counter() - tick
+    runs = {}
+    for step, (label, coef) in enumerate((("rpt", 0.0), ("rpt+ntp", settings.next_token_loss_coef)), start=3):
+        objective = "GRPO" if coef == 0 else f"GRPO + {coef:g} x next-token loss on the contexts"
+        print(f"[{step}/7] {label}: {settings.train_steps} steps of {settings.prompts_per_step} prompts x "
+              f"{settings.num_generations} completions ({objective}; {'vLLM' if use_vllm else 'transformers'} "
+              f"generation), held-out accuracy on {settings.curve_positions} positions every {settings.curve_every} "
+              "steps", flush=True)  # fmt: skip
+        tick = time.perf_counter()
+        runs[label] = _train_rpt(
+            copy.deepcopy(base), tokenizer, splits.train, splits.eval.select(range(settings.curve_positions)),
+            settings, output_dir / label, use_vllm=use_vllm, on_cpu=on_cpu, next_token_loss_coef=coef,
+        )  # fmt: skip
+        timings[f"{label}_training_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     baseline, budget, baseline_record = _train_baseline(
-        copy.deepcopy(base), tokenizer, splits, settings, rpt_log, output_dir / "next-token", on_cpu=on_cpu
+        copy.deepcopy(base), tokenizer, splits, settings, runs["rpt"].log, output_dir / "next-token", on_cpu=on_cpu
     )
     timings["baseline_training_s"] = time.perf_counter() - tick
-    training = {
-        "rpt": {"optimizer_steps": settings.train_steps, "tokens_seen": budget.reference_tokens,
-                "trl_num_tokens": trl_tokens},
-        "next-token": baseline_record,
-    }  # fmt: skip
-    models = {"base": base, "next-token": baseline.model, "rpt": rpt_model}
+    training = {"next-token": baseline_record}
+    for label, run in runs.items():
+        training[label] = {"optimizer_steps": settings.train_steps, "tokens_seen": run.trained_tokens,
+                           "trl_num_tokens": run.trl_tokens}  # fmt: skip
+    models = {"base": base, "next-token": baseline.model, **{label: run.model for label, run in runs.items()}}
     results = _evaluate(models, tokenizer, splits, settings, training, timings)
 
     timings["total_s"] = time.perf_counter() - started
@@ -271,7 +288,9 @@ def _run_demo(output_dir: Path, model_name: str, settings: DemoSettings) -> list
         "model": model_name, "settings": asdict(settings), "generation": "vLLM" if use_vllm else "transformers",
         "vllm_installed": importlib.util.find_spec("vllm") is not None, "corpus_documents": len(splits.corpus),
         "train_positions": len(splits.train), "dataset_stats": splits.stats.__dict__, "budget": budget.as_dict(),
-        "train_log": rpt_log, "learning_curve": curve, "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "train_log": runs["rpt"].log, "learning_curve": runs["rpt"].curve,
+        "runs": {label: {"train_log": run.log, "learning_curve": run.curve} for label, run in runs.items()},
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }  # fmt: skip
     _write_outputs(output_dir, results, summary, splits)
     print(f"Report: {output_dir / 'report.md'} ({timings['total_s']:.0f} s)", flush=True)
@@ -286,9 +305,9 @@ def _train_baseline(
     the baseline's training record."""
     from .next_token_baseline import encode_documents, epochs_of, matched_budget, train_next_token_baseline
 
-    tokens_seen = int(sum(step["trained_tokens"] for step in rpt_log))
+    tokens_seen = int(sum(step["trained_tokens"] for step in rpt_log))  # the RPT run's, without a next-token term
     budget = matched_budget(tokens_seen, settings.train_steps, block_size=settings.block_size, micro_batch_size=2)
-    print(f"[4/6] Next-token baseline: SFTTrainer, {budget.optimizer_steps} steps of {budget.blocks_per_step} x "
+    print(f"[5/7] Next-token baseline: SFTTrainer, {budget.optimizer_steps} steps of {budget.blocks_per_step} x "
           f"{budget.block_size} tokens ({budget.total_tokens:,} tokens; RPT trained on {tokens_seen:,})", flush=True)  # fmt: skip
     train_tokens = encode_documents(splits.train_documents, tokenizer)
     baseline = train_next_token_baseline(
@@ -314,16 +333,21 @@ def _evaluate(
 
     results = []
     for step, (name, rows) in enumerate(
-        [(TARGETED, splits.eval), ("held-out answerable positions (sample)", splits.all_positions)], start=5
+        [(TARGETED, splits.eval), ("held-out answerable positions (sample)", splits.all_positions)], start=6
     ):
-        print(f"[{step}/6] Standard and reasoning mode on the {len(rows)} {name}", flush=True)
+        print(f"[{step}/7] Standard and reasoning mode on the {len(rows)} {name}", flush=True)
         tick = time.perf_counter()
         results += compare_models(
             models, list(rows), tokenizer=tokenizer, generator=generator, documents=splits.corpus,
             target="rpt:reasoning", num_samples=settings.eval_samples, dataset=name, training=training,
             seed=settings.seed,
         )  # fmt: skip
-        timings[f"evaluation_{'targeted' if step == 5 else 'all'}_s"] = time.perf_counter() - tick
+        # The mixed objective's two questions: above the base model when reasoning, no worse than next-token
+        # training when not.
+        scored = [r for r in results if r["dataset"] == name]
+        add_differences(scored, "rpt+ntp:reasoning", ["base:reasoning", "rpt:reasoning"], seed=settings.seed)
+        add_differences(scored, "rpt+ntp:standard", ["next-token:standard"], seed=settings.seed)
+        timings[f"evaluation_{'targeted' if step == 6 else 'all'}_s"] = time.perf_counter() - tick
     return results
 
 
@@ -351,20 +375,34 @@ def rpt_training_fields(settings: DemoSettings, *, use_vllm: bool = False, on_cp
         seed=settings.seed, max_steps=settings.train_steps,
         per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
         num_generations=settings.num_generations, max_completion_length=settings.max_completion_length,
-        learning_rate=settings.learning_rate, prompt_template=DEMO_TEMPLATE, prompt_format="text",
-        stop_after_answer=True, gradient_checkpointing=False, **run_settings(on_cpu),
+        learning_rate=settings.learning_rate, temperature=settings.temperature, prompt_template=DEMO_TEMPLATE,
+        prompt_format="text", stop_after_answer=True, gradient_checkpointing=False, **run_settings(on_cpu),
         dynamic_sampling=True, dynamic_sampling_start_step=0, dynamic_sampling_max_refills=settings.max_refills,
+        band_sampling=settings.band_sampling, band_probe_positions=settings.band_probe_positions,
+        # Each group's prompt (the ~230-token few-shot template and the context) runs once in the loss.
+        shared_prefix_loss=True,
         use_vllm=use_vllm, **({"vllm_mode": "colocate", "vllm_max_model_length": 1024} if use_vllm else {}),
         # vLLM's CPU build reserves this share of the machine's memory for its cache.
         **({"vllm_gpu_memory_utilization": 0.15} if use_vllm and on_cpu else {}),
     )  # fmt: skip
 
 
+@dataclass
+class RPTRun:
+    """One of the demo's RPT runs: the trained model, its per-step log, its learning curve and its token counts."""
+
+    model: Any
+    log: list[dict[str, Any]]
+    curve: list[dict[str, Any]]
+    trained_tokens: int  # `rpt/trained_tokens` summed: what matched compute counts
+    trl_tokens: int  # TRL's count of tokens through the policy
+
+
 def _train_rpt(
     model: Any, tokenizer: Any, train_set: Any, curve_set: Any, settings: DemoSettings, output_dir: Path, *,
-    use_vllm: bool, on_cpu: bool,
-) -> tuple[Any, list[dict[str, float]], list[dict[str, Any]], int]:  # fmt: skip
-    """Train RPT with the learning-curve callback; returns the model, the per-step log, the curve and the tokens."""
+    use_vllm: bool, on_cpu: bool, next_token_loss_coef: float = 0.0,
+) -> RPTRun:  # fmt: skip
+    """Train RPT (with `next_token_loss_coef`, the mixed objective) with the learning-curve callback."""
     from ..evaluation.callback import NextTokenAccuracyCallback
     from ..trainer.rpt_config import RPTConfig
     from ..trainer.rpt_trainer import RPTTrainer
@@ -376,14 +414,17 @@ def _train_rpt(
         "reward": "reward",
         "mixed_group_share": lambda logs: logs.get(SIGNAL_GENERATED, nan),
         "trained_mixed_share": lambda logs: logs.get(SIGNAL_TRAINED, nan),
+        "entropy": lambda logs: logs.get("entropy", nan),  # not logged on a step with nothing to train
         "answer_rate": lambda logs: logs.get("rpt/answer_rate", nan),
         "trained_tokens": lambda logs: logs["rpt/trained_tokens"],
+        "step_time": lambda logs: logs.get("step_time", nan),
     })  # fmt: skip
-    args = RPTConfig(output_dir=str(output_dir), **rpt_training_fields(settings, use_vllm=use_vllm, on_cpu=on_cpu))
+    fields = rpt_training_fields(settings, use_vllm=use_vllm, on_cpu=on_cpu)
+    args = RPTConfig(output_dir=str(output_dir), next_token_loss_coef=next_token_loss_coef, **fields)
     trainer = RPTTrainer(model=model, args=args, train_dataset=train_set, processing_class=tokenizer, callbacks=[log])
     curve = NextTokenAccuracyCallback(
         trainer, curve_set, eval_steps=settings.curve_every, batch_size=64, seed=settings.seed,
-        eval_on_start=True,
+        temperature=TEMPERATURE, eval_on_start=True,
     )  # fmt: skip
     trainer.add_callback(curve)
     trainer.train()
@@ -391,22 +432,42 @@ def _train_rpt(
     for entry in curve.history:
         interval = bootstrap_interval(entry["position_scores"], seed=settings.seed)
         points.append({"step": entry["step"], **interval.as_dict(), "n": len(entry["position_scores"])})
-    return trainer.model, log.rows, points, int(trainer.state.num_input_tokens_seen)
+    trained = int(sum(step["trained_tokens"] for step in log.rows))
+    return RPTRun(trainer.model, log.rows, points, trained, int(trainer.state.num_input_tokens_seen))
 
 
-def _difference(results: list[dict[str, Any]], reference: str) -> dict[str, Any]:
-    (target,) = [r for r in results if r.get("differences")]
-    return next(d for d in target["differences"] if d["reference"] == reference)
+def _difference(results: list[dict[str, Any]], reference: str, system: str = "rpt:reasoning") -> dict[str, Any]:
+    differences = [d for r in results for d in r.get("differences", ())]
+    return next(d for d in differences if d["reference"] == reference and d.get("system", system) == system)
+
+
+def _points(difference: dict[str, Any]) -> str:
+    return (f"{100 * difference['estimate']:+.1f} points, 95% interval {100 * difference['low']:+.1f} to "
+            f"{100 * difference['high']:+.1f}")  # fmt: skip
+
+
+def mixed_verdict(results: list[dict[str, Any]]) -> list[str]:
+    """The report's verdict on the mixed objective (`rpt+ntp`): is its reasoning mode above the base model's, and is
+    its standard mode not below the next-token baseline's? Both together are the goal."""
+    reasoning = _difference(results, "base:reasoning", "rpt+ntp:reasoning")
+    standard = _difference(results, "next-token:standard", "rpt+ntp:standard")
+    above = reasoning["significant"] and reasoning["estimate"] > 0
+    not_below = not (standard["significant"] and standard["estimate"] < 0)
+    lines = [
+        f"rpt+ntp in reasoning mode {'is' if above else 'is not'} significantly above the base model's reasoning "
+        f"mode ({_points(reasoning)}).",
+        f"rpt+ntp in standard mode {'is not' if not_below else 'is'} significantly below the next-token baseline's "
+        f"standard mode ({_points(standard)}).",
+    ]
+    lines.append("The goal (both) was reached." if above and not_below else "The goal (both) was not reached.")
+    return lines
 
 
 def demo_verdict(results: list[dict[str, Any]]) -> list[str]:
     """The report's plain verdict on the comparison of one set of positions: does RPT's reasoning-mode accuracy beat
     the base model's and the next-token baseline's, and how close does it come to the base model's standard mode."""
 
-    def points(difference: dict[str, Any]) -> str:
-        return (f"{100 * difference['estimate']:+.1f} points, 95% interval {100 * difference['low']:+.1f} to "
-                f"{100 * difference['high']:+.1f}")  # fmt: skip
-
+    points = _points
     lines = []
     over_base = _difference(results, "base:reasoning")
     if over_base["significant"] and over_base["estimate"] > 0:
@@ -450,16 +511,15 @@ def _report_values(results: list[dict[str, Any]], summary: dict[str, Any]) -> di
     others = [r for r in results if r not in targeted]
     rpt_target = next(r for r in targeted if r.get("differences"))
     rpt_next_token = next(r for r in targeted if r["label"] == "next-token")
-    log = summary["train_log"]
-    mixed = [s["mixed_group_share"] for s in log]
-    trained = [s["trained_mixed_share"] for s in log]
     generation = f"generated with {summary['generation']}"
     if summary["generation"] == "transformers":
         generation += "; vLLM is not installed" if not summary["vllm_installed"] else "; vLLM was turned off"
-    curve = ", ".join(
-        f"step {p['step']}: {100 * p['estimate']:.1f}% [{100 * p['low']:.1f}, {100 * p['high']:.1f}]"
-        for p in summary["learning_curve"]
-    )
+    runs = summary["runs"]
+    curve = "; ".join(
+        f"{label}: " + ", ".join(f"step {p['step']}: {100 * p['estimate']:.1f}% [{100 * p['low']:.1f}, "
+                                 f"{100 * p['high']:.1f}]" for p in run["learning_curve"])
+        for label, run in runs.items()
+    )  # fmt: skip
     return {
         **{key: settings[key] for key in ("held_out_documents", "train_steps", "prompts_per_step", "num_generations",
                                           "eval_samples", "max_refills", "curve_positions")},
@@ -470,9 +530,17 @@ def _report_values(results: list[dict[str, Any]], summary: dict[str, Any]) -> di
         "targeted_table": comparison_markdown(targeted), "targeted_verdict": " ".join(demo_verdict(targeted)),
         "all_positions": others[0]["overall"]["n"], "all_table": comparison_markdown(others),
         "all_verdict": " ".join(demo_verdict(others)),
-        "mixed_mean": f"{sum(mixed) / len(mixed):.2f}", "mixed_per_step": [round(m, 2) for m in mixed],
-        "trained_mixed_mean": f"{sum(trained) / len(trained):.2f}",
-        "reward_per_step": [round(s["reward"], 2) for s in log], "learning_curve": curve,
+        "signal_summary": " ".join(signal_summary(label, run["train_log"]) for label, run in runs.items()),
+        "signal_table": signal_table(runs), "learning_curve": curve,
+        "train_temperature": settings["temperature"], "next_token_loss_coef": f"{settings['next_token_loss_coef']:g}",
+        "position_sampling": (
+            f"positions drawn from the learnable band (`band_sampling`, probed on {settings['band_probe_positions']} "
+            f"positions every 5 steps), dynamic sampling with up to {settings['max_refills']} refill rounds"
+            if settings["band_sampling"] else
+            f"positions drawn uniformly, dynamic sampling with up to {settings['max_refills']} refill rounds"
+        ),
+        "mixed_verdict": " ".join(mixed_verdict(targeted)), "all_mixed_verdict": " ".join(mixed_verdict(others)),
+        "mixed_tokens": f"{next(r for r in targeted if r['label'] == 'rpt+ntp')['training']['tokens_seen']:,}",
         "reference_tokens": f"{budget['reference_tokens']:,}", "baseline_steps": budget["optimizer_steps"],
         "blocks_per_step": budget["blocks_per_step"], "block_size": budget["block_size"],
         "baseline_tokens": f"{budget['total_tokens']:,}", "baseline_epochs": rpt_next_token["training"]["epochs"],
@@ -481,25 +549,68 @@ def _report_values(results: list[dict[str, Any]], summary: dict[str, Any]) -> di
     }  # fmt: skip
 
 
+SIGNAL_GOAL = 0.25  # issue 18's bar: the share of generated groups with differing rewards, every step after the first
+
+
+def signal_summary(label: str, log: list[dict[str, Any]]) -> str:
+    """One sentence on a run's learning signal: steps at or above [`SIGNAL_GOAL`], the mean share, the entropy."""
+    shares = [step["mixed_group_share"] for step in log]
+    after_first = shares[1:]
+    kept = sum(share >= SIGNAL_GOAL for share in after_first)
+    entropies = [step["entropy"] for step in log if not math.isnan(step["entropy"])]
+    entropy = (f"entropy {entropies[0]:.3f} at the first step that trained, {entropies[-1]:.3f} at the last"
+               if entropies else "no step trained")  # fmt: skip
+    return (f"`{label}`: {kept} of the {len(after_first)} steps after the first had at least {SIGNAL_GOAL:.0%} of "
+            f"their generated groups with differing rewards; {sum(shares) / len(shares):.2f} of the generated groups "
+            f"over the run; {entropy}.")  # fmt: skip
+
+
+def signal_table(runs: dict[str, dict[str, Any]]) -> str:
+    """Per step and run: the share of generated and trained groups with differing rewards, the entropy, the reward
+    and the step time (Markdown)."""
+
+    def cell(value: float, digits: int = 2) -> str:
+        return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+    labels = list(runs)
+    header = ["step"] + [f"{label}: {name}" for label in labels
+                         for name in ("mixed, generated", "mixed, trained", "entropy", "reward", "step time (s)")]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for index, row in enumerate(runs[labels[0]]["train_log"]):
+        cells = [str(row["step"])]
+        for label in labels:
+            step = runs[label]["train_log"][index]
+            cells += [cell(step["mixed_group_share"]), cell(step["trained_mixed_share"]), cell(step["entropy"], 3),
+                      cell(step["reward"]), cell(step["step_time"], 1)]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _plot_learning_curve(summary: dict[str, Any], path: Path) -> None:
+    """Three panels per run: held-out accuracy with its interval, the share of generated groups with a learning
+    signal (and the 25% bar), and the policy's entropy."""
     plt = pyplot()
 
-    curve, log = summary["learning_curve"], summary["train_log"]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    steps = [p["step"] for p in curve]
-    left.plot(steps, [100 * p["estimate"] for p in curve], marker="o", label="held-out accuracy (reasoning mode)")
-    left.fill_between(steps, [100 * p["low"] for p in curve], [100 * p["high"] for p in curve], alpha=0.25,
-                      label="95% bootstrap interval")  # fmt: skip
-    left.set(xlabel="RPT optimizer step", ylabel="next-token accuracy (%)", ylim=(0, 100),
-             title=f"Learning curve on {curve[0]['n']} held-out positions")  # fmt: skip
-    left.legend(fontsize=8, loc="upper left")
-    train_steps = [s["step"] for s in log]
-    right.plot(train_steps, [s["reward"] for s in log], marker="o", label="mean reward")
-    for key, marker, label in (("mixed_group_share", "s", "generated groups with mixed rewards"),
-                               ("trained_mixed_share", "^", "trained groups with mixed rewards")):  # fmt: skip
-        right.plot(train_steps, [s[key] for s in log], marker=marker, label=label)
-    right.set(xlabel="RPT optimizer step", ylabel="fraction", ylim=(-0.02, 1.15), title="Training signal per step")
-    right.legend(fontsize=8, loc="center right")
+    figure, (accuracy, signal, entropy) = plt.subplots(1, 3, figsize=(14, 3.8))
+    for (label, run), color in zip(summary["runs"].items(), ("tab:blue", "tab:orange")):
+        curve, log = run["learning_curve"], run["train_log"]
+        steps = [p["step"] for p in curve]
+        accuracy.plot(steps, [100 * p["estimate"] for p in curve], marker="o", color=color, label=label)
+        accuracy.fill_between(steps, [100 * p["low"] for p in curve], [100 * p["high"] for p in curve],
+                              color=color, alpha=0.2)  # fmt: skip
+        train_steps = [s["step"] for s in log]
+        signal.plot(train_steps, [s["mixed_group_share"] for s in log], marker="o", color=color, label=label)
+        trained = [(s["step"], s["entropy"]) for s in log if not math.isnan(s["entropy"])]
+        entropy.plot([t for t, _ in trained], [e for _, e in trained], marker="o", color=color, label=label)
+    accuracy.set(xlabel="optimizer step", ylabel="next-token accuracy (%)", ylim=(0, 100),
+                 title=f"Held-out accuracy, reasoning mode ({summary['learning_curve'][0]['n']} positions, 95%)")  # fmt: skip
+    signal.axhline(SIGNAL_GOAL, color="gray", linestyle="--", linewidth=0.8, label=f"{SIGNAL_GOAL:.0%}")
+    signal.set(xlabel="optimizer step", ylabel="share of generated groups", ylim=(-0.02, 1.05),
+               title="Groups with differing rewards (learning signal)")  # fmt: skip
+    entropy.set(xlabel="optimizer step", ylabel="mean token entropy (nats)", ylim=(0, None),
+                title="Policy entropy on the trained completions")  # fmt: skip
+    for axis in (accuracy, signal, entropy):
+        axis.legend(fontsize=8, loc="best")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
