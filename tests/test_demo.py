@@ -36,7 +36,12 @@ def test_demo_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
     # Matched compute: the baseline took RPT's optimizer steps and its token count to within half a micro-batch.
     by_label = {r["label"]: r for r in targeted}
     rpt, baseline = by_label["rpt"]["training"], by_label["next-token"]["training"]
-    assert rpt["optimizer_steps"] == baseline["optimizer_steps"] == by_label["rpt+ntp"]["training"]["optimizer_steps"] == 2
+    assert (
+        rpt["optimizer_steps"]
+        == baseline["optimizer_steps"]
+        == by_label["rpt+ntp"]["training"]["optimizer_steps"]
+        == 2
+    )
     assert by_label["rpt+ntp"]["training"]["tokens_seen"] > rpt["tokens_seen"]  # its contexts are counted too
     # The mixed objective's own questions, asked of its results.
     mixed = {r["mode"]: {d["reference"] for d in r["differences"]} for r in targeted if r["label"] == "rpt+ntp"}
@@ -83,7 +88,9 @@ def test_mixed_verdict_wording():
             (("reasoning", "base:reasoning", reasoning), ("standard", "next-token:standard", standard))]  # fmt: skip
 
     reached = mixed_verdict(results((0.1, 0.05, 0.15), (-0.02, -0.06, 0.02)))
-    assert reached[0].startswith("rpt+ntp in reasoning mode is significantly above the base model's reasoning mode (+10.0")
+    assert reached[0].startswith(
+        "rpt+ntp in reasoning mode is significantly above the base model's reasoning mode (+10.0"
+    )
     assert reached[1].startswith("rpt+ntp in standard mode is not significantly below")
     assert reached[2] == "The goal (both) was reached."
     missed = mixed_verdict(results((0.1, 0.05, 0.15), (-0.1, -0.15, -0.05)))

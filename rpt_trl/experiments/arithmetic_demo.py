@@ -154,7 +154,12 @@ class DemoSettings:
 
     def __post_init__(self):
         for name, value in asdict(self).items():
-            if isinstance(value, int) and not isinstance(value, bool) and name not in ("seed", "max_refills") and value < 1:
+            if (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and name not in ("seed", "max_refills")
+                and value < 1
+            ):
                 raise ValueError(f"{name} must be positive, got {value}.")
         for name in ("learning_rate", "temperature", "next_token_loss_coef"):
             if getattr(self, name) <= 0:
