@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from datasets import Dataset
@@ -202,7 +204,7 @@ def test_the_first_token_probe_equals_an_independent_forward_pass_of_each_contex
     dataset = last_word_dataset(tokenizer, documents)
     model = make_tiny_model(tokenizer).eval()
     probe = FirstTokenProbe(dataset, tokenizer, "{context}", batch_size=4)  # two batches, padded
-    assert probe.known == list(range(len(dataset)))
+    assert probe.known == list(range(len(dataset))) and not probe._encoded  # tokenised when probed
     probabilities = probe(model, probe.known)
     for row, probability in zip(dataset, probabilities):
         context_ids = tokenizer(row["prompt"])["input_ids"]
@@ -241,3 +243,16 @@ def test_the_trainer_probes_every_position_before_the_first_batch(tmp_path):
         BandRepeatSampler.draw = sampler_draw
     assert drawn and not torch.isnan(drawn[0]).any()  # every position probed before the first draw
     assert ((drawn[0] > 0) & (drawn[0] < 1)).all()
+
+
+def test_a_position_whose_first_token_the_tokenizer_merges_into_the_context_gets_no_probe():
+    from rpt_trl.trainer.band_sampling import FirstTokenProbe
+
+    tokenizer = make_tiny_tokenizer()
+    # "the c" + "at" tokenises as "the cat": the context's last token is not a token of the joined text.
+    assert tokenizer.tokenize("the c")[-1] != tokenizer.tokenize("the cat")[len(tokenizer.tokenize("the c")) - 1]
+    dataset = Dataset.from_dict({"prompt": ["the cat says", "the c"], "ground_truth": [" meow", "at"],
+                                 "ground_truth_boundaries": [[5], [2]]})  # fmt: skip
+    probe = FirstTokenProbe(dataset, tokenizer, "{context}")
+    values = probe(make_tiny_model(tokenizer).eval(), [0, 1])
+    assert 0 < values[0] < 1 and math.isnan(values[1])

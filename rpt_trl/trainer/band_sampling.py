@@ -154,11 +154,15 @@ class FirstTokenProbe:
 
     def __init__(self, dataset: Any, tokenizer: Any, template: str, batch_size: int = 32):
         self.tokenizer, self.batch_size = tokenizer, batch_size
-        self.inputs: list[tuple[list[int], int] | None] = []
-        contexts = position_contexts(dataset, template)
-        for context, truth, boundaries in zip(contexts, dataset["ground_truth"], dataset["ground_truth_boundaries"]):
-            self.inputs.append(None if context is None else self._encode(context, truth, boundaries))
-        self.known = [index for index, item in enumerate(self.inputs) if item is not None]
+        self.contexts = position_contexts(dataset, template)
+        self.truths = list(zip(dataset["ground_truth"], dataset["ground_truth_boundaries"]))
+        self.known = [index for index, context in enumerate(self.contexts) if context is not None]
+        self._encoded: dict[int, tuple[list[int], int] | None] = {}  # tokenised when first probed
+
+    def encoded(self, index: int) -> tuple[list[int], int] | None:
+        if index not in self._encoded:
+            self._encoded[index] = self._encode(self.contexts[index], *self.truths[index])
+        return self._encoded[index]
 
     def _encode(self, context: str, truth: str, boundaries: Sequence[int]) -> tuple[list[int], int] | None:
         """The context's ids and the first ground-truth token's id, where the tokenizer splits their concatenation
@@ -175,7 +179,8 @@ class FirstTokenProbe:
 
     @torch.no_grad()
     def __call__(self, model: Any, positions: Sequence[int], *, show_progress: bool = False) -> list[float]:
-        """The probability of each of `positions`' first ground-truth token under `model` (all must be `known`).
+        """The probability of each of `positions`' first ground-truth token under `model` (all must be `known`); NaN
+        where the tokenizer does not split the context from that token.
 
         Every call runs `ceil(len(positions) / batch_size)` forward passes, so processes that probe equally many
         positions run equally many (ZeRO-3 gathers the weights in each)."""
@@ -184,7 +189,8 @@ class FirstTokenProbe:
         probabilities = []
         batches = range(0, len(positions), self.batch_size)
         for start in tqdm(batches, desc="Probing pass rates", disable=not show_progress, leave=False):
-            items = [self.inputs[index] for index in positions[start : start + self.batch_size]]
+            encoded = [self.encoded(index) for index in positions[start : start + self.batch_size]]
+            items = [item or ([pad], 0) for item in encoded]  # a stand-in keeps the forward pass; its value is NaN
             width = max(len(ids) for ids, _ in items)
             input_ids = torch.full((len(items), width), pad, dtype=torch.long)
             attention_mask = torch.zeros_like(input_ids)
@@ -198,7 +204,8 @@ class FirstTokenProbe:
                 position_ids=position_ids.to(device), logits_to_keep=1,
             ).logits[:, -1].float()  # fmt: skip
             targets = torch.as_tensor([target for _, target in items], device=device)
-            probabilities += torch.softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1).tolist()
+            values = torch.softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1).tolist()
+            probabilities += [value if item else math.nan for value, item in zip(values, encoded)]
         return probabilities
 
 
@@ -305,7 +312,9 @@ class BandSamplingMixin:
             probabilities = self.band_probe(self.model, padded, show_progress=self.accelerator.is_main_process)
         finally:
             self.model.train(training)
-        probed = gather_object(list(zip(mine, probabilities[: len(mine)])))
+        probed = [
+            pair for pair in gather_object(list(zip(mine, probabilities[: len(mine)]))) if not math.isnan(pair[1])
+        ]
         self.band_tracker.set_probe([index for index, _ in probed], [value for _, value in probed])
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:

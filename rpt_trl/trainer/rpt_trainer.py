@@ -486,8 +486,8 @@ def _first_token_probe(dataset: Any, tokenizer: Any, template: str) -> FirstToke
     probe = FirstTokenProbe(dataset, tokenizer, template)
     if len(probe.known) < len(dataset):
         logger.warning(
-            "band_probe: %d of %d prompts do not follow prompt_template, or their first ground-truth token is not "
-            "where the tokenizer splits; they are estimated at the mean of the others.",
+            "band_probe: %d of %d prompts do not follow prompt_template; they are not probed, and enter the band "
+            "only once observed.",
             len(dataset) - len(probe.known), len(dataset),
         )  # fmt: skip
     return probe
