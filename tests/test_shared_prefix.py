@@ -386,11 +386,17 @@ def test_trainer_refuses_reentrant_checkpointing(tmp_path, tokenizer):
 
 
 @pytest.mark.parametrize(
-    ("zero_stage", "checkpointing", "uses_peft", "refused"),
-    [(3, True, True, True), (2, True, True, False), (3, False, True, False), (3, True, False, False)],
+    ("zero_stage", "checkpointing", "uses_peft", "model_as_path", "refused"),
+    [
+        (3, True, True, False, True),
+        (2, True, True, False, False),
+        (3, False, True, False, False),
+        (3, True, False, False, False),
+        (3, True, False, True, False),  # a model given by its path, as the recipes give it
+    ],
 )
 def test_peft_under_zero3_with_checkpointing_is_refused_before_the_model_loads(
-    tmp_path, tokenizer, monkeypatch, zero_stage, checkpointing, uses_peft, refused
+    tmp_path, tokenizer, monkeypatch, zero_stage, checkpointing, uses_peft, model_as_path, refused
 ):
     """GRPOTrainer makes gradient checkpointing reentrant for PEFT under ZeRO-3: that combination is refused before
     GRPOTrainer loads or wraps anything; the others go on to GRPOTrainer."""
@@ -416,10 +422,12 @@ def test_peft_under_zero3_with_checkpointing_is_refused_before_the_model_loads(
         if refused
         else pytest.raises(GRPOTrainerReached)
     )
+    model = make_tiny_model(tokenizer)
+    if model_as_path:
+        model.save_pretrained(tmp_path / "policy")
+        model = str(tmp_path / "policy")
     with expected:
-        RPTTrainer(
-            model=make_tiny_model(tokenizer), args=args, train_dataset=train, processing_class=tokenizer, **peft
-        )
+        RPTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer, **peft)
 
 
 # Micro-batches of whole groups: the generation batch is shuffled by prompt, not by row.

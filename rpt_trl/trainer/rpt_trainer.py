@@ -124,7 +124,8 @@ class RPTTrainer(
     ):
         args = _checked_args(model, args)
         if args.shared_prefix_loss:
-            check_peft_under_zero3(args, kwargs.get("peft_config") is not None or is_peft_model(model))
+            uses_peft = kwargs.get("peft_config") is not None or (not isinstance(model, str) and is_peft_model(model))
+            check_peft_under_zero3(args, uses_peft)
         train_dataset, eval_dataset, processing_class = self._prepared_datasets(
             model, args, reward_funcs, train_dataset, eval_dataset, processing_class
         )
