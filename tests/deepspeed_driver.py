@@ -26,6 +26,8 @@ from rpt_trl.experiments.tiny import warm_started_world
 
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "rpt" / "config_cpu.yaml"
+# How far the trainer's log-probabilities of the sampled tokens are from vLLM's, as TRL logs it with vLLM.
+SAMPLING_LOGP_DIFFERENCE = "sampling/sampling_logp_difference/max"
 
 
 def gathered_parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -118,6 +120,9 @@ def main(out_dir: Path, use_vllm: bool, seed_each_step: bool, overrides: list[st
             if "loss" in e and "dynamic_sampling/refill_rounds" in e
         ],
         "rewards": [e["reward"] for e in trainer.state.log_history if "reward" in e],
+        "sampling_logp_differences": [
+            e[SAMPLING_LOGP_DIFFERENCE] for e in trainer.state.log_history if SAMPLING_LOGP_DIFFERENCE in e
+        ],
         "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
         "grad_norms": [e["grad_norm"] for e in trainer.state.log_history if "grad_norm" in e],
         "shared_prefix_scorings": shared_prefix_scorings[0],

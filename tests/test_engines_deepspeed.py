@@ -125,3 +125,19 @@ def test_zero3_shared_prefix_loss_trains_as_the_unshared_loss(zero3_run):
         # AdamW divides by the gradient's running scale, which turns float rounding in a near-zero gradient into a
         # visible difference in that element's step; a tenth of a step bounds it.
         torch.testing.assert_close(trained[name], parameter, rtol=0, atol=learning_rate / 10, msg=name)
+
+
+@pytest.mark.vllm
+@pytest.mark.parametrize("shared_prefix_loss", [False, True], ids=["", "shared_prefix"])
+def test_zero3_with_colocated_vllm_the_14b_recipes_combination(tmp_path, shared_prefix_loss):
+    require_engine("vllm")
+    flag = f"shared_prefix_loss={str(shared_prefix_loss).lower()}"
+    records = launch(tmp_path, 3, "--vllm", "dynamic_sampling=false", flag)
+    for record in records:
+        assert record["used_vllm"]
+        assert record["optimizer"] == "DeepSpeedZeroOptimizer_Stage3"
+        assert all(0.0 <= reward <= 1.0 for reward in record["rewards"]) and len(record["rewards"]) == 3
+        # The trainer scores the tokens vLLM sampled as vLLM does (float32 on both sides).
+        assert len(record["sampling_logp_differences"]) == 3 and max(record["sampling_logp_differences"]) < 0.1
+        # With the shared prefix on, it scored each step's loss and the old policy (for TRL's importance sampling).
+        assert record["shared_prefix_scorings"] == (2 * record["steps"] if shared_prefix_loss else 0)
