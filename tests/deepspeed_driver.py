@@ -1,10 +1,13 @@
 """Train the tiny recipe under DeepSpeed and write what each rank ran and ended with: launched by test_engines_deepspeed.py.
 
 Usage: accelerate launch --config_file recipes/accelerate_configs/zero3.yaml --use_cpu --mixed_precision no
-           --num_processes 2 tests/deepspeed_driver.py <out_dir> [--vllm] [RPTConfig overrides as key=value ...]
+           --num_processes 2 tests/deepspeed_driver.py <out_dir> [--vllm] [--seed-each-step]
+           [RPTConfig overrides as key=value ...]
 
 The settings are the tiny CPU recipe's (`recipes/tiny/rpt/config_cpu.yaml`); `--vllm` saves the tiny policy (with a
-head size vLLM's CPU backend supports) and generates with colocated vLLM, as the 14B recipe does.
+head size vLLM's CPU backend supports) and generates with colocated vLLM, as the 14B recipe does. `--seed-each-step`
+reseeds torch at the start of every step, so that two runs whose steps draw differently from torch's generator (the
+shared-prefix loss shuffles its batch by group, TRL by row) still generate the same rollouts from the same weights.
 """
 
 import hashlib
@@ -15,26 +18,58 @@ from pathlib import Path
 import deepspeed
 import torch
 import yaml
+from transformers import TrainerCallback, set_seed
 
+import rpt_trl.trainer.shared_prefix as shared_prefix
 from rpt_trl import RPTConfig, RPTTrainer
 from rpt_trl.experiments.tiny import warm_started_world
 
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "rpt" / "config_cpu.yaml"
+# How far the trainer's log-probabilities of the sampled tokens are from vLLM's, as TRL logs it with vLLM.
+SAMPLING_LOGP_DIFFERENCE = "sampling/sampling_logp_difference/max"
 
 
-def gathered_digest(model: torch.nn.Module) -> str:
-    """A digest of the full parameters, gathered from their ZeRO-3 partitions where they are partitioned."""
-    digest = hashlib.sha256()
+def gathered_parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The full parameters, gathered from their ZeRO-3 partitions where they are partitioned, in float32 on the CPU."""
     parameters = dict(model.named_parameters())
     with deepspeed.zero.GatheredParameters(list(parameters.values()), modifier_rank=None):
-        for name in sorted(parameters):
-            digest.update(name.encode())
-            digest.update(parameters[name].detach().cpu().float().numpy().tobytes())
+        return {name: parameter.detach().cpu().float().clone() for name, parameter in parameters.items()}
+
+
+def parameters_digest(parameters: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name, parameter in sorted(parameters.items()):
+        digest.update(name.encode())
+        digest.update(parameter.numpy().tobytes())
     return digest.hexdigest()
 
 
-def main(out_dir: Path, use_vllm: bool, overrides: list[str]) -> None:
+def gathered_digest(model: torch.nn.Module) -> str:
+    """A digest of the full parameters (see `gathered_parameters`)."""
+    return parameters_digest(gathered_parameters(model))
+
+
+class SeedEachStep(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kwargs):
+        set_seed(args.seed + state.global_step)
+
+
+def count_shared_prefix_scorings() -> list[int]:
+    """Count the scoring batches that the shared-prefix path scored (it returns None for TRL's path to score)."""
+    scored = [0]
+    score = shared_prefix.shared_prefix_per_token_logps
+
+    def counting(*args, **kwargs):
+        result = score(*args, **kwargs)
+        scored[0] += result is not None
+        return result
+
+    shared_prefix.shared_prefix_per_token_logps = counting
+    return scored
+
+
+def main(out_dir: Path, use_vllm: bool, seed_each_step: bool, overrides: list[str]) -> None:
     settings = yaml.safe_load(RECIPE.read_text())
     settings.pop("tiny_world", None)
     for override in overrides:
@@ -42,7 +77,7 @@ def main(out_dir: Path, use_vllm: bool, overrides: list[str]) -> None:
         settings[key] = yaml.safe_load(value)
     settings.update(output_dir=str(out_dir / "run"))
     model, tokenizer, dataset, _ = warm_started_world(seed=settings["seed"], num_attention_heads=2)
-    initial = gathered_digest(model)
+    initial = gathered_parameters(model)
     if use_vllm:
         path = out_dir / "policy"
         model.save_pretrained(path)  # every rank writes the same bytes; vLLM loads the policy from a folder
@@ -52,13 +87,18 @@ def main(out_dir: Path, use_vllm: bool, overrides: list[str]) -> None:
             vllm_enable_sleep_mode=False,
         )  # fmt: skip
         model = str(path)
-    trainer = RPTTrainer(model=model, args=RPTConfig(**settings), train_dataset=dataset, processing_class=tokenizer)
+    callbacks = [SeedEachStep()] if seed_each_step else []
+    trainer = RPTTrainer(
+        model=model, args=RPTConfig(**settings), train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks
+    )
+    shared_prefix_scorings = count_shared_prefix_scorings()
     trainer.train()
     engine = trainer.model_wrapped  # the DeepSpeed engine, once training has prepared it
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     partitioned = [p for p in unwrapped.parameters() if hasattr(p, "ds_id")]
     trainer.save_model(str(out_dir / "final"))
     rank = trainer.accelerator.process_index
+    final = gathered_parameters(unwrapped)
     record = {
         "rank": rank,
         "world_size": trainer.accelerator.num_processes,
@@ -70,8 +110,9 @@ def main(out_dir: Path, use_vllm: bool, overrides: list[str]) -> None:
         "partitioned_parameters": len(partitioned),
         "partition_elements": sum(p.ds_tensor.numel() for p in partitioned),
         "full_elements": sum(p.ds_numel for p in partitioned),
-        "initial": initial,
-        "final": gathered_digest(unwrapped),
+        "initial": parameters_digest(initial),
+        "final": parameters_digest(final),
+        "largest_change": max((final[name] - parameter).abs().max().item() for name, parameter in initial.items()),
         "steps": trainer.state.global_step,
         "refill_rounds": [
             e["dynamic_sampling/refill_rounds"]
@@ -79,6 +120,12 @@ def main(out_dir: Path, use_vllm: bool, overrides: list[str]) -> None:
             if "loss" in e and "dynamic_sampling/refill_rounds" in e
         ],
         "rewards": [e["reward"] for e in trainer.state.log_history if "reward" in e],
+        "sampling_logp_differences": [
+            e[SAMPLING_LOGP_DIFFERENCE] for e in trainer.state.log_history if SAMPLING_LOGP_DIFFERENCE in e
+        ],
+        "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
+        "grad_norms": [e["grad_norm"] for e in trainer.state.log_history if "grad_norm" in e],
+        "shared_prefix_scorings": shared_prefix_scorings[0],
         "used_vllm": trainer.args.use_vllm,
     }
     (out_dir / f"rank{rank}.json").write_text(json.dumps(record))
@@ -86,6 +133,7 @@ def main(out_dir: Path, use_vllm: bool, overrides: list[str]) -> None:
 
 if __name__ == "__main__":
     arguments = sys.argv[1:]
-    use_vllm = "--vllm" in arguments
-    arguments = [a for a in arguments if a != "--vllm"]
-    main(Path(arguments[0]), use_vllm, arguments[1:])
+    flags = {"--vllm", "--seed-each-step"}
+    use_vllm, seed_each_step = "--vllm" in arguments, "--seed-each-step" in arguments
+    arguments = [a for a in arguments if a not in flags]
+    main(Path(arguments[0]), use_vllm, seed_each_step, arguments[1:])

@@ -49,8 +49,9 @@ def run_driver(scenario: str, workdir: Path) -> dict:
     return json.loads((workdir / f"{scenario}.json").read_text())
 
 
-def test_colocated_training_syncs_the_engine_to_the_trainers_weights(tmp_path):
-    record = run_driver("train", tmp_path)
+@pytest.mark.parametrize("scenario", ["train", "train_shared_prefix"])
+def test_colocated_training_syncs_the_engine_to_the_trainers_weights(scenario, tmp_path):
+    record = run_driver(scenario, tmp_path)
     # Step 2 generated with the weights step 1 produced: the engine holds exactly those (in its own dtype) ...
     assert record["engine_vs_step1"] and max(record["engine_vs_step1"].values()) == 0.0
     # ... and they are trained weights, not the initial ones, nor step 2's (no generation followed step 2).
@@ -66,6 +67,23 @@ def test_colocated_training_syncs_the_engine_to_the_trainers_weights(tmp_path):
         assert entry["sampling/sampling_logp_difference/max"] < 0.1
     assert any(entry["frac_reward_zero_std"] < 1.0 for entry in steps)  # some group had a learning signal
     assert record["generation_kwargs"] == answer_stop_sampling_kwargs()
+    if scenario == "train_shared_prefix":
+        assert_shared_prefix_loss_equals_the_unshared_one(record)
+
+
+def assert_shared_prefix_loss_equals_the_unshared_one(record: dict) -> None:
+    """Every trained micro-batch, scored again with `shared_prefix_loss` off, gives the same loss and gradients; the
+    shared path scored the loss and the importance sampling's old log-probabilities (which the sampling logp check
+    above compares with vLLM's), under the gradient checkpointing that GRPOConfig turns on by default."""
+    assert record["shared_prefix_loss"] and record["gradient_checkpointing"]
+    comparisons = record["unshared_comparison"]
+    assert comparisons  # a micro-batch with a learning signal was trained (see frac_reward_zero_std above)
+    for comparison in comparisons:
+        assert comparison["largest_gradient"] > 0
+        assert comparison["loss"] == pytest.approx(comparison["unshared_loss"], rel=1e-5, abs=1e-7)
+        assert comparison["gradient_difference"] < 1e-4
+    # One loss scoring per trained micro-batch, one old-policy scoring per step: all of them shared.
+    assert record["shared_scorings"] == len(comparisons) + 2
 
 
 def test_resumed_colocated_run_restores_the_engines_weights_from_the_checkpoint(tmp_path):

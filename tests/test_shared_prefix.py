@@ -4,6 +4,7 @@ sliding-window and global layers, with left-padded prompts of different lengths,
 each distinct prompt runs forward once."""
 
 import contextlib
+import inspect
 import types
 
 import pytest
@@ -138,10 +139,21 @@ CASES = {
 }
 
 
+def checkpoint_layers(model, use_reentrant=False):
+    """Gradient checkpointing on every decoder layer, under transformers' name for it:
+    `activation_checkpointing_enable`, or `gradient_checkpointing_enable` in older releases (5.17, which the engine
+    lane's vLLM pins)."""
+    kwargs = {"use_reentrant": use_reentrant}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def enable_checkpointing(model, use_reentrant=False):
     """Gradient checkpointing on every decoder layer, as Trainer turns it on (inputs that require grad for PEFT)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": use_reentrant})
+    checkpoint_layers(base, use_reentrant)
     base.enable_input_require_grads()
 
 
@@ -262,7 +274,9 @@ def test_refuses_models_it_cannot_score_exactly():
     check_shared_prefix_model(tiny_qwen2())
     check_shared_prefix_model(tiny_gemma3())
     mamba = MambaForCausalLM(MambaConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, state_size=4))
-    with pytest.raises(ValueError, match="LinearAttentionLayer"):
+    # Recent transformers give Mamba's forward a `cache` of recurrent states; older ones a `cache_params` of its own.
+    takes_cache = "cache" in inspect.signature(MambaForCausalLM.forward).parameters
+    with pytest.raises(ValueError, match="LinearAttentionLayer" if takes_cache else "takes no key/value cache"):
         check_shared_prefix_model(mamba)
     bidirectional = tiny_gemma3()
     bidirectional.config.use_bidirectional_attention = True
@@ -346,7 +360,7 @@ def test_trainer_loss_and_gradients_equal_the_unshared_ones(tmp_path, tokenizer,
     shared = make_trainer(tmp_path / "shared", tokenizer, shared_prefix_loss=True)
     unshared = make_trainer(tmp_path / "unshared", tokenizer, shared_prefix_loss=False)
     unshared.model.load_state_dict(shared.model.state_dict())
-    shared.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    checkpoint_layers(shared.model)
 
     loss, gradients = loss_and_gradients(shared, batch)
     # On a CPU the shared path still projects only the real completion tokens (rpt_trl.trainer.cpu_lm_head).
@@ -369,6 +383,51 @@ def test_trainer_refuses_reentrant_checkpointing(tmp_path, tokenizer):
     args.gradient_checkpointing_kwargs = {"use_reentrant": True}  # as GRPOTrainer sets it for PEFT under ZeRO-3
     with pytest.raises(ValueError, match="non-reentrant"):
         RPTTrainer(model=make_tiny_model(tokenizer), args=args, train_dataset=train, processing_class=tokenizer)
+
+
+@pytest.mark.parametrize(
+    ("zero_stage", "checkpointing", "uses_peft", "model_as_path", "refused"),
+    [
+        (3, True, True, False, True),
+        (2, True, True, False, False),
+        (3, False, True, False, False),
+        (3, True, False, False, False),
+        (3, True, False, True, False),  # a model given by its path, as the recipes give it
+    ],
+)
+def test_peft_under_zero3_with_checkpointing_is_refused_before_the_model_loads(
+    tmp_path, tokenizer, monkeypatch, zero_stage, checkpointing, uses_peft, model_as_path, refused
+):
+    """GRPOTrainer makes gradient checkpointing reentrant for PEFT under ZeRO-3: that combination is refused before
+    GRPOTrainer loads or wraps anything; the others go on to GRPOTrainer."""
+    from peft import LoraConfig
+
+    train = build_next_token_dataset(CORPUS, tokenizer, position_stride=9, max_context_tokens=24, show_progress=False)
+    args = RPTConfig(
+        output_dir=str(tmp_path), use_cpu=True, per_device_train_batch_size=4, num_generations=4,
+        shared_prefix_loss=True, gradient_checkpointing=checkpointing, report_to="none",
+    )  # fmt: skip
+    args.deepspeed_plugin = types.SimpleNamespace(zero_stage=zero_stage)  # as Accelerate's DeepSpeed config sets it
+
+    class GRPOTrainerReached(Exception):
+        pass
+
+    def grpo_init(*args, **kwargs):
+        raise GRPOTrainerReached
+
+    monkeypatch.setattr(GRPOTrainer, "__init__", grpo_init)
+    peft = {"peft_config": LoraConfig(r=4, target_modules=["q_proj"])} if uses_peft else {}
+    expected = (
+        pytest.raises(ValueError, match="PEFT under DeepSpeed ZeRO-3")
+        if refused
+        else pytest.raises(GRPOTrainerReached)
+    )
+    model = make_tiny_model(tokenizer)
+    if model_as_path:
+        model.save_pretrained(tmp_path / "policy")
+        model = str(tmp_path / "policy")
+    with expected:
+        RPTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer, **peft)
 
 
 # Micro-batches of whole groups: the generation batch is shuffled by prompt, not by row.

@@ -6,10 +6,13 @@ builds it.
 Usage: python tests/vllm_colocate_driver.py <scenario> <workdir>
 - `train`: 2 steps with `stop_after_answer`; records the trainer's weights after step 1 (the weights step 2 generates
   with), the engine's weights after training, and the logged metrics.
+- `train_shared_prefix`: `train` with `shared_prefix_loss`; also scores every trained micro-batch a second time without
+  it, and records how far that loss and its gradients are from the shared ones.
 - `resume`: 1 step with transformers generation saving checkpoint-1, then a vLLM run resumed from it to step 2;
   records the checkpoint's weights and the engine's weights.
 """
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -17,6 +20,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, TrainerCallback
 
+import rpt_trl.trainer.shared_prefix as shared_prefix
 from rpt_trl import RPTConfig, RPTTrainer
 from rpt_trl.experiments.tiny import warm_started_world
 
@@ -78,6 +82,44 @@ class Snapshot(TrainerCallback):
         self.by_step[state.global_step] = {n: t.detach().clone() for n, t in model.state_dict().items()}
 
 
+class UnsharedComparison:
+    """Wraps the trainer's `_compute_loss`: each micro-batch's loss and parameter gradients are also computed with
+    `shared_prefix_loss` off, and their largest difference from the shared ones kept (relative to the largest
+    unshared gradient); and every scoring batch that the shared-prefix path scored is counted."""
+
+    def __init__(self, trainer: RPTTrainer):
+        self.trainer, self.compute_loss = trainer, trainer._compute_loss
+        self.records: list[dict[str, float]] = []
+        self.shared_scorings = 0
+        trainer._compute_loss = self
+        score = shared_prefix.shared_prefix_per_token_logps
+
+        def counting(*args, **kwargs):
+            scored = score(*args, **kwargs)
+            self.shared_scorings += scored is not None
+            return scored
+
+        shared_prefix.shared_prefix_per_token_logps = counting
+
+    def __call__(self, model: torch.nn.Module, inputs: dict) -> torch.Tensor:
+        loss = self.compute_loss(model, inputs)
+        self.trainer.args.shared_prefix_loss = False
+        try:
+            unshared = self.compute_loss(model, inputs)
+        finally:
+            self.trainer.args.shared_prefix_loss = True
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        gradients = torch.autograd.grad(loss, parameters, retain_graph=True)  # the trainer's backward follows
+        unshared_gradients = torch.autograd.grad(unshared, parameters)
+        largest = max(g.abs().max().item() for g in unshared_gradients)
+        difference = max((a - b).abs().max().item() for a, b in zip(gradients, unshared_gradients))
+        self.records.append(
+            {"loss": loss.item(), "unshared_loss": unshared.item(), "largest_gradient": largest,
+             "gradient_difference": difference / largest}
+        )  # fmt: skip
+        return loss
+
+
 def save_world(workdir: Path) -> tuple[Path, object, object]:
     model, tokenizer, dataset, _ = warm_started_world(num_attention_heads=2)
     path = workdir / "policy"
@@ -86,17 +128,22 @@ def save_world(workdir: Path) -> tuple[Path, object, object]:
     return path, tokenizer, dataset
 
 
-def train(workdir: Path) -> dict:
+def train(workdir: Path, shared_prefix_loss: bool = False) -> dict:
     path, tokenizer, dataset = save_world(workdir)
     initial = AutoModelForCausalLM.from_pretrained(path).state_dict()
     snapshot = Snapshot()
     trainer = RPTTrainer(
-        model=str(path), args=config(workdir, stop_after_answer=True), train_dataset=dataset,
-        processing_class=tokenizer, callbacks=[snapshot],
+        model=str(path), args=config(workdir, stop_after_answer=True, shared_prefix_loss=shared_prefix_loss),
+        train_dataset=dataset, processing_class=tokenizer, callbacks=[snapshot],
     )  # fmt: skip
+    comparison = UnsharedComparison(trainer) if shared_prefix_loss else None
     trainer.train()
     engine = engine_weights(trainer)
     return {
+        "shared_prefix_loss": trainer.args.shared_prefix_loss,
+        "gradient_checkpointing": trainer.args.gradient_checkpointing,
+        "unshared_comparison": comparison.records if comparison else None,
+        "shared_scorings": comparison.shared_scorings if comparison else None,
         "engine_vs_step1": max_difference(engine, snapshot.by_step[1]),
         "engine_vs_step2": max_difference(engine, snapshot.by_step[2]),
         "engine_vs_initial": max_difference(engine, initial),
@@ -135,5 +182,10 @@ def resume(workdir: Path) -> dict:
 
 if __name__ == "__main__":
     scenario, workdir = sys.argv[1], Path(sys.argv[2])
-    result = {"train": train, "resume": resume}[scenario](workdir)
+    scenarios = {
+        "train": train,
+        "train_shared_prefix": functools.partial(train, shared_prefix_loss=True),
+        "resume": resume,
+    }
+    result = scenarios[scenario](workdir)
     (workdir / f"{scenario}.json").write_text(json.dumps(result, default=float))

@@ -15,7 +15,7 @@ from ..rewards.prefix_match import REWARD_FUNCTIONS
 from ..rewards.reference import REFERENCE_DEVICES
 from ..rewards.thought_budget import PENALTIES, check_thought_budget
 from .sampler import CURRICULA
-from .shared_prefix import check_checkpointing
+from .shared_prefix import check_checkpointing_arguments
 
 
 logger = logging.getLogger(__name__)
@@ -356,7 +356,7 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
     def _check_generation_hooks(self) -> None:
         """Refuse the loss and generation hooks that cannot work with the checkpointing or generation chosen."""
         if self.shared_prefix_loss:
-            check_checkpointing(self.activation_checkpointing, self.activation_checkpointing_kwargs)
+            check_checkpointing_arguments(self)
         if self.stop_after_answer and (self.use_transformers_continuous_batching or self.use_transformers_paged):
             # That path calls `model.generate_batch`, not `model.generate`, which the answer stop wraps.
             raise ValueError(

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import datasets
+from accelerate.utils import is_peft_model
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
@@ -35,7 +36,12 @@ from .mixed_objective import MixedObjectiveMixin
 from .prefix_cache import install_prefix_cache
 from .rpt_config import RPTConfig
 from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum, entropy_order
-from .shared_prefix import SharedPrefixScoringMixin, check_checkpointing, check_shared_prefix_model
+from .shared_prefix import (
+    SharedPrefixScoringMixin,
+    check_checkpointing_arguments,
+    check_peft_under_zero3,
+    check_shared_prefix_model,
+)
 from .signal import LearningSignalMixin, LearningSignalWarning
 
 
@@ -117,6 +123,9 @@ class RPTTrainer(
         **kwargs: Any,
     ):
         args = _checked_args(model, args)
+        if args.shared_prefix_loss:
+            uses_peft = kwargs.get("peft_config") is not None or (not isinstance(model, str) and is_peft_model(model))
+            check_peft_under_zero3(args, uses_peft)
         train_dataset, eval_dataset, processing_class = self._prepared_datasets(
             model, args, reward_funcs, train_dataset, eval_dataset, processing_class
         )
@@ -175,8 +184,7 @@ class RPTTrainer(
         return train_dataset, eval_dataset, processing_class
 
     def _check_shared_prefix_loss(self, args: RPTConfig) -> None:
-        for checkpoint_kwargs in (args.activation_checkpointing_kwargs, args.gradient_checkpointing_kwargs):
-            check_checkpointing(args.activation_checkpointing, checkpoint_kwargs)
+        check_checkpointing_arguments(args)
         check_shared_prefix_model(self.model)
         if args.per_device_train_batch_size % args.num_generations:
             logger.warning(

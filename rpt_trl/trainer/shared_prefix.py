@@ -16,13 +16,14 @@ its hidden state scores the first completion token; the rest of the prompt is th
 `GRPOTrainer._prepare_inputs`, whose shuffle of the generation batch is made to move whole groups, so that a
 micro-batch holds groups to share rather than scattered rows.
 
-What it needs, checked by [`check_shared_prefix_model`] before training: a decoder whose forward takes a `cache` and
-whose cache holds only keys and values of full or sliding-window attention (Gemma 3's mix included: its sliding
-layers keep the last window of the prompt, as in generation). Under gradient checkpointing the caches here give the
-same answer when a layer is replayed in the backward, so the checkpointed layers are allowed to keep them
-(transformers drops a cache in a checkpointed layer otherwise); only non-reentrant checkpointing carries gradient
-through them, and the reentrant kind is refused. A batch with nothing to share (every prompt distinct, one-token
-prompts, prompts not left-padded), MoE load-balancing loss and multimodal inputs are scored by TRL's own path.
+What it needs, checked by [`check_shared_prefix_model`] before training: a decoder whose forward takes a key/value
+cache (`cache`, or `past_key_values` in older transformers) that holds only keys and values of full or sliding-window
+attention (Gemma 3's mix included: its sliding layers keep the last window of the prompt, as in generation). Under
+gradient checkpointing the caches here give the same answer when a layer is replayed in the backward, so the
+checkpointed layers are allowed to keep them (transformers drops a cache in a checkpointed layer otherwise); only
+non-reentrant checkpointing carries gradient through them, and the reentrant kind is refused. A batch with nothing to
+share (every prompt distinct, one-token prompts, prompts not left-padded), MoE load-balancing loss and multimodal
+inputs are scored by TRL's own path.
 """
 
 import contextlib
@@ -112,11 +113,13 @@ def shared_prefix_per_token_logps(
         return None
     positions = torch.arange(input_ids.size(1), device=input_ids.device).unsqueeze(0)
     prefix = slice(first_column, prompt_ids.size(1) - 1)
-    config = _text_config(model)
+    base = _base_model(model)
+    config, cache_keyword = base.config.get_text_config(decoder=True), _cache_keyword(base)
     with _cache_kept_under_checkpointing(model):
         recorded = _record_prompts(
-            model, config, prompt_ids[first_rows, prefix], prompt_mask[first_rows, prefix], positions[:, prefix]
-        )
+            model, config, cache_keyword, prompt_ids[first_rows, prefix], prompt_mask[first_rows, prefix],
+            positions[:, prefix],
+        )  # fmt: skip
         # The last prompt token runs with its completion: its hidden state scores the first completion token.
         tail_ids = input_ids[:, -logits_to_keep - 1 :]
         labels = tail_ids.masked_fill(attention_mask[:, -logits_to_keep - 1 :] == 0, -100)
@@ -125,9 +128,9 @@ def shared_prefix_per_token_logps(
             input_ids=tail_ids,
             attention_mask=attention_mask[:, first_column:],
             position_ids=positions[:, -logits_to_keep - 1 :],
-            cache=_prefix_cache(recorded, row_to_group, config),
             labels=labels,
             fused_lm_head=True,
+            **{cache_keyword: _prefix_cache(recorded, row_to_group, config)},
         )
     entropies = outputs.entropy if compute_entropy else None
     return outputs.log_probs, entropies
@@ -170,7 +173,12 @@ class _SlidingPrefixLayer(_ReadOnlyPrefix, DynamicSlidingWindowLayer):
 
 
 def _record_prompts(
-    model: Any, config: Any, prefix_ids: torch.Tensor, prefix_mask: torch.Tensor, positions: torch.Tensor
+    model: Any,
+    config: Any,
+    cache_keyword: str,
+    prefix_ids: torch.Tensor,
+    prefix_mask: torch.Tensor,
+    positions: torch.Tensor,
 ) -> Any:
     """Run each distinct prompt (but its last token) forward once, with gradient; return its keys and values."""
     recorder = DynamicCache(config=config)
@@ -179,11 +187,14 @@ def _record_prompts(
         raise ValueError(f"shared_prefix_loss: cache layers {unsupported or 'unknown'} cannot be shared by row.")
     recorder.layers = [_PromptRecorderLayer() for _ in recorder.layers]
     # `logits_to_keep=1`: the prefix's logits are not needed; one position is the least the head computes.
-    model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=positions, cache=recorder, logits_to_keep=1)
+    model(
+        input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=positions, logits_to_keep=1,
+        **{cache_keyword: recorder},
+    )  # fmt: skip
     if any(layer.get_seq_length() != prefix_ids.size(1) for layer in recorder.layers):
         raise RuntimeError(
-            "shared_prefix_loss: the model did not fill the key/value cache for the prompt (its forward ignores "
-            "`cache`); set shared_prefix_loss=False."
+            f"shared_prefix_loss: the model did not fill the key/value cache for the prompt (its forward ignores "
+            f"`{cache_keyword}`); set shared_prefix_loss=False."
         )
     return recorder
 
@@ -251,10 +262,66 @@ def check_checkpointing(enabled: bool, checkpoint_kwargs: dict[str, Any] | None)
         )
 
 
-def _text_config(model: Any) -> Any:
-    while hasattr(model, "module"):  # DistributedDataParallel, DeepSpeedEngine
+def check_checkpointing_arguments(args: Any) -> None:
+    """[`check_checkpointing`] on training arguments, under either of transformers' names for the setting:
+    `activation_checkpointing` and `activation_checkpointing_kwargs` in recent releases, whose deprecated aliases are
+    `gradient_checkpointing` and `gradient_checkpointing_kwargs`, the only names in older ones (transformers 5.17,
+    which vLLM 0.31 pins). Both kwargs are checked: GRPOTrainer writes the old name after the arguments are built.
+
+    Args:
+        args: A `TrainingArguments` (an `RPTConfig`).
+
+    Raises:
+        ValueError: As [`check_checkpointing`].
+    """
+    enabled = bool(getattr(args, "activation_checkpointing", None) or getattr(args, "gradient_checkpointing", None))
+    for name in ("activation_checkpointing_kwargs", "gradient_checkpointing_kwargs"):
+        check_checkpointing(enabled, getattr(args, name, None))
+
+
+def check_peft_under_zero3(args: Any, uses_peft: bool) -> None:
+    """Refuse, before any model loads, PEFT under DeepSpeed ZeRO-3 with gradient checkpointing: GRPOTrainer (TRL 1.16)
+    makes that checkpointing reentrant, which [`check_checkpointing`] refuses, but only after the model (and vLLM)
+    have loaded.
+
+    Args:
+        args: A `TrainingArguments` (an `RPTConfig`).
+        uses_peft: Whether the trainer gets a `peft_config` or a PEFT model.
+
+    Raises:
+        ValueError: For that combination, with the settings that avoid it.
+    """
+    plugin = getattr(args, "deepspeed_plugin", None)
+    checkpointing = getattr(args, "activation_checkpointing", None) or getattr(args, "gradient_checkpointing", None)
+    if uses_peft and checkpointing and plugin is not None and plugin.zero_stage == 3:
+        raise ValueError(
+            "shared_prefix_loss cannot run with PEFT under DeepSpeed ZeRO-3 and gradient checkpointing: TRL makes that "
+            "checkpointing reentrant, which carries no gradient through the shared prompt; set "
+            "gradient_checkpointing=False, or shared_prefix_loss=False."
+        )
+
+
+# The keyword under which a decoder's forward takes its key/value cache: `cache` in recent transformers,
+# `past_key_values` in older releases (transformers 5.17, which vLLM 0.31 pins).
+CACHE_KEYWORDS = ("cache", "past_key_values")
+
+
+def _cache_keyword(base: Any) -> str:
+    parameters = inspect.signature(type(base).forward).parameters
+    keyword = next((keyword for keyword in CACHE_KEYWORDS if keyword in parameters), None)
+    if keyword is None:
+        raise ValueError(
+            f"shared_prefix_loss: {type(base).__name__}.forward takes no key/value cache (no `cache` or "
+            "`past_key_values`), so the prompt's keys and values cannot be reused; set shared_prefix_loss=False."
+        )
+    return keyword
+
+
+def _base_model(model: Any) -> Any:
+    """The `PreTrainedModel` inside DistributedDataParallel, a DeepSpeed engine and a PEFT model."""
+    while hasattr(model, "module"):
         model = model.module
-    return model.config.get_text_config(decoder=True)
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def check_shared_prefix_model(model: Any) -> None:
@@ -264,16 +331,12 @@ def check_shared_prefix_model(model: Any) -> None:
         model: The policy (a `PreTrainedModel` or a PEFT model around one).
 
     Raises:
-        ValueError: If its forward takes no `cache`, if its cache holds more than full and sliding-window keys and
-            values, or if its attention is bidirectional.
+        ValueError: If its forward takes no key/value cache, if its cache holds more than full and sliding-window
+            keys and values, or if its attention is bidirectional.
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = _base_model(model)
     config = base.config.get_text_config(decoder=True)
-    if "cache" not in inspect.signature(type(base).forward).parameters:
-        raise ValueError(
-            f"shared_prefix_loss: {type(base).__name__}.forward takes no `cache`, so the prompt's keys and values "
-            "cannot be reused; set shared_prefix_loss=False."
-        )
+    _cache_keyword(base)
     layers = DynamicCache(config=config).layers
     unsupported = sorted({type(layer).__name__ for layer in layers if type(layer) not in SUPPORTED_LAYERS})
     if unsupported:
