@@ -144,7 +144,7 @@ class DemoSettings:
     max_refills: int = 0
     max_completion_length: int = 24
     learning_rate: float = 1e-6
-    temperature: float = 1.0
+    temperature: float = 0.8
     band_sampling: bool = True
     band_probe_positions: int = 128
     next_token_loss_coef: float = 1.0
