@@ -2,6 +2,7 @@
 run writing a valid results.json, report and plots."""
 
 import json
+import math
 from dataclasses import fields
 
 import pytest
@@ -222,3 +223,162 @@ def test_an_output_dir_holding_other_files_is_refused(tmp_path):
     ):
         _ablate(tmp_path, "prefix_match")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def _positions(dataset):
+    """Everything of the rows but their prompts: the documents, positions and ground truth."""
+    return dataset.remove_columns("prompt").to_list()
+
+
+def test_an_information_gain_variant_trains_and_is_scored_on_its_own_prompts(tmp_path, monkeypatch):
+    # Issue 18, item 5: an information_gain variant was refused beside boxed prompts (and had been scored on boxed
+    # held-out prompts, so it scored 0). Each variant now trains and is scored on the same positions with prompts
+    # built by its own template, by the metric that fits it.
+    from rpt_trl.data.templates import render_prompt
+    from rpt_trl.evaluation import next_token
+    from rpt_trl.experiments import ablation
+
+    trained, scored = {}, {}
+    real_run, real_reasoning, real_thought = (
+        ablation.run_variant,
+        next_token.reasoning_scores,
+        next_token.thought_scores,
+    )
+
+    def run_variant(plan, *args, **kwargs):
+        trained[plan.name] = plan.train_dataset
+        return real_run(plan, *args, **kwargs)
+
+    def spy(metric, real):
+        def score(rows, *args, **kwargs):
+            scored[metric] = [row["prompt"] for row in rows]
+            return real(rows, *args, **kwargs)
+
+        return score
+
+    monkeypatch.setattr(ablation, "run_variant", run_variant)
+    monkeypatch.setattr(next_token, "reasoning_scores", spy("boxed", real_reasoning))
+    monkeypatch.setattr(next_token, "thought_scores", spy("thought", real_thought))
+    out = tmp_path / "ablation"
+    _ablate(out, "prefix_match", "information_gain")
+
+    # The held-out prompts each variant was scored on: its own template around the same contexts.
+    boxed, thought = scored["boxed"], scored["thought"]
+    assert len(boxed) == len(thought) == 4 and all(not p.endswith("<think>") for p in boxed)
+    assert thought == [render_prompt("information_gain", context) for context in boxed]  # tiny template: {context}
+    box_train, gain_train = trained["prefix_match"], trained["information_gain"]
+    assert gain_train["prompt"] == [prompt + "<think>" for prompt in box_train["prompt"]]
+    assert _positions(gain_train) == _positions(box_train) and len(box_train) == 24
+
+    results = load_results([out / "results.json"])
+    box, gain = results
+    assert (box["metric"], box["prompt_template"]) == ("boxed_accuracy", "{context}")
+    assert (gain["metric"], gain["prompt_template"], gain["prompt_format"]) == (
+        "thought_probability", "information_gain", "text"
+    )  # fmt: skip
+    assert gain["training"]["optimizer_steps"] == 1 and gain["overall"]["n"] == 4
+    assert all(0 < score < 1 for score in gain["position_scores"])  # probabilities, not 0/1 boxed scores
+    assert gain["overall"]["accuracy"] == pytest.approx(sum(gain["position_scores"]) / 4)
+    assert math.isfinite(gain["overall"]["info_gain"])
+    # Unlike metrics are never subtracted: no paired difference, a mark instead.
+    assert "differences" not in gain and gain["not_comparable"] == {
+        "reference": "prefix_match", "metric": "thought_probability", "reference_metric": "boxed_accuracy",
+    }  # fmt: skip
+    report = (out / "report.md").read_text()
+    assert "| prefix_match | reward=prefix_match | `{context}` | boxed accuracy (prefix_match) |" in report
+    assert (
+        "| information_gain | reward=information_gain | information_gain | p(first token after own thought) |"
+        in report
+    )
+    assert report.count("| not comparable (another metric) |") == 1
+    assert "- `information_gain` (p(first token after own thought)) is not compared with `prefix_match`" in report
+
+
+@pytest.mark.parametrize(
+    ("overrides", "template", "prompt_format"),
+    [
+        ({"reward": "information_gain"}, "information_gain", "text"),
+        ({"prompt_template": "v0"}, "v0", "text"),
+    ],
+)
+def test_a_variant_with_its_own_template_keeps_the_positions(tiny_setup, overrides, template, prompt_format):
+    from rpt_trl.data.prompt_settings import prompt_text
+    from rpt_trl.data.templates import render_prompt
+    from rpt_trl.experiments.ablation import plan_variants
+
+    base, own = plan_variants([Variant("base", {}), Variant("own", overrides)], tiny_setup, {}, seed=0, max_steps=1)
+    assert base.train_dataset is tiny_setup.train_dataset and base.eval_dataset is tiny_setup.eval_dataset
+    assert (own.config["prompt_template"], own.config["prompt_format"]) == (template, prompt_format)
+    for split in ("train_dataset", "eval_dataset"):
+        shared, rebuilt = getattr(tiny_setup, split), getattr(own, split)
+        assert _positions(rebuilt) == _positions(shared)
+        assert [prompt_text(p) for p in rebuilt["prompt"]] == [render_prompt(template, p) for p in shared["prompt"]]
+        assert all(isinstance(p, str) == (prompt_format == "text") for p in rebuilt["prompt"])
+
+
+def test_prompts_rebuilt_as_conversations_need_a_chat_template(tiny_setup):
+    from rpt_trl.data.templates import render_prompt
+    from rpt_trl.experiments.ablation import plan_variants, rebuild_prompts
+
+    shared = tiny_setup.eval_dataset
+    rebuilt = rebuild_prompts(shared, "{context}", "few_shot", "conversational", where="here")
+    assert rebuilt["prompt"] == [[{"role": "user", "content": render_prompt("few_shot", p)}] for p in shared["prompt"]]
+    assert _positions(rebuilt) == _positions(shared)
+    chat = Variant("chat", {"prompt_template": "few_shot", "prompt_format": "conversational"})
+    with pytest.raises(ValueError, match="Variant 'chat': The dataset has conversational prompts but the tokenizer"):
+        plan_variants([chat], tiny_setup, {}, seed=0, max_steps=1)  # the tiny tokenizer has no chat template
+    with pytest.raises(ValueError, match="here: the prompt of row 0 does not follow the template"):
+        rebuild_prompts(shared, "v0", "few_shot", "text", where="here")
+
+
+def test_positions_that_differ_between_variants_are_caught(tiny_setup):
+    from rpt_trl.experiments.ablation import check_same_positions, plan_variants
+
+    plans = plan_variants([Variant("a", {}), Variant("b", {"reward": "information_gain"})], tiny_setup, {}, seed=0,
+                          max_steps=1)  # fmt: skip
+    check_same_positions(plans, tiny_setup)
+    plans[1].eval_dataset = plans[1].eval_dataset.select([1, 0, 2, 3, 4, 5, 6, 7])  # same rows, another order
+    with pytest.raises(RuntimeError, match="Variant 'b': its eval_dataset holds other positions"):
+        check_same_positions(plans, tiny_setup)
+
+
+def test_a_template_that_cannot_be_rebuilt_is_refused_before_training(tiny_setup):
+    import dataclasses
+
+    from rpt_trl.experiments.ablation import plan_variants
+
+    unknown = dataclasses.replace(
+        tiny_setup, train_template=None, eval_template=None
+    )  # prompts of an unnamed template
+    boxed = plan_variants([Variant("a", {})], unknown, {}, seed=0, max_steps=1)[0]
+    assert boxed.train_dataset is unknown.train_dataset  # nothing to rebuild: kept, checked by the trainer
+    with pytest.raises(ValueError, match=r"Variant 'ig', the training positions: .*template they were built with is "
+                                         r"not known .* set prompt_template in --config"):  # fmt: skip
+        plan_variants([Variant("a", {}), Variant("ig", {"reward": "information_gain"})], unknown, {}, seed=0,
+                      max_steps=1)  # fmt: skip
+    # The shared settings name the template: the contexts can be cut out again.
+    plans = plan_variants([Variant("ig", {"reward": "information_gain"})], unknown, {"prompt_template": "{context}"},
+                          seed=0, max_steps=1)  # fmt: skip
+    assert plans[0].eval_dataset["prompt"][0] == unknown.eval_dataset["prompt"][0] + "<think>"
+    with pytest.raises(ValueError, match=r"Variant 'x': reward='first_token' scores the answer in \\boxed"):
+        plan_variants([Variant("x", {"reward": "first_token", "prompt_template": "information_gain"})], unknown, {},
+                      seed=0, max_steps=1)  # fmt: skip
+
+
+def test_only_variants_scored_by_the_same_metric_are_paired():
+    from rpt_trl.experiments.ablation import compare_variants
+
+    def result(label, metric, scores):
+        return {"label": label, "metric": metric, "position_scores": scores, "overall": {"accuracy": 0.0, "n": 4}}
+
+    results = [
+        result("ig", "thought_probability", [0.1, 0.2, 0.3, 0.4]),
+        result("ig2", "thought_probability", [0.2, 0.3, 0.4, 0.5]),
+        result("box", "boxed_accuracy", [1.0, 0.0, 1.0, 1.0]),
+    ]
+    compare_variants(results, "ig", seed=0)
+    [difference] = results[1]["differences"]
+    assert difference["estimate"] == pytest.approx(0.1) and difference["reference"] == "ig"
+    assert (
+        "differences" not in results[2] and results[2]["not_comparable"]["reference_metric"] == "thought_probability"
+    )

@@ -502,3 +502,33 @@ def test_first_token_ids_are_the_documents_tokens(any_tokenizer):
     ids = first_token_ids(any_tokenizer, examples["ground_truth"], examples["ground_truth_boundaries"])
     assert len(ids) > 20
     assert ids == [document_ids[position] for position in examples["position"]]
+
+
+def test_thought_scores_are_the_probability_after_the_thought_and_its_gain(model, tokenizer):
+    # Issue 18, item 5: an information_gain model is scored by p(first ground-truth token | prompt, its own thought),
+    # the reward's policy term, and its gain over the same model reading the context alone.
+    from rpt_trl.evaluation import thought_scores, thought_summary
+
+    rows = [
+        {"prompt": p + "<think>", "ground_truth": t, "ground_truth_boundaries": b}
+        for p, t, b in zip(PROMPTS[:2], TRUTHS[:2], boundaries(tokenizer, TRUTHS[:2]))
+    ]
+    sampled = [["hm</think> anything after", "a cat"], ["woof</think>", "</think> \\boxed{ baa}"]]
+    thoughts = [["hm</think>", "a cat</think>"], ["woof</think>", "</think>"]]
+    asked = []
+
+    def generate(prompts, num_samples):
+        asked.append((prompts, num_samples))
+        return sampled
+
+    completions, probabilities, gains = thought_scores(rows, generate, model, tokenizer, num_samples=2, batch_size=3)
+    assert completions == sampled and asked == [([row["prompt"] for row in rows], 2)]
+    for row, context, row_thoughts, row_probabilities, row_gains in zip(rows, PROMPTS, thoughts, probabilities, gains):
+        alone = float64_log_prob(model, tokenizer, "", context, row["ground_truth"])
+        for thought, probability, gain in zip(row_thoughts, row_probabilities, row_gains):
+            expected = float64_log_prob(model, tokenizer, thought, row["prompt"], row["ground_truth"])
+            assert probability == pytest.approx(math.exp(expected), rel=1e-4)
+            assert gain == pytest.approx(expected - alone, abs=1e-4)
+    overall, splits = thought_summary(rows, probabilities, gains)
+    assert overall["accuracy"] == pytest.approx(sum(map(sum, probabilities)) / 4) and overall["n"] == 2
+    assert overall["info_gain"] == pytest.approx(sum(map(sum, gains)) / 4) and splits == {}

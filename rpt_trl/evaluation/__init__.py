@@ -15,6 +15,8 @@ from .next_token import (
     row_splits,
     standard_scores,
     summarize,
+    thought_scores,
+    thought_summary,
     transformers_generator,
 )
 from .reasoning_patterns import REASONING_PATTERNS, count_patterns
@@ -41,6 +43,8 @@ __all__ = [
     "save_result",
     "standard_scores",
     "summarize",
+    "thought_scores",
+    "thought_summary",
     "transformers_generator",
     "validate_result",
     "zero_shot_table",

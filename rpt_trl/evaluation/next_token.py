@@ -8,6 +8,10 @@ r"""Next-token accuracy, as in the paper's Table 1, in two modes.
 - **reasoning**: the model writes a chain of thought and answers in `\boxed{}`; completions are parsed and scored by
   [`score_completions`], as the training reward scores them. With several samples per position it reports mean
   accuracy and unbiased pass@k.
+- **reasoning, information gain** (a model trained with the `information_gain` template and reward, which thinks and
+  then lets the document go on, with no box): [`thought_scores`] samples the model's thoughts and scores each by the
+  model's probability of the first ground-truth token right after `</think>`, computed as the reward computes its
+  policy term. That probability is the expected first-token accuracy of the next token sampled after the thought.
 
 Splits: a row belongs to the paper's nested Easy / Medium / Hard splits as listed in its `difficulty` column (from the
 entropy filter), or, without that column, as given by its `entropy` column and the paper's thresholds. With neither,
@@ -367,6 +371,61 @@ def reasoning_summary(
     scores = [sum(r) / len(r) for r in rewards]
     overall, splits = summarize(rows, scores, extra)
     overall["samples_per_item"] = num_samples
+    return overall, splits
+
+
+def thought_scores(
+    examples: Any, generate: Generator, model: Any, tokenizer: Any, *, num_samples: int = 1, batch_size: int = 8
+) -> tuple[list[list[str]], list[list[float]], list[list[float]]]:
+    """Sample `num_samples` thoughts per row and score each by `model`'s probability of the first ground-truth token
+    after it (the thought closed by `</think>`; anything after `</think>` is ignored, as the information-gain reward
+    ignores it).
+
+    Args:
+        examples: Rows with `prompt` (built with the `information_gain` template: the context, then `<think>`),
+            `ground_truth` and `ground_truth_boundaries`.
+        generate: Samples the thoughts (a [`transformers_generator`] of `model`).
+        model: The model whose probabilities are read.
+        tokenizer: Its tokenizer.
+        num_samples: Thoughts per row.
+        batch_size: Sequences per forward pass.
+
+    Returns:
+        `(completions, probabilities, gains)`, one list per row with `num_samples` entries: p(first ground-truth
+        token | prompt, thought), and the information gain log p(... | prompt, thought) - log p(... | context alone)
+        in nats, the same model reading both.
+    """
+    from ..rewards.model_rewards import ModelReward, thought_prefix
+
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
+    rows = list(examples)
+    completions = generate([row["prompt"] for row in rows], num_samples)
+    if len(completions) != len(rows) or any(len(c) != num_samples for c in completions):
+        raise ValueError(f"The generator must return {num_samples} completions for each of the {len(rows)} prompts.")
+    scorer = ModelReward(model, tokenizer, batch_size=batch_size)
+    columns = [[row[key] for row in rows] for key in ("prompt", "ground_truth", "ground_truth_boundaries")]
+    sampled = [[value for value in column for _ in range(num_samples)] for column in columns]  # one per thought
+    thoughts = [thought_prefix(completion) for per_row in completions for completion in per_row]
+    with_thought = scorer.first_token_log_probs(sampled[0], thoughts, *sampled[1:])
+    alone = scorer.first_token_log_probs(columns[0], [""] * len(rows), *columns[1:], without_thought_opener=True)
+    alone = alone.repeat_interleave(num_samples)
+    probabilities, gains = with_thought.exp().tolist(), (with_thought - alone).tolist()
+
+    def per_row(values: list[float]) -> list[list[float]]:
+        return [values[i : i + num_samples] for i in range(0, len(values), num_samples)]
+
+    return completions, per_row(probabilities), per_row(gains)
+
+
+def thought_summary(
+    rows: Sequence[Mapping[str, Any]], probabilities: Sequence[Sequence[float]], gains: Sequence[Sequence[float]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Overall and per-split mean probability of the first ground-truth token after the thought (as `accuracy`, the
+    expected first-token accuracy) and mean information gain (`info_gain`, nats), from [`thought_scores`]."""
+    extra = [{"info_gain": sum(row) / len(row)} for row in gains]
+    overall, splits = summarize(rows, [sum(row) / len(row) for row in probabilities], extra)
+    overall["samples_per_item"] = len(probabilities[0]) if probabilities else 1
     return overall, splits
 
 

@@ -3,10 +3,18 @@ positions.
 
 A variant is a set of [`RPTConfig`] overrides: by default one per value that `RPTConfig.reward` accepts
 (`reward=<name>`), or any `name:key=value,key=value` spec (e.g. `budget32:thought_budget=32`). Every variant starts
-from the same policy weights, trains for the same steps on the same positions with the same seed, and is scored by
-the evaluation's reasoning mode (`reasoning_scores`, the training reward's parser and `prefix_match` scorer) on the
-same held-out positions with the same sampling seed. Accuracy intervals and the paired difference to the baseline
-variant come from `rpt_trl.evaluation.compare`, bootstrapped over positions.
+from the same policy weights, trains for the same steps on the same positions with the same seed, and is scored on the
+same held-out positions with the same sampling seed. Each variant's prompts, in training and held out, are built by
+its own `prompt_template` (a reward that needs its own, `information_gain`, brings it: [`REWARD_PROMPT_SETTINGS`]);
+the positions, their contexts and their ground truth are the same for every variant, only the prompt text differs
+(the context is cut out of the prompt by the template that built it and put into the variant's: [`rebuild_prompts`]).
+
+Each variant is scored by the metric that fits its reward ([`METRICS`]): a boxed reward by the evaluation's reasoning
+mode (`reasoning_scores`, the training reward's parser and `prefix_match` scorer); `information_gain`, whose policy
+thinks and lets the document go on with no box, by its probability of the first ground-truth token after its own
+thought (`thought_scores`). Intervals and the paired difference to the baseline variant come from
+`rpt_trl.evaluation.compare`, bootstrapped over positions; a variant scored by another metric than the baseline's is
+marked not comparable, not subtracted.
 
 Logged per training step (TRL's and the project's own metrics; nothing new is computed in the trainer):
 - reward: TRL's `reward` (after any thought-budget shaping);
@@ -49,6 +57,27 @@ DEFAULT_STEPS = {"tiny": 8, "model": 12}  # the demo corpus preset takes the dem
 TINY_HELD_OUT_DOCUMENTS = 8  # the last 8 sentences of the tiny corpus ("our ..." and "one ...")
 CURVES_PNG, ACCURACY_PNG = "training_curves.png", "heldout_accuracy.png"
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# The prompt settings a reward needs, whatever the other variants use: settings (a variant's, or --config's) that
+# choose this reward and no prompt_template get these. information_gain scores the real next token after `</think>`,
+# with no box, so the boxed templates of the other variants cannot train or score it.
+REWARD_PROMPT_SETTINGS = {"information_gain": {"prompt_template": "information_gain", "prompt_format": "text"}}
+# How a variant is scored on the held-out positions, chosen by its reward ([`metric_of`]): the report's name of each
+# metric, and its definition. An information-gain policy boxes no answer; the probability it puts on the real next
+# token after its own thought is what its reward trains, and, as an expected accuracy in [0, 1] per position, it takes
+# the same intervals and paired differences between information-gain variants. It is not the boxed accuracy (one
+# first token, no box, no prefix of several tokens, no sampled answer), so the two are never subtracted.
+METRICS = {
+    "boxed_accuracy": "boxed accuracy (prefix_match)",
+    "thought_probability": "p(first token after own thought)",
+}
+METRIC_DEFINITIONS = {
+    "boxed_accuracy": "the share of sampled completions whose boxed answer `prefix_match` scores 1 (reasoning mode, "
+    "as `rpt-trl evaluate` scores it)",
+    "thought_probability": "the policy's probability of the first ground-truth token right after its own sampled "
+    "thought closed by `</think>` (the information-gain reward's policy term), the expected accuracy of the next token "
+    "sampled after the thought; its `info_gain` is that log-probability minus the same model's reading the context "
+    "alone",
+}
 
 
 @dataclass
@@ -153,6 +182,11 @@ class AblationSetup:
     # The policy's context (max_position_embeddings) and the longest prompt in tokens: completions must fit between.
     context_length: int | None = None
     longest_prompt: int | None = None
+    tokenizer: Any = None
+    # The templates that built the training and the held-out prompts, where known (see [`built_with`]): a variant with
+    # another template gets its prompts rebuilt from the contexts these cut out.
+    train_template: str | None = None
+    eval_template: str | None = None
 
 
 def make_setup(
@@ -192,7 +226,7 @@ def make_setup(
 
 def _tiny_setup(seed: int, eval_positions: int) -> AblationSetup:
     from .presets import CPU_RUN
-    from .tiny import TINY_TRAINING, warm_started_world
+    from .tiny import TINY_TEMPLATE, TINY_TRAINING, warm_started_world
 
     policy, tokenizer, dataset, _ = warm_started_world(seed=seed)
     held_out = dataset["document_id"][-TINY_HELD_OUT_DOCUMENTS]
@@ -207,6 +241,9 @@ def _tiny_setup(seed: int, eval_positions: int) -> AblationSetup:
         max_steps=DEFAULT_STEPS["tiny"],
         context_length=policy.config.max_position_embeddings,
         longest_prompt=longest_prompt(tokenizer, dataset),
+        tokenizer=tokenizer,
+        train_template=TINY_TEMPLATE,
+        eval_template=TINY_TEMPLATE,
     )
 
 
@@ -239,7 +276,7 @@ def _model_setup(
     on_cpu = not torch.cuda.is_available()
     max_steps = DEFAULT_STEPS["model"]
     if dataset is None:
-        from .arithmetic_demo import DemoSettings, demo_splits, rpt_training_fields
+        from .arithmetic_demo import DEMO_TEMPLATE, DemoSettings, demo_splits, rpt_training_fields
 
         demo = DemoSettings(seed=seed)
         splits = demo_splits(
@@ -250,9 +287,11 @@ def _model_setup(
         dataset_name = "the demo's arithmetic corpus, held-out targeted positions"
         base_config = rpt_training_fields(demo, use_vllm=False, on_cpu=on_cpu)
         max_steps = demo.train_steps
+        templates = (DEMO_TEMPLATE, DEMO_TEMPLATE)
     else:
         dataset_name = eval_dataset or f"{dataset} ({eval_split})"
         base_config = run_settings(on_cpu)
+        templates = (prepared_template(dataset, train_set), prepared_template(eval_dataset or dataset, eval_set))
     device = "cpu" if on_cpu or base_config.get("use_cpu") else None
     return AblationSetup(
         model_name=name if name != EMBEDDED_MODEL_ID else f"{name} (Gemma 3 270M)",
@@ -264,7 +303,44 @@ def _model_setup(
         max_steps=max_steps,
         context_length=getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None),
         longest_prompt=max(longest_prompt(tokenizer, train_set), longest_prompt(tokenizer, eval_set)),
+        tokenizer=tokenizer,
+        train_template=templates[0],
+        eval_template=templates[1],
     )
+
+
+def prepared_template(source: str, dataset: Any) -> str | None:
+    """The template that built prepared positions: the one their folder's `prepare_info.json` records, when every
+    prompt follows it, else the named template recognised from the prompts (see [`built_with`])."""
+    import os
+
+    from ..data.prompt_settings import INFO_FILE
+
+    info = os.path.join(source, INFO_FILE)
+    recorded = None
+    if os.path.isfile(info):
+        with open(info, encoding="utf-8") as handle:
+            recorded = (json.load(handle).get("settings") or {}).get("prompt_template")
+    return built_with(dataset, [recorded])
+
+
+def built_with(dataset: Any, declared: Sequence[str | None] = ()) -> str | None:
+    """The template that built `dataset`'s prompts: the first of `declared` that every prompt follows, else the named
+    template (`v0`, `few_shot`, `information_gain`) recognised from them, else `None` (a template nobody names).
+
+    Example:
+        >>> built_with({"prompt": ["the cat says<think>"]}), built_with({"prompt": ["the cat says"]}, ["{context}"])
+        ('information_gain', '{context}')
+    """
+    from ..data.prompt_settings import matches_template, prompt_text, recognise_template
+
+    texts = [prompt_text(prompt) for prompt in dataset["prompt"]]
+    if not texts or any(text is None for text in texts):
+        return None
+    for template in filter(None, declared):
+        if all(matches_template(text, template) for text in texts):
+            return template
+    return recognise_template(texts)
 
 
 def longest_prompt(tokenizer: Any, dataset: Any) -> int:
@@ -296,46 +372,48 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
+@dataclass
+class VariantPlan:
+    """One variant ready to train: its complete RPTConfig fields, its training and held-out positions with prompts
+    built by its own template, and the metric that scores it ([`METRICS`])."""
+
+    variant: Variant
+    config: dict[str, Any]
+    train_dataset: Any
+    eval_dataset: Any
+    metric: str
+
+    @property
+    def name(self) -> str:
+        return self.variant.name
+
+
 def run_variant(
-    variant: Variant,
+    plan: VariantPlan,
     setup: AblationSetup,
-    config: dict[str, Any],
     *,
     output_dir: Path,
     num_samples: int,
     seed: int,
 ) -> dict[str, Any]:
-    """Train one variant from the shared policy and score it on the held-out positions; its result (schema of
-    `rpt_trl.results`, with `training` curves and `position_scores`)."""
-    from ..evaluation.next_token import (
-        mean_reasoning_length,
-        reasoning_scores,
-        reasoning_summary,
-        transformers_generator,
-    )
+    """Train one variant from the shared policy on its positions and score it on its held-out ones; its result (schema
+    of `rpt_trl.results`, with `training` curves, `position_scores`, its `prompt_template` and `metric`)."""
     from ..trainer.rpt_config import RPTConfig
     from ..trainer.rpt_trainer import RPTTrainer
 
-    args = RPTConfig(output_dir=str(output_dir / "runs" / variant.name), **config)
+    variant = plan.variant
+    args = RPTConfig(output_dir=str(output_dir / "runs" / variant.name), **plan.config)
     policy, tokenizer = setup.load_policy()
     log = _step_log(variant.name)
     started = time.perf_counter()
     trainer = RPTTrainer(
-        model=policy, args=args, train_dataset=setup.train_dataset, processing_class=tokenizer, callbacks=[log]
+        model=policy, args=args, train_dataset=plan.train_dataset, processing_class=tokenizer, callbacks=[log]
     )
     trainer.train()
     train_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    rows = list(setup.eval_dataset)
-    generate = transformers_generator(
-        trainer.model, tokenizer, max_new_tokens=args.max_completion_length, temperature=args.temperature, seed=seed,
-        stop_after_answer=True, show_progress=False,
-    )  # fmt: skip
-    completions, rewards, predictions = reasoning_scores(
-        rows, generate, num_samples=num_samples, require_think_close=args.require_think_close
-    )
-    overall, splits = reasoning_summary(rows, rewards, predictions)
+    scores = score_held_out(plan, trainer.model, tokenizer, args, num_samples=num_samples, seed=seed)
     eval_seconds = time.perf_counter() - started
     training = {"optimizer_steps": trainer.state.global_step, "tokens_seen": trainer.state.num_input_tokens_seen}
     del trainer, policy
@@ -345,11 +423,10 @@ def run_variant(
         "label": variant.name,
         "dataset": setup.dataset_name,
         "mode": "reasoning",
-        "overall": overall,
-        "splits": splits,
+        **scores,
         "variant": {"name": variant.name, "overrides": variant.overrides},
-        "mean_reasoning_tokens": mean_reasoning_length(completions, tokenizer),
-        "position_scores": [sum(r) / len(r) for r in rewards],
+        "prompt_template": args.prompt_template,
+        "prompt_format": args.prompt_format,
         "training": training,
         "training_curve": {key: [row[key] for row in log.rows] for key in (log.rows[0] if log.rows else {})},
         "train_wall_time_s": round(train_seconds, 1),
@@ -361,14 +438,61 @@ def run_variant(
     }  # fmt: skip
 
 
+def score_held_out(
+    plan: VariantPlan, model: Any, tokenizer: Any, args: Any, *, num_samples: int, seed: int
+) -> dict[str, Any]:
+    """Sample `num_samples` completions per held-out position of `plan` (its own prompts) and score them by its
+    metric: `overall`, `splits`, `position_scores` (the mean per position), `metric`, `mean_reasoning_tokens`."""
+    from ..evaluation.next_token import (
+        mean_reasoning_length,
+        reasoning_scores,
+        reasoning_summary,
+        thought_scores,
+        thought_summary,
+        transformers_generator,
+    )
+
+    rows = list(plan.eval_dataset)
+    thought = plan.metric == "thought_probability"
+    generate = transformers_generator(
+        model, tokenizer, max_new_tokens=args.max_completion_length, temperature=args.temperature, seed=seed,
+        stop_after_answer=not thought, show_progress=False,
+    )  # fmt: skip
+    if thought:  # no box to stop at: what follows `</think>` is not scored
+        completions, scores, gains = thought_scores(rows, generate, model, tokenizer, num_samples=num_samples)
+        overall, splits = thought_summary(rows, scores, gains)
+    else:
+        completions, scores, predictions = reasoning_scores(
+            rows, generate, num_samples=num_samples, require_think_close=args.require_think_close
+        )
+        overall, splits = reasoning_summary(rows, scores, predictions)
+    return {
+        "overall": overall, "splits": splits, "metric": plan.metric,
+        "mean_reasoning_tokens": mean_reasoning_length(completions, tokenizer),
+        "position_scores": [sum(s) / len(s) for s in scores],
+    }  # fmt: skip
+
+
+def metric_of(reward: str) -> str:
+    """The metric ([`METRICS`]) that scores a variant trained with `reward`."""
+    return "thought_probability" if reward == "information_gain" else "boxed_accuracy"
+
+
 def variant_configs(
     variants: Sequence[Variant], setup: AblationSetup, overrides: dict[str, Any], *, seed: int, max_steps: int
 ) -> list[dict[str, Any]]:
-    """Each variant's RPTConfig fields (base preset < `overrides` < the variant; seed and steps shared), each
-    checked by building its RPTConfig and, for a curriculum, against the train dataset, before anything trains."""
-    from ..trainer.rpt_config import RPTConfig
-    from ..trainer.sampler import check_curriculum
+    """Each variant's RPTConfig fields, as [`plan_variants`] settles and checks them."""
+    return [plan.config for plan in plan_variants(variants, setup, overrides, seed=seed, max_steps=max_steps)]
 
+
+def plan_variants(
+    variants: Sequence[Variant], setup: AblationSetup, overrides: dict[str, Any], *, seed: int, max_steps: int
+) -> list[VariantPlan]:
+    """Each variant's RPTConfig fields (base preset < `overrides` < the variant, each over the prompt settings its
+    reward needs; seed and steps shared; the data's template and format where nothing sets them) and its positions
+    with prompts built by its own template, all checked before anything trains: the config by building its
+    RPTConfig, the reward against the template, a curriculum against its training positions, the completion length
+    against the policy's context, and that every variant has the same positions."""
     names = [v.name for v in variants]
     if not variants or len(set(names)) != len(names):
         raise ValueError(f"Give one or more variants with distinct names, got {names}.")
@@ -377,32 +501,166 @@ def variant_configs(
     bad = [key for key in overrides if key in FIXED_FIELDS]
     if bad:
         raise ValueError(f"Set {bad} with the command's own flags (--seed, --max_steps, --output_dir).")
-    configs = []
-    for variant in variants:
-        # Every variant logs each step and saves no checkpoint (a recipe's save and report settings would not fit).
-        config = {**setup.base_config, **overrides, **variant.overrides, **RUN_PRESET}
-        config.update(seed=seed, max_steps=max_steps)
-        try:
-            args = RPTConfig(output_dir="unused", **config)
-        except (TypeError, ValueError) as error:
+    shared = {**setup.base_config, **with_reward_prompts(overrides)}
+    declared = [shared.get("prompt_template")]  # prompts no template was found for may follow the shared one
+    sources = (
+        setup.train_template or built_with(setup.train_dataset, declared),
+        setup.eval_template or built_with(setup.eval_dataset, declared),
+    )
+    plans = [_plan_variant(variant, setup, shared, sources, seed=seed, max_steps=max_steps) for variant in variants]
+    check_same_positions(plans, setup)
+    return plans
+
+
+def with_reward_prompts(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` over the prompt settings its reward needs ([`REWARD_PROMPT_SETTINGS`]) when it sets that reward and
+    no template.
+
+    Example:
+        >>> with_reward_prompts({"reward": "information_gain"})
+        {'prompt_template': 'information_gain', 'prompt_format': 'text', 'reward': 'information_gain'}
+        >>> with_reward_prompts({"reward": "first_token"})
+        {'reward': 'first_token'}
+    """
+    needed = {} if "prompt_template" in settings else REWARD_PROMPT_SETTINGS.get(settings.get("reward"), {})
+    return {**needed, **settings}
+
+
+def _plan_variant(
+    variant: Variant,
+    setup: AblationSetup,
+    shared: dict[str, Any],
+    sources: tuple[str | None, str | None],
+    *,
+    seed: int,
+    max_steps: int,
+) -> VariantPlan:
+    from ..data.prompt_settings import check_reward_template
+    from ..trainer.rpt_config import RPTConfig
+    from ..trainer.sampler import check_curriculum
+
+    # Every variant logs each step and saves no checkpoint (a recipe's save and report settings would not fit).
+    config = {**shared, **with_reward_prompts(variant.overrides), **RUN_PRESET, "seed": seed, "max_steps": max_steps}
+    if sources[0] is not None:  # the template the data was built with, rather than RPTConfig's default
+        config.setdefault("prompt_template", sources[0])
+    config.setdefault("prompt_format", prompt_format_of(setup.train_dataset))
+    try:
+        args = RPTConfig(output_dir="unused", **config)
+        check_reward_template(args.reward, args.prompt_template)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"Variant {variant.name!r}: {error}") from None
+    if args.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ValueError(f"Variant {variant.name!r}: use_vllm=True needs vLLM, which is not installed.")
+    train_set, eval_set = (
+        own_prompts(data, source, args, chosen="prompt_template" in config, where=f"Variant {variant.name!r}, {label}")
+        for data, source, label in zip(
+            (setup.train_dataset, setup.eval_dataset), sources, ("the training positions", "the held-out positions")
+        )
+    )  # fmt: skip
+    check_curriculum(args.curriculum, train_set)
+    longest = setup.longest_prompt
+    if setup.tokenizer is not None and (train_set is not setup.train_dataset or eval_set is not setup.eval_dataset):
+        try:  # conversational prompts need the tokenizer's chat template
+            longest = max(longest_prompt(setup.tokenizer, train_set), longest_prompt(setup.tokenizer, eval_set))
+        except ValueError as error:
             raise ValueError(f"Variant {variant.name!r}: {error}") from None
-        if args.use_vllm and importlib.util.find_spec("vllm") is None:
-            raise ValueError(f"Variant {variant.name!r}: use_vllm=True needs vLLM, which is not installed.")
-        check_curriculum(args.curriculum, setup.train_dataset)
-        configs.append(_within_context(config, args.max_completion_length, setup, variant.name))
-    return configs
+    config = _within_context(config, args.max_completion_length, setup, variant.name, longest)
+    return VariantPlan(variant, config, train_set, eval_set, metric_of(args.reward))
 
 
-def _within_context(config: dict[str, Any], completion_length: int, setup: AblationSetup, name: str) -> dict[str, Any]:
-    """`config` with `max_completion_length` cut to what the policy's context leaves after the longest prompt (a
-    completion past the context is garbage, and the default 8,192 is past a small model's), with a warning; refused
-    when not one token is left."""
-    if setup.context_length is None or setup.longest_prompt is None:
+def prompt_format_of(dataset: Any) -> str:
+    """`"text"` or `"conversational"`: the format of `dataset`'s first prompt."""
+    return "text" if len(dataset) and isinstance(dataset[0]["prompt"], str) else "conversational"
+
+
+def own_prompts(dataset: Any, source: str | None, args: Any, *, chosen: bool, where: str) -> Any:
+    """`dataset` with prompts built by `args.prompt_template` in `args.prompt_format`: as it is when it was built
+    so, or when nothing is known of its template and no template was `chosen` (RPTTrainer then checks the prompts
+    against the default, as in any run); else rebuilt from the contexts that `source`, the template that built it,
+    cuts out of its prompts.
+
+    Raises:
+        ValueError: Where the prompts must change but `source` is not known.
+    """
+    from ..data.prompt_settings import matches_template, prompt_text
+    from ..data.templates import resolve_template
+
+    template, kind = resolve_template(args.prompt_template), prompt_format_of(dataset)
+    if source is not None:
+        if resolve_template(source) == template and kind == args.prompt_format:
+            return dataset
+        return rebuild_prompts(dataset, source, template, args.prompt_format, where=where)
+    texts = [prompt_text(prompt) for prompt in dataset["prompt"]]
+    if kind == args.prompt_format and (
+        not chosen or all(text is not None and matches_template(text, template) for text in texts)
+    ):
+        return dataset
+    raise ValueError(
+        f"{where}: its prompts were not built with prompt_template={_shown_template(args.prompt_template)} and "
+        f"prompt_format={args.prompt_format!r}, and the template they were built with is not known (not recorded in "
+        "prepare_info.json, not v0, few_shot or information_gain, not --config's), so their contexts cannot be cut out "
+        "to rebuild them: set prompt_template in --config to the data's template, or prepare the positions with the "
+        "variant's (rpt-trl prepare --prompt_template ...)."
+    )
+
+
+def rebuild_prompts(dataset: Any, source: str, template: str, prompt_format: str, *, where: str) -> Any:
+    """`dataset` with each prompt rebuilt by `template` (in `prompt_format`) around the context that `source`, the
+    template that built it, cuts out of it; every other column (the position, its ground truth) kept as it is.
+
+    The builder cuts a position's context out of its document whatever the template, so this is the prompt that
+    building the same positions with `template` gives.
+
+    Raises:
+        ValueError: On a prompt that does not follow `source`, naming its row.
+    """
+    from ..data.templates import render_prompt
+    from ..trainer.band_sampling import position_contexts
+
+    contexts = position_contexts(dataset, source)
+    unmatched = next((row for row, context in enumerate(contexts) if context is None), None)
+    if unmatched is not None:
+        raise ValueError(
+            f"{where}: the prompt of row {unmatched} does not follow the template the others were built with "
+            f"({_shown_template(source)}), so its context cannot be cut out to rebuild it."
+        )
+    prompts = [render_prompt(template, context) for context in contexts]
+    if prompt_format == "conversational":
+        prompts = [[{"role": "user", "content": prompt}] for prompt in prompts]
+    return dataset.remove_columns("prompt").add_column("prompt", prompts)
+
+
+def check_same_positions(plans: Sequence[VariantPlan], setup: AblationSetup) -> None:
+    """Every variant trains and is scored on the same positions: its rows may differ from the shared ones in their
+    prompt only (same documents, positions, ground truth and any other column, in the same order)."""
+    for split in ("train_dataset", "eval_dataset"):
+        shared = getattr(setup, split)
+        columns = [name for name in shared.column_names if name != "prompt"]
+        expected = shared.select_columns(columns).to_list()
+        for plan in plans:
+            own = getattr(plan, split)
+            if own is not shared and (len(own) != len(shared) or own.select_columns(columns).to_list() != expected):
+                raise RuntimeError(f"Variant {plan.name!r}: its {split} holds other positions than the shared ones.")
+
+
+def _shown_template(template: str) -> str:
+    from ..data.templates import TEMPLATES
+
+    return repr(template) if template in TEMPLATES or len(template) <= 40 else f"{template[:40]!r}..."
+
+
+def _within_context(
+    config: dict[str, Any], completion_length: int, setup: AblationSetup, name: str, longest: int | None
+) -> dict[str, Any]:
+    """`config` with `max_completion_length` cut to what the policy's context leaves after the variant's longest
+    prompt (`longest` tokens: a completion past the context is garbage, and the default 8,192 is past a small
+    model's), with a warning; refused when not one token is left."""
+    if setup.context_length is None or longest is None:
         return config
-    room = setup.context_length - setup.longest_prompt
+    room = setup.context_length - longest
     if room < 1:
         raise ValueError(
-            f"Variant {name!r}: the longest prompt has {setup.longest_prompt} tokens, the policy's whole context "
+            f"Variant {name!r}: the longest prompt has {longest} tokens, the policy's whole context "
             f"({setup.context_length}); shorten the prompts (max_context_tokens)."
         )
     if completion_length <= room:
@@ -410,28 +668,35 @@ def _within_context(config: dict[str, Any], completion_length: int, setup: Ablat
     logger.warning(
         "Variant %r: max_completion_length %d is past the policy's context (%d tokens, the longest prompt %d): cut to "
         "%d. Set max_completion_length (a variant setting or --config) to choose.",
-        name, completion_length, setup.context_length, setup.longest_prompt, room,
+        name, completion_length, setup.context_length, longest, room,
     )  # fmt: skip
     return {**config, "max_completion_length": room}
 
 
 def compare_variants(results: list[dict[str, Any]], baseline: str, seed: int) -> None:
     """Add, in place and in the keys of `rpt_trl.evaluation.compare`, each result's bootstrap interval over positions
-    (`overall["interval"]`, `confidence`) and, for every variant but `baseline`, its paired difference to it with a
-    verdict (`differences`: the variant minus the baseline)."""
+    (`overall["interval"]`, `confidence`) and, for every variant but `baseline` scored by the baseline's metric, its
+    paired difference to it with a verdict (`differences`: the variant minus the baseline). A variant scored by
+    another metric gets `not_comparable` (the baseline and both metrics) instead: unlike scores are not subtracted."""
     from ..evaluation.compare import CONFIDENCE, bootstrap_interval, difference_verdict, paired_difference
 
     reference = next(r for r in results if r["label"] == baseline)
     for result in results:
         result["overall"]["interval"] = bootstrap_interval(result["position_scores"], seed=seed).as_dict()
         result["confidence"] = CONFIDENCE
-        if result is not reference:
-            difference = paired_difference(result["position_scores"], reference["position_scores"], seed=seed)
-            result["differences"] = [{
-                "system": result["label"], "reference": baseline, **difference.as_dict(),
-                "significant": difference.significant,
-                "verdict": difference_verdict(result["label"], baseline, difference),
-            }]  # fmt: skip
+        if result is reference:
+            continue
+        if result["metric"] != reference["metric"]:
+            result["not_comparable"] = {
+                "reference": baseline, "metric": result["metric"], "reference_metric": reference["metric"],
+            }  # fmt: skip
+            continue
+        difference = paired_difference(result["position_scores"], reference["position_scores"], seed=seed)
+        result["differences"] = [{
+            "system": result["label"], "reference": baseline, **difference.as_dict(),
+            "significant": difference.significant,
+            "verdict": difference_verdict(result["label"], baseline, difference),
+        }]  # fmt: skip
 
 
 def run_ablation(
@@ -507,7 +772,7 @@ def _run_variants(
     )
     setup = make_setup(**data, seed=seed)
     max_steps = max_steps or setup.max_steps
-    configs = variant_configs(variants, setup, overrides, seed=seed, max_steps=max_steps)
+    plans = plan_variants(variants, setup, overrides, seed=seed, max_steps=max_steps)
     print(
         f"[setup] {len(setup.train_dataset)} training and {len(setup.eval_dataset)} held-out positions; "
         f"{len(variants)} variants x {max_steps} steps",
@@ -515,18 +780,19 @@ def _run_variants(
     )
     _remove_stale_outputs(output_dir, [v.name for v in variants])
     results = []
-    for index, (variant, config) in enumerate(zip(variants, configs), start=1):
-        print(f"[{index}/{len(variants)}] {variant.name}: {variant.describe()}", flush=True)
-        key = resume_key(variant, config, setup, num_samples=num_samples, seed=seed)
-        result = finished_result(output_dir, variant.name, key)
+    for index, plan in enumerate(plans, start=1):
+        print(f"[{index}/{len(plans)}] {plan.name}: {plan.variant.describe()}", flush=True)
+        key = resume_key(plan, setup, num_samples=num_samples, seed=seed)
+        result = finished_result(output_dir, plan.name, key)
         if result is None:
-            _remove(output_dir / RUNS / variant.name)  # an unfinished or other-settings run of this variant
-            result = run_variant(variant, setup, config, output_dir=output_dir, num_samples=num_samples, seed=seed)
-            save_variant_result(output_dir, variant.name, result, key)
+            _remove(output_dir / RUNS / plan.name)  # an unfinished or other-settings run of this variant
+            result = run_variant(plan, setup, output_dir=output_dir, num_samples=num_samples, seed=seed)
+            save_variant_result(output_dir, plan.name, result, key)
         else:
             print("    finished by an earlier run with the same settings: kept", flush=True)
+        overall = result["overall"]
         print(
-            f"    held-out accuracy {result['overall']['accuracy']:.3f} on {result['overall']['n']} positions "
+            f"    held-out {METRICS[result['metric']]} {overall['accuracy']:.3f} on {overall['n']} positions "
             f"(train {result['train_wall_time_s']} s, eval {result['eval_wall_time_s']} s)",
             flush=True,
         )
@@ -583,10 +849,10 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def resume_key(variant: Variant, config: dict[str, Any], setup: AblationSetup, **evaluation: Any) -> dict[str, Any]:
+def resume_key(plan: VariantPlan, setup: AblationSetup, **evaluation: Any) -> dict[str, Any]:
     """Everything that decides a variant's result: its complete RPTConfig fields (seed and steps included), the
-    policy's and the data's names, a hash of the training and held-out positions, and the evaluation's settings.
-    A finished result is reused only when its key equals this one."""
+    policy's and the data's names, a hash of its training and held-out positions (with its own prompts), its metric
+    and the evaluation's settings. A finished result is reused only when its key equals this one."""
     import hashlib
 
     def digest(dataset: Any) -> str:
@@ -594,9 +860,9 @@ def resume_key(variant: Variant, config: dict[str, Any], setup: AblationSetup, *
         return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
 
     key = {
-        "variant": variant.name, "overrides": variant.overrides, "config": config, "model": setup.model_name,
-        "dataset": setup.dataset_name, "train_positions": digest(setup.train_dataset),
-        "eval_positions": digest(setup.eval_dataset), **evaluation,
+        "variant": plan.name, "overrides": plan.variant.overrides, "config": plan.config, "model": setup.model_name,
+        "dataset": setup.dataset_name, "train_positions": digest(plan.train_dataset),
+        "eval_positions": digest(plan.eval_dataset), "metric": plan.metric, **evaluation,
     }  # fmt: skip
     return json.loads(json.dumps(key, sort_keys=True, default=str))  # as it reads back from the file
 
@@ -642,8 +908,9 @@ def _cell(value: float | None, fmt: str) -> str:
 def ablation_table(results: Sequence[dict[str, Any]]) -> str:
     """The report's table: one row per variant."""
     header = [
-        "variant", "settings", "reward (first → last step)", "groups with signal (%)", "thought tokens (train / held-out)",
-        "step time (s)", "held-out accuracy (%) [95% CI]", "vs baseline (points) [95% CI]",
+        "variant", "settings", "template", "metric", "reward (first → last step)", "groups with signal (%)",
+        "thought tokens (train / held-out)", "step time (s)", "held-out accuracy (%) [95% CI]",
+        "vs baseline (points) [95% CI]",
     ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for result in results:
@@ -654,7 +921,7 @@ def ablation_table(results: Sequence[dict[str, Any]]) -> str:
         accuracy = (
             f"{100 * result['overall']['accuracy']:.1f} [{100 * interval['low']:.1f}, {100 * interval['high']:.1f}]"
         )
-        versus = "baseline"
+        versus = "not comparable (another metric)" if "not_comparable" in result else "baseline"
         for difference in result.get("differences", ()):
             versus = (
                 f"{100 * difference['estimate']:+.1f} [{100 * difference['low']:+.1f}, {100 * difference['high']:+.1f}]"
@@ -663,6 +930,8 @@ def ablation_table(results: Sequence[dict[str, Any]]) -> str:
         cells = [
             result["label"],
             Variant(result["label"], result["variant"]["overrides"]).describe(),
+            template_label(result["prompt_template"]),
+            METRICS[result["metric"]],
             f"{rewards[0]:.3f} → {rewards[-1]:.3f}" if rewards else "–",
             _cell(None if signal is None else 100 * signal, ".0f"),
             f"{_cell(_mean(training.get('thought_tokens', [])), '.1f')} / {result['mean_reasoning_tokens']:.1f}",
@@ -672,6 +941,46 @@ def ablation_table(results: Sequence[dict[str, Any]]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def template_label(template: str) -> str:
+    """How the report's table names a prompt template: its name, the demo's, or a short custom one as written.
+
+    Example:
+        >>> template_label("information_gain"), template_label("{context}"), template_label("x" * 50 + "{context}")
+        ('information_gain', '`{context}`', 'custom (59 characters)')
+    """
+    from ..data.templates import TEMPLATES
+
+    named = next((name for name, text in TEMPLATES.items() if template in (name, text)), None)
+    if named is not None:
+        return named
+    from .arithmetic_demo import DEMO_TEMPLATE
+
+    if template == DEMO_TEMPLATE:
+        return "the demo's few-shot"
+    if len(template) <= 40 and not any(mark in template for mark in "\n|`"):
+        return f"`{template}`"
+    return f"custom ({len(template)} characters)"
+
+
+def _metric_notes(results: Sequence[dict[str, Any]]) -> list[str]:
+    """The report's lines under the table: each verdict, each comparison left out, each thought's information gain."""
+    lines = [f"- {d['verdict']}" for result in results for d in result.get("differences", ())]
+    for result in results:
+        unlike = result.get("not_comparable")
+        if unlike:
+            lines.append(
+                f"- `{result['label']}` ({METRICS[unlike['metric']]}) is not compared with `{unlike['reference']}` "
+                f"({METRICS[unlike['reference_metric']]}): scores of unlike metrics are not subtracted."
+            )
+        if result["metric"] == "thought_probability":
+            lines.append(
+                f"- `{result['label']}`: its thoughts changed the log-probability of the first ground-truth token by "
+                f"{result['overall']['info_gain']:+.3f} nats on average, against the same model reading the context "
+                "alone."
+            )
+    return lines
 
 
 def report_markdown(results: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str:
@@ -686,15 +995,19 @@ def report_markdown(results: Sequence[dict[str, Any]], summary: dict[str, Any]) 
         f"Model: {first['model']}. Held-out positions: {summary['eval_positions']} ({first['dataset']}), the same for "
         f"every variant, {settings['num_samples']} samples each at temperature {settings['temperature']}; "
         f"{summary['train_positions']} training positions, {settings['max_steps']} steps per variant, seed "
-        f"{settings['seed']}. Accuracy is the `prefix_match` next-token accuracy of reasoning mode, whatever reward "
-        "trained the variant; intervals are 95% bootstrap intervals over positions (`rpt_trl.evaluation.compare`), "
-        f"differences are paired by position against `{summary['baseline']}`.",
+        f"{settings['seed']}. Each variant's prompts, in training and held out, are built by its own template (the "
+        "template column): the positions, contexts and ground truth are the same, only the prompt text differs. Each "
+        "variant is scored by the metric that fits its reward (the metric column); intervals are 95% bootstrap "
+        f"intervals over positions (`rpt_trl.evaluation.compare`), differences are paired by position against "
+        f"`{summary['baseline']}`, for the variants scored by its metric only.",
+        "",
+        *(f"- {METRICS[m]}: {METRIC_DEFINITIONS[m]}." for m in dict.fromkeys(r["metric"] for r in results)),
         "",
     ]
     if summary.get("command"):
         lines += [f"Command: `{summary['command']}`", ""]
     lines += [ablation_table(results), ""]
-    lines += [f"- {d['verdict']}" for result in results for d in result.get("differences", ())] + [""]
+    lines += [*_metric_notes(results), ""]
     if by_signal:
         share = max(s for _, s in by_signal)
         best = [r for r, s in by_signal if s >= share - 1e-9]
@@ -768,4 +1081,6 @@ def plot_training_curves(results: Sequence[dict[str, Any]], path: Path) -> None:
 
 def _accuracy_title(results: Sequence[dict[str, Any]]) -> str:
     settings, overall = results[0]["settings"], results[0]["overall"]
+    if len({r["metric"] for r in results}) > 1:  # the report's table names each variant's
+        return "Held-out score by each variant's own metric, 95% intervals"
     return f"Held-out accuracy, 95% intervals ({overall['n']} positions x {settings['num_samples']} samples)"

@@ -263,6 +263,31 @@ class ModelReward:
         suffix_ids = self.tokenizer(list(suffixes), add_special_tokens=False)["input_ids"] if suffixes else []
         return [list(p) + list(s) for p, s in zip(prompt_ids, suffix_ids)]
 
+    def first_token_log_probs(
+        self,
+        prompts: Sequence[Any],
+        suffixes: Sequence[str],
+        ground_truth: Sequence[str],
+        ground_truth_boundaries: Sequence[Sequence[int]],
+        *,
+        without_thought_opener: bool = False,
+    ) -> torch.Tensor:
+        """log p(first ground-truth token | prompt, suffix) under the policy, one per row.
+
+        Args:
+            prompts: The prompts, text or conversational (rendered as GRPOTrainer renders them).
+            suffixes: Text after each prompt (a completion's thought closed by `</think>`, or `""`).
+            ground_truth: The real continuation of each row.
+            ground_truth_boundaries: Its cumulative token byte lengths; the first token is scored.
+            without_thought_opener: Drop each prompt's trailing `<think>` first: the context alone, as the
+                information-gain reference reads it.
+        """
+        prompt_texts, templated = self._prompt_texts(prompts)
+        if without_thought_opener:
+            prompt_texts = [strip_thought_opener(text) for text in prompt_texts]
+        targets = first_token_ids(self.tokenizer, ground_truth, ground_truth_boundaries)
+        return self._log_probs(self._rows(prompt_texts, templated, suffixes), targets)
+
     def _log_probs(self, rows: list[list[int]], targets: list[int]) -> torch.Tensor:
         scoring = contextlib.nullcontext()
         if self.trainer is not None:  # as GRPOTrainer scores without gradients: no recomputation to save memory for
@@ -495,14 +520,12 @@ class InformationGainReward(ModelReward):
         ground_truth_boundaries: Sequence[Sequence[int]],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`(log p_θ with the thought, log p_ref without it)` of the first ground-truth token, per completion."""
-        prompt_texts, templated = self._prompt_texts(prompts)
-        targets = first_token_ids(self.tokenizer, ground_truth, ground_truth_boundaries)
-        with_thought = self._rows(prompt_texts, templated, [thought_prefix(c) for c in completions])
-        policy = self._log_probs(with_thought, targets)
-        contexts = [strip_thought_opener(text) for text in prompt_texts]
-        without_thought = self._rows(contexts, templated, [""] * len(contexts))
+        thoughts = [thought_prefix(completion) for completion in completions]
+        policy = self.first_token_log_probs(prompts, thoughts, ground_truth, ground_truth_boundaries)
         with self.reference.applied():
-            reference = self._log_probs(without_thought, targets)
+            reference = self.first_token_log_probs(
+                prompts, [""] * len(prompts), ground_truth, ground_truth_boundaries, without_thought_opener=True
+            )
         return policy, reference
 
     def score(self, batch: RewardBatch) -> list[float]:
