@@ -64,8 +64,10 @@ def test_whole_step_runs_every_configuration_on_the_same_rollouts(tiny_model_dir
             assert result["prefix_prefills"] >= 1  # the rollouts used the prefix cache
     # The tiny policy never answers: no batch has a signal, and only the last configuration skips its loss.
     assert all(c["trained_signal_share"] == [0.0, 0.0] for c in configurations.values())
-    assert configurations["+empty-batch skip"]["skipped_backward"] == [1.0, 1.0]
-    assert configurations["+empty-batch skip"]["part_shares"]["backward"] < today["part_shares"]["backward"] / 10
+    # The demo's loss holds an entropy bonus (adaptive entropy control), which depends on more than the advantages:
+    # the skip must not apply, and every configuration runs its backward.
+    assert all(c["skipped_backward"] in ([None, None], [0.0, 0.0]) for c in configurations.values())
+    assert configurations["+empty-batch skip"]["part_shares"]["backward"] > 0
 
 
 @pytest.mark.parametrize(

@@ -444,6 +444,10 @@ def _train_rpt(
         interval = bootstrap_interval(entry["position_scores"], seed=settings.seed)
         points.append({"step": entry["step"], **interval.as_dict(), "n": len(entry["position_scores"])})
     trained = int(sum(step["trained_tokens"] for step in log.rows))
+    if use_vllm:  # the next run starts its own engine, which needs the memory this one holds
+        from ..trainer.vllm_engine import release_colocated_engine
+
+        release_colocated_engine(trainer)
     return RPTRun(trainer.model, log.rows, points, trained, int(trainer.state.num_input_tokens_seen))
 
 

@@ -236,3 +236,16 @@ def keep_cpu_weights_loadable() -> bool:
     dispatch_keeping_weights._rpt_keeps_weights = True
     layer_utils.dispatch_cpu_unquantized_gemm = dispatch_keeping_weights
     return True
+
+
+def release_colocated_engine(trainer: Any) -> None:
+    """Free the memory of `trainer`'s colocated vLLM engine (weights and the KV cache it reserved) once training is
+    over, so that a second trainer in the same process can start its own: vLLM's CPU build sizes its cache from the
+    memory left, and the demo trains two runs one after the other."""
+    from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+    generation = getattr(trainer, "vllm_generation", None)
+    if generation is None or getattr(generation, "llm", None) is None:
+        return
+    generation.llm = None
+    cleanup_dist_env_and_memory()  # vLLM's own teardown: its process groups, then a garbage collection
