@@ -137,3 +137,6 @@ if __name__ == "__main__":
     use_vllm, seed_each_step = "--vllm" in arguments, "--seed-each-step" in arguments
     arguments = [a for a in arguments if a not in flags]
     main(Path(arguments[0]), use_vllm, seed_each_step, arguments[1:])
+    from driver_exit import exit_without_teardown
+
+    exit_without_teardown()
