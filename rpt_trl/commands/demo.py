@@ -9,7 +9,7 @@ def make_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `rpt-trl demo`."""
     parser = subparsers.add_parser(
         "demo",
-        help="Offline demo: RPT against the base model and next-token training on Gemma 3 270M (CPU, ~15 minutes).",
+        help="Offline demo: RPT and RPT + next-token loss against the base model and next-token training on Gemma 3 270M (CPU).",
     )
     parser.add_argument("--output_dir", "--output-dir", default="rpt-demo",
                         help="Where to write report.md, results.json and the PNGs.")  # fmt: skip
@@ -20,7 +20,7 @@ def make_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--eval_positions", "--eval-positions", type=int, default=None,
                         help="Held-out targeted positions to evaluate.")  # fmt: skip
     parser.add_argument("--learning_rate", "--learning-rate", type=float, default=None,
-                        help="For RPT and the next-token baseline (default 1e-5, full fine-tuning).")  # fmt: skip
+                        help="For RPT and the next-token baseline (default 1e-6, full fine-tuning).")  # fmt: skip
     parser.add_argument("--use_vllm", "--use-vllm", action=argparse.BooleanOptionalAction, default=None,
                         help="vLLM for RPT's rollouts (default: when installed).")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None)
