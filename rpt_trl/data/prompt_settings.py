@@ -27,7 +27,13 @@ from typing import Any
 import datasets
 
 from .builder import NextTokenSettings
-from .templates import CONTEXT_PLACEHOLDER, TEMPLATE_FEW_SHOT, TEMPLATE_V0, TEMPLATES, resolve_template
+from .templates import (
+    TEMPLATE_FEW_SHOT,
+    TEMPLATE_V0,
+    TEMPLATES,
+    resolve_template,
+    template_context,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -65,10 +71,7 @@ def matches_template(text: str, template: str) -> bool:
     >>> matches_template("Hello world<think>", "information_gain"), matches_template("Hello", "information_gain")
     (True, False)
     """
-    template = resolve_template(template)
-    before = template[: template.index(CONTEXT_PLACEHOLDER)]
-    after = template[template.rindex(CONTEXT_PLACEHOLDER) + len(CONTEXT_PLACEHOLDER) :]
-    return len(text) >= len(before) + len(after) and text.startswith(before) and text.endswith(after)
+    return template_context(text, template) is not None
 
 
 def recognise_template(texts: Sequence[str]) -> str | None:

@@ -97,3 +97,19 @@ def render_prompt(template: str, context: str) -> str:
         '### Context\nx = {1, 2}'
     """
     return resolve_template(template).replace(CONTEXT_PLACEHOLDER, context)
+
+
+def template_context(text: str, template: str) -> str | None:
+    """The context that `template` (a name or a string) was filled with to give `text`; `None` when `text` does not
+    follow the template.
+
+    Example:
+        >>> template_context('Text: "the cat"', 'Text: "{context}"'), template_context("the cat", 'Text: "{context}"')
+        ('the cat', None)
+    """
+    template = resolve_template(template)
+    before = template[: template.index(CONTEXT_PLACEHOLDER)]
+    after = template[template.rindex(CONTEXT_PLACEHOLDER) + len(CONTEXT_PLACEHOLDER) :]
+    if len(text) < len(before) + len(after) or not (text.startswith(before) and text.endswith(after)):
+        return None
+    return text[len(before) : len(text) - len(after)]

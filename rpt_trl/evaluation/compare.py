@@ -139,6 +139,17 @@ def difference_verdict(system: str, reference: str, difference: Interval, *, con
     return f"{system} is {side} {reference}{amount} {span}: {ending}"
 
 
+def difference_record(
+    system: str, reference: str, scores: Sequence[float], reference_scores: Sequence[float], **settings: Any
+) -> dict[str, Any]:
+    """`system`'s paired difference to `reference` as the results record it: the interval, significance, verdict."""
+    difference = paired_difference(scores, reference_scores, **settings)
+    return {
+        "system": system, "reference": reference, **difference.as_dict(), "significant": difference.significant,
+        "verdict": difference_verdict(system, reference, difference, confidence=settings.get("confidence", CONFIDENCE)),
+    }  # fmt: skip
+
+
 def compare_scores(
     position_scores: Mapping[str, Sequence[float]],
     target: str,
@@ -161,15 +172,11 @@ def compare_scores(
         raise ValueError(f"The target {target!r} is not among the systems {list(position_scores)}.")
     settings = {"confidence": confidence, "num_resamples": num_resamples, "seed": seed}
     intervals = {name: bootstrap_interval(scores, **settings) for name, scores in position_scores.items()}
-    differences = []
-    for name, scores in position_scores.items():
-        if name == target:
-            continue
-        difference = paired_difference(position_scores[target], scores, **settings)
-        differences.append({
-            "system": target, "reference": name, **difference.as_dict(), "significant": difference.significant,
-            "verdict": difference_verdict(target, name, difference, confidence=confidence),
-        })  # fmt: skip
+    differences = [
+        difference_record(target, name, position_scores[target], scores, **settings)
+        for name, scores in position_scores.items()
+        if name != target
+    ]
     return {"intervals": {name: i.as_dict() for name, i in intervals.items()}, "differences": differences}
 
 
@@ -192,11 +199,10 @@ def add_differences(
     settings = {"confidence": confidence, "num_resamples": num_resamples, "seed": seed}
     target = by_name[system]
     for reference in references:
-        difference = paired_difference(target["position_scores"], by_name[reference]["position_scores"], **settings)
-        target.setdefault("differences", []).append({
-            "system": system, "reference": reference, **difference.as_dict(), "significant": difference.significant,
-            "verdict": difference_verdict(system, reference, difference, confidence=confidence),
-        })  # fmt: skip
+        target.setdefault("differences", []).append(
+            difference_record(system, reference, target["position_scores"], by_name[reference]["position_scores"],
+                              **settings)
+        )  # fmt: skip
 
 
 def parse_system(name: str) -> tuple[str, str]:

@@ -42,7 +42,7 @@ from transformers import TrainerCallback
 from trl.trainer.utils import RepeatSampler
 
 from ..data.prompt_settings import prompt_text
-from ..data.templates import CONTEXT_PLACEHOLDER, resolve_template
+from ..data.templates import template_context
 
 
 logger = logging.getLogger(__name__)
@@ -129,16 +129,8 @@ class PassRateTracker:
 def position_contexts(dataset: Any, template: str) -> list[str | None]:
     """Each position's context, cut out of its prompt by `template` (a name or a string); `None` where the prompt
     does not follow the template."""
-    template = resolve_template(template)
-    before = template[: template.index(CONTEXT_PLACEHOLDER)]
-    after = template[template.rindex(CONTEXT_PLACEHOLDER) + len(CONTEXT_PLACEHOLDER) :]
-    contexts = []
-    for prompt in dataset["prompt"]:
-        text = prompt_text(prompt)
-        fits = text is not None and len(text) >= len(before) + len(after)
-        fits = fits and text.startswith(before) and text.endswith(after)
-        contexts.append(text[len(before) : len(text) - len(after)] if fits else None)
-    return contexts
+    texts = (prompt_text(prompt) for prompt in dataset["prompt"])
+    return [None if text is None else template_context(text, template) for text in texts]
 
 
 class FirstTokenProbe:

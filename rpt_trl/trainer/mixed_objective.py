@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data.templates import CONTEXT_PLACEHOLDER, resolve_template
+from ..data.templates import template_context
 
 
 logger = logging.getLogger(__name__)
@@ -51,13 +51,13 @@ def context_of_prompt(prompt: Any, template: str) -> str:
     """
     if not isinstance(prompt, str):
         prompt = [m for m in prompt if m.get("role") == "user"][-1]["content"]
-    before, after = resolve_template(template).split(CONTEXT_PLACEHOLDER, 1)
-    if not (prompt.startswith(before) and prompt.endswith(after) and len(prompt) >= len(before) + len(after)):
+    context = template_context(prompt, template)
+    if context is None:
         raise ValueError(
             f"next_token_loss_coef > 0 reads each prompt's context through prompt_template={template!r}, but the "
             f"prompt {prompt[:60]!r}... was not built with it; set prompt_template to the dataset's template."
         )
-    return prompt[len(before) : len(prompt) - len(after)]
+    return context
 
 
 def context_tokens(
