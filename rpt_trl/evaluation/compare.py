@@ -369,12 +369,12 @@ def plot_comparison(results: Sequence[Mapping[str, Any]], path: str | Path, *, t
     confidence = round(100 * results[0].get("confidence", CONFIDENCE))
     left.set(ylabel="next-token accuracy (%)", title=title or f"Held-out accuracy, {confidence}% intervals")
     left.set_ylim(
-        0, min(100, max(100 * (r["overall"].get("interval") or {"high": 0.5})["high"] for r in results) + 10)
-    )
+        0, max(100 * (r["overall"].get("interval") or {"high": 0.5})["high"] for r in results) + 22
+    )  # headroom: the value labels sit above the bars, the legend above them
     modes = [mode for mode in colors if any(r["mode"] == mode for r in results)]
     if len(modes) > 1:  # one mode (an ablation): the colour says nothing, and a legend would hide a bar's label
         handles = [plt.Rectangle((0, 0), 1, 1, color=colors[mode]) for mode in modes]
-        left.legend(handles, [f"{mode} mode" for mode in modes], fontsize=8, loc="upper left")
+        left.legend(handles, [f"{mode} mode" for mode in modes], fontsize=8, loc="upper left", ncol=2)
     if differences:
         right = axes[0][1]
         for index, difference in enumerate(differences):
