@@ -5,6 +5,7 @@ each distinct prompt runs forward once."""
 
 import contextlib
 import inspect
+import logging
 import types
 
 import pytest
@@ -257,7 +258,9 @@ def test_refuses_reentrant_checkpointing_in_the_config(tmp_path):
     # GRPOConfig's default: checkpointing on, of transformers' non-reentrant kind.
     assert config(shared_prefix_loss=True).gradient_checkpointing
     assert config(shared_prefix_loss=True, gradient_checkpointing=False, gradient_checkpointing_kwargs=reentrant)
-    assert not config().shared_prefix_loss
+    # The default leaves the choice to the trainer, which turns the shared prefix off where it cannot run.
+    assert config().shared_prefix_loss is None
+    assert config(gradient_checkpointing_kwargs=reentrant).shared_prefix_loss is None
 
 
 def test_refuses_a_model_checkpointed_reentrantly_before_running_it(tokens_run):
@@ -385,6 +388,51 @@ def test_trainer_refuses_reentrant_checkpointing(tmp_path, tokenizer):
         RPTTrainer(model=make_tiny_model(tokenizer), args=args, train_dataset=train, processing_class=tokenizer)
 
 
+def default_trainer(tmp_path, tokenizer, **fields):
+    train = build_next_token_dataset(CORPUS, tokenizer, position_stride=9, max_context_tokens=24, show_progress=False)
+    args = RPTConfig(
+        output_dir=str(tmp_path), use_cpu=True, per_device_train_batch_size=4, num_generations=4, report_to="none",
+        **fields,
+    )  # fmt: skip
+    return args, train
+
+
+def test_the_default_turns_the_shared_prefix_on_where_it_can_run(tmp_path, tokenizer, caplog):
+    args, train = default_trainer(tmp_path, tokenizer)
+    assert args.shared_prefix_loss is None
+    with caplog.at_level(logging.INFO, logger="rpt_trl.trainer.rpt_trainer"):
+        trainer = RPTTrainer(
+            model=make_tiny_model(tokenizer), args=args, train_dataset=train, processing_class=tokenizer
+        )
+    assert trainer.args.shared_prefix_loss is True
+    assert "shared_prefix_loss is off" not in caplog.text
+
+
+@pytest.mark.parametrize("refusal", ["reentrant checkpointing", "a model it cannot share"])
+def test_the_default_turns_the_shared_prefix_off_where_it_cannot_run(
+    tmp_path, tokenizer, caplog, monkeypatch, refusal
+):
+    """Where `shared_prefix_loss=True` is refused, the default trains without it and says why."""
+    args, train = default_trainer(tmp_path, tokenizer)
+    if refusal == "reentrant checkpointing":
+        args.gradient_checkpointing_kwargs = {"use_reentrant": True}
+        expected = "non-reentrant"
+    else:
+        import rpt_trl.trainer.rpt_trainer as rpt_trainer_module
+
+        def refuse(model):
+            raise ValueError("shared_prefix_loss: this model keeps recurrent states")
+
+        monkeypatch.setattr(rpt_trainer_module, "check_shared_prefix_model", refuse)
+        expected = "recurrent states"
+    with caplog.at_level(logging.INFO, logger="rpt_trl.trainer.rpt_trainer"):
+        trainer = RPTTrainer(
+            model=make_tiny_model(tokenizer), args=args, train_dataset=train, processing_class=tokenizer
+        )
+    assert trainer.args.shared_prefix_loss is False
+    assert "shared_prefix_loss is off" in caplog.text and expected in caplog.text
+
+
 @pytest.mark.parametrize(
     ("zero_stage", "checkpointing", "uses_peft", "model_as_path", "refused"),
     [
@@ -428,6 +476,11 @@ def test_peft_under_zero3_with_checkpointing_is_refused_before_the_model_loads(
         model = str(tmp_path / "policy")
     with expected:
         RPTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer, **peft)
+    # The default is not refused: it turns the shared prefix off for that combination, before the model loads.
+    args.shared_prefix_loss = None
+    with pytest.raises(GRPOTrainerReached):
+        RPTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer, **peft)
+    assert args.shared_prefix_loss is (False if refused else None)
 
 
 # Micro-batches of whole groups: the generation batch is shuffled by prompt, not by row.

@@ -68,11 +68,12 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
 
     > Parameters that control how the loss is computed
 
-    shared_prefix_loss (`bool`, *optional*, defaults to `False`):
+    shared_prefix_loss (`bool` or `None`, *optional*, defaults to `None`):
         Score the completions of a group on one forward pass of their shared prompt, whose keys and values all G
         completions read (see `rpt_trl.trainer.shared_prefix`): the same log-probabilities and gradients, the prompt
-        computed once per group instead of G times. With gradient checkpointing, only the non-reentrant kind
-        (transformers' default; the reentrant kind is refused).
+        computed once per group instead of G times. `None`: on wherever it can run, otherwise off with a log line
+        saying why (reentrant gradient checkpointing, PEFT under ZeRO-3 with checkpointing, a model whose cache
+        cannot be shared by row). `True`: on, and those cases are refused with the fix. `False`: off.
 
     > Parameters that control the order of training positions
 
@@ -197,9 +198,12 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         },
     )
 
-    shared_prefix_loss: bool = field(
-        default=False,
-        metadata={"help": "Run each group's prompt forward once, its keys and values shared by the G completions."},
+    shared_prefix_loss: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Run each group's prompt forward once, its keys and values shared by the G completions. None: on "
+            "where the model and setup allow it, else off with a log line; True: on, or refused; False: off."
+        },
     )
     push_checkpoint_revisions: bool = field(
         default=False,
@@ -355,7 +359,7 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
 
     def _check_generation_hooks(self) -> None:
         """Refuse the loss and generation hooks that cannot work with the checkpointing or generation chosen."""
-        if self.shared_prefix_loss:
+        if self.shared_prefix_loss:  # None is settled by the trainer, once the model is known
             check_checkpointing_arguments(self)
         if self.stop_after_answer and (self.use_transformers_continuous_batching or self.use_transformers_paged):
             # That path calls `model.generate_batch`, not `model.generate`, which the answer stop wraps.

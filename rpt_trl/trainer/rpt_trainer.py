@@ -41,6 +41,7 @@ from .shared_prefix import (
     check_checkpointing_arguments,
     check_peft_under_zero3,
     check_shared_prefix_model,
+    shared_prefix_refusal,
 )
 from .signal import LearningSignalMixin, LearningSignalWarning
 
@@ -123,9 +124,16 @@ class RPTTrainer(
         **kwargs: Any,
     ):
         args = _checked_args(model, args)
+        chosen_shared_prefix = args.shared_prefix_loss
+        uses_peft = kwargs.get("peft_config") is not None or (not isinstance(model, str) and is_peft_model(model))
         if args.shared_prefix_loss:
-            uses_peft = kwargs.get("peft_config") is not None or (not isinstance(model, str) and is_peft_model(model))
             check_peft_under_zero3(args, uses_peft)
+        elif args.shared_prefix_loss is None:
+            _settle_shared_prefix(
+                args,
+                shared_prefix_refusal(check_checkpointing_arguments, args)
+                or shared_prefix_refusal(check_peft_under_zero3, args, uses_peft),
+            )
         train_dataset, eval_dataset, processing_class = self._prepared_datasets(
             model, args, reward_funcs, train_dataset, eval_dataset, processing_class
         )
@@ -145,8 +153,15 @@ class RPTTrainer(
             processing_class=processing_class,
             **kwargs,
         )
+        if args.shared_prefix_loss is None:  # the model is known now
+            _settle_shared_prefix(
+                args,
+                shared_prefix_refusal(check_checkpointing_arguments, args)
+                or shared_prefix_refusal(check_shared_prefix_model, self.model),
+                settle_on=True,
+            )
         if args.shared_prefix_loss:  # GRPOTrainer may have made checkpointing reentrant (PEFT with ZeRO-3)
-            self._check_shared_prefix_loss(args)
+            self._check_shared_prefix_loss(args, chosen=chosen_shared_prefix)
         for reward in self.reward_funcs:  # the rewards that read the policy score with this trainer's model
             if isinstance(unwrapped_reward(reward), ModelReward) and reward.trainer is None:
                 reward.bind(self)
@@ -183,11 +198,13 @@ class RPTTrainer(
                 check_next_token_columns(dataset, name)  # the RPT rewards' columns, before the model loads
         return train_dataset, eval_dataset, processing_class
 
-    def _check_shared_prefix_loss(self, args: RPTConfig) -> None:
+    def _check_shared_prefix_loss(self, args: RPTConfig, chosen: bool | None) -> None:
         check_checkpointing_arguments(args)
         check_shared_prefix_model(self.model)
         if args.per_device_train_batch_size % args.num_generations:
-            logger.warning(
+            # Advice for a user who turned it on; only a note under the default.
+            logger.log(
+                logging.WARNING if chosen else logging.INFO,
                 "shared_prefix_loss shares a prompt among the rows of one micro-batch: with "
                 "per_device_train_batch_size=%d, not a multiple of num_generations=%d, a group's prompt runs once "
                 "per micro-batch it spans; a multiple of num_generations runs it once.",
@@ -464,6 +481,16 @@ def _named_datasets(train_dataset: Any, eval_dataset: Any) -> list[tuple[str, An
 def _training_tokenizer(model: Any, args: RPTConfig) -> Any:
     revision = (args.model_init_kwargs or {}).get("revision")
     return load_training_tokenizer(model, revision=revision, trust_remote_code=args.trust_remote_code)
+
+
+def _settle_shared_prefix(args: RPTConfig, refusal: str | None, settle_on: bool = False) -> None:
+    """Settle `shared_prefix_loss=None`: off with a log line when a check refuses it; on once every check has passed
+    (`settle_on`, after the model has loaded)."""
+    if refusal is not None:
+        logger.info("shared_prefix_loss is off (the default turns it on only where it can run): %s", refusal)
+        args.shared_prefix_loss = False
+    elif settle_on:
+        args.shared_prefix_loss = True
 
 
 def _checked_args(model: Any, args: RPTConfig | None) -> RPTConfig:

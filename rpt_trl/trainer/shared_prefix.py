@@ -351,6 +351,23 @@ def check_shared_prefix_model(model: Any) -> None:
         )
 
 
+def shared_prefix_refusal(check: Any, *args: Any) -> str | None:
+    """Why `check(*args)` refuses the shared-prefix loss, or `None` when it accepts it. With
+    `shared_prefix_loss=None` (the default) a refusal turns the shared prefix off instead of stopping the run: the
+    loss is the same either way, only slower.
+
+    Args:
+        check: One of this module's checks ([`check_checkpointing_arguments`], [`check_peft_under_zero3`],
+            [`check_shared_prefix_model`]).
+        *args: Its arguments.
+    """
+    try:
+        check(*args)
+    except ValueError as refusal:
+        return str(refusal)
+    return None
+
+
 def shuffle_keeping_prompts_together(batch: dict[str, Any]) -> dict[str, Any]:
     """Shuffle a generation batch's rows as TRL's `shuffle_sequence_dict` does, but by prompt: the groups come in a
     random order and the rows of a group stay together, so that a micro-batch holds whole groups to share.
