@@ -319,3 +319,27 @@ def test_vllm_prompt_logprobs_are_read_as_top_k_by_rank(model, tokenizer, monkey
         assert_close(a, b)
     with pytest.raises(ValueError, match="top-k"):
         compute_token_entropy(TEXTS, FakeLLM(), tokenizer, top_k=None)
+
+
+@pytest.mark.parametrize("top_k", [16, None])
+def test_a_soft_capped_head_equals_the_models_own_logits(tokenizer, top_k):
+    """Gemma's final soft-capping: with top_k the scorer caps only the top k logits (the cap rises monotonically),
+    and the entropies are still those of the model's own capped logits."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=8, sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"], final_logit_softcapping=1.5,
+    )  # fmt: skip
+    capped = Gemma3ForCausalLM(config).eval()
+    with torch.no_grad():  # logits well past the cap, where capping changes the distribution
+        capped.get_output_embeddings().weight.mul_(50.0)
+    entropies = compute_token_entropy(TEXTS, capped, tokenizer, top_k=top_k, show_progress=False)
+    for text, values in zip(TEXTS, entropies):
+        assert_close(values, reference_entropy(text, capped, tokenizer, top_k=top_k))
+    # The same model without its cap gives other entropies: the cap is applied, not skipped.
+    capped.config.final_logit_softcapping = None
+    uncapped = compute_token_entropy(TEXTS[:1], capped, tokenizer, top_k=top_k, show_progress=False)
+    assert max(abs(a - b) for a, b in zip(uncapped[0][1:], entropies[0][1:])) > 1e-3

@@ -55,7 +55,15 @@ class HeadScorer:
 
     def entropies(self, hidden: torch.Tensor) -> torch.Tensor:
         """Entropy of each row's next-token distribution; its logits are freed when this returns."""
-        return entropy_from_logits(self.logits(hidden), self.top_k).cpu()
+        if self.top_k is None or not self.softcap or torch.is_grad_enabled():
+            return entropy_from_logits(self.logits(hidden), self.top_k).cpu()
+        logits = self.head(hidden).float()
+        if self.top_k < logits.shape[-1]:
+            # The softcap rises monotonically, so the top k logits before it are the top k after it: cap only those,
+            # not the whole vocabulary (three passes over 262k logits per position on Gemma).
+            logits = logits.topk(self.top_k, dim=-1, sorted=False).values.double()
+        capped = torch.tanh(logits / self.softcap) * self.softcap
+        return entropy_from_logits(capped, self.top_k).cpu()
 
     @torch.inference_mode()
     def check_against_forward(self, token_ids: list[int]) -> None:
