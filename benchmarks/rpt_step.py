@@ -43,7 +43,8 @@ backward, clipping, optimizer and scheduler), and split by timing `model.generat
 `compute_loss` and the backward. The summary gives each configuration's median step, the median of its ratios to
 `today` within the same round, where the time goes, and whether it generated for the same positions and got the same
 completions as `today` in every step (the comparison is fair while they do). It holds every run's model and AdamW
-state at once: about 3.2 GB per configuration for Gemma 3 270M in float32 (`--configurations` runs fewer).
+state at once, with its gradients and activations: two configurations peaked at 19.5 GB for Gemma 3 270M in float32,
+and four were killed for memory on a 24 GiB machine (`--configurations` runs fewer).
 
     python benchmarks/rpt_step.py --whole_step [--repeats 3] [--threads 1] [--max_refills N]
                                   [--configurations today prefix_cache shared_prefix_loss empty_batch_skip]
