@@ -160,8 +160,17 @@ class _ReadOnlyPrefix:
     rows: torch.Tensor
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        keys, values = self.keys[self.rows], self.values[self.rows]
+        keys, values = _rows_of(self.keys, self.rows), _rows_of(self.values, self.rows)
         return torch.cat([keys, key_states], dim=-2), torch.cat([values, value_states], dim=-2)
+
+
+def _rows_of(states: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """`states[rows]`, through a product with the rows' one-hot matrix: the same values (each row picks one prompt
+    times 1 plus the others times 0), and a backward that sums each prompt's rows in a fixed order. Indexing's
+    backward accumulates repeated indices in parallel on a CPU, in an order that differs between runs, so two runs
+    from the same seed ended with different weights."""
+    one_hot = torch.nn.functional.one_hot(rows, states.size(0)).to(states.dtype)
+    return (one_hot @ states.reshape(states.size(0), -1)).view(len(rows), *states.shape[1:])
 
 
 class _PrefixLayer(_ReadOnlyPrefix, DynamicLayer):
