@@ -322,6 +322,8 @@ class AblationSetup:
     context_length: int | None = None
     longest_prompt: int | None = None
     tokenizer: Any = None
+    # The policy's module names, where known: a LoRA variant's target modules must name some of them.
+    module_names: frozenset[str] | None = None
     # The templates that built the training and the held-out prompts, where known (see [`built_with`]): a variant with
     # another template gets its prompts rebuilt from the contexts these cut out.
     train_template: str | None = None
@@ -381,6 +383,7 @@ def _tiny_setup(seed: int, eval_positions: int) -> AblationSetup:
         context_length=policy.config.max_position_embeddings,
         longest_prompt=longest_prompt(tokenizer, dataset),
         tokenizer=tokenizer,
+        module_names=frozenset(name for name, _ in policy.named_modules()),
         train_template=TINY_TEMPLATE,
         eval_template=TINY_TEMPLATE,
     )
@@ -445,7 +448,49 @@ def _model_setup(
         tokenizer=tokenizer,
         train_template=templates[0],
         eval_template=templates[1],
+        module_names=policy_module_names(path),
     )
+
+
+def policy_module_names(path: str) -> frozenset[str] | None:
+    """The module names of the model at `path`, built from its config on the meta device (no weights load), or
+    `None` (logged) where transformers cannot build it from its config."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    except (ValueError, KeyError) as error:
+        logger.info("The module names of %s are not known (%s): LoRA target modules are checked when it loads.", path,
+                    error)  # fmt: skip
+        return None
+    return frozenset(name for name, _ in model.named_modules())
+
+
+def check_target_modules(lora: dict[str, Any] | None, module_names: frozenset[str] | None, where: str) -> None:
+    """Refuse `lora_target_modules` that name no module of the policy (`module_names`), by PEFT's rule: a list entry
+    is a module's name or the end of its dotted path, any other string a pattern over whole paths.
+
+    Example:
+        >>> check_target_modules({"lora_target_modules": ["q_proj", "qproj"]}, frozenset({"layers.0.q_proj"}), "x")
+        Traceback (most recent call last):
+        ...
+        ValueError: x: lora_target_modules ['qproj'] name no module of the policy (its modules end in q_proj).
+    """
+    targets = None if lora is None else lora["lora_target_modules"]
+    if targets in (None, "all-linear") or module_names is None:
+        return
+    if isinstance(targets, str):
+        missing = [] if any(re.fullmatch(targets, name) for name in module_names) else [targets]
+    else:
+        missing = [t for t in targets if not any(name == t or name.endswith(f".{t}") for name in module_names)]
+    if missing:
+        ends = sorted({name.rsplit(".", 1)[-1] for name in module_names if name and not name[-1].isdigit()})
+        raise ValueError(
+            f"{where}: lora_target_modules {missing} name no module of the policy (its modules end in "
+            f"{', '.join(ends[:12])}{', ...' if len(ends) > 12 else ''})."
+        )
 
 
 def prepared_template(source: str, dataset: Any) -> str | None:
@@ -640,9 +685,9 @@ def plan_variants(
     """Each variant's RPTConfig fields (base preset < `overrides` < the variant, each over the prompt settings its
     reward needs; seed and steps shared; the data's template and format where nothing sets them), its LoRA settings
     (`overrides`' < the variant's, see [`lora_settings`]) and its positions with prompts built by its own template,
-    all checked before anything trains: the config by building its RPTConfig, the LoRA settings, the reward against
-    the template, a curriculum against its training positions, the completion length against the policy's context,
-    and that every variant has the same positions."""
+    all checked before anything trains: the config by building its RPTConfig, the LoRA settings (their target modules
+    against the policy's), the reward against the template, a curriculum against its training positions, the
+    completion length against the policy's context, and that every variant has the same positions."""
     names = [v.name for v in variants]
     if not variants or len(set(names)) != len(names):
         raise ValueError(f"Give one or more variants with distinct names, got {names}.")
@@ -660,6 +705,8 @@ def plan_variants(
         setup.eval_template or built_with(setup.eval_dataset, declared),
     )
     loras = [lora_settings(variant.overrides, shared_lora, where=f"Variant {variant.name!r}") for variant in variants]
+    for variant, lora in zip(variants, loras):
+        check_target_modules(lora, setup.module_names, f"Variant {variant.name!r}")
     plans = [
         _plan_variant(variant, setup, shared, sources, seed=seed, max_steps=max_steps, lora=lora)
         for variant, lora in zip(variants, loras)
