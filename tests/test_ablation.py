@@ -485,7 +485,7 @@ def test_the_resume_key_holds_the_lora_settings(tiny_setup):
 @pytest.mark.parametrize(
     ("targets", "missing"),
     [(["q_proj", "qproj"], ["qproj"]), ("layers.0.mlp", ["layers.0.mlp"]), (["q_proj", "v_proj"], None),
-     (r".*\.(q|v)_proj", None), ("all-linear", None)],
+     (r".*\.(q|v)_proj", None), ("all-linear", None), ("q_proj[", "'q_proj[' is not a pattern PEFT can read")],
 )  # fmt: skip
 def test_lora_target_modules_must_name_modules_of_the_policy(tiny_setup, targets, missing):
     from rpt_trl.experiments.ablation import plan_variants
@@ -495,7 +495,8 @@ def test_lora_target_modules_must_name_modules_of_the_policy(tiny_setup, targets
         [plan] = plan_variants([variant], tiny_setup, {}, seed=0, max_steps=1)
         assert plan.lora["lora_target_modules"] == targets
         return
-    with pytest.raises(ValueError, match=re.escape(f"Variant 'x': lora_target_modules {missing} name no module")):
+    message = missing if isinstance(missing, str) else f"{missing} name no module"
+    with pytest.raises(ValueError, match=re.escape(f"Variant 'x': lora_target_modules {message}")):
         plan_variants([variant], tiny_setup, {}, seed=0, max_steps=1)
 
 

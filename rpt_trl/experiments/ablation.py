@@ -482,7 +482,12 @@ def check_target_modules(lora: dict[str, Any] | None, module_names: frozenset[st
     if targets in (None, "all-linear") or module_names is None:
         return
     if isinstance(targets, str):
-        missing = [] if any(re.fullmatch(targets, name) for name in module_names) else [targets]
+        try:
+            missing = [] if any(re.fullmatch(targets, name) for name in module_names) else [targets]
+        except re.error as error:
+            raise ValueError(
+                f"{where}: lora_target_modules {targets!r} is not a pattern PEFT can read ({error})."
+            ) from None
     else:
         missing = [t for t in targets if not any(name == t or name.endswith(f".{t}") for name in module_names)]
     if missing:
