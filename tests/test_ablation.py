@@ -3,9 +3,12 @@ run writing a valid results.json, report and plots."""
 
 import json
 import math
+import re
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from rpt_trl import RPTConfig, cli
@@ -30,6 +33,19 @@ def test_default_variants_are_every_reward_the_config_accepts():
             {"thought_budget": 8, "thought_budget_penalty": "step"},
         ),
         ("lr:learning_rate=1e-3,reward=first_token", "lr", {"learning_rate": 1e-3, "reward": "first_token"}),
+        ("lora8:lora_r=8", "lora8", {"lora_r": 8}),
+        (
+            "lora:lora_r=4,lora_alpha=16,lora_dropout=1e-1,lora_target_modules=[q_proj, v_proj],reward=first_token",
+            "lora",
+            {
+                "lora_r": 4,
+                "lora_alpha": 16,
+                "lora_dropout": 0.1,
+                "lora_target_modules": ["q_proj", "v_proj"],
+                "reward": "first_token",
+            },
+        ),
+        ("full:use_peft=false", "full", {"use_peft": False}),
     ],
 )
 def test_parse_variant(spec, name, overrides):
@@ -51,6 +67,17 @@ def test_parse_variant(spec, name, overrides):
         ("", "'' is not a plain name"),
         # issue 21, item 15: a repeated key kept the last value
         ("x:thought_budget=1,thought_budget=2", "sets 'thought_budget' twice"),
+        # issue 18, item 2: LoRA settings, refused in one line naming the variant and the key
+        ("x:lora_r=0", "Variant 'x:lora_r=0': lora_r takes a positive integer"),
+        ("x:lora_r=2.5", "Variant 'x:lora_r=2.5': lora_r takes a positive integer"),
+        ("x:lora_r=true", "lora_r takes a positive integer"),
+        ("x:lora_r=4,lora_alpha=-1", "lora_alpha takes a positive number, got -1"),
+        ("x:lora_r=4,lora_dropout=1", "lora_dropout takes a number in"),
+        ("x:lora_r=4,lora_target_modules=[]", "lora_target_modules takes 'all-linear', a module name or a list"),
+        ("x:use_peft=false,lora_r=4", "Variant 'x:use_peft=false,lora_r=4': lora_r beside use_peft=false"),
+        ("x:use_peft=maybe", "use_peft takes true or false"),
+        ("x:lora_rank=4", "'lora_rank' is not an RPTConfig field or a LoRA setting"),
+        ("x:lora_r=4,lora_r=8", "sets 'lora_r' twice"),
     ],
 )
 def test_bad_variant_specs_are_refused(spec, message):
@@ -382,3 +409,257 @@ def test_only_variants_scored_by_the_same_metric_are_paired():
     assert (
         "differences" not in results[2] and results[2]["not_comparable"]["reference_metric"] == "thought_probability"
     )
+
+
+# Issue 18, item 2: LoRA against full fine-tuning, as variant settings (TRL's ModelConfig names).
+LORA4 = {"lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "lora_target_modules": "all-linear"}
+
+
+def test_a_lora_variant_without_peft_is_refused(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a))
+    with pytest.raises(ValueError, match="Variant 'x:lora_r=8': lora_r needs peft, which is not installed"):
+        parse_variant("x:lora_r=8")
+    assert parse_variant("x:use_peft=false") == Variant("x", {"use_peft": False})  # full weights need no peft
+
+
+@pytest.mark.parametrize(
+    ("variants", "overrides", "message"),
+    [
+        ([Variant("a", {"lora_alpha": 8})], {}, "Variant 'a': lora_alpha needs lora_r, the adapter's rank"),
+        ([Variant("a", {"use_peft": True})], {}, "Variant 'a': use_peft needs lora_r"),
+        ([Variant("a", {"lora_r": "8"})], {}, "Variant 'a': lora_r takes a positive integer"),
+        ([Variant("a", {})], {"lora_r": 0}, r"overrides \(--config\): lora_r takes a positive integer"),
+        ([Variant("a", {})], {"use_peft": True}, "Variant 'a': use_peft needs lora_r"),
+    ],
+)
+def test_bad_lora_settings_are_refused_before_the_model_loads(tmp_path, monkeypatch, variants, overrides, message):
+    from rpt_trl.experiments import ablation
+
+    def no_setup(**data):
+        raise AssertionError("the policy was loaded")
+
+    monkeypatch.setattr(ablation, "make_setup", no_setup)
+    with pytest.raises(ValueError, match=message):
+        ablation.run_ablation(tmp_path / "out", variants=variants, overrides=overrides, max_steps=1)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit, match="rpt-trl ablate: error: Variant 'x:lora_r=-2': lora_r takes a positive"):
+        cli.main(["ablate", "--variants", "x:lora_r=-2", "--output_dir", str(tmp_path / "out")])
+
+
+def test_lora_settings_are_the_variants_over_the_configs(tiny_setup):
+    from rpt_trl.experiments.ablation import PEFT_FIELDS, plan_variants
+
+    shared = {"use_peft": True, "lora_r": 16, "lora_dropout": 0.05}
+    variants = [Variant("config", {}), Variant("r4", {"lora_r": 4}), Variant("full", {"use_peft": False})]
+    plans = plan_variants(variants, tiny_setup, shared, seed=0, max_steps=1)
+    assert [plan.lora for plan in plans] == [
+        {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "lora_target_modules": "all-linear"},
+        {"lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.05, "lora_target_modules": "all-linear"},
+        None,
+    ]
+    assert not any(set(PEFT_FIELDS) & set(plan.config) for plan in plans)  # none of them reaches RPTConfig
+    [alone] = plan_variants([Variant("r4", {"lora_r": 4})], tiny_setup, {}, seed=0, max_steps=1)
+    assert alone.lora == LORA4 and alone.describe() == (
+        "lora_r=4, lora_alpha=8, lora_dropout=0.0, lora_target_modules=all-linear"
+    )
+
+
+def test_the_resume_key_holds_the_lora_settings(tiny_setup):
+    from rpt_trl.experiments.ablation import plan_variants, resume_key
+
+    def key(variant, overrides):
+        [plan] = plan_variants([variant], tiny_setup, overrides, seed=0, max_steps=1)
+        return resume_key(plan, tiny_setup, num_samples=1, seed=0)
+
+    full, lora = key(Variant("v", {}), {}), key(Variant("v", {}), {"lora_r": 4})  # LoRA from the shared settings
+    assert full["lora"] is None and lora["lora"] == LORA4 and full != lora
+    # The LoRA settings are all that tells these two apart: the variant and its RPTConfig fields are the same.
+    assert {k: v for k, v in full.items() if k != "lora"} == {k: v for k, v in lora.items() if k != "lora"}
+    assert key(Variant("v", {}), {"lora_r": 4}) == lora
+    assert key(Variant("v", {"lora_r": 4}), {}) != key(Variant("v", {"lora_r": 4}), {"lora_dropout": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("targets", "missing"),
+    [(["q_proj", "qproj"], ["qproj"]), ("layers.0.mlp", ["layers.0.mlp"]), (["q_proj", "v_proj"], None),
+     (r".*\.(q|v)_proj", None), ("all-linear", None), ("q_proj[", "'q_proj[' is not a pattern PEFT can read")],
+)  # fmt: skip
+def test_lora_target_modules_must_name_modules_of_the_policy(tiny_setup, targets, missing):
+    from rpt_trl.experiments.ablation import plan_variants
+
+    variant = Variant("x", {"lora_r": 4, "lora_target_modules": targets})
+    if missing is None:
+        [plan] = plan_variants([variant], tiny_setup, {}, seed=0, max_steps=1)
+        assert plan.lora["lora_target_modules"] == targets
+        return
+    message = missing if isinstance(missing, str) else f"{missing} name no module"
+    with pytest.raises(ValueError, match=re.escape(f"Variant 'x': lora_target_modules {message}")):
+        plan_variants([variant], tiny_setup, {}, seed=0, max_steps=1)
+
+
+def test_the_module_names_of_a_model_folder_come_without_its_weights(tiny_setup, tmp_path):
+    from rpt_trl.experiments.ablation import policy_module_names
+
+    policy = tiny_setup.load_policy()[0]
+    policy.save_pretrained(tmp_path / "model")
+    assert policy_module_names(str(tmp_path / "model")) == tiny_setup.module_names
+    assert tiny_setup.module_names == frozenset(name for name, _ in policy.named_modules())
+    assert "model.layers.0.self_attn.q_proj" in tiny_setup.module_names
+    (tmp_path / "unknown").mkdir()
+    (tmp_path / "unknown" / "config.json").write_text("{}")  # no model_type: transformers cannot build it
+    assert policy_module_names(str(tmp_path / "unknown")) is None
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # As rpt-trl train reads them: TRL ModelConfig's defaults for what the recipe leaves out.
+        ("use_peft: true\n", {"use_peft": True, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
+                               "lora_target_modules": None}),
+        ("use_peft: true\nlora_r: 4\nlora_target_modules: [q_proj, v_proj]\nlearning_rate: 0.1\n",
+         {"learning_rate": 0.1, "use_peft": True, "lora_r": 4, "lora_alpha": 32, "lora_dropout": 0.05,
+          "lora_target_modules": ["q_proj", "v_proj"]}),
+        ("lora_r: 8\nuse_dora: true\n", {}),  # no use_peft: ignored, as rpt-trl train ignores them
+        ("use_peft: false\nlora_r: 8\n", {"use_peft": False}),
+    ],
+)  # fmt: skip
+def test_a_recipe_gives_every_variant_its_lora_settings(tmp_path, capsys, text, expected):
+    from rpt_trl.commands.ablate import load_config_overrides
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(text)
+    assert load_config_overrides(str(recipe)) == expected
+    if "lora_r: 8" in text:
+        assert "['lora_r'" in capsys.readouterr().out
+
+
+def test_the_lora_recipe_and_bad_recipe_lora_settings(tmp_path):
+    from rpt_trl.commands.ablate import load_config_overrides
+
+    overrides = load_config_overrides(str(RECIPES / "DeepSeek-R1-Distill-Qwen-7B" / "rpt" / "config_lora.yaml"))
+    assert {k: overrides[k] for k in ("use_peft", *LORA4)} == {
+        "use_peft": True, "lora_r": 64, "lora_alpha": 128, "lora_dropout": 0.0, "lora_target_modules": "all-linear",
+    }  # fmt: skip
+    recipe = tmp_path / "recipe.yaml"
+    for text, message in [
+        ("use_peft: true\nlora_r: 0\n", r"--config .*recipe.yaml: lora_r takes a positive integer"),
+        ("use_peft: true\nuse_dora: true\n", r"--config .*: use_dora=True is not taken by rpt-trl ablate"),
+        ("use_peft: 'yes'\n", "use_peft takes true or false"),
+    ]:
+        recipe.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_config_overrides(str(recipe))
+
+
+def _adapter(names):
+    return {name for name in names if ".lora_A." in name or ".lora_B." in name}
+
+
+def test_a_lora_variant_trains_only_its_adapter(tiny_setup, tmp_path, monkeypatch):
+    from rpt_trl.experiments import ablation
+
+    start = {name: weight.detach().clone() for name, weight in tiny_setup.load_policy()[0].named_parameters()}
+    seen, real = {}, ablation.policy_to_score
+
+    def trained(model):  # the trained policy, before its adapter is merged for scoring
+        seen["trainable"] = {name for name, weight in model.named_parameters() if weight.requires_grad}
+        seen["weights"] = {name: weight.detach().clone() for name, weight in model.named_parameters()}
+        return real(model)
+
+    monkeypatch.setattr(ablation, "policy_to_score", trained)
+    [plan] = ablation.plan_variants([Variant("lora", {"lora_r": 4})], tiny_setup, {}, seed=0, max_steps=1)
+    result = ablation.run_variant(plan, tiny_setup, output_dir=tmp_path, num_samples=1, seed=0)
+
+    weights = seen["weights"]
+    adapter = _adapter(weights)
+    layers = tiny_setup.load_policy()[0].config.num_hidden_layers
+    assert seen["trainable"] == adapter and len(adapter) == 2 * 7 * layers  # A and B on every linear layer
+    # Every base weight is still the starting one (under PEFT's name for it).
+    base = {name.removeprefix("base_model.model.").replace(".base_layer", ""): name for name in weights}
+    base = {plain: name for plain, name in base.items() if name not in adapter}
+    assert sorted(base) == sorted(start)
+    assert all(torch.equal(weights[name], start[plain]) for plain, name in base.items())
+    # PEFT starts B at zero: a nonzero B is a trained one.
+    assert all(weights[name].abs().max() > 0 for name in adapter if ".lora_B." in name)
+    assert result["training"]["trainable_parameters"] == sum(weights[name].numel() for name in adapter)
+    assert result["training"]["trainable_parameters"] < sum(weight.numel() for weight in start.values()) / 10
+    assert result["variant"] == {"name": "lora", "overrides": {"lora_r": 4}, "lora": LORA4}
+
+
+def test_a_lora_variant_is_scored_with_its_adapter(tiny_setup, tmp_path, monkeypatch):
+    from rpt_trl.experiments import ablation
+
+    probe = tiny_setup.tokenizer(tiny_setup.eval_dataset[0]["prompt"], return_tensors="pt").input_ids
+    seen, real_merge, real_score = {}, ablation.policy_to_score, ablation.score_held_out
+
+    def perturbed(model):  # a far-off adapter, so that the adapted policy answers unlike its base
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for name, weight in model.named_parameters():
+                if ".lora_B." in name:
+                    weight.copy_(torch.randn(weight.shape, generator=generator))
+            seen["adapted"] = model(probe).logits
+        return real_merge(model)
+
+    def score(plan, model, *args, **kwargs):
+        with torch.no_grad():
+            seen["scored"] = model(probe).logits
+        return real_score(plan, model, *args, **kwargs)
+
+    monkeypatch.setattr(ablation, "policy_to_score", perturbed)
+    monkeypatch.setattr(ablation, "score_held_out", score)
+    [plan] = ablation.plan_variants([Variant("lora", {"lora_r": 4})], tiny_setup, {}, seed=0, max_steps=1)
+    result = ablation.run_variant(plan, tiny_setup, output_dir=tmp_path, num_samples=2, seed=0)
+
+    base, tokenizer = tiny_setup.load_policy()
+    with torch.no_grad():
+        base_logits = base(probe).logits
+    assert torch.allclose(seen["scored"], seen["adapted"], atol=1e-4)  # the merged model is the adapted one
+    assert (seen["scored"] - base_logits).abs().max() > 1.0
+    args = RPTConfig(output_dir=str(tmp_path / "base"), **plan.config)
+    untouched = real_score(plan, base, tokenizer, args, num_samples=2, seed=0)
+    held_out = ("position_scores", "mean_reasoning_tokens")
+    assert [result[key] for key in held_out] != [untouched[key] for key in held_out]
+
+
+def test_lora_against_full_fine_tuning_from_a_recipe(tmp_path, monkeypatch, capsys):
+    from rpt_trl.experiments import ablation
+
+    trained, real = [], ablation.run_variant
+
+    def run_variant(plan, *args, **kwargs):
+        trained.append(plan.name)
+        return real(plan, *args, **kwargs)
+
+    monkeypatch.setattr(ablation, "run_variant", run_variant)
+    recipe, out = tmp_path / "lora.yaml", tmp_path / "ablation"
+    recipe.write_text("use_peft: true\nlora_r: 4\nlora_target_modules: [q_proj, v_proj]\n")
+    variants = ["full:use_peft=false", "prefix_match", "r8:lora_r=8"]
+    argv = ["ablate", "--variants", *variants, "--max_steps", "1", "--eval_positions", "4", "--num_samples", "1",
+            "--output_dir", str(out)]  # fmt: skip
+    cli.main([*argv, "--config", str(recipe)])
+    full, config, r8 = load_results([out / "results.json"])
+    recipe_lora = {"lora_alpha": 32, "lora_dropout": 0.05, "lora_target_modules": ["q_proj", "v_proj"]}
+    assert full["variant"]["lora"] is None
+    assert config["variant"]["lora"] == {"lora_r": 4, **recipe_lora}
+    assert r8["variant"]["lora"] == {"lora_r": 8, **recipe_lora}
+    sizes = [result["training"]["trainable_parameters"] for result in (full, config, r8)]
+    assert sizes[2] == 2 * sizes[1] and sizes[0] > 10 * sizes[2]  # an adapter of twice the rank, the full weights
+    report = (out / "report.md").read_text()
+    assert "| full | use_peft=False |" in report
+    assert (
+        "| prefix_match | reward=prefix_match, lora_r=4, lora_alpha=32, lora_dropout=0.05, "
+        "lora_target_modules=['q_proj', 'v_proj'] |" in report
+    )
+    assert "[2/3] prefix_match: reward=prefix_match, lora_r=4" in capsys.readouterr().out
+
+    cli.main(argv)  # without the recipe's LoRA: full is kept, the other two train their new settings
+    assert trained == [*("full", "prefix_match", "r8"), "prefix_match", "r8"]
+    _, config, r8 = load_results([out / "results.json"])
+    assert config["variant"]["lora"] is None and r8["variant"]["lora"] == {**LORA4, "lora_r": 8, "lora_alpha": 16}

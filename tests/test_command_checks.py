@@ -143,11 +143,13 @@ def bad_inputs(world):
     )
     datasets.Dataset.from_dict({key: [] for key in ROW}).save_to_disk(str(world / "empty"))
     (world / "steps.yaml").write_text("max_steps: 1.7\n")
+    (world / "dora.yaml").write_text("use_peft: true\nuse_dora: true\n")
     return world
 
 
 TRAIN = "train --model_name_or_path {data}/model --use_cpu true --bf16 false --output_dir {tmp}/out "
 NEXT = "evaluate next-token --model {data}/model --output {tmp}/r.json --mode reasoning "
+ABLATE = "ablate --model {data}/model --dataset {data}/positions.jsonl --eval_split train --output_dir {tmp}/ab "
 COMPARE = "evaluate compare --dataset {data}/positions.jsonl --modes reasoning --output {tmp}/r.json "
 EMPTY_BOUNDARIES = r"row 1: column 'ground_truth_boundaries' is empty"
 # (command line, the one-line error it must give before any model loads)
@@ -181,6 +183,10 @@ CHECKED_FIRST = [
     ("ablate --variants ../../x:reward=dense --output_dir {tmp}/ab", r"^rpt-trl ablate: error: .*'\.\./\.\./x' is not a plain name"),
     ("ablate --variants x:reward=dense,reward=first_token --output_dir {tmp}/ab", r"error: .*sets 'reward' twice"),
     ("ablate --variants x:use_vllm=true --output_dir {tmp}/ab", r"^rpt-trl ablate: error: Variant 'x': use_vllm=True needs vLLM"),
+    (ABLATE + "--variants x:lora_r=0", r"^rpt-trl ablate: error: Variant 'x:lora_r=0': lora_r takes a positive integer"),
+    (ABLATE + "--variants x:lora_alpha=8", r"^rpt-trl ablate: error: Variant 'x': lora_alpha needs lora_r"),
+    (ABLATE + "--variants x:lora_rank=8", r"^rpt-trl ablate: error: .*'lora_rank' is not an RPTConfig field or a LoRA"),
+    (ABLATE + "--config {data}/dora.yaml", r"^rpt-trl ablate: error: --config .*dora\.yaml: use_dora=True is not taken"),
     ("demo --model {data}/model --use_vllm --output_dir {tmp}/out", r"^rpt-trl demo: error: --use_vllm needs vLLM"),
     ("prepare --dataset {data}/documents.jsonl --proxy_model {data}/model --output {data}/model/..",
      r"^rpt-trl prepare: error: --output .*model/\.\. contains the input"),

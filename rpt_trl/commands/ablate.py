@@ -11,7 +11,19 @@ from typing import Any
 
 import yaml
 
-from ..experiments.ablation import WORLDS, parse_variant, run_ablation
+from ..experiments.ablation import (
+    LORA_FIELDS,
+    PEFT_FIELDS,
+    WORLDS,
+    check_peft_settings,
+    parse_variant,
+    run_ablation,
+)
+
+
+# TRL's other PEFT settings: `rpt-trl train` would apply them, an ablation's LoRA does not, so a recipe that sets one
+# is refused rather than ablated as another run than it trains.
+UNTAKEN_PEFT_FIELDS = ("lora_target_parameters", "lora_modules_to_save", "lora_task_type", "use_rslora", "use_dora")
 
 
 def make_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -33,8 +45,9 @@ def add_ablation_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--output_dir", "--output-dir", default="rpt-ablation",
                         help="Where to write results.json, report.md and the PNGs.")  # fmt: skip
     parser.add_argument("--variants", nargs="+", default=None,
-                        help="Reward names, or 'name:key=value,...' with RPTConfig fields (default: every "
-                             "registered reward).")  # fmt: skip
+                        help="Reward names, or 'name:key=value,...' with RPTConfig fields and LoRA settings "
+                             "(lora_r, lora_alpha, lora_dropout, lora_target_modules, use_peft; e.g. "
+                             "'lora16:lora_r=16') (default: every registered reward).")  # fmt: skip
     parser.add_argument("--baseline", default=None, help="The variant the others are compared with (default: first).")
     parser.add_argument("--world", choices=WORLDS, default=None,
                         help="A built-in world ('tiny', the default without --model): offline, minutes on a CPU.")  # fmt: skip
@@ -56,13 +69,14 @@ def add_ablation_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         "--seed", type=int, default=None, help="Shared by every variant (default: --config's, else 0)."
     )
     parser.add_argument("--config", default=None,
-                        help="A recipe YAML of RPTConfig fields for every variant (the variants' own settings win).")  # fmt: skip
+                        help="A recipe YAML of RPTConfig fields and LoRA settings (use_peft, lora_*) for every "
+                             "variant (the variants' own settings win).")  # fmt: skip
     return parser
 
 
 def load_config_overrides(path: str | None) -> dict[str, Any]:
-    """The RPTConfig fields of a recipe YAML; the training script's model and data keys (`model_name_or_path`,
-    `dataset_name`, ...) are skipped with a note, other keys refused."""
+    """The RPTConfig fields and LoRA settings ([`recipe_lora_settings`]) of a recipe YAML; the training script's model
+    and data keys (`model_name_or_path`, `dataset_name`, ...) are skipped with a note, other keys refused."""
     from ..trainer.rpt_config import RPTConfig
 
     if path is None:
@@ -79,11 +93,44 @@ def load_config_overrides(path: str | None) -> dict[str, Any]:
     unknown = sorted(set(loaded) - config_keys - script_keys)
     if unknown:
         raise ValueError(f"--config {path}: {unknown} are neither RPTConfig fields nor the training script's.")
-    skipped = sorted((set(loaded) & script_keys) - config_keys)
+    lora = recipe_lora_settings(loaded, path)
+    skipped = sorted((set(loaded) & script_keys) - config_keys - set(PEFT_FIELDS) - set(UNTAKEN_PEFT_FIELDS))
     if skipped:
         print(f"[setup] --config: {skipped} are the training script's model and data keys: ignored (use --model, "
               "--dataset, --eval_dataset).", flush=True)  # fmt: skip
-    return {key: value for key, value in loaded.items() if key in config_keys}
+    return {**{key: value for key, value in loaded.items() if key in config_keys}, **lora}
+
+
+def recipe_lora_settings(loaded: dict[str, Any], path: str) -> dict[str, Any]:
+    """The LoRA settings of a recipe YAML as `rpt-trl train` reads them into TRL's `ModelConfig`: with `use_peft: true`,
+    `use_peft` and its `lora_r`, `lora_alpha`, `lora_dropout` and `lora_target_modules`, `ModelConfig`'s defaults for
+    those it leaves out (so the ablation trains the adapter the recipe trains); without, none, and its `lora_*` keys
+    are ignored with a note, as `rpt-trl train` ignores them.
+
+    Raises:
+        ValueError: On a LoRA setting that cannot be one, or another PEFT setting ([`UNTAKEN_PEFT_FIELDS`]).
+    """
+    from trl import ModelConfig
+
+    where = f"--config {path}"
+    given = {key: loaded[key] for key in PEFT_FIELDS if key in loaded}
+    check_peft_settings({key: given[key] for key in ("use_peft",) if key in given}, where)
+    if not given.get("use_peft"):
+        ignored = sorted(key for key in (*LORA_FIELDS, *UNTAKEN_PEFT_FIELDS) if key in loaded)
+        if ignored:
+            print(f"[setup] --config: {ignored} ignored without use_peft: true, as rpt-trl train ignores them.",
+                  flush=True)  # fmt: skip
+        return {"use_peft": False} if "use_peft" in given else {}
+    defaults = {f.name: f.default for f in fields(ModelConfig)}
+    untaken = [key for key in UNTAKEN_PEFT_FIELDS if loaded.get(key, defaults[key]) != defaults[key]]
+    if untaken:
+        raise ValueError(
+            f"{where}: {untaken[0]}={loaded[untaken[0]]!r} is not taken by rpt-trl ablate, whose LoRA variants take "
+            f"{', '.join(PEFT_FIELDS)}; drop it to ablate this recipe."
+        )
+    check_peft_settings(given, where)
+    model_args = ModelConfig(**given)
+    return {"use_peft": True, **{key: getattr(model_args, key) for key in LORA_FIELDS}}
 
 
 def main(args: argparse.Namespace) -> list[dict[str, Any]]:

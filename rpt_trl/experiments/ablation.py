@@ -2,7 +2,9 @@ r"""`rpt-trl ablate`: train several RPT variants on the same data and seed, and 
 positions.
 
 A variant is a set of [`RPTConfig`] overrides: by default one per value that `RPTConfig.reward` accepts
-(`reward=<name>`), or any `name:key=value,key=value` spec (e.g. `budget32:thought_budget=32`). Every variant starts
+(`reward=<name>`), or any `name:key=value,key=value` spec (e.g. `budget32:thought_budget=32`). Its LoRA settings, under
+TRL's `ModelConfig` names ([`PEFT_FIELDS`], e.g. `lora8:lora_r=8`), make it train a LoRA adapter instead of the full
+weights ([`lora_settings`]); its held-out scores are then the adapted model's ([`policy_to_score`]). Every variant starts
 from the same policy weights, trains for the same steps on the same positions with the same seed, and is scored on the
 same held-out positions with the same sampling seed. Each variant's prompts, in training and held out, are built by
 its own `prompt_template` (a reward that needs its own, `information_gain`, brings it: [`REWARD_PROMPT_SETTINGS`]);
@@ -80,6 +82,20 @@ METRIC_DEFINITIONS = {
 }
 
 
+# LoRA as a variant setting, under the names of TRL's `ModelConfig` (`rpt-trl train --use_peft --lora_r ...`): a
+# variant that sets any of them trains a LoRA adapter, passed to the trainer as `peft_config=` ([`peft_config`]).
+LORA_FIELDS = {
+    "lora_r": "int",
+    "lora_alpha": "float",
+    "lora_dropout": "float",
+    "lora_target_modules": "list[str] | str",
+}
+PEFT_FIELDS = {"use_peft": "bool", **LORA_FIELDS}
+# A LoRA variant's settings that nothing gives (and `lora_alpha`: twice the rank).
+LORA_DEFAULTS = {"lora_dropout": 0.0, "lora_target_modules": "all-linear"}
+SHARED_SETTINGS = "overrides (--config)"
+
+
 @dataclass
 class Variant:
     """One arm of an ablation: a name and the [`RPTConfig`] fields it sets."""
@@ -93,13 +109,16 @@ class Variant:
 
 def parse_variant(spec: str) -> Variant:
     """A variant from the command line: a reward name (`first_token` -> `reward=first_token`), or
-    `name:key=value,key=value` with [`RPTConfig`] fields (values read as YAML scalars).
+    `name:key=value,key=value` with [`RPTConfig`] fields and LoRA settings ([`PEFT_FIELDS`]), values read as YAML
+    (a list in brackets may hold commas: `lora_target_modules=[q_proj,v_proj]`).
 
     Example:
         >>> parse_variant("first_token")
         Variant(name='first_token', overrides={'reward': 'first_token'})
         >>> parse_variant("budget8:thought_budget=8,thought_budget_penalty=step")
         Variant(name='budget8', overrides={'thought_budget': 8, 'thought_budget_penalty': 'step'})
+        >>> parse_variant("lora:lora_r=8,lora_target_modules=[q_proj,v_proj]")
+        Variant(name='lora', overrides={'lora_r': 8, 'lora_target_modules': ['q_proj', 'v_proj']})
     """
     from ..trainer.rpt_config import RPTConfig
 
@@ -115,15 +134,17 @@ def parse_variant(spec: str) -> Variant:
                 "'name:key=value,key=value' with RPTConfig fields, e.g. 'budget32:thought_budget=32'."
             )
         return Variant(name, {"reward": name})
-    known = {f.name: str(f.type) for f in fields(RPTConfig)}
+    known = {**{f.name: str(f.type) for f in fields(RPTConfig)}, **PEFT_FIELDS}
     overrides = {}
-    for item in filter(None, (part.strip() for part in settings.split(","))):
+    for item in filter(None, (part.strip() for part in re.split(r",(?![^\[\]]*\])", settings))):
         key, equals, value = item.partition("=")
         key = key.strip()
         if not equals:
             raise ValueError(f"Variant {spec!r}: {item!r} is not key=value.")
         if key not in known:
-            raise ValueError(f"Variant {spec!r}: {key!r} is not an RPTConfig field.")
+            raise ValueError(
+                f"Variant {spec!r}: {key!r} is not an RPTConfig field or a LoRA setting ({', '.join(PEFT_FIELDS)})."
+            )
         if key in overrides:
             raise ValueError(f"Variant {spec!r} sets {key!r} twice; give each field once.")
         if key in FIXED_FIELDS:
@@ -135,6 +156,7 @@ def parse_variant(spec: str) -> Variant:
             except ValueError:
                 raise ValueError(f"Variant {spec!r}: {key} takes a number, got {value.strip()!r}.") from None
         overrides[key] = parsed
+    check_peft_settings(overrides, f"Variant {spec!r}")
     return Variant(name, overrides)
 
 
@@ -168,6 +190,123 @@ def default_variants() -> list[Variant]:
     return [Variant(name, {"reward": name}) for name in registered_rewards()]
 
 
+def _positive_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _module_names(value: Any) -> bool:
+    """`None` (PEFT's choice for the architecture, `ModelConfig`'s default), a name, or a list of names."""
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(name, str) and bool(name.strip()) for name in value)
+    return value is None or (isinstance(value, str) and bool(value.strip()))
+
+
+# What each LoRA setting takes, and how an error says it.
+_PEFT_VALUES = {
+    "use_peft": (lambda value: isinstance(value, bool), "takes true or false"),
+    "lora_r": (_positive_integer, "takes a positive integer (the adapter's rank)"),
+    "lora_alpha": (lambda value: _number(value) and value > 0, "takes a positive number"),
+    "lora_dropout": (lambda value: _number(value) and 0 <= value < 1, "takes a number in [0, 1)"),
+    "lora_target_modules": (_module_names, "takes 'all-linear', a module name or a list of module names"),
+}
+
+
+def check_peft_settings(settings: dict[str, Any], where: str) -> None:
+    """Refuse, in one line naming `where` and the key, a LoRA setting of `settings` ([`PEFT_FIELDS`]; other keys are
+    left alone) that cannot be one: a value of the wrong kind, `use_peft=false` beside a `lora_*` key, or LoRA asked
+    for where peft is not installed.
+
+    Example:
+        >>> check_peft_settings({"reward": "first_token", "lora_r": 0}, "Variant 'x'")
+        Traceback (most recent call last):
+        ...
+        ValueError: Variant 'x': lora_r takes a positive integer (the adapter's rank), got 0.
+    """
+    for key, value in settings.items():
+        if key in _PEFT_VALUES and not _PEFT_VALUES[key][0](value):
+            raise ValueError(f"{where}: {key} {_PEFT_VALUES[key][1]}, got {value!r}.")
+    lora_keys = [key for key in LORA_FIELDS if key in settings]
+    if settings.get("use_peft") is False and lora_keys:
+        raise ValueError(
+            f"{where}: {lora_keys[0]} beside use_peft=false; drop one (use_peft=false trains the full weights)."
+        )
+    switch = "use_peft" if settings.get("use_peft") else next(iter(lora_keys), None)
+    if switch is not None and importlib.util.find_spec("peft") is None:
+        raise ValueError(f"{where}: {switch} needs peft, which is not installed: pip install peft.")
+
+
+def _lora_switch(settings: dict[str, Any]) -> bool | None:
+    """Whether `settings` turn LoRA on (`use_peft`, else any `lora_*` key) or off, `None` where they say nothing."""
+    if "use_peft" in settings:
+        return settings["use_peft"]
+    return True if any(key in settings for key in LORA_FIELDS) else None
+
+
+def lora_settings(own: dict[str, Any], shared: dict[str, Any] | None = None, *, where: str) -> dict[str, Any] | None:
+    """A variant's LoRA settings (the [`LORA_FIELDS`]) from its own settings over the shared ones (`--config`'s), or
+    `None` for full fine-tuning; other keys of either are left alone.
+
+    A `lora_*` key turns LoRA on, `use_peft` turns it on or off, and the variant's own say wins. A LoRA variant needs
+    `lora_r`; `lora_alpha` defaults to twice it, `lora_dropout` to 0.0 and `lora_target_modules` to `"all-linear"`
+    (every linear layer but the output layer).
+
+    Example:
+        >>> lora_settings({"lora_r": 8}, where="Variant 'x'")
+        {'lora_r': 8, 'lora_alpha': 16, 'lora_dropout': 0.0, 'lora_target_modules': 'all-linear'}
+        >>> print(lora_settings({"use_peft": False}, {"use_peft": True, "lora_r": 8}, where="Variant 'x'"))
+        None
+    """
+    shared = shared or {}
+    check_peft_settings(own, where)
+    switch = next((on for on in (_lora_switch(own), _lora_switch(shared)) if on is not None), False)
+    if not switch:
+        return None
+    given = {key: value for layer in (shared, own) for key, value in layer.items() if key in LORA_FIELDS}
+    if "lora_r" not in given:
+        cause = next((key for key in PEFT_FIELDS if key in own), "use_peft")
+        raise ValueError(f"{where}: {cause} needs lora_r, the adapter's rank (an integer > 0): add lora_r=<rank>.")
+    settings = {**LORA_DEFAULTS, "lora_alpha": 2 * given["lora_r"], **given}
+    return {key: settings[key] for key in LORA_FIELDS}
+
+
+def peft_config(lora: dict[str, Any] | None) -> Any:
+    """The `peft.LoraConfig` (`task_type="CAUSAL_LM"`) of LoRA settings ([`lora_settings`]), built by TRL's
+    `get_peft_config` as `rpt-trl train` builds it from `--use_peft`; `None` for `None`."""
+    if lora is None:
+        return None
+    from trl import ModelConfig, get_peft_config
+
+    model_args = ModelConfig(use_peft=True, **lora)
+    # ModelConfig turns a one-name list into the name, which PEFT would read as a pattern over whole module paths.
+    model_args.lora_target_modules = lora["lora_target_modules"]
+    return get_peft_config(model_args)
+
+
+def policy_to_score(model: Any) -> Any:
+    """The trained policy as the held-out evaluation scores it: a PEFT model with its adapter merged into its base
+    weights (the adapted model, not the base), any other model as it is."""
+    from accelerate.utils import is_peft_model
+
+    return model.merge_and_unload() if is_peft_model(model) else model
+
+
+def settings_label(overrides: dict[str, Any], lora: dict[str, Any] | None = None) -> str:
+    """A variant's settings as the report and the progress lines show them: its own, then the LoRA settings it
+    trains with (wherever they come from).
+
+    Example:
+        >>> settings_label({"lora_dropout": 0.1, "reward": "first_token", "lora_r": 4},
+        ...                lora_settings({"lora_dropout": 0.1, "lora_r": 4}, where="x"))
+        'reward=first_token, lora_r=4, lora_alpha=8, lora_dropout=0.1, lora_target_modules=all-linear'
+    """
+    own = {key: value for key, value in overrides.items() if key not in LORA_FIELDS}  # the LoRA keys in one order
+    return Variant("", {**own, **(lora or {})}).describe()
+
+
 @dataclass
 class AblationSetup:
     """What every variant shares: the policy to start from, the data, and the base config fields."""
@@ -183,6 +322,8 @@ class AblationSetup:
     context_length: int | None = None
     longest_prompt: int | None = None
     tokenizer: Any = None
+    # The policy's module names, where known: a LoRA variant's target modules must name some of them.
+    module_names: frozenset[str] | None = None
     # The templates that built the training and the held-out prompts, where known (see [`built_with`]): a variant with
     # another template gets its prompts rebuilt from the contexts these cut out.
     train_template: str | None = None
@@ -242,6 +383,7 @@ def _tiny_setup(seed: int, eval_positions: int) -> AblationSetup:
         context_length=policy.config.max_position_embeddings,
         longest_prompt=longest_prompt(tokenizer, dataset),
         tokenizer=tokenizer,
+        module_names=frozenset(name for name, _ in policy.named_modules()),
         train_template=TINY_TEMPLATE,
         eval_template=TINY_TEMPLATE,
     )
@@ -306,7 +448,54 @@ def _model_setup(
         tokenizer=tokenizer,
         train_template=templates[0],
         eval_template=templates[1],
+        module_names=policy_module_names(path),
     )
+
+
+def policy_module_names(path: str) -> frozenset[str] | None:
+    """The module names of the model at `path`, built from its config on the meta device (no weights load), or
+    `None` (logged) where transformers cannot build it from its config."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    except (ValueError, KeyError) as error:
+        logger.info("The module names of %s are not known (%s): LoRA target modules are checked when it loads.", path,
+                    error)  # fmt: skip
+        return None
+    return frozenset(name for name, _ in model.named_modules())
+
+
+def check_target_modules(lora: dict[str, Any] | None, module_names: frozenset[str] | None, where: str) -> None:
+    """Refuse `lora_target_modules` that name no module of the policy (`module_names`), by PEFT's rule: a list entry
+    is a module's name or the end of its dotted path, any other string a pattern over whole paths.
+
+    Example:
+        >>> check_target_modules({"lora_target_modules": ["q_proj", "qproj"]}, frozenset({"layers.0.q_proj"}), "x")
+        Traceback (most recent call last):
+        ...
+        ValueError: x: lora_target_modules ['qproj'] name no module of the policy (its modules end in q_proj).
+    """
+    targets = None if lora is None else lora["lora_target_modules"]
+    if targets in (None, "all-linear") or module_names is None:
+        return
+    if isinstance(targets, str):
+        try:
+            missing = [] if any(re.fullmatch(targets, name) for name in module_names) else [targets]
+        except re.error as error:
+            raise ValueError(
+                f"{where}: lora_target_modules {targets!r} is not a pattern PEFT can read ({error})."
+            ) from None
+    else:
+        missing = [t for t in targets if not any(name == t or name.endswith(f".{t}") for name in module_names)]
+    if missing:
+        ends = sorted({name.rsplit(".", 1)[-1] for name in module_names if name and not name[-1].isdigit()})
+        raise ValueError(
+            f"{where}: lora_target_modules {missing} name no module of the policy (its modules end in "
+            f"{', '.join(ends[:12])}{', ...' if len(ends) > 12 else ''})."
+        )
 
 
 def prepared_template(source: str, dataset: Any) -> str | None:
@@ -375,17 +564,22 @@ def _mean(values: Sequence[float | None]) -> float | None:
 @dataclass
 class VariantPlan:
     """One variant ready to train: its complete RPTConfig fields, its training and held-out positions with prompts
-    built by its own template, and the metric that scores it ([`METRICS`])."""
+    built by its own template, the metric that scores it ([`METRICS`]) and its LoRA settings ([`lora_settings`],
+    `None` for full fine-tuning)."""
 
     variant: Variant
     config: dict[str, Any]
     train_dataset: Any
     eval_dataset: Any
     metric: str
+    lora: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
         return self.variant.name
+
+    def describe(self) -> str:
+        return settings_label(self.variant.overrides, self.lora)
 
 
 def run_variant(
@@ -396,8 +590,9 @@ def run_variant(
     num_samples: int,
     seed: int,
 ) -> dict[str, Any]:
-    """Train one variant from the shared policy on its positions and score it on its held-out ones; its result (schema
-    of `rpt_trl.results`, with `training` curves, `position_scores`, its `prompt_template` and `metric`)."""
+    """Train one variant from the shared policy on its positions (a LoRA variant: an adapter on it) and score the
+    trained policy on its held-out ones; its result (schema of `rpt_trl.results`, with `training` curves,
+    `position_scores`, its `prompt_template`, `metric` and LoRA settings)."""
     from ..trainer.rpt_config import RPTConfig
     from ..trainer.rpt_trainer import RPTTrainer
 
@@ -407,15 +602,19 @@ def run_variant(
     log = _step_log(variant.name)
     started = time.perf_counter()
     trainer = RPTTrainer(
-        model=policy, args=args, train_dataset=plan.train_dataset, processing_class=tokenizer, callbacks=[log]
-    )
+        model=policy, args=args, train_dataset=plan.train_dataset, processing_class=tokenizer, callbacks=[log],
+        peft_config=peft_config(plan.lora),
+    )  # fmt: skip
     trainer.train()
     train_seconds = time.perf_counter() - started
+    training = {
+        "optimizer_steps": trainer.state.global_step, "tokens_seen": trainer.state.num_input_tokens_seen,
+        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+    }  # fmt: skip
 
     started = time.perf_counter()
-    scores = score_held_out(plan, trainer.model, tokenizer, args, num_samples=num_samples, seed=seed)
+    scores = score_held_out(plan, policy_to_score(trainer.model), tokenizer, args, num_samples=num_samples, seed=seed)
     eval_seconds = time.perf_counter() - started
-    training = {"optimizer_steps": trainer.state.global_step, "tokens_seen": trainer.state.num_input_tokens_seen}
     del trainer, policy
     gc.collect()
     return {
@@ -424,7 +623,7 @@ def run_variant(
         "dataset": setup.dataset_name,
         "mode": "reasoning",
         **scores,
-        "variant": {"name": variant.name, "overrides": variant.overrides},
+        "variant": {"name": variant.name, "overrides": variant.overrides, "lora": plan.lora},
         "prompt_template": args.prompt_template,
         "prompt_format": args.prompt_format,
         "training": training,
@@ -489,10 +688,11 @@ def plan_variants(
     variants: Sequence[Variant], setup: AblationSetup, overrides: dict[str, Any], *, seed: int, max_steps: int
 ) -> list[VariantPlan]:
     """Each variant's RPTConfig fields (base preset < `overrides` < the variant, each over the prompt settings its
-    reward needs; seed and steps shared; the data's template and format where nothing sets them) and its positions
-    with prompts built by its own template, all checked before anything trains: the config by building its
-    RPTConfig, the reward against the template, a curriculum against its training positions, the completion length
-    against the policy's context, and that every variant has the same positions."""
+    reward needs; seed and steps shared; the data's template and format where nothing sets them), its LoRA settings
+    (`overrides`' < the variant's, see [`lora_settings`]) and its positions with prompts built by its own template,
+    all checked before anything trains: the config by building its RPTConfig, the LoRA settings (their target modules
+    against the policy's), the reward against the template, a curriculum against its training positions, the
+    completion length against the policy's context, and that every variant has the same positions."""
     names = [v.name for v in variants]
     if not variants or len(set(names)) != len(names):
         raise ValueError(f"Give one or more variants with distinct names, got {names}.")
@@ -501,15 +701,28 @@ def plan_variants(
     bad = [key for key in overrides if key in FIXED_FIELDS]
     if bad:
         raise ValueError(f"Set {bad} with the command's own flags (--seed, --max_steps, --output_dir).")
-    shared = {**setup.base_config, **with_reward_prompts(overrides)}
+    check_peft_settings(overrides, SHARED_SETTINGS)
+    shared_lora = {key: value for key, value in overrides.items() if key in PEFT_FIELDS}
+    shared = {**setup.base_config, **with_reward_prompts(without_peft(overrides))}
     declared = [shared.get("prompt_template")]  # prompts no template was found for may follow the shared one
     sources = (
         setup.train_template or built_with(setup.train_dataset, declared),
         setup.eval_template or built_with(setup.eval_dataset, declared),
     )
-    plans = [_plan_variant(variant, setup, shared, sources, seed=seed, max_steps=max_steps) for variant in variants]
+    loras = [lora_settings(variant.overrides, shared_lora, where=f"Variant {variant.name!r}") for variant in variants]
+    for variant, lora in zip(variants, loras):
+        check_target_modules(lora, setup.module_names, f"Variant {variant.name!r}")
+    plans = [
+        _plan_variant(variant, setup, shared, sources, seed=seed, max_steps=max_steps, lora=lora)
+        for variant, lora in zip(variants, loras)
+    ]
     check_same_positions(plans, setup)
     return plans
+
+
+def without_peft(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` but their LoRA settings ([`PEFT_FIELDS`]): the RPTConfig fields."""
+    return {key: value for key, value in settings.items() if key not in PEFT_FIELDS}
 
 
 def with_reward_prompts(settings: dict[str, Any]) -> dict[str, Any]:
@@ -534,13 +747,15 @@ def _plan_variant(
     *,
     seed: int,
     max_steps: int,
+    lora: dict[str, Any] | None,
 ) -> VariantPlan:
     from ..data.prompt_settings import check_reward_template
     from ..trainer.rpt_config import RPTConfig
     from ..trainer.sampler import check_curriculum
 
     # Every variant logs each step and saves no checkpoint (a recipe's save and report settings would not fit).
-    config = {**shared, **with_reward_prompts(variant.overrides), **RUN_PRESET, "seed": seed, "max_steps": max_steps}
+    own = with_reward_prompts(without_peft(variant.overrides))
+    config = {**shared, **own, **RUN_PRESET, "seed": seed, "max_steps": max_steps}
     if sources[0] is not None:  # the template the data was built with, rather than RPTConfig's default
         config.setdefault("prompt_template", sources[0])
     config.setdefault("prompt_format", prompt_format_of(setup.train_dataset))
@@ -565,7 +780,7 @@ def _plan_variant(
         except ValueError as error:
             raise ValueError(f"Variant {variant.name!r}: {error}") from None
     config = _within_context(config, args.max_completion_length, setup, variant.name, longest)
-    return VariantPlan(variant, config, train_set, eval_set, metric_of(args.reward))
+    return VariantPlan(variant, config, train_set, eval_set, metric_of(args.reward), lora)
 
 
 def prompt_format_of(dataset: Any) -> str:
@@ -723,8 +938,9 @@ def run_ablation(
             model).
         seed: Shared by every variant's training and by the evaluation's sampling (default: `overrides`' `seed`,
             else 0).
-        overrides: RPTConfig fields for every variant (e.g. a recipe YAML's), under the variants' own; its
-            `output_dir` is not used, and every variant logs each step and saves no checkpoint.
+        overrides: RPTConfig fields and LoRA settings ([`PEFT_FIELDS`]) for every variant (e.g. a recipe YAML's),
+            under the variants' own; its `output_dir` is not used, and every variant logs each step and saves no
+            checkpoint.
         command: The command line, for the report.
         **data: The model and positions, as [`make_setup`] takes them (`world`, `model`, `dataset`, `eval_dataset`,
             `dataset_split`, `eval_split`, `eval_positions`).
@@ -747,6 +963,9 @@ def run_ablation(
     max_steps = max_steps or overrides.get("max_steps")
     for key in FIXED_FIELDS:  # resolved above, or the command's own
         overrides.pop(key, None)
+    check_peft_settings(overrides, SHARED_SETTINGS)
+    for variant in variants:  # before anything loads (plan_variants checks the rest once the data are there)
+        lora_settings(variant.overrides, overrides, where=f"Variant {variant.name!r}")
     output_dir = Path(output_dir)
     inputs = [data.get("model"), data.get("dataset"), data.get("eval_dataset")]
     check_output_path(output_dir, inputs, kind="folder", flag="--output_dir")
@@ -781,7 +1000,7 @@ def _run_variants(
     _remove_stale_outputs(output_dir, [v.name for v in variants])
     results = []
     for index, plan in enumerate(plans, start=1):
-        print(f"[{index}/{len(plans)}] {plan.name}: {plan.variant.describe()}", flush=True)
+        print(f"[{index}/{len(plans)}] {plan.name}: {plan.describe()}", flush=True)
         key = resume_key(plan, setup, num_samples=num_samples, seed=seed)
         result = finished_result(output_dir, plan.name, key)
         if result is None:
@@ -850,8 +1069,8 @@ def _remove(path: Path) -> None:
 
 
 def resume_key(plan: VariantPlan, setup: AblationSetup, **evaluation: Any) -> dict[str, Any]:
-    """Everything that decides a variant's result: its complete RPTConfig fields (seed and steps included), the
-    policy's and the data's names, a hash of its training and held-out positions (with its own prompts), its metric
+    """Everything that decides a variant's result: its complete RPTConfig fields (seed and steps included), its LoRA
+    settings (`None`: full fine-tuning), the policy's and the data's names, a hash of its training and held-out positions (with its own prompts), its metric
     and the evaluation's settings. A finished result is reused only when its key equals this one."""
     import hashlib
 
@@ -860,7 +1079,8 @@ def resume_key(plan: VariantPlan, setup: AblationSetup, **evaluation: Any) -> di
         return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
 
     key = {
-        "variant": plan.name, "overrides": plan.variant.overrides, "config": plan.config, "model": setup.model_name,
+        "variant": plan.name, "overrides": plan.variant.overrides, "config": plan.config, "lora": plan.lora,
+        "model": setup.model_name,
         "dataset": setup.dataset_name, "train_positions": digest(plan.train_dataset),
         "eval_positions": digest(plan.eval_dataset), "metric": plan.metric, **evaluation,
     }  # fmt: skip
@@ -929,7 +1149,7 @@ def ablation_table(results: Sequence[dict[str, Any]]) -> str:
             )
         cells = [
             result["label"],
-            Variant(result["label"], result["variant"]["overrides"]).describe(),
+            settings_label(result["variant"]["overrides"], result["variant"].get("lora")),
             template_label(result["prompt_template"]),
             METRICS[result["metric"]],
             f"{rewards[0]:.3f} → {rewards[-1]:.3f}" if rewards else "–",
