@@ -112,12 +112,12 @@ class NextTokenSettings:
         Skip (and count) positions where no token-aligned prefix of the ground truth can be written inside
         `\boxed{}` (see [`can_be_boxed`]).
     position_filter (`str`, *optional*, defaults to `"all"`):
-        Which answerable positions become examples: `"all"`, or `"word_in_context"`: only those whose first
-        ground-truth token is a word of two or more characters, with a letter or digit, that already occurs in the
-        (truncated) context (see [`word_in_context`]). A small model can answer such positions (a name, an item, a
-        repeated term) and rarely any other, so on `"all"` its rollouts can all earn 0 and GRPO gets no signal; the
-        filter starts it on the easy positions, as an easy-to-hard curriculum would (RMT, arXiv 2509.24375). The
-        builder counts the positions it leaves out (`NextTokenDatasetStats.filtered_out_positions`).
+        Which of the positions that pass the other checks become examples: `"all"`, or `"word_in_context"`: only
+        those whose first ground-truth token is a word of two or more characters, with a letter or digit, that
+        already occurs in the (truncated) context (see [`word_in_context`]). A small model can answer such positions
+        (a name, an item, a repeated term) and rarely any other, so on `"all"` its rollouts can all earn 0 and GRPO
+        gets no signal; the filter starts it on the easy positions, as an easy-to-hard curriculum would (RMT, arXiv
+        2509.24375). The builder counts the positions it leaves out (`NextTokenDatasetStats.filtered_out_positions`).
     min_entropy (`float`, *optional*):
         The entropy filter (paper, Section 3.3): keep only positions whose proxy entropy is **at least** this (nats);
         unscored (NaN) positions are dropped with them. Needs entropies: `token_entropy` when building, or the
