@@ -64,6 +64,21 @@ CORPUS = [
     "Hello, how are you? I am fine, thank you.\n\nA new paragraph starts here.",
 ]
 
+
+def first_token_of(row):
+    """The first ground-truth token of a built row, cut at its first byte boundary; `None` when it has none."""
+    boundaries = row["ground_truth_boundaries"]
+    return row["ground_truth"].encode("utf-8")[: boundaries[0]].decode("utf-8") if boundaries else None
+
+
+def is_word_of(token, context):
+    """The demo's rule, written out independently: two or more characters, one alphanumeric, seen in the context."""
+    if token is None:
+        return False
+    stripped = token.strip()
+    return len(stripped) >= 2 and sum(ch.isalnum() for ch in stripped) > 0 and context.find(stripped) != -1
+
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '\n' }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"

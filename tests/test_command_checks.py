@@ -144,6 +144,7 @@ def bad_inputs(world):
     datasets.Dataset.from_dict({key: [] for key in ROW}).save_to_disk(str(world / "empty"))
     (world / "steps.yaml").write_text("max_steps: 1.7\n")
     (world / "dora.yaml").write_text("use_peft: true\nuse_dora: true\n")
+    (world / "filter.yaml").write_text("position_filter: words\n")
     return world
 
 
@@ -157,6 +158,10 @@ CHECKED_FIRST = [
     (TRAIN + "--dataset_name {data}/bad.jsonl", r"^rpt-trl train: error: .*row 1: column 'ground_truth_boundaries'"),
     (TRAIN + "--dataset_name {data}/positions.jsonl --config {data}/steps.yaml", r"^rpt-trl train: error: .*max_steps"),
     (TRAIN + "--dataset_name {data}/positions.jsonl --use_vllm true", r"^rpt-trl train: error: use_vllm=True needs vLLM"),
+    (TRAIN + "--dataset_name {data}/documents.jsonl --config {data}/filter.yaml",
+     r"^rpt-trl train: error: position_filter must be one of 'all', 'word_in_context' .*got 'words'"),
+    ("prepare --dataset {data}/documents.jsonl --proxy_model {data}/model --output {tmp}/out --config {data}/filter.yaml",
+     r"^rpt-trl prepare: error: position_filter must be one of 'all', 'word_in_context' .*got 'words'"),
     (NEXT + "--dataset {data}/bad.jsonl", r"^rpt-trl evaluate: error: --dataset .*bad\.jsonl, " + EMPTY_BOUNDARIES),
     (NEXT + "--dataset {data}/empty", r"^rpt-trl evaluate: error: .*empty is a saved dataset without rows"),
     (NEXT + "--dataset {data}/positions.jsonl --batch_size 0", r"error: --batch_size must be at least 1, got 0"),

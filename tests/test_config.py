@@ -43,6 +43,7 @@ def test_every_rpt_field_has_help():
         ({"min_context_tokens": 0}, "min_context_tokens"),
         ({"max_context_tokens": 4, "min_context_tokens": 8}, "max_context_tokens"),
         ({"max_ground_truth_tokens": 0}, "max_ground_truth_tokens"),
+        ({"position_filter": "words"}, "position_filter must be one of 'all', 'word_in_context'"),
         ({"stop_after_answer": True, "use_transformers_continuous_batching": True}, "continuous batching"),
         ({"stop_after_answer": True, "use_transformers_paged": True}, "continuous batching"),
         # issue 13, item 11: values GRPOConfig accepts but that cannot train

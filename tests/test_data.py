@@ -1,7 +1,7 @@
 from dataclasses import asdict
 
 import pytest
-from conftest import CORPUS
+from conftest import CORPUS, first_token_of, is_word_of
 from datasets import Dataset
 
 from rpt_trl import (
@@ -239,6 +239,62 @@ def test_unanswerable_positions_are_skipped(byte_level_tokenizer):
         assert any(can_be_boxed(truth[:b].decode("utf-8")) for b in example["ground_truth_boundaries"])
 
 
+# Documents whose words recur (names, items), beside the test corpus's mixed scripts, formulas and emoji.
+REPEATING = [
+    "Ana has 7 apples and Ben has 3 apples. Ana gives Ben 2 apples, so Ben has 5 apples and Ana keeps 5.",
+    "The cat sat on the mat. Then the cat saw a dog, and the dog sat on the mat beside the cat.",
+]
+
+
+@pytest.mark.parametrize("skip_unanswerable_positions", [True, False])
+def test_word_in_context_keeps_exactly_the_positions_whose_first_token_is_a_word_of_the_context(
+    any_tokenizer, skip_unanswerable_positions
+):
+    kwargs = dict(
+        prompt_template="{context}", prompt_format="text", min_context_tokens=2, max_context_tokens=12,
+        skip_unanswerable_positions=skip_unanswerable_positions, show_progress=False, return_stats=True,
+    )  # fmt: skip
+    everything, every_stats = build_next_token_dataset(CORPUS + REPEATING, any_tokenizer, **kwargs)
+    kept, stats = build_next_token_dataset(
+        CORPUS + REPEATING, any_tokenizer, position_filter="word_in_context", **kwargs
+    )
+    # With the bare template the prompt is the (left-truncated) context itself.
+    expected = [row for row in everything if is_word_of(first_token_of(row), row["prompt"])]
+    assert 0 < len(expected) < len(everything)
+    assert kept.to_list() == expected
+    left_out = len(everything) - len(kept)
+    assert asdict(stats) == {**asdict(every_stats), "examples": len(kept), "filtered_out_positions": left_out}
+    assert stats.answerable_fraction == every_stats.answerable_fraction
+    assert every_stats.filtered_out_positions == 0
+
+
+def test_word_in_context_looks_only_at_the_context_the_prompt_shows():
+    from conftest import make_byte_level_tokenizer
+
+    text = "Zebra " + "one two three four five six seven eight nine ten " * 2 + "Zebra and more text."
+    tokenizer = make_byte_level_tokenizer([text] * 8)  # every word of the text is one token
+
+    def zebra_rows(max_context_tokens):
+        dataset, stats = build_next_token_dataset(
+            [text], tokenizer, prompt_template="{context}", prompt_format="text", min_context_tokens=2,
+            max_context_tokens=max_context_tokens, position_filter="word_in_context", show_progress=False,
+            return_stats=True,
+        )  # fmt: skip
+        return [row["ground_truth"][:6] for row in dataset if row["ground_truth"].startswith(" Zebra")], stats
+
+    assert tokenizer.tokenize(" Zebra") == [tokenizer.tokenize(text)[-5]]  # " Zebra" is one token
+    assert zebra_rows(max_context_tokens=64)[0] == [" Zebra"]  # the first "Zebra" is in the context
+    rows, stats = zebra_rows(max_context_tokens=8)  # truncated: the context no longer shows it
+    assert rows == [] and stats.filtered_out_positions > 0
+
+
+@pytest.mark.parametrize("value", ["words", "Word_In_Context", "", None])
+def test_an_unknown_position_filter_is_refused_in_one_line(value):
+    with pytest.raises(ValueError, match=r"^position_filter must be one of 'all', 'word_in_context' .*got ") as error:
+        NextTokenSettings(position_filter=value)
+    assert "\n" not in str(error.value)
+
+
 def test_dataset_input_with_joined_columns_and_text_format(byte_level_tokenizer):
     data = Dataset.from_dict({"problem": ["What is 12 + 30?"], "solution": ["We add them: 12 + 30 = 42."]})
     dataset = build_next_token_dataset(
@@ -268,6 +324,7 @@ def test_dataset_input_with_joined_columns_and_text_format(byte_level_tokenizer)
         ({"positions": "some"}, "positions"),
         ({"position_stride": 0}, "stride"),
         ({"text_column": "body"}, "body"),
+        ({"position_filter": "word"}, "position_filter must be one of"),
     ],
 )
 def test_bad_arguments_raise(byte_level_tokenizer, kwargs, message):

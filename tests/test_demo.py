@@ -1,15 +1,27 @@
 """The demo's seams on a tiny model: RPT training with its learning curve -> the next-token baseline at RPT's budget
 -> the comparison -> report.md, results.json and the PNGs, as `rpt-trl demo` writes them."""
 
+import functools
+
 import pytest
 
+from rpt_trl import build_next_token_dataset, models
 from rpt_trl.cli import main
-from rpt_trl.experiments.arithmetic_demo import DemoSettings, demo_verdict, mixed_verdict, run_demo
+from rpt_trl.experiments.arithmetic_demo import (
+    DEMO_TEMPLATE,
+    DemoSettings,
+    arithmetic_corpus,
+    demo_splits,
+    demo_verdict,
+    mixed_verdict,
+    run_demo,
+)
 from rpt_trl.experiments.tiny import make_tiny_model, make_tiny_tokenizer
 from rpt_trl.results import load_results
 
 
-SMALL = DemoSettings(corpus_documents=16, held_out_documents=6, eval_positions=12, all_positions=8,
+# 12 held-out documents hold 14 targeted positions under the tiny tokenizer, which splits most words into pieces.
+SMALL = DemoSettings(corpus_documents=24, held_out_documents=12, eval_positions=12, all_positions=8,
                      curve_positions=6, curve_every=1, train_steps=2, prompts_per_step=2, num_generations=2,
                      max_completion_length=8, block_size=32, use_vllm=False)  # fmt: skip
 
@@ -118,3 +130,90 @@ def test_the_demo_configures_the_template_its_prompts_were_built_with(caplog):
     with caplog.at_level(logging.WARNING, logger="rpt_trl"):
         check_prompt_settings(splits.train, config, "train_dataset", reward=config.reward)
     assert [r.getMessage() for r in caplog.records if "prompt" in r.getMessage()] == []
+
+
+# What follows `{context}` in the demo's template: the old filter searched the context with it attached.
+TEMPLATE_TAIL = DEMO_TEMPLATE[DEMO_TEMPLATE.rindex("{context}") + len("{context}") :]
+
+
+def old_word_in_context(row, *, with_template_tail):
+    """The demo's filter before `position_filter` existed, re-implemented from its definition: the first ground-truth
+    token is a word of two or more characters, with a letter or digit, found in the text after the last `Text: "`
+    of the prompt (the context, followed by the template's tail, which `with_template_tail=False` cuts off)."""
+    searched = row["prompt"].rsplit('Text: "', 1)[-1]
+    if not with_template_tail:
+        assert searched.endswith(TEMPLATE_TAIL)
+        searched = searched[: -len(TEMPLATE_TAIL)]
+    word = row["ground_truth"].encode("utf-8")[: row["ground_truth_boundaries"][0]].decode("utf-8").strip()
+    return len(word) > 1 and any(ch.isalnum() for ch in word) and word in searched
+
+
+def old_demo_splits(tokenizer, *, seed, eval_positions, all_positions, with_template_tail):
+    """`demo_splits` as it was: every position built, then the held-out split, the filter and the shuffles. Returns
+    the train rows, the eval rows, the sample of all held-out positions, and the number of positions built."""
+    corpus = arithmetic_corpus(num_documents=DemoSettings().corpus_documents, seed=seed)
+    everything = build_next_token_dataset(
+        corpus, tokenizer, prompt_template=DEMO_TEMPLATE, prompt_format="text", min_context_tokens=12,
+        max_context_tokens=48, max_ground_truth_tokens=8, show_progress=False,
+    )  # fmt: skip
+    held_out = set(range(DemoSettings().held_out_documents))
+    targeted = [old_word_in_context(row, with_template_tail=with_template_tail) for row in everything]
+    rows = list(enumerate(everything["document_id"]))
+    eval_set = everything.select([i for i, doc in rows if targeted[i] and doc in held_out]).shuffle(seed=seed)
+    train_set = everything.select([i for i, doc in rows if targeted[i] and doc not in held_out]).shuffle(seed=seed)
+    sample = everything.select([i for i, doc in rows if doc in held_out]).shuffle(seed=seed + 1)
+    return (
+        train_set.to_list(),
+        eval_set.select(range(min(eval_positions, len(eval_set)))).to_list(),
+        sample.select(range(min(all_positions, len(sample)))).to_list(),
+        len(everything),
+    )
+
+
+@functools.cache
+def demo_tokenizer(name):
+    if name == "gemma":
+        folder = models.embedded_model_dir()
+        if not (folder / models.MARKER_FILE).is_file():
+            pytest.skip("the embedded Gemma 3 270M is not converted on this machine (`rpt-trl demo` converts it)")
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(folder))
+    if name == "tiny":
+        return make_tiny_tokenizer()  # pieces of words: a token can be a substring of the template's tail
+    from rpt_trl.experiments.tiny import make_byte_level_tokenizer
+
+    return make_byte_level_tokenizer(arithmetic_corpus(64) * 2, vocab_size=600)  # the corpus's words whole
+
+
+@pytest.mark.parametrize("name", ["gemma", "tiny", "arithmetic_words"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_demo_splits_keep_the_rows_of_the_demos_old_filter(name, seed):
+    """The demo's train and targeted eval splits, now built with `position_filter="word_in_context"`, are the rows the
+    demo's own filter chose, row for row and in order; the sample of all answerable positions is unfiltered.
+
+    The old filter searched the context with the template's tail (`"` + newline + `<think>`) attached, so a word
+    piece such as "th" counted as "in the context" because of `<think>`. Under the demo's tokenizer (Gemma) that never
+    happens and the splits are exactly the old ones; under a tokenizer of word pieces the new splits are the old
+    filter's on the context alone."""
+    tokenizer = demo_tokenizer(name)
+    settings = DemoSettings(seed=seed)
+    train, eval_rows, sample, built = old_demo_splits(
+        tokenizer, seed=seed, eval_positions=settings.eval_positions, all_positions=settings.all_positions,
+        with_template_tail=name != "tiny",
+    )  # fmt: skip
+    assert len(train) > 20 and len(eval_rows) > 10 and len(sample) == settings.all_positions
+    splits = demo_splits(tokenizer, seed=seed, eval_positions=len(eval_rows), all_positions=settings.all_positions)
+    assert splits.train.to_list() == train
+    assert splits.eval.to_list() == eval_rows
+    assert splits.all_positions.to_list() == sample
+    assert splits.stats.filtered_out_positions == built - splits.stats.examples > 0
+    if name != "tiny":
+        assert len(eval_rows) == settings.eval_positions  # the demo's 256 targeted positions
+    else:  # the rows that only the template's tail let in, and nothing else, are gone
+        old_train, *_ = old_demo_splits(
+            tokenizer, seed=seed, eval_positions=0, all_positions=0, with_template_tail=True
+        )
+        gone = [row for row in old_train if row not in train]
+        assert gone and not any(old_word_in_context(row, with_template_tail=False) for row in gone)
+        assert len(old_train) - len(gone) == len(train)

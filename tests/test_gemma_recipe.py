@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import first_token_of, is_word_of
 
-from rpt_trl import cli, models
-from rpt_trl.data.templates import TEMPLATE_FEW_SHOT
+from rpt_trl import build_next_token_dataset, cli, models
+from rpt_trl.data.templates import TEMPLATE_FEW_SHOT, template_context
 from rpt_trl.experiments.tiny import make_tiny_model, make_tiny_tokenizer
 from rpt_trl.trainer import train as train_module
 from rpt_trl.trainer.signal import SIGNAL_GENERATED
@@ -56,6 +57,7 @@ def test_recipe_settings_and_a_comment_for_each():
     assert script_args.dataset_name is None  # given on the command line
     assert args.use_cpu and not args.bf16 and not args.gradient_checkpointing
     assert (args.prompt_template, args.prompt_format) == ("few_shot", "text")
+    assert args.position_filter == "word_in_context"  # the demo's selection
     assert args.band_sampling and args.band_probe and args.shared_prefix_loss and args.stop_after_answer
     assert args.dynamic_sampling and args.dynamic_sampling_start_step == 0
     assert args.dynamic_sampling_max_refills in (0, 1)
@@ -122,6 +124,19 @@ def test_train_runs_the_recipe_on_stdlib_documents_from_a_local_jsonl(tmp_path, 
     assert all(prompt.startswith(TEMPLATE_HEAD) for prompt in prompts)
     contexts = [prompt[len(TEMPLATE_HEAD) :].removeprefix('Text: "') for prompt in prompts]
     assert any(written[0].startswith(context[:40]) for context in contexts)  # the first document's positions
+    # The recipe's position filter: the rows of every position whose next token is a word of its context.
+    every_position = build_next_token_dataset(
+        written[:2], trainer.processing_class, trainer.args.next_token_settings(), position_filter="all",
+        show_progress=False,
+    )  # fmt: skip
+    expected = [
+        (row["document_id"], row["position"], row["prompt"], row["ground_truth"])
+        for row in every_position
+        if is_word_of(first_token_of(row), template_context(row["prompt"], "few_shot"))
+    ]
+    trained = trainer.train_dataset.select_columns(["document_id", "position", "prompt", "ground_truth"])
+    assert 0 < len(expected) < len(every_position)
+    assert [tuple(row.values()) for row in trained] == expected
     assert 0.0 <= trainer.state.log_history[0][SIGNAL_GENERATED] <= 1.0
     assert trainer.band_tracker is not None and int((~trainer.band_tracker.probe.isnan()).sum()) > 0
 

@@ -8,7 +8,7 @@ import os
 import datasets
 import pytest
 import torch
-from conftest import make_byte_level_tokenizer
+from conftest import first_token_of, is_word_of, make_byte_level_tokenizer
 from huggingface_hub import DatasetCard
 
 from rpt_trl import RPTConfig, RPTTrainer
@@ -100,6 +100,32 @@ def test_prepare_writes_filtered_train_and_labelled_eval_splits(prepared):
     assert skipped == {"empty_documents": 1, "short_documents": 1}
     assert info["splits"]["train"]["stats"]["low_entropy_positions"] > 0
     assert "rpt-trl prepare --dataset" in info["command"]
+
+
+def test_prepare_with_a_position_filter_keeps_the_unfiltered_rows_whose_next_token_is_a_word_of_the_context(
+    corpus_file, proxy_dir, prepared, tmp_path
+):
+    from rpt_trl.data.templates import template_context
+
+    output = tmp_path / "filtered"
+    run_prepare(corpus_file, proxy_dir, output, "--position_filter", "word_in_context")
+    unfiltered, filtered = (datasets.load_from_disk(str(folder)) for folder in (prepared, output))
+    info, unfiltered_info = (json.loads((folder / "prepare_info.json").read_text()) for folder in (output, prepared))
+    assert (info["settings"]["position_filter"], unfiltered_info["settings"]["position_filter"]) == (
+        "word_in_context",
+        "all",
+    )
+    for split in ("train", "eval"):
+        rows = unfiltered[split].to_list()
+        expected = [row for row in rows if is_word_of(first_token_of(row), template_context(row["prompt"], "v0"))]
+        assert 0 < len(expected) < len(rows)
+        assert filtered[split].to_list() == expected  # the same entropies, split and order: only the filter differs
+        assert info["splits"][split]["stats"]["filtered_out_positions"] == len(rows) - len(expected)
+        assert unfiltered_info["splits"][split]["stats"]["filtered_out_positions"] == 0
+    card = DatasetCard.load(output / "README.md").text
+    train_stats = info["splits"]["train"]["stats"]
+    assert "left out by `position_filter`" in card and "| `position_filter` | `word_in_context` |" in card
+    assert f"| {train_stats['low_entropy_positions']} | {train_stats['filtered_out_positions']} |" in card
 
 
 def test_the_dataset_card_states_source_proxy_thresholds_and_counts(prepared):
@@ -299,6 +325,12 @@ def proxy_must_not_load(monkeypatch):
         (None, ["--template", "no placeholder"], "template"),
         (None, ["--min-context-tokens", "20", "--max-context-tokens", "10"], "max_context_tokens"),
         (None, ["--min-entropy", "nan"], "min_entropy must be a finite number"),
+        # a position filter that keeps nothing: only one-character tokens and whitespace
+        (
+            [{"problem": "1 2 3 4 5 6 7 8 9", "solution": "9 8 7 6 5 4 3 2 1"}] * 6,
+            ["--position_filter", "word_in_context"],
+            r"^rpt-trl prepare: error: The train split would have no examples: position_filter='word_in_context' keeps",
+        ),
         # item 13: a corpus without text was reported as "eval_size must leave training documents"
         ([{"problem": "", "solution": None}] * 6, [], "The corpus has no text"),
     ],
@@ -312,6 +344,19 @@ def test_bad_input_fails_before_the_proxy_loads_and_writes_nothing(
         source.write_text("".join(json.dumps(row) + "\n" for row in rows))
     with pytest.raises(SystemExit, match=message):
         run_prepare(source, proxy_dir, tmp_path / "out", *extra)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_position_filter_flag_is_refused_by_the_parser(
+    corpus_file, proxy_dir, tmp_path, proxy_must_not_load, capsys
+):
+    with pytest.raises(SystemExit):
+        run_prepare(corpus_file, proxy_dir, tmp_path / "out", "--position_filter", "words")
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        "rpt-trl prepare: error: argument --position_filter/--position-filter: invalid choice: 'words' (choose from "
+        "'all', 'word_in_context')"
+    )
     assert not (tmp_path / "out").exists()
 
 

@@ -256,3 +256,28 @@ def test_train_refuses_a_chosen_setting_that_a_prepared_folder_was_not_built_wit
         load_train_dataset(script_args, settings=NextTokenSettings(prompt_template="few_shot"))
     same = NextTokenSettings(max_context_tokens=3840, prompt_format="text", position_stride=1)
     assert len(load_train_dataset(script_args, settings=same)) == 3  # the settings it was built with
+
+
+@pytest.mark.parametrize(
+    ("recorded", "refused"),
+    [
+        ({"position_filter": "all"}, True),
+        ({}, True),  # prepared before position_filter existed: built from every position
+        ({"position_filter": "word_in_context"}, False),
+    ],
+)
+def test_train_refuses_a_position_filter_that_a_prepared_folder_was_not_built_with(tmp_path, recorded, refused):
+    from rpt_trl.trainer.train import RPTScriptArguments, load_train_dataset
+
+    folder = tmp_path / "prepared"
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows())}).save_to_disk(str(folder))
+    (folder / "prepare_info.json").write_text(json.dumps({"settings": {"max_context_tokens": 3840, **recorded}}))
+    script_args = RPTScriptArguments(dataset_name=str(folder))
+    chosen = NextTokenSettings(position_filter="word_in_context")
+    if refused:
+        with pytest.raises(ValueError, match=r"^position_filter='word_in_context', but .*prepared was prepared with "
+                                             r"position_filter='all' .*rpt-trl prepare --position_filter word_in_c"):  # fmt: skip
+            load_train_dataset(script_args, settings=chosen)
+    else:
+        assert len(load_train_dataset(script_args, settings=chosen)) == 3
+    assert len(load_train_dataset(script_args, settings=NextTokenSettings())) == 3  # the default is never refused

@@ -17,7 +17,7 @@ can end there, so prefix matching is unchanged.
 import logging
 import math
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import accumulate
 from typing import Any
@@ -39,6 +39,25 @@ _TOKENIZE_BATCH = 64
 # Evaluation difficulty (paper, Section 4.1): positions whose proxy entropy is above each threshold; nested sets.
 
 
+def word_in_context(first_token: str, context: str) -> bool:
+    """Whether `first_token` is a word of two or more characters, with a letter or digit, that already occurs in
+    `context` (anywhere, as text): the positions `position_filter="word_in_context"` keeps.
+
+    Surrounding whitespace is not part of the word, so a lone space or a single digit (Gemma splits " 42" into
+    " " + "4" + "2") never qualifies.
+
+    >>> word_in_context(" apples", "Tom has 7 apples and"), word_in_context(" pears", "Tom has 7 apples and")
+    (True, False)
+    """
+    word = first_token.strip()
+    return len(word) > 1 and any(character.isalnum() for character in word) and word in context
+
+
+# `position_filter` name -> whether to keep a position, given its first ground-truth token and its context (the
+# left-truncated text the prompt shows); `None` keeps every position.
+POSITION_FILTERS: dict[str, Callable[[str, str], bool] | None] = {"all": None, "word_in_context": word_in_context}
+
+
 @dataclass
 class NextTokenDatasetStats:
     """What [`build_next_token_dataset`] kept and skipped, and why."""
@@ -52,6 +71,7 @@ class NextTokenDatasetStats:
     zero_width_positions: int = 0
     unanswerable_positions: int = 0
     low_entropy_positions: int = 0
+    filtered_out_positions: int = 0  # positions that passed every other check but not `position_filter`
 
     @property
     def answerable_fraction(self) -> float:
@@ -91,6 +111,13 @@ class NextTokenSettings:
     skip_unanswerable_positions (`bool`, *optional*, defaults to `True`):
         Skip (and count) positions where no token-aligned prefix of the ground truth can be written inside
         `\boxed{}` (see [`can_be_boxed`]).
+    position_filter (`str`, *optional*, defaults to `"all"`):
+        Which of the positions that pass the other checks become examples: `"all"`, or `"word_in_context"`: only
+        those whose first ground-truth token is a word of two or more characters, with a letter or digit, that
+        already occurs in the (truncated) context (see [`word_in_context`]). A small model can answer such positions
+        (a name, an item, a repeated term) and rarely any other, so on `"all"` its rollouts can all earn 0 and GRPO
+        gets no signal; the filter starts it on the easy positions, as an easy-to-hard curriculum would (RMT, arXiv
+        2509.24375). The builder counts the positions it leaves out (`NextTokenDatasetStats.filtered_out_positions`).
     min_entropy (`float`, *optional*):
         The entropy filter (paper, Section 3.3): keep only positions whose proxy entropy is **at least** this (nats);
         unscored (NaN) positions are dropped with them. Needs entropies: `token_entropy` when building, or the
@@ -135,6 +162,14 @@ class NextTokenSettings:
         default=True,
         metadata={"help": "Skip positions whose continuation cannot be written inside \\boxed{}."},
     )
+    position_filter: str = field(
+        default="all",
+        metadata={
+            "help": "'all' positions, or 'word_in_context': only those whose next token is a word (2+ characters) "
+            "that already occurs in the context, which a small model can answer.",
+            "choices": list(POSITION_FILTERS),
+        },
+    )
     min_entropy: float | None = field(
         default=None,
         metadata={"help": "Keep only positions whose proxy entropy is at least this (nats); needs entropies."},
@@ -176,6 +211,11 @@ class NextTokenSettings:
             raise ValueError(
                 f"max_ground_truth_tokens must be at least 1 (the answer is at least one token), "
                 f"got {self.max_ground_truth_tokens}."
+            )
+        if self.position_filter not in POSITION_FILTERS:
+            raise ValueError(
+                f"position_filter must be one of {', '.join(map(repr, POSITION_FILTERS))} ('word_in_context' keeps "
+                f"the positions whose next token is a word of the context), got {self.position_filter!r}."
             )
 
     def next_token_settings(self) -> "NextTokenSettings":
@@ -314,6 +354,15 @@ def _ends_on_token_boundary(k: int, ends: Sequence[int], starts_inside_char: Seq
     return following == len(ends) or not starts_inside_char[following]
 
 
+def _answer_ends(window: range, start: int, ends: Sequence[int], on_boundary: Sequence[bool]) -> list[int]:
+    """The character index where each answer that the ground-truth `window` of tokens allows ends, increasing."""
+    answer_ends: list[int] = []
+    for k in window:
+        if ends[k] > start and on_boundary[k] and (not answer_ends or ends[k] > answer_ends[-1]):
+            answer_ends.append(ends[k])
+    return answer_ends
+
+
 def _document_examples(
     text: str,
     offsets: Sequence[tuple[int, int]],
@@ -325,6 +374,7 @@ def _document_examples(
     max_context_tokens: int,
     max_ground_truth_tokens: int,
     skip_unanswerable: bool,
+    keep_position: Callable[[str, str], bool] | None,
     entropy: Sequence[float] | None,
     min_entropy: float | None,
     difficulty_thresholds: Mapping[str, float],
@@ -350,23 +400,21 @@ def _document_examples(
             stats.low_entropy_positions += 1
             continue
         last = min(t + max_ground_truth_tokens, num_tokens)
-        answer_ends = []  # character index where each reachable answer ends
-        for k in range(t, last):
-            if ends[k] > start and on_boundary[k]:
-                if not answer_ends or ends[k] > answer_ends[-1]:
-                    answer_ends.append(ends[k])
-        boundaries = [byte_at[end] - byte_at[start] for end in answer_ends]
-        ground_truth = text[start : ends[last - 1]]
+        answer_ends = _answer_ends(range(t, last), start, ends, on_boundary)
         if skip_unanswerable and not any(can_be_boxed(text[start:end]) for end in answer_ends):
             stats.unanswerable_positions += 1
             continue
         context = text[span_starts[max(0, t - max_context_tokens)] : start]
+        # After the answerability check, so that `answerable_fraction` does not depend on the filter.
+        if keep_position is not None and not (answer_ends and keep_position(text[start : answer_ends[0]], context)):
+            stats.filtered_out_positions += 1
+            continue
         prompt = render_prompt(template, context)
         stats.examples += 1
         example = {
             "prompt": [{"role": "user", "content": prompt}] if prompt_format == "conversational" else prompt,
-            "ground_truth": ground_truth,
-            "ground_truth_boundaries": boundaries,
+            "ground_truth": text[start : ends[last - 1]],
+            "ground_truth_boundaries": [byte_at[end] - byte_at[start] for end in answer_ends],
             "document_id": document_id,
             "position": t,
         }
@@ -395,8 +443,8 @@ def build_next_token_dataset(
         tokenizer: A fast tokenizer (it must return offsets); positions are indices into its tokenization of each
             document, without special tokens.
         settings: A [`NextTokenSettings`] (an [`RPTConfig`] is one): template, prompt format, text column(s),
-            position stride, context and ground-truth lengths, answerability and the entropy filter. Defaults to
-            `NextTokenSettings()`.
+            position stride, context and ground-truth lengths, answerability, the position filter and the entropy
+            filter. Defaults to `NextTokenSettings()`.
         positions: One list of token indices per document, used instead of `settings.position_stride` (the hook
             the last-word and custom selections use). `"all"` or an int (a stride) are deprecated spellings of
             `position_stride`.
@@ -452,6 +500,13 @@ def build_next_token_dataset(
             columns[name].append(value)
     dataset = datasets.Dataset.from_dict(columns, features=features)
     logger.info("Next-token dataset: %s", asdict(stats))
+    if settings.position_filter != "all":
+        logger.info(
+            "position_filter=%r kept %d of %d positions.",
+            settings.position_filter,
+            stats.examples,
+            stats.examples + stats.filtered_out_positions,
+        )
     if stats.examples == 0:
         logger.warning("No examples were built: %s", asdict(stats))
     return (dataset, stats) if return_stats else dataset
@@ -516,6 +571,7 @@ def _next_token_examples(
                 max_context_tokens=settings.max_context_tokens,
                 max_ground_truth_tokens=settings.max_ground_truth_tokens,
                 skip_unanswerable=settings.skip_unanswerable_positions,
+                keep_position=POSITION_FILTERS[settings.position_filter],
                 entropy=entropy,
                 min_entropy=settings.min_entropy,
                 difficulty_thresholds=difficulty_thresholds,

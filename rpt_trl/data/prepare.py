@@ -154,9 +154,10 @@ def _build_split(
     )
     if not len(dataset):
         option = "--min_entropy" if split == "train" else "--eval_min_entropy"
+        kept = "" if settings.position_filter == "all" else f" kept by position_filter={settings.position_filter!r}"
         raise ValueError(
-            f"The {split} split has no examples: no position of its {len(ids)} documents has entropy of at least "
-            f"{min_entropy} ({asdict(stats)}). Lower {option}, or give more or longer documents. The entropies "
+            f"The {split} split has no examples: no position{kept} of its {len(ids)} documents has entropy of at "
+            f"least {min_entropy} ({asdict(stats)}). Lower {option}, or give more or longer documents. The entropies "
             "are cached, so a re-run with the same proxy and corpus does not score again."
         )
     # document_id is the index in the selection; point it back at the source corpus.
@@ -275,6 +276,28 @@ def _check_before_scoring(
     # One document through the builder (without the entropy filter, which needs scores) checks the settings.
     build_next_token_dataset(
         data.select([first_long["train"]]), tokenizer, settings, show_progress=False, min_entropy=None
+    )
+    if settings.position_filter != "all":
+        for split, ids in split_ids.items():
+            _check_position_filter_keeps_some(split, data.select(ids), tokenizer, settings)
+
+
+def _check_position_filter_keeps_some(
+    split: str, data: datasets.Dataset, tokenizer: Any, settings: NextTokenSettings
+) -> None:
+    """Refuse a split in which `position_filter` keeps no position; stops at the first batch where it keeps one."""
+    stats = None
+    for start in range(0, len(data), 256):
+        batch = data.select(range(start, min(start + 256, len(data))))
+        built, stats = build_next_token_dataset(
+            batch, tokenizer, settings, show_progress=False, return_stats=True, min_entropy=None
+        )
+        if len(built):
+            return
+    raise ValueError(
+        f"The {split} split would have no examples: position_filter={settings.position_filter!r} keeps none of the "
+        f"positions of its {len(data)} documents (the last batch: {asdict(stats)}). Use --position_filter all, or "
+        "give other documents."
     )
 
 

@@ -50,7 +50,11 @@ POSITION_SETTINGS = (
     "max_context_tokens",
     "max_ground_truth_tokens",
     "skip_unanswerable_positions",
+    "position_filter",
 )
+# Settings added after `rpt-trl prepare` first recorded its settings: a dataset that does not record one was built as
+# its default builds now.
+_RECORDED_SINCE = {"position_filter": "all"}
 _BOX_INSTRUCTION = "\\boxed{}"
 INFO_FILE = "prepare_info.json"  # what `rpt-trl prepare` records beside the splits
 
@@ -222,6 +226,7 @@ def check_recorded_settings(recorded: Mapping[str, Any], settings: NextTokenSett
         ValueError: max_context_tokens=1024, but data was prepared with max_context_tokens=3840 (its ...
     """
     defaults = NextTokenSettings()
+    recorded = {**_RECORDED_SINCE, **recorded}
     for name in ("prompt_template", "prompt_format", *POSITION_SETTINGS):
         chosen, default = getattr(settings, name), getattr(defaults, name)
         if name in recorded and chosen != default and chosen != recorded[name]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ..data.builder import build_next_token_dataset
+from ..data.builder import NextTokenSettings, build_next_token_dataset
 from ..evaluation.compare import (
     add_differences,
     bootstrap_interval,
@@ -85,21 +85,6 @@ DEMO_TEMPLATE = (
     )
     + 'Text: "{context}"\n<think>'
 )
-
-
-def _first_token(example: dict[str, Any]) -> str:
-    return example["ground_truth"].encode("utf-8")[: example["ground_truth_boundaries"][0]].decode("utf-8")
-
-
-def _word_in_context(example: dict[str, Any]) -> bool:
-    """The first ground-truth token is a word of two or more characters that already occurs in the context.
-
-    These are the positions where a 270M model has a chance (names, items, repeated words), and where a lone-space
-    answer (Gemma splits " 42" into " " + "4" + "2") cannot score.
-    """
-    context = example["prompt"].rsplit('Text: "', 1)[-1]
-    word = _first_token(example).strip()
-    return len(word) > 1 and any(ch.isalnum() for ch in word) and word in context
 
 
 @dataclass(frozen=True)
@@ -188,8 +173,10 @@ def demo_splits(
 ) -> DemoSplits:
     """The demo's corpus and its train and held-out evaluation positions (the demo template).
 
-    Training and the targeted evaluation take the positions whose next token is a word of the context; the first
-    `held_out_documents` documents are for evaluation only.
+    Training and the targeted evaluation take the positions whose next token is a word of the context
+    (`position_filter="word_in_context"`: a 270M model has a chance at names, items and repeated words, and a
+    lone-space answer, as Gemma splits " 42" into " " + "4" + "2", cannot score); the first `held_out_documents`
+    documents are for evaluation only.
 
     Returns:
         A [`DemoSplits`], with at most `eval_positions` targeted held-out rows, and a seeded sample of
@@ -198,25 +185,21 @@ def demo_splits(
     corpus = arithmetic_corpus(num_documents=corpus_documents, seed=seed)
     if not 0 < held_out_documents < corpus_documents:
         raise ValueError(f"held_out_documents ({held_out_documents}) must be between 1 and {corpus_documents - 1}.")
-    dataset, stats = build_next_token_dataset(
-        corpus,
-        tokenizer,
-        prompt_template=DEMO_TEMPLATE,
-        prompt_format="text",
-        min_context_tokens=12,
-        max_context_tokens=48,
-        max_ground_truth_tokens=8,
-        return_stats=True,
-        show_progress=False,
-    )
+    settings = NextTokenSettings(
+        prompt_template=DEMO_TEMPLATE, prompt_format="text", min_context_tokens=12, max_context_tokens=48,
+        max_ground_truth_tokens=8, position_filter="word_in_context",
+    )  # fmt: skip
+    dataset, stats = build_next_token_dataset(corpus, tokenizer, settings, return_stats=True, show_progress=False)
     held_out = set(range(held_out_documents))
-    held_out_rows = dataset.filter(lambda e: e["document_id"] in held_out)
-    eval_set = held_out_rows.filter(_word_in_context).shuffle(seed=seed)
+    eval_set = dataset.filter(lambda e: e["document_id"] in held_out).shuffle(seed=seed)
     if len(eval_set) < eval_positions:
         raise ValueError(f"The held-out documents hold {len(eval_set)} targeted positions, fewer than the "
                          f"{eval_positions} asked for; hold out more documents.")  # fmt: skip
-    train_set = dataset.filter(lambda e: e["document_id"] not in held_out).filter(_word_in_context).shuffle(seed=seed)
-    everything = held_out_rows.shuffle(seed=seed + 1)
+    train_set = dataset.filter(lambda e: e["document_id"] not in held_out).shuffle(seed=seed)
+    # The held-out documents lead the corpus, so their document ids are the same in this build.
+    everything = build_next_token_dataset(
+        corpus[:held_out_documents], tokenizer, settings, position_filter="all", show_progress=False
+    ).shuffle(seed=seed + 1)
     return DemoSplits(
         corpus=corpus, train=train_set, eval=eval_set.select(range(eval_positions)), stats=stats,
         all_positions=everything.select(range(min(all_positions, len(everything)))),

@@ -33,7 +33,8 @@ class DemoSplits:
         corpus: The generated documents; the first `held_out_documents` are for evaluation only.
         train: Training positions (the next token is a word of the context) of the other documents.
         eval: Held-out targeted positions, shuffled, at most `eval_positions`.
-        stats: The dataset builder's counts of the positions made and skipped.
+        stats: The dataset builder's counts of the positions made and skipped (`filtered_out_positions`: those whose
+            next token is not a word of the context).
         all_positions: A seeded sample of all answerable held-out positions (empty unless asked for).
         held_out_documents: How many leading documents are held out.
     """

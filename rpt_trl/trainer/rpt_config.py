@@ -114,7 +114,7 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
 
     Every field of [`NextTokenSettings`] (`prompt_template`, `prompt_format`, `text_column`, `position_stride`,
     `min_context_tokens`, `max_context_tokens`, `max_ground_truth_tokens`, `skip_unanswerable_positions`,
-    `min_entropy`), with its defaults. `RPTTrainer` uses them to build examples from a raw document dataset, and the
+    `position_filter`, `min_entropy`), with its defaults. `RPTTrainer` uses them to build examples from a raw document dataset, and the
     training script filters a prepared dataset's `entropy` column by `min_entropy`.
 
     > Parameters that control pushing checkpoints to the Hub
