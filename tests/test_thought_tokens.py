@@ -4,9 +4,16 @@ tokenizer merges the thought's last character into the first token of `</think>`
 import pytest
 from conftest import CORPUS, make_byte_level_tokenizer, make_sentencepiece_tokenizer
 
-from rpt_trl.parsing import THINK_CLOSE, split_thought
+from rpt_trl import prefix_match_reward, score_prefix_match
+from rpt_trl.parsing import THINK_CLOSE, extract_prediction, split_thought
 from rpt_trl.rewards import thought_token_counts
-from rpt_trl.rewards.thought_tokens import thought_tokens_from_ids, token_bytes
+from rpt_trl.rewards.thought_tokens import (
+    TokenBytes,
+    find_think_tags,
+    thought_tokens_from_ids,
+    thought_tokens_in_ids,
+    token_bytes,
+)
 
 
 ENDINGS = [".", " ", ")", "}", "\n", "$"]
@@ -83,6 +90,109 @@ def test_ids_that_spell_the_tag_in_pieces_are_counted_in_the_ids():
     )
     assert tokenizer.decode(ids) == thought + rest and ids != tokenizer(thought + rest)["input_ids"]
     assert thought_token_counts([thought + rest], tokenizer, [ids]) == [own_count(tokenizer, thought + rest)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<think>so 7.</think> \\boxed{ 7}",
+        "<think>中文 🎉</think> 答 \\boxed{ 中}",  # the answer part's bytes, not its characters
+        "a</think>b</think>c",
+        "</think>",
+        "<think>no close tag",
+        "",
+    ],
+)
+def test_think_tags_measure_the_answer_part(text):
+    think_close = text.find(THINK_CLOSE)
+    answer_part = text[think_close:] if think_close >= 0 else ""
+    expected = ([think_close], [len(answer_part.encode("utf-8"))], [answer_part.count(THINK_CLOSE) > 1])
+    assert tuple(find_think_tags([text])) == expected
+    assert tuple(find_think_tags([[{"role": "assistant", "content": text}]], [think_close])) == expected
+
+
+def mixed_batch(tokenizer) -> tuple[list, list[list[int]]]:
+    """Completions of every kind the count meets in one batch, with their own ids (and an EOS, some a padding too)."""
+    texts = [f"<think>{t}{e}</think> The answer is \\boxed{{ size}}." for t in THOUGHTS[:4] for e in ENDINGS]
+    texts += [
+        # The first tag counts, where the second lies near the end and the first, past ids of one byte each, far.
+        "<think>a thought</think> \\boxed{ x} 💡💡💡💡💡</think> \\boxed{ y}",
+        "<think>no close tag, cut at the length limit",
+        "</think> \\boxed{ at once}",  # an empty thought
+        "<think>中文 🎉 then.</think> 答 \\boxed{ 中}",  # a tail that is not ASCII
+    ]
+    ids = [tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for text in texts]
+    ids[1] += [tokenizer.pad_token_id or tokenizer.eos_token_id] * 3  # TRL pads to the longest completion
+    ids[-3] += [tokenizer.eos_token_id]
+    completions = [[{"role": "assistant", "content": text}] if i % 5 == 0 else text for i, text in enumerate(texts)]
+    return completions, ids
+
+
+def test_a_batch_counts_each_thought_as_its_own_tokenisation(tokenizer):
+    completions, ids = mixed_batch(tokenizer)
+    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+    expected = [own_count(tokenizer, text) for text in texts]
+    trailing = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+    table = TokenBytes(tokenizer)  # a fresh table: the first batch reads the ids, the second finds the tag by them
+    think_tags = find_think_tags(completions)
+    first = thought_tokens_in_ids(think_tags, ids, table, trailing)
+    assert table.tag_holders  # the tag's first tokens were noted while the first batch read them
+    second = thought_tokens_in_ids(think_tags, ids, table, trailing)
+    assert first == second
+    # Read from the ids but where the ids cannot tell (SentencePiece strips the space of a thought that is empty).
+    assert [count for count in first if count is not None] == [e for c, e in zip(first, expected) if c is not None]
+    assert None not in first[:24] + first[-4:-2] + first[-1:]
+    assert thought_token_counts(completions, tokenizer, ids) == expected  # those are tokenised again
+
+
+def test_the_bound_reward_logs_the_metrics_of_an_independent_count(tokenizer):
+    # The reward as RPTTrainer binds it, called as GRPOTrainer calls it, on every kind of completion at once.
+    completions, ids = mixed_batch(tokenizer)
+    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+    truths, boundaries = [" size of"] * len(texts), [[5, 8]] * len(texts)
+    extra, metrics = {}, {}
+    rewards = prefix_match_reward(
+        prompts=["p"] * len(texts), completions=completions, completion_ids=ids, ground_truth=truths,
+        ground_truth_boundaries=boundaries, trainer_state=None, log_extra=extra.__setitem__,
+        log_metric=metrics.__setitem__, require_think_close=True, reasoning_tokenizer=tokenizer,
+    )  # fmt: skip
+    predictions = [extract_prediction(text) for text in texts]
+    assert rewards == [score_prefix_match(p, g, b) for p, g, b in zip(predictions, truths, boundaries)]
+    assert extra == {"prediction": predictions}
+    assert metrics == {
+        "rpt/next_token_accuracy": sum(rewards) / len(rewards),
+        "rpt/answer_rate": sum(p is not None for p in predictions) / len(predictions),
+        "rpt/reasoning_tokens": sum(own_count(tokenizer, text) for text in texts) / len(texts),
+    }
+
+
+def test_the_tag_holders_are_the_read_ids_that_end_as_the_tags_first_token(tokenizer):
+    table = TokenBytes(tokenizer)
+    completions, ids = mixed_batch(tokenizer)
+    for token_id in {token_id for row in ids for token_id in row}:
+        table[token_id]
+    first = table.tag_first
+    assert table.tag_holders == {
+        token_id: len(piece) - len(first)
+        for token_id, piece in table.pieces.items()
+        if piece is not None and table.tag_follow and piece.endswith(first)
+    }
+
+
+@pytest.mark.parametrize("decoy", ["</thick>", "</thing>", "</think,"])
+def test_a_tag_of_many_ids_is_matched_whole(decoy):
+    # Not trained on `think`, the tokenizer spells `</think>` in single characters: after the `<` come seven ids,
+    # and a word that shares all but a middle or the last of them, just before the tag, is not the tag.
+    tokenizer = make_byte_level_tokenizer(vocab_size=400)
+    table = TokenBytes(tokenizer)
+    assert len(table.tag_follow) > 2 and table.tag_first == b"<"
+    completion = f"<think>so {decoy}</think> The size of the box is \\boxed{{ 12.5 cm}}."
+    ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert len(tokenizer(decoy, add_special_tokens=False)["input_ids"]) == len(table.tag_follow) + 1
+    expected = [own_count(tokenizer, completion)]
+    assert expected == [ids_holding_the_thought(tokenizer, completion, ids)]
+    for _ in range(2):  # the second time the ids are read, and the decoy's `<` is known to end as the tag's `<`
+        assert thought_tokens_in_ids(find_think_tags([completion]), [ids], table) == expected
 
 
 def test_token_bytes_are_the_decoded_texts_bytes(tokenizer):

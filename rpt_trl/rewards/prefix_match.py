@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..parsing import THINK_CLOSE, completion_text, extract_prediction, split_thought
-from .thought_tokens import thought_tokens_from_ids, token_bytes
+from .thought_tokens import ThinkTags, find_think_tags, thought_tokens_in_ids, token_bytes
 
 
 def score_prefix_match(prediction: str | None, ground_truth: str, ground_truth_boundaries: Sequence[int]) -> float:
@@ -145,7 +145,7 @@ def thought_token_counts(
     completions: Sequence[Any],
     tokenizer: Any,
     completion_ids: Sequence[Sequence[int]] | None = None,
-    think_closes: Sequence[int] | None = None,
+    think_closes: Sequence[int] | ThinkTags | None = None,
 ) -> list[int]:
     """Length in tokens of each completion's thought (see [`split_thought`]).
 
@@ -160,28 +160,18 @@ def thought_token_counts(
         tokenizer: The policy's tokenizer.
         completion_ids: The completions' token ids, one list per completion (trailing EOS and padding are not
             counted).
-        think_closes: As for [`score_completions`].
+        think_closes: As for [`score_completions`]; or the completions' [`ThinkTags`], which also measure the
+            answer part that the count reads ([`find_think_tags`]).
     """
     if completion_ids is None:
         thoughts = [split_thought(c)[0] for c in completions]
         return [len(ids) for ids in tokenizer(thoughts, add_special_tokens=False)["input_ids"]] if thoughts else []
     if len(completion_ids) != len(completions):
         raise ValueError(f"Got {len(completion_ids)} completion_ids for {len(completions)} completions.")
-    table = token_bytes(tokenizer)
     trailing = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
-    if think_closes is None:
-        think_closes = think_close_positions(completions)
-    counts: list[int | None] = []
-    append = counts.append
-    for completion, think_close, ids in zip(completions, think_closes, completion_ids):
-        if think_close < 0:
-            end = len(ids)
-            while end and ids[end - 1] in trailing:
-                end -= 1
-            append(end)
-        else:
-            text = completion if isinstance(completion, str) else completion_text(completion)
-            append(thought_tokens_from_ids(text, think_close, ids, table))
+    if not isinstance(think_closes, ThinkTags):
+        think_closes = find_think_tags(completions, think_closes)
+    counts = thought_tokens_in_ids(think_closes, completion_ids, token_bytes(tokenizer), trailing)
     if None not in counts:
         return counts
     retokenise = [index for index, count in enumerate(counts) if count is None]
@@ -195,7 +185,7 @@ def thought_lengths(
     completions: Sequence[Any],
     tokenizer: Any | None = None,
     completion_ids: Sequence[Sequence[int]] | None = None,
-    think_closes: Sequence[int] | None = None,
+    think_closes: Sequence[int] | ThinkTags | None = None,
 ) -> list[int]:
     """Each completion's thought length: in tokens of `tokenizer` (see [`thought_token_counts`]), else in characters."""
     if tokenizer is None:
@@ -213,14 +203,14 @@ def _log_answers(
     log_extra: Callable | None,
     log_metric: Callable | None,
     reasoning_tokenizer: Any | None,
-    think_closes: Sequence[int] | None = None,
+    think_closes: Sequence[int] | ThinkTags | None = None,
 ) -> None:
     if log_extra is not None:
         log_extra("prediction", predictions)
     if log_metric is None or not completions:
         return
     log_metric(metric, sum(rewards) / len(rewards))
-    log_metric("rpt/answer_rate", sum(p is not None for p in predictions) / len(predictions))
+    log_metric("rpt/answer_rate", (len(predictions) - predictions.count(None)) / len(predictions))
     lengths = thought_lengths(completions, reasoning_tokenizer, completion_ids, think_closes)
     unit = "tokens" if reasoning_tokenizer is not None else "chars"
     log_metric(f"rpt/reasoning_{unit}", sum(lengths) / len(lengths))
@@ -239,14 +229,19 @@ def _reward(
     log_metric: Callable | None = None,
     **kwargs: Any,
 ) -> list[float]:
-    think_closes = think_close_positions(completions)  # one search of each thought, for the answer and the count
+    # One search of each thought for `</think>`, for the answer and the count. Where the count reads the ids, the same
+    # pass measures the answer part for it, while each text is at hand (the count then reads no text).
+    if log_metric is not None and reasoning_tokenizer is not None and completion_ids is not None:
+        think_closes: list[int] | ThinkTags = find_think_tags(completions)
+    else:
+        think_closes = think_close_positions(completions)
     rewards, predictions = score_completions(
         completions,
         ground_truth,
         ground_truth_boundaries,
         scorer=scorer,
         require_think_close=require_think_close,
-        think_closes=think_closes,
+        think_closes=think_closes.closes if isinstance(think_closes, ThinkTags) else think_closes,
     )
     _log_answers(
         completions,
