@@ -421,3 +421,19 @@ def test_entropy_arguments_are_checked(byte_level_tokenizer, sentencepiece_token
     other = synthetic_entropy(sentencepiece_tokenizer, CORPUS)
     with pytest.raises(ValueError, match="align_token_values"):
         build_next_token_dataset(CORPUS, byte_level_tokenizer, token_entropy=other, show_progress=False)
+
+
+def test_the_copy_word_templates_examples_are_positions_word_in_context_keeps():
+    """Its examples teach what the filter selects: each answer is a word of its own context, boxed after the one
+    fixed thought, and the prompt ends inside the thought for the context."""
+    from rpt_trl.data.builder import word_in_context
+    from rpt_trl.data.templates import COPY_WORD_EXAMPLES, resolve_template
+    from rpt_trl.parsing import extract_prediction
+
+    template = resolve_template("copy_word")
+    assert template.count("{context}") == 1 and template.endswith('Text: "{context}"\n<think>')
+    for context, answer in COPY_WORD_EXAMPLES:
+        assert word_in_context(answer, context)
+        shown = f'Text: "{context}"\n<think>Copy the word that fits.</think> \\boxed{{{answer}}}'
+        assert shown in template
+        assert extract_prediction(shown.split("<think>", 1)[1]) == answer

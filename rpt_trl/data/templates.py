@@ -15,6 +15,10 @@ braces of `\boxed{}` in a template need no escaping. Named templates:
   real next token right after `</think>`, against a reference that reads the context alone (the prompt without its
   trailing `<think>`). No instruction and no box: the model keeps its own way of thinking. Use it with
   `prompt_format="text"` and `reward="information_gain"`.
+- `"copy_word"`: for positions whose next token is a word of the context (`position_filter="word_in_context"`), for
+  small base models: five examples from everyday prose whose answers are words of their own contexts, each with the
+  one fixed thought "Copy the word that fits.", as in `rpt-trl demo`'s template (a 270M base model answered in this
+  form in every completion, where richer thoughts were parroted). Use it with `prompt_format="text"`.
 """
 
 CONTEXT_PLACEHOLDER = "{context}"
@@ -58,10 +62,30 @@ TEMPLATE_FEW_SHOT = (
 
 TEMPLATE_INFORMATION_GAIN = "{context}<think>"
 
+# Positions whose answer is a word the context already holds (`position_filter="word_in_context"`): the examples'
+# answers are words of their own contexts, and the thought is one fixed short line, as in the demo's own template.
+COPY_WORD_EXAMPLES = [
+    ("The cat sat on the mat. Then the cat", " sat"),
+    ("Ana has 7 pencils and buys 3 more. How many", " pencils"),
+    ("The river rose all night, and by morning the", " river"),
+    ("Add the sugar to the flour, then stir the sugar into the", " flour"),
+    ("Mia shares 12 books among 3 friends. Each", " friend"),
+]
+TEMPLATE_COPY_WORD = (
+    "Predict the next token of the text. Think in a few words, then give the token in \\boxed{}. Keep a leading "
+    "space if the token has one; braces inside \\boxed{} must balance.\n\n"
+    + "".join(
+        f'Text: "{context}"\n<think>Copy the word that fits.</think> \\boxed{{{answer}}}\n\n'
+        for context, answer in COPY_WORD_EXAMPLES
+    )
+    + 'Text: "{context}"\n<think>'
+)
+
 TEMPLATES: dict[str, str] = {
     "v0": TEMPLATE_V0,
     "few_shot": TEMPLATE_FEW_SHOT,
     "information_gain": TEMPLATE_INFORMATION_GAIN,
+    "copy_word": TEMPLATE_COPY_WORD,
 }
 
 
