@@ -217,3 +217,14 @@ def test_demo_splits_keep_the_rows_of_the_demos_old_filter(name, seed):
         gone = [row for row in old_train if row not in train]
         assert gone and not any(old_word_in_context(row, with_template_tail=False) for row in gone)
         assert len(old_train) - len(gone) == len(train)
+
+
+def test_fewer_eval_positions_shrink_the_learning_curve_to_them():
+    """`rpt-trl demo --eval_positions 16` must not fail on the curve's 32 positions, a flag the command lacks."""
+    from rpt_trl.experiments.arithmetic_demo import DemoSettings, demo_settings
+
+    assert demo_settings(eval_positions=16).curve_positions == 16
+    assert demo_settings(eval_positions=100).curve_positions == DemoSettings().curve_positions == 32
+    assert demo_settings(eval_positions=100, curve_positions=8).curve_positions == 8
+    with pytest.raises(ValueError, match="must not exceed eval_positions"):
+        demo_settings(eval_positions=16, curve_positions=20)

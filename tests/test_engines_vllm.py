@@ -269,7 +269,7 @@ def test_demo_generates_rollouts_with_vllm_when_asked(tmp_path):
     tokenizer.save_pretrained(tmp_path / "tiny")
     result = subprocess.run(
         [sys.executable, "-m", "rpt_trl.cli", "demo", "--model", str(tmp_path / "tiny"), "--use_vllm",
-         "--train_steps", "2", "--eval_positions", "64", "--output_dir", str(tmp_path / "demo")],
+         "--train_steps", "2", "--eval_positions", "24", "--output_dir", str(tmp_path / "demo")],
         env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]

@@ -615,5 +615,9 @@ def _plot_learning_curve(summary: dict[str, Any], path: Path) -> None:
 
 
 def demo_settings(**overrides: Any) -> DemoSettings:
-    """`DemoSettings()` with the given fields replaced (unset ones, `None`, are left)."""
-    return replace(DemoSettings(), **{k: v for k, v in overrides.items() if v is not None})
+    """`DemoSettings()` with the given fields replaced (unset ones, `None`, are left). Fewer `eval_positions` than the
+    learning curve's `curve_positions`, with no curve size given, shrink the curve to them: it is a prefix of them."""
+    chosen = {key: value for key, value in overrides.items() if value is not None}
+    if "eval_positions" in chosen and "curve_positions" not in chosen:
+        chosen["curve_positions"] = min(DemoSettings.curve_positions, chosen["eval_positions"])
+    return replace(DemoSettings(), **chosen)
