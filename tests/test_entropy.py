@@ -343,3 +343,20 @@ def test_a_soft_capped_head_equals_the_models_own_logits(tokenizer, top_k):
     capped.config.final_logit_softcapping = None
     uncapped = compute_token_entropy(TEXTS[:1], capped, tokenizer, top_k=top_k, show_progress=False)
     assert max(abs(a - b) for a, b in zip(uncapped[0][1:], entropies[0][1:])) > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("rows", "width", "k"),
+    [(7, 262144, 16), (5, 1000, 16), (3, 40000, 1), (4, 513, 16), (2, 9000, 16), (3, 8192, 16)],
+)
+def test_top_k_values_by_blocks_equal_topk(rows, width, k):
+    """The blocked search returns the values `topk` returns, with ties and with widths that are no multiple of the
+    block."""
+    from rpt_trl.rewards.head_scorer import top_k_values
+
+    generator = torch.Generator().manual_seed(width)
+    logits = torch.randn(rows, width, generator=generator)
+    logits[0, : 3 * k] = 4.5  # more equal maxima than k, in one block
+    logits[-1, -1] = 9.0  # the largest value in the padded last block
+    found = top_k_values(logits, k).sort(dim=-1).values
+    torch.testing.assert_close(found, logits.topk(k, dim=-1).values.sort(dim=-1).values, rtol=0, atol=0)

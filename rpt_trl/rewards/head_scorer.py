@@ -13,6 +13,30 @@ import torch
 LOGITS_PER_CHUNK = 2**28
 
 
+# Columns per block of [`top_k_values`]'s first pass.
+TOP_K_BLOCK = 512
+
+
+def top_k_values(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """The k largest values of each row (in no order), as `logits.topk(k).values`, for rows much wider than k.
+
+    Each row is cut into blocks of [`TOP_K_BLOCK`] columns, and only the k blocks with the largest maxima are searched:
+    a block holding one of the k largest values has a maximum at least the k-th largest value, and at most k blocks
+    do. So one max-reduction reads the whole row, and the search reads k blocks, where `topk` itself searches all of
+    a 262k-wide row.
+    """
+    rows, width = logits.shape
+    blocks = -(-width // TOP_K_BLOCK)
+    if blocks <= k:
+        return logits.topk(k, dim=-1, sorted=False).values
+    if width % TOP_K_BLOCK:
+        logits = torch.nn.functional.pad(logits, (0, blocks * TOP_K_BLOCK - width), value=float("-inf"))
+    blocked = logits.view(rows, blocks, TOP_K_BLOCK)
+    best_blocks = blocked.amax(dim=-1).topk(k, dim=-1, sorted=False).indices
+    candidates = blocked.gather(1, best_blocks[..., None].expand(-1, -1, TOP_K_BLOCK)).view(rows, -1)
+    return candidates.topk(k, dim=-1, sorted=False).values
+
+
 def entropy_from_logits(logits: torch.Tensor, top_k: int | None) -> torch.Tensor:
     """Entropy in nats of each row's distribution, over its top_k logits renormalised (all logits if None)."""
     if top_k is not None and top_k < logits.shape[-1]:
@@ -61,7 +85,7 @@ class HeadScorer:
         if self.top_k < logits.shape[-1]:
             # The softcap rises monotonically, so the top k logits before it are the top k after it: cap only those,
             # not the whole vocabulary (three passes over 262k logits per position on Gemma).
-            logits = logits.topk(self.top_k, dim=-1, sorted=False).values.double()
+            logits = top_k_values(logits, self.top_k).double()
         capped = torch.tanh(logits / self.softcap) * self.softcap
         return entropy_from_logits(capped, self.top_k).cpu()
 
