@@ -111,8 +111,8 @@ def test_mixed_verdict_wording():
 
 
 def test_demo_rejects_bad_settings_before_loading_anything(tmp_path):
-    with pytest.raises(SystemExit, match="curve_positions"):
-        main(["demo", "--output_dir", str(tmp_path), "--eval_positions", "10"])  # the curve's 48 exceed 10
+    with pytest.raises(SystemExit, match="eval_positions must be positive"):
+        main(["demo", "--output_dir", str(tmp_path), "--eval_positions", "0"])
     assert not any(tmp_path.iterdir())
 
 
