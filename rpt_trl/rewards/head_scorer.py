@@ -70,24 +70,23 @@ class HeadScorer:
         self.device = next(model.parameters()).device
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self.head(hidden).float()
-        if self.softcap and torch.is_grad_enabled():
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        elif self.softcap:  # in place: two fewer full-vocabulary temporaries, the same values
-            logits.div_(self.softcap).tanh_().mul_(self.softcap)
-        return logits
+        return self._capped(self.head(hidden).float())
+
+    def _capped(self, logits: torch.Tensor) -> torch.Tensor:
+        """Gemma's final soft cap, if the model has one."""
+        if not self.softcap:
+            return logits
+        if torch.is_grad_enabled():
+            return torch.tanh(logits / self.softcap) * self.softcap
+        return logits.div_(self.softcap).tanh_().mul_(self.softcap)  # in place: two fewer full-vocabulary temporaries
 
     def entropies(self, hidden: torch.Tensor) -> torch.Tensor:
         """Entropy of each row's next-token distribution; its logits are freed when this returns."""
-        if self.top_k is None or not self.softcap or torch.is_grad_enabled():
-            return entropy_from_logits(self.logits(hidden), self.top_k).cpu()
         logits = self.head(hidden).float()
-        if self.top_k < logits.shape[-1]:
-            # The softcap rises monotonically, so the top k logits before it are the top k after it: cap only those,
-            # not the whole vocabulary (three passes over 262k logits per position on Gemma).
+        if self.top_k is not None and self.top_k < logits.shape[-1]:
+            # The soft cap rises monotonically, so the top k logits before it are the top k after it: cap only those.
             logits = top_k_values(logits, self.top_k).double()
-        capped = torch.tanh(logits / self.softcap) * self.softcap
-        return entropy_from_logits(capped, self.top_k).cpu()
+        return entropy_from_logits(self._capped(logits), self.top_k).cpu()
 
     @torch.inference_mode()
     def check_against_forward(self, token_ids: list[int]) -> None:
