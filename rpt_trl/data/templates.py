@@ -71,15 +71,22 @@ COPY_WORD_EXAMPLES = [
     ("Add the sugar to the flour, then stir the sugar into the", " flour"),
     ("Mia shares 12 books among 3 friends. Each", " friend"),
 ]
-TEMPLATE_COPY_WORD = (
-    "Predict the next token of the text. Think in a few words, then give the token in \\boxed{}. Keep a leading "
-    "space if the token has one; braces inside \\boxed{} must balance.\n\n"
-    + "".join(
+
+
+def copy_word_template(examples: list[tuple[str, str]]) -> str:
+    """A few-shot template whose examples answer a word of their own context, each after the one fixed thought
+    "Copy the word that fits.": `"copy_word"` with everyday prose, and `rpt-trl demo`'s with arithmetic."""
+    shots = "".join(
         f'Text: "{context}"\n<think>Copy the word that fits.</think> \\boxed{{{answer}}}\n\n'
-        for context, answer in COPY_WORD_EXAMPLES
+        for context, answer in examples
     )
-    + 'Text: "{context}"\n<think>'
-)
+    return (
+        "Predict the next token of the text. Think in a few words, then give the token in \\boxed{}. Keep a leading "
+        "space if the token has one; braces inside \\boxed{} must balance.\n\n" + shots + 'Text: "{context}"\n<think>'
+    )
+
+
+TEMPLATE_COPY_WORD = copy_word_template(COPY_WORD_EXAMPLES)
 
 TEMPLATES: dict[str, str] = {
     "v0": TEMPLATE_V0,

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ..data.builder import NextTokenSettings, build_next_token_dataset
+from ..data.templates import copy_word_template
 from ..evaluation.compare import (
     add_differences,
     bootstrap_interval,
@@ -70,20 +71,14 @@ def arithmetic_corpus(num_documents: int = CORPUS_DOCUMENTS, seed: int = 0) -> l
 # any user may pass). Its answers are words of the context and its thought is one fixed short line: in our probes,
 # richer thoughts were parroted from the examples and the answers with them, while this form was answered in every
 # completion. The general `few_shot` template stays corpus-neutral.
-DEMO_TEMPLATE = (
-    "Predict the next token of the text. Think in a few words, then give the token in \\boxed{}. Keep a leading "
-    "space if the token has one; braces inside \\boxed{} must balance.\n\n"
-    + "".join(
-        f'Text: "{context}"\n<think>Copy the word that fits.</think> \\boxed{{{answer}}}\n\n'
-        for context, answer in [
-            ("Ana has 7 pencils and buys 3 more. How many", " pencils"),
-            ("The cat sat on the mat. Then the cat", " sat"),
-            ("First we add the coins: 4 + 5 = 9. So Ben has 9", " coins"),
-            ("Mia shares 12 books among 3 friends. Each", " friend"),
-            ("We divide by 4: 20 / 4 = 5. So each friend gets 5", " books"),
-        ]
-    )
-    + 'Text: "{context}"\n<think>'
+DEMO_TEMPLATE = copy_word_template(
+    [
+        ("Ana has 7 pencils and buys 3 more. How many", " pencils"),
+        ("The cat sat on the mat. Then the cat", " sat"),
+        ("First we add the coins: 4 + 5 = 9. So Ben has 9", " coins"),
+        ("Mia shares 12 books among 3 friends. Each", " friend"),
+        ("We divide by 4: 20 / 4 = 5. So each friend gets 5", " books"),
+    ]
 )
 
 
