@@ -4,6 +4,7 @@ generation, through RPTTrainer's generation path, with the answer stop, and neve
 import pytest
 import torch
 from conftest import CORPUS, make_byte_level_tokenizer, make_tiny_model
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
 from rpt_trl import RPTConfig, RPTTrainer, build_next_token_dataset
 from rpt_trl.trainer.generation import install_answer_stop
@@ -34,6 +35,18 @@ def left_padded(ids, pad_id):
         [[len(row)] for row in ids])).long()}  # fmt: skip
 
 
+def tiny_gemma3(tokenizer, sliding_window, seed=3):
+    """Gemma 3's mix of sliding-window and global layers at toy size, with logit soft-capping."""
+    torch.manual_seed(seed)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=8, sliding_window=sliding_window,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+        final_logit_softcapping=30.0, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    return Gemma3ForCausalLM(config).eval()
+
+
 def generate(model, tokenizer, ids, **kwargs):
     torch.manual_seed(0)
     return model.generate(**left_padded(ids, tokenizer.pad_token_id), max_new_tokens=12, **kwargs)
@@ -49,6 +62,7 @@ def test_cached_generate_returns_the_plain_output(tokenizer, do_sample):
     assert torch.equal(generate(cached, tokenizer, ids[2:], do_sample=do_sample, top_k=0)[:, -12:],
                        generate(plain, tokenizer, ids[2:], do_sample=do_sample, top_k=0)[:, -12:])  # fmt: skip
     assert prefix_cache.prefills == 1  # the second batch (a refill round) reused the template's cache
+    assert prefix_cache.prompt_prefill_rows == 4 + 3  # each batch's distinct prompts, once each
 
 
 def test_a_refill_round_that_shares_less_of_the_prefix_reuses_its_start(tokenizer):
@@ -135,5 +149,68 @@ def test_rpt_trainer_rollouts_are_the_same_with_the_cache(tmp_path, tokenizer, s
         torch.manual_seed(0)
         completions[rollout_prefix_cache], _ = trainer._generate_single_turn(prompt_ids(tokenizer, 2), None, {}, 2)
     assert trainer.rollout_prefix_cache.prefills == 1  # the cached path ran
+    assert trainer.rollout_prefix_cache.prompt_prefill_rows == 4  # the 4 prompts' 2 rollouts shared their prefill
     assert completions[True] == completions[False]
     assert len({tuple(c) for c in completions[True]}) > 1
+
+
+class FirstScores:
+    """Keeps the scores of the first generated token, which are the logits of each row's last prompt token."""
+
+    scores = None
+
+    def __call__(self, input_ids, scores):
+        self.scores = scores.clone() if self.scores is None else self.scores
+        return scores
+
+
+def greedy_with_first_scores(model, tokenizer, ids):
+    first = FirstScores()
+    output = generate(model, tokenizer, ids, do_sample=False, logits_processor=[first])
+    return output, first.scores
+
+
+def repeated_prompts(tokenizer):
+    """Four prompts of different lengths, repeated in no particular order (rows 0 and 5 carry the same prompt)."""
+    distinct = prompt_ids(tokenizer)
+    return [distinct[i] for i in (0, 2, 1, 3, 2, 0, 3, 1, 0, 3)], len(distinct)
+
+
+# The plain model of each case, and the cached one: Gemma 3 with a window over the whole prompt, where the prefix
+# cache's layout is exact; one shorter than the prompt, where it is compared with today's path, whose layout it keeps.
+DEDUPE_CASES = {
+    "qwen2": (lambda tokenizer: make_tiny_model(tokenizer, seed=3), {}),
+    "gemma3": (lambda tokenizer: tiny_gemma3(tokenizer, sliding_window=128), {}),
+    "gemma3-short-window": (lambda tokenizer: tiny_gemma3(tokenizer, sliding_window=8), {"dedupe_prompts": False}),
+}
+
+
+@pytest.mark.parametrize("case", DEDUPE_CASES)
+def test_repeated_prompts_are_prefilled_once_each(tokenizer, case):
+    build, reference_cache = DEDUPE_CASES[case]
+    reference, cached = build(tokenizer), build(tokenizer)
+    if reference_cache:
+        install_prefix_cache(reference, tokenizer.pad_token_id, **reference_cache)
+    prefix_cache = install_prefix_cache(cached, tokenizer.pad_token_id)
+    ids, distinct = repeated_prompts(tokenizer)
+    expected, expected_scores = greedy_with_first_scores(reference, tokenizer, ids)
+    output, scores = greedy_with_first_scores(cached, tokenizer, ids)
+    assert torch.equal(output, expected)
+    torch.testing.assert_close(scores, expected_scores, rtol=1e-4, atol=1e-5)
+    assert (prefix_cache.prefills, prefix_cache.prompt_prefill_rows) == (1, distinct)
+    # A refill round with the same weights keeps the prefix; its prompts are prefilled anew.
+    refill = ids[1:5]
+    assert torch.equal(greedy_with_first_scores(cached, tokenizer, refill)[0],
+                       greedy_with_first_scores(reference, tokenizer, refill)[0])  # fmt: skip
+    assert (prefix_cache.prefills, prefix_cache.prompt_prefill_rows) == (1, distinct + 3)
+
+
+def test_a_batch_without_repeats_prefills_its_prompts_in_generate(tokenizer):
+    plain, cached = make_tiny_model(tokenizer, seed=3), make_tiny_model(tokenizer, seed=3)
+    prefix_cache = install_prefix_cache(cached, tokenizer.pad_token_id)
+    ids = prompt_ids(tokenizer)
+    output, scores = greedy_with_first_scores(cached, tokenizer, ids)
+    expected, expected_scores = greedy_with_first_scores(plain, tokenizer, ids)
+    assert torch.equal(output, expected)
+    torch.testing.assert_close(scores, expected_scores, rtol=1e-4, atol=1e-5)
+    assert (prefix_cache.prefills, prefix_cache.prompt_prefill_rows) == (1, 0)

@@ -3,8 +3,11 @@
 RPT prompts share a long prefix (a few-shot template), so a batch of rollouts prefills the same tokens once per row.
 [`SharedPrefixCache`] prefills the prefix once, then lays out each row as the prefix, masked padding, and the row's
 own tokens right-aligned, so that every row ends where generation starts and its positions are those of the plain
-left-padded prompt. Evaluation's sampler uses it per call; [`install_prefix_cache`] makes a training model's
-`generate` use it, keeping the prefix while the weights stay the same (all the refill rounds of a step).
+left-padded prompt. When rows repeat a prompt (GRPO's G rollouts of each), each distinct prompt's own tokens but its
+last are prefilled once on top of the prefix, and that cache is indexed out to the rows, so that `generate` runs only
+each row's last prompt token before decoding. Evaluation's sampler uses it per call; [`install_prefix_cache`] makes a
+training model's `generate` use it, keeping the prefix while the weights stay the same (all the refill rounds of a
+step).
 """
 
 import copy
@@ -36,6 +39,23 @@ def shared_prefix_length(token_ids: Sequence[Sequence[int]]) -> int:
     return length
 
 
+def distinct_rows(token_ids: Sequence[Sequence[int]]) -> tuple[list[int], list[int]]:
+    """The first row of each distinct token sequence, and for every row the index of its sequence among them.
+
+    Example:
+        >>> distinct_rows([[5, 6], [7], [5, 6], [7]])
+        ([0, 1], [0, 1, 0, 1])
+    """
+    group_of: dict[tuple[int, ...], int] = {}
+    first_rows, row_to_group = [], []
+    for row, ids in enumerate(token_ids):
+        group = group_of.setdefault(tuple(ids), len(first_rows))
+        if group == len(first_rows):
+            first_rows.append(row)
+        row_to_group.append(group)
+    return first_rows, row_to_group
+
+
 def pad_after_prefix(token_ids: Sequence[Sequence[int]], prefix: int, pad_id: int) -> tuple[Any, Any]:
     """`input_ids` and `attention_mask` with the shared prefix first and each prompt's own tokens right-aligned after
     it (the padding sits between the two, masked out), so that every row ends where generation starts. With
@@ -64,19 +84,28 @@ class SharedPrefixCache:
         pad_id: The token that fills the gap between the prefix and each row's own tokens (masked out).
         min_prefix: The shortest shared prefix worth a cache; shorter ones give plain left-padded inputs.
         step: The optimizer step the weights are at (a trainer's `state.global_step`), when there is one.
+        dedupe_prompts: Prefill the own tokens of a prompt that several rows repeat once, not once per row.
 
     The cache is kept while [`weights_version`] and `step()` are unchanged, and recomputed after any change to the
     weights. The step also covers weights that change without a visible in-place update (ZeRO-3 gathers them anew).
     """
 
-    def __init__(self, pad_id: int, min_prefix: int = MIN_SHARED_PREFIX, step: Callable[[], int] | None = None):
+    def __init__(
+        self,
+        pad_id: int,
+        min_prefix: int = MIN_SHARED_PREFIX,
+        step: Callable[[], int] | None = None,
+        dedupe_prompts: bool = True,
+    ):
         self.pad_id = pad_id
         self.min_prefix = min_prefix
         self.step = step
+        self.dedupe_prompts = dedupe_prompts
         self._key: tuple[int, ...] = ()
         self._version: tuple | None = None
         self._cache: Any = None
         self.prefills = 0  # how many times a prefix was computed (for tests and benchmarks)
+        self.prompt_prefill_rows = 0  # how many distinct prompts were prefilled after the prefix, all batches together
 
     def inputs(self, model: Any, token_ids: list[list[int]], device: Any) -> tuple[dict[str, Any], int]:
         """The inputs of `generate` for one batch of prompts, and where its completions start."""
@@ -84,10 +113,30 @@ class SharedPrefixCache:
         input_ids, attention_mask = pad_after_prefix(token_ids, prefix, self.pad_id)
         inputs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
         if prefix:
-            cache = copy.deepcopy(self._cache)
-            cache.batch_repeat_interleave(len(token_ids))
-            inputs[cache_argument(model)] = cache
+            inputs[cache_argument(model)] = self._rows_cache(model, token_ids, inputs, prefix)
         return inputs, input_ids.shape[1]
+
+    def _rows_cache(self, model: Any, token_ids: list[list[int]], inputs: dict[str, Any], prefix: int) -> Any:
+        """Every row's cache: the prefix, and when rows repeat a prompt (a group's rollouts), that prompt's own tokens
+        but the last, computed once per distinct prompt rather than once per row. Without repeats `generate` prefills
+        the own tokens itself, as it did before."""
+        cache = copy.deepcopy(self._cache)
+        first_rows, row_to_group = distinct_rows(token_ids)
+        last = inputs["input_ids"].shape[1] - 1  # left to `generate`, which needs its logits
+        if not self.dedupe_prompts or len(first_rows) == len(token_ids) or last == prefix:
+            cache.batch_repeat_interleave(len(token_ids))
+            return cache
+        cache.batch_repeat_interleave(len(first_rows))
+        input_ids, mask = inputs["input_ids"][first_rows, :last], inputs["attention_mask"][first_rows, :last]
+        # The positions `generate` gives these columns (the masked gap not counted), so that the own tokens sit where
+        # its single prefill would put them.
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        with torch.no_grad():  # one logit is the least the head computes; the prompts' own logits are not needed
+            model(input_ids=input_ids[:, prefix:], attention_mask=mask, position_ids=positions[:, prefix:],
+                  use_cache=True, logits_to_keep=1, **{cache_argument(model): cache})  # fmt: skip
+        self.prompt_prefill_rows += len(first_rows)
+        cache.batch_select_indices(torch.tensor(row_to_group, device=input_ids.device))
+        return cache
 
     def _reuse(self, shared_tokens: list[int]) -> bool:
         """Whether the kept prefix serves a batch with these shared tokens, shortening it when the batch shares less
@@ -135,10 +184,16 @@ def cache_argument(model: Any) -> str:
 
 
 def install_prefix_cache(
-    model: Any, pad_id: int, *, min_prefix: int = MIN_SHARED_PREFIX, step: Callable[[], int] | None = None
+    model: Any,
+    pad_id: int,
+    *,
+    min_prefix: int = MIN_SHARED_PREFIX,
+    step: Callable[[], int] | None = None,
+    dedupe_prompts: bool = True,
 ) -> SharedPrefixCache:
     """Make `model.generate(input_ids=..., attention_mask=...)` on left-padded prompts prefill their shared prefix
-    once, keeping it while the weights are unchanged (the refill rounds of a step share it).
+    once, keeping it while the weights are unchanged (the refill rounds of a step share it), and the rest of each
+    distinct prompt once per batch (see [`SharedPrefixCache`]).
 
     GRPOTrainer calls `generate(**inputs, generation_config=...)` and reads the completions after the prompt's
     width, so the wrapper returns the caller's prompt columns followed by the generated tokens, as plain generation
@@ -149,7 +204,7 @@ def install_prefix_cache(
         The [`SharedPrefixCache`] the wrapper keeps.
     """
     original_generate = model.generate
-    prefix_cache = SharedPrefixCache(pad_id, min_prefix, step)
+    prefix_cache = SharedPrefixCache(pad_id, min_prefix, step, dedupe_prompts)
 
     def generate(*args: Any, **kwargs: Any) -> Any:
         if args or not _servable(model, kwargs):
