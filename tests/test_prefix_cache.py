@@ -1,12 +1,16 @@
 """The shared-prefix cache of training rollouts (`rpt_trl.trainer.prefix_cache`): the same completions as plain
 generation, through RPTTrainer's generation path, with the answer stop, and never from stale weights."""
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import CORPUS, make_byte_level_tokenizer, make_tiny_model
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
 from rpt_trl import RPTConfig, RPTTrainer, build_next_token_dataset
+from rpt_trl.experiments.tiny import make_tiny_tokenizer
 from rpt_trl.trainer.generation import install_answer_stop
 from rpt_trl.trainer.prefix_cache import MIN_SHARED_PREFIX, install_prefix_cache, shared_prefix_length
 
@@ -214,3 +218,22 @@ def test_a_batch_without_repeats_prefills_its_prompts_in_generate(tokenizer):
     assert torch.equal(output, expected)
     torch.testing.assert_close(scores, expected_scores, rtol=1e-4, atol=1e-5)
     assert (prefix_cache.prefills, prefix_cache.prompt_prefill_rows) == (1, 0)
+
+
+def test_the_rollout_benchmark_runs_its_configurations_on_a_tiny_model(tmp_path, capsys):
+    tokenizer = make_tiny_tokenizer()
+    make_tiny_model(tokenizer).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rollout_prefix_cache.py"
+    spec = importlib.util.spec_from_file_location("rollout_prefix_cache_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    threads = torch.get_num_threads()
+    try:
+        benchmark.main(["--model", str(tmp_path), "--rounds", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    lines = capsys.readouterr().out.splitlines()
+    counts = "prefixes computed 1 in 1 steps; prompts prefilled after the prefix {} in 2 rounds"
+    assert f"prefix: identical sampled completions 32 / 32; {counts.format(0)}" in lines
+    assert f"dedupe: identical sampled completions 32 / 32; {counts.format(4)}" in lines  # 2 prompts, 2 rounds

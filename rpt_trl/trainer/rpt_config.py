@@ -52,8 +52,9 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
     rollout_prefix_cache (`bool`, *optional*, defaults to `True`):
         With transformers generation (`model.generate`), compute the batch's shared prompt prefix (the few-shot
         template) once and reuse its keys and values in every rollout, and in every refill round of a step while the
-        weights are unchanged (see `rpt_trl.trainer.prefix_cache`). The completions are the same as without it, under
-        the same seed. vLLM caches prefixes itself; this flag does not affect it.
+        weights are unchanged; and the rest of each prompt once for its group's rollouts rather than once per rollout
+        (see `rpt_trl.trainer.prefix_cache`). The completions are the same as without it, under the same seed. vLLM
+        caches prefixes itself; this flag does not affect it.
 
     > Parameters that control the reasoning-length budget (RMT, arXiv 2509.24375; see `rpt_trl.rewards.thought_budget`)
 
@@ -194,7 +195,7 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         default=True,
         metadata={
             "help": "With transformers generation, compute the rollouts' shared prompt prefix once per step and "
-            "reuse its key/value cache (same completions, less prefill)."
+            "each distinct prompt once per batch, and reuse their key/value cache (same completions, less prefill)."
         },
     )
 

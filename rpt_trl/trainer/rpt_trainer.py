@@ -80,8 +80,8 @@ class RPTTrainer(
     - optionally, the mixed objective: `args.next_token_loss_coef` × next-token cross-entropy on the positions'
       contexts added to the GRPO loss (see `rpt_trl.trainer.mixed_objective`);
     - optionally, EOS as soon as the answer box closes (`args.stop_after_answer`);
-    - with transformers generation, the rollouts' shared prompt prefix computed once per step
-      (`args.rollout_prefix_cache`, see `rpt_trl.trainer.prefix_cache`);
+    - with transformers generation, the rollouts' shared prompt prefix computed once per step, and each group's
+      prompt once for its rollouts (`args.rollout_prefix_cache`, see `rpt_trl.trainer.prefix_cache`);
     - dynamic sampling from `args.dynamic_sampling_start_step` (see `rpt_trl.trainer.dynamic_sampling`);
     - optionally, a reasoning-length budget on every reward (`args.thought_budget`, see `rpt_trl.rewards.thought_budget`;
       metrics `rpt/over_budget_fraction`, `rpt/budget_penalty`) and an easy-to-hard entropy curriculum
