@@ -256,3 +256,71 @@ def test_a_position_whose_first_token_the_tokenizer_merges_into_the_context_gets
     probe = FirstTokenProbe(dataset, tokenizer, "{context}")
     values = probe(make_tiny_model(tokenizer).eval(), [0, 1])
     assert 0 < values[0] < 1 and math.isnan(values[1])
+
+
+WORKED_TEMPLATE = (
+    "Predict the next word of the text, then give it in a box. The word is often one that the text already holds, "
+    'so read it twice.\n\nText: "the cat says"\n<think>Copy the word that fits.</think> \\boxed{ meow}\n\n'
+    'Text: "{context}"\n<think>'
+)
+
+
+def test_the_answer_probe_equals_an_independent_forward_pass_of_prompt_and_worked_thought():
+    from rpt_trl.data.builder import build_next_token_dataset
+    from rpt_trl.data.prompt_settings import NextTokenSettings
+    from rpt_trl.experiments.tiny import animal_corpus
+    from rpt_trl.trainer.band_sampling import FirstTokenProbe
+
+    tokenizer = make_tiny_tokenizer()
+    documents = animal_corpus()[:5] + ["the cat says meow and the dog says woof"]  # prompts of different lengths
+    lengths = [len(tokenizer(d, add_special_tokens=False)["input_ids"]) for d in documents]
+    settings = NextTokenSettings(prompt_template=WORKED_TEMPLATE, prompt_format="text", min_context_tokens=2)
+    dataset = build_next_token_dataset(
+        documents, tokenizer, settings, positions=[[n - 1] for n in lengths], show_progress=False
+    )
+    model = make_tiny_model(tokenizer).eval()
+    widths = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: widths.append(kwargs["input_ids"].shape[1]),
+                                           with_kwargs=True)  # fmt: skip
+    probe = FirstTokenProbe(dataset, tokenizer, WORKED_TEMPLATE, batch_size=4, reads="answer")
+    probabilities = probe(model, probe.known)
+    hook.remove()
+    answer = "Copy the word that fits.</think> \\boxed{"
+    full_widths = []
+    for row, probability in zip(dataset, probabilities):
+        text = row["prompt"] + answer
+        ids = tokenizer(text)["input_ids"]
+        full_widths.append(len(ids))
+        plain = tokenizer(text, add_special_tokens=False)["input_ids"]
+        target = tokenizer(text + row["ground_truth"], add_special_tokens=False)["input_ids"][len(plain)]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+        assert probability == pytest.approx(torch.softmax(logits, -1)[target].item(), rel=1e-4)
+    # The template ran once (the widest forward); the two batches ran only what follows it.
+    assert len(widths) == 3 and max(widths[1:]) < min(full_widths) - 32
+
+
+def test_the_answer_probe_needs_a_template_with_a_worked_thought():
+    from rpt_trl.experiments.tiny import animal_corpus, last_word_dataset
+    from rpt_trl.trainer.band_sampling import FirstTokenProbe
+
+    tokenizer = make_tiny_tokenizer()
+    dataset = last_word_dataset(tokenizer, animal_corpus()[:2])
+    with pytest.raises(ValueError, match="band_probe_reads='context'"):
+        FirstTokenProbe(dataset, tokenizer, "{context}", reads="answer")
+    with pytest.raises(ValueError, match="band_probe_reads"):
+        RPTConfig(output_dir="unused", use_cpu=True, bf16=False, band_probe_reads="prompt")
+
+
+@pytest.mark.parametrize("template, reads", [(WORKED_TEMPLATE, "answer"), ("{context}", "context")])
+def test_by_default_the_probe_reads_the_answer_where_the_template_has_a_worked_thought(template, reads, caplog):
+    from rpt_trl.trainer import rpt_trainer
+
+    tokenizer = make_tiny_tokenizer()
+    dataset = Dataset.from_dict({"prompt": [template.replace("{context}", "the cat")], "ground_truth": [" says"],
+                                 "ground_truth_boundaries": [[5]]})  # fmt: skip
+    args = RPTConfig(output_dir="unused", use_cpu=True, bf16=False, prompt_template=template, prompt_format="text")
+    with caplog.at_level("INFO", logger=rpt_trainer.logger.name):
+        probe = rpt_trainer._first_token_probe(dataset, tokenizer, args)
+    assert probe.texts[0].endswith("</think> \\boxed{") == (reads == "answer")
+    assert ("template's worked thought" in caplog.text) == (reads == "answer")

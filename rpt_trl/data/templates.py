@@ -144,3 +144,22 @@ def template_context(text: str, template: str) -> str | None:
     if len(text) < len(before) + len(after) or not (text.startswith(before) and text.endswith(after)):
         return None
     return text[len(before) : len(text) - len(after)]
+
+
+def template_worked_answer(template: str) -> str | None:
+    """What the template's last worked example writes after `<think>` up to its answer: the thought, the closing tag
+    and the box's opening; `None` for a template (a name or a string) without such an example, or whose prompts do
+    not end inside `<think>`.
+
+    Example:
+        >>> template_worked_answer("copy_word")
+        'Copy the word that fits.</think> \\\\boxed{'
+    """
+    text = resolve_template(template)
+    head = text[: text.index(CONTEXT_PLACEHOLDER)]
+    box = head.rfind("\\boxed{")
+    close = head.rfind("</think>", 0, max(box, 0))
+    start = head.rfind("<think>", 0, max(close, 0))
+    if min(box, close, start) < 0 or not text.endswith("<think>"):
+        return None
+    return head[start + len("<think>") : box + len("\\boxed{")]

@@ -6,10 +6,13 @@ already observed for it (its rewards, clipped to [0, 1]: the share of right answ
 Observations fade by `band_decay` per generation batch, so the estimate follows the policy, and a position left out
 of the band drifts back to its prior and is tried again.
 
-**Prior** ([`FirstTokenProbe`], `band_probe`): the policy's probability of the position's first ground-truth token
-right after its context, teacher forced, as in standard mode: one forward pass of the context, no generation. On the
-demo corpus with Gemma 3 270M it correlated with the reasoning-mode pass rate of 8 samples (Pearson 0.54 on 64
-positions); the positions it put at 0.5 or more held 12 of the 14 mixed groups. It is refreshed every
+**Prior** ([`FirstTokenProbe`], `band_probe`): the policy's probability of the position's first ground-truth token,
+teacher forced, one forward pass per position and no generation. By default (`band_probe_reads`) it is read where the
+answer starts: after the whole prompt and the template's own worked thought and box (`Copy the word that fits.</think>
+\boxed{` for the demo's), as a rollout that writes that thought reads it; the prompts' shared template is computed once
+per probe. On the demo's corpus and template with Gemma 3 270M, at temperature 1.0, it correlated with the pass rate
+of 8 rollouts at Pearson 0.90 on 64 positions (the 17 positions it put at 0.05 or more held all 17 groups with
+differing rewards); read after the bare context, as in standard mode, it correlated at 0.56. It is refreshed every
 `band_probe_steps` optimizer steps on `band_probe_positions` positions drawn at random (all when fewer), so it follows
 the policy too. Without the probe (or where a prompt does not follow the template), the prior is Beta(0.5, 0.5): an
 unseen position is estimated at 0.5 and is tried.
@@ -42,7 +45,8 @@ from transformers import TrainerCallback
 from trl.trainer.utils import RepeatSampler
 
 from ..data.prompt_settings import prompt_text
-from ..data.templates import template_context
+from ..data.templates import template_context, template_worked_answer
+from .prefix_cache import SharedPrefixCache
 
 
 logger = logging.getLogger(__name__)
@@ -134,36 +138,50 @@ def position_contexts(dataset: Any, template: str) -> list[str | None]:
 
 
 class FirstTokenProbe:
-    """The policy's probability of each position's first ground-truth token right after its context (teacher forced,
-    as in standard mode): the band's prior estimate of a position's pass rate (see the module docstring).
+    """The policy's probability of each position's first ground-truth token, teacher forced: the band's prior
+    estimate of a position's pass rate (see the module docstring).
 
     Args:
         dataset: The training positions, with `prompt`, `ground_truth` and `ground_truth_boundaries`.
         tokenizer: The policy's tokenizer.
         template: The template the prompts were built with (a name or a string).
-        batch_size: Contexts per forward pass.
+        batch_size: Positions per forward pass.
+        reads: `"context"`: the token read right after the bare context, as in standard mode. `"answer"`: the token
+            read where the answer starts, after the whole prompt and the template's own worked thought
+            ([`template_worked_answer`]), as a rollout that writes that thought reads it.
     """
 
-    def __init__(self, dataset: Any, tokenizer: Any, template: str, batch_size: int = 32):
+    def __init__(self, dataset: Any, tokenizer: Any, template: str, batch_size: int = 32, reads: str = "context"):
         self.tokenizer, self.batch_size = tokenizer, batch_size
-        self.contexts = position_contexts(dataset, template)
+        contexts = position_contexts(dataset, template)
+        if reads == "answer":
+            answer = template_worked_answer(template)
+            if answer is None:
+                raise ValueError("band_probe_reads='answer' needs a template whose prompts end inside <think> and "
+                                 "that has a worked example; use band_probe_reads='context'.")  # fmt: skip
+            prompts = (prompt_text(prompt) for prompt in dataset["prompt"])
+            self.texts = [None if c is None else prompt + answer for c, prompt in zip(contexts, prompts)]
+        elif reads == "context":
+            self.texts = contexts
+        else:
+            raise ValueError(f"band_probe_reads must be 'answer' or 'context', got {reads!r}.")
         self.truths = list(zip(dataset["ground_truth"], dataset["ground_truth_boundaries"]))
-        self.known = [index for index, context in enumerate(self.contexts) if context is not None]
+        self.known = [index for index, text in enumerate(self.texts) if text is not None]
         self._encoded: dict[int, tuple[list[int], int] | None] = {}  # tokenised when first probed
 
     def encoded(self, index: int) -> tuple[list[int], int] | None:
         if index not in self._encoded:
-            self._encoded[index] = self._encode(self.contexts[index], *self.truths[index])
+            self._encoded[index] = self._encode(self.texts[index], *self.truths[index])
         return self._encoded[index]
 
-    def _encode(self, context: str, truth: str, boundaries: Sequence[int]) -> tuple[list[int], int] | None:
-        """The context's ids and the first ground-truth token's id, where the tokenizer splits their concatenation
-        at the context's end (it does where the builder cut the document); `None` otherwise."""
+    def _encode(self, text: str, truth: str, boundaries: Sequence[int]) -> tuple[list[int], int] | None:
+        """The text's ids and the first ground-truth token's id, where the tokenizer splits their concatenation at
+        the text's end (it does where the builder cut the document); `None` otherwise."""
         first = truth.encode("utf-8")[: boundaries[0]].decode("utf-8", errors="ignore") if boundaries else ""
         if not first:
             return None
-        ids = self.tokenizer(context, add_special_tokens=False)["input_ids"]
-        joined = self.tokenizer(context + first, add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        joined = self.tokenizer(text + first, add_special_tokens=False)["input_ids"]
         if len(joined) <= len(ids) or joined[: len(ids)] != ids:
             return None
         bos = [] if self.tokenizer.bos_token_id is None else [self.tokenizer.bos_token_id]
@@ -172,30 +190,22 @@ class FirstTokenProbe:
     @torch.no_grad()
     def __call__(self, model: Any, positions: Sequence[int], *, show_progress: bool = False) -> list[float]:
         """The probability of each of `positions`' first ground-truth token under `model` (all must be `known`); NaN
-        where the tokenizer does not split the context from that token.
+        where the tokenizer does not split the text from that token.
 
-        Every call runs `ceil(len(positions) / batch_size)` forward passes, so processes that probe equally many
-        positions run equally many (ZeRO-3 gathers the weights in each)."""
+        Every call runs `ceil(len(positions) / batch_size)` forward passes, and one more for the prompts' shared
+        prefix (the template, computed once), so processes that probe equally many positions run equally many
+        (ZeRO-3 gathers the weights in each)."""
         device = next(model.parameters()).device
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        prefix_cache = SharedPrefixCache(pad)
         probabilities = []
         batches = range(0, len(positions), self.batch_size)
         for start in tqdm(batches, desc="Probing pass rates", disable=not show_progress, leave=False):
             encoded = [self.encoded(index) for index in positions[start : start + self.batch_size]]
-            items = [item or ([pad], 0) for item in encoded]  # a stand-in keeps the forward pass; its value is NaN
-            width = max(len(ids) for ids, _ in items)
-            input_ids = torch.full((len(items), width), pad, dtype=torch.long)
-            attention_mask = torch.zeros_like(input_ids)
-            for row, (ids, _) in enumerate(items):  # left padding: every row ends at the last column
-                input_ids[row, width - len(ids) :] = torch.as_tensor(ids)
-                attention_mask[row, width - len(ids) :] = 1
-            position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-            # Only the last column's logits: a full vocabulary (262k for Gemma) at every position would dominate.
-            logits = model(
-                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                position_ids=position_ids.to(device), logits_to_keep=1,
-            ).logits[:, -1].float()  # fmt: skip
-            targets = torch.as_tensor([target for _, target in items], device=device)
+            stand_in = next((item for item in encoded if item), ([pad], 0))  # keeps the forward pass; its value is NaN
+            items = [item or stand_in for item in encoded]
+            logits = prefix_cache.last_logits(model, [ids for ids, _ in items], device)
+            targets = torch.as_tensor([target for _, target in items], device=logits.device)
             values = torch.softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1).tolist()
             probabilities += [value if item else math.nan for value, item in zip(values, encoded)]
         return probabilities

@@ -116,6 +116,21 @@ class SharedPrefixCache:
             inputs[cache_argument(model)] = self._rows_cache(model, token_ids, inputs, prefix)
         return inputs, input_ids.shape[1]
 
+    @torch.no_grad()
+    def last_logits(self, model: Any, token_ids: list[list[int]], device: Any) -> torch.Tensor:
+        """Each row's next-token logits after all its tokens (one forward pass, no generation), with the shared
+        prefix computed once: what a probe of many prompts that share a template needs."""
+        prefix = self._prefix_for(model, token_ids, device)
+        input_ids, mask = pad_after_prefix(token_ids, prefix, self.pad_id)
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        cache = {}
+        if prefix:
+            cache[cache_argument(model)] = copy.deepcopy(self._cache)
+            cache[cache_argument(model)].batch_repeat_interleave(len(token_ids))
+        logits = model(input_ids=input_ids[:, prefix:].to(device), attention_mask=mask.to(device),
+                       position_ids=positions[:, prefix:].to(device), logits_to_keep=1, **cache).logits  # fmt: skip
+        return logits[:, -1].float()
+
     def _rows_cache(self, model: Any, token_ids: list[list[int]], inputs: dict[str, Any], prefix: int) -> Any:
         """Every row's cache: the prefix, and when rows repeat a prompt (a group's rollouts), that prompt's own tokens
         but the last, computed once per distinct prompt rather than once per row. Without repeats `generate` prefills

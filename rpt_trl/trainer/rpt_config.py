@@ -106,6 +106,13 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         token right after the context (one forward pass, no generation), calibrated to the pass rates observed.
         Needs `ground_truth` columns and prompts that follow `prompt_template`; without them, unseen positions are
         estimated at 0.5.
+    band_probe_reads (`str` or `None`, *optional*, defaults to `None`):
+        Where the probe reads the first ground-truth token. `"answer"`: after the whole prompt and the template's
+        own worked thought (`rpt_trl.data.templates.template_worked_answer`), where a rollout that writes that
+        thought starts its answer. `"context"`: right after the bare context, as in standard mode. `None`:
+        `"answer"` where the template has a worked thought, else `"context"`. On the demo's corpus and template
+        with Gemma 3 270M, the answer probe correlated with the pass rate of 8 rollouts at Pearson 0.90, the
+        context probe at 0.56.
     band_probe_steps (`int`, *optional*, defaults to `5`):
         Optimizer steps between two probes, so that the estimate follows the policy.
     band_probe_positions (`int`, *optional*, defaults to `1024`):
@@ -274,6 +281,12 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         metadata={"help": "Band sampling: estimate unseen positions by the policy's probability of their first "
                           "ground-truth token (one forward pass of the context)."},
     )  # fmt: skip
+    band_probe_reads: str | None = field(
+        default=None,
+        metadata={"help": "Band sampling: where the probe reads the first ground-truth token: 'answer' (after the "
+                          "prompt and the template's worked thought), 'context' (after the bare context), or None "
+                          "('answer' where the template has a worked thought).", "choices": ["answer", "context"]},
+    )  # fmt: skip
     band_probe_steps: int = field(
         default=5, metadata={"help": "Band sampling: optimizer steps between two probes of the policy."}
     )
@@ -386,6 +399,8 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
                 f"band_low and band_high must satisfy 0 <= band_low < band_high <= 1, got {self.band_low} and "
                 f"{self.band_high}."
             )
+        if self.band_probe_reads not in (None, "answer", "context"):
+            raise ValueError(f"band_probe_reads must be 'answer', 'context' or None, got {self.band_probe_reads!r}.")
         if self.band_probe_steps < 1 or self.band_probe_positions < 1:
             raise ValueError(
                 f"band_probe_steps and band_probe_positions must be at least 1, got {self.band_probe_steps} and "

@@ -13,6 +13,7 @@ from trl.trainer.utils import get_config_model_id
 from ..data.builder import build_next_token_dataset
 from ..data.columns import RPT_COLUMNS, check_next_token_columns
 from ..data.prompt_settings import check_prompt_settings, check_reward_template
+from ..data.templates import template_worked_answer
 from ..hub import CheckpointRevisionPusher, check_hub_access, public_name
 from ..hub.model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
 from ..models import load_training_tokenizer
@@ -240,7 +241,7 @@ class RPTTrainer(
         if args.band_sampling:
             self.band_tracker = PassRateTracker(len(self.train_dataset), decay=args.band_decay)
             if args.band_probe:
-                self.band_probe = _first_token_probe(self.train_dataset, self._tokenizer, args.prompt_template)
+                self.band_probe = _first_token_probe(self.train_dataset, self._tokenizer, args)
                 self.add_callback(BandProbeCallback(self))
         if args.signal_warning_threshold is not None:
             self.add_callback(LearningSignalWarning(args.signal_warning_threshold, args.signal_warning_steps))
@@ -512,13 +513,18 @@ def _checked_args(model: Any, args: RPTConfig | None) -> RPTConfig:
     return args
 
 
-def _first_token_probe(dataset: Any, tokenizer: Any, template: str) -> FirstTokenProbe | None:
+def _first_token_probe(dataset: Any, tokenizer: Any, args: RPTConfig) -> FirstTokenProbe | None:
     """Band sampling's probe, or `None` (with a warning) where the positions give it nothing to read."""
     if not {"ground_truth", "ground_truth_boundaries"} <= set(dataset.column_names):
         logger.warning("band_probe needs ground_truth and ground_truth_boundaries columns: unseen positions are "
                        "estimated at 0.5.")  # fmt: skip
         return None
-    probe = FirstTokenProbe(dataset, tokenizer, template)
+    template, reads = args.prompt_template, args.band_probe_reads
+    if reads is None:
+        reads = "context" if template_worked_answer(template) is None else "answer"
+        logger.info("band_probe reads the first ground-truth token after the %s.",
+                    "bare context" if reads == "context" else "prompt and the template's worked thought")  # fmt: skip
+    probe = FirstTokenProbe(dataset, tokenizer, template, reads=reads)
     if len(probe.known) < len(dataset):
         logger.warning(
             "band_probe: %d of %d prompts do not follow prompt_template; they are not probed, and enter the band "
