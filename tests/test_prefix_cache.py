@@ -185,7 +185,6 @@ def repeated_prompts(tokenizer):
 DEDUPE_CASES = {
     "qwen2": (lambda tokenizer: make_tiny_model(tokenizer, seed=3), {}),
     "gemma3": (lambda tokenizer: tiny_gemma3(tokenizer, sliding_window=128), {}),
-    "gemma3-short-window": (lambda tokenizer: tiny_gemma3(tokenizer, sliding_window=8), {"dedupe_prompts": False}),
 }
 
 
@@ -207,6 +206,24 @@ def test_repeated_prompts_are_prefilled_once_each(tokenizer, case):
     assert torch.equal(greedy_with_first_scores(cached, tokenizer, refill)[0],
                        greedy_with_first_scores(reference, tokenizer, refill)[0])  # fmt: skip
     assert (prefix_cache.prefills, prefix_cache.prompt_prefill_rows) == (1, distinct + 3)
+
+
+def test_a_batch_with_a_gap_that_outgrows_a_sliding_window_is_generated_plainly(tokenizer):
+    # With the gap after the prefix, a window of 8 columns would hide from a short row prompt tokens that left
+    # padding shows it: the cache must not be used (the outputs differed in 58 tokens when it was).
+    plain, cached = tiny_gemma3(tokenizer, sliding_window=8), tiny_gemma3(tokenizer, sliding_window=8)
+    prefix_cache = install_prefix_cache(cached, tokenizer.pad_token_id)
+    ids, _ = repeated_prompts(tokenizer)
+    output, scores = greedy_with_first_scores(cached, tokenizer, ids)
+    expected, expected_scores = greedy_with_first_scores(plain, tokenizer, ids)
+    assert torch.equal(output, expected)
+    torch.testing.assert_close(scores, expected_scores, rtol=1e-4, atol=1e-5)
+    assert (prefix_cache.prefills, prefix_cache.prompt_prefill_rows) == (0, 0)
+    # Rows of one length have no gap: the prefix serves them, and they match plain generation.
+    same_length = [row for row in ids if len(row) == len(ids[0])]
+    assert torch.equal(greedy_with_first_scores(cached, tokenizer, same_length)[0],
+                       greedy_with_first_scores(plain, tokenizer, same_length)[0])  # fmt: skip
+    assert prefix_cache.prefills == 1
 
 
 def test_a_batch_without_repeats_prefills_its_prompts_in_generate(tokenizer):

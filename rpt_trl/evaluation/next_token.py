@@ -225,7 +225,7 @@ def transformers_generator(
         for batch_index, start in enumerate(tqdm(starts, desc="Generating", unit="batch", disable=not show_progress)):
             torch.manual_seed(seed + batch_index)
             token_ids = tokenizer(texts[start : start + batch_size])["input_ids"]
-            inputs, width = prefixes.inputs(model, token_ids, device)
+            inputs, width = prefixes.inputs(model, token_ids, device, max_new_tokens)
             processors = [AnswerStopLogitsProcessor(tokenizer, tokenizer.eos_token_id)] if stop_after_answer else []
             generated = model.generate(
                 **inputs,

@@ -107,9 +107,12 @@ class SharedPrefixCache:
         self.prefills = 0  # how many times a prefix was computed (for tests and benchmarks)
         self.prompt_prefill_rows = 0  # how many distinct prompts were prefilled after the prefix, all batches together
 
-    def inputs(self, model: Any, token_ids: list[list[int]], device: Any) -> tuple[dict[str, Any], int]:
-        """The inputs of `generate` for one batch of prompts, and where its completions start."""
-        prefix = self._prefix_for(model, token_ids, device)
+    def inputs(
+        self, model: Any, token_ids: list[list[int]], device: Any, new_tokens: int = 0
+    ) -> tuple[dict[str, Any], int]:
+        """The inputs of `generate` for one batch of prompts that will grow by up to `new_tokens`, and where its
+        completions start."""
+        prefix = self._prefix_for(model, token_ids, device, new_tokens)
         input_ids, attention_mask = pad_after_prefix(token_ids, prefix, self.pad_id)
         inputs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
         if prefix:
@@ -173,12 +176,12 @@ class SharedPrefixCache:
         self._key, self._cache = self._key[:common], shortened
         return True
 
-    def _prefix_for(self, model: Any, token_ids: list[list[int]], device: Any) -> int:
+    def _prefix_for(self, model: Any, token_ids: list[list[int]], device: Any, new_tokens: int = 0) -> int:
         """The length of the cached prefix this batch uses (0 for none), computing it when needed."""
         from transformers import DynamicCache
 
         shared = shared_prefix_length(token_ids)
-        if shared < self.min_prefix:
+        if shared < self.min_prefix or not window_allows_gap(model, token_ids, new_tokens):
             return 0
         version = (weights_version(model), self.step() if self.step is not None else None)
         if version == self._version and self._reuse(token_ids[0][:shared]):
@@ -190,6 +193,20 @@ class SharedPrefixCache:
                   **{cache_argument(model): self._cache})  # fmt: skip
         self.prefills += 1
         return shared
+
+
+def window_allows_gap(model: Any, token_ids: Sequence[Sequence[int]], new_tokens: int) -> bool:
+    """Whether rows laid out with a masked gap after the prefix see what they would see left-padded.
+
+    A sliding-window layer (Gemma 3's) looks back a fixed number of columns, the masked gap included. Once the batch
+    and its new tokens outgrow the window, a row whose own tokens sit after a gap would see less of its prompt than
+    left-padded, so the prefix is then not shared (unless every row has the same length: no gap)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    window = getattr(config, "sliding_window", None)
+    if not window or "sliding_attention" not in (getattr(config, "layer_types", None) or []):
+        return True
+    lengths = {len(ids) for ids in token_ids}
+    return len(lengths) == 1 or max(lengths) + new_tokens <= window
 
 
 def cache_argument(model: Any) -> str:
@@ -226,7 +243,9 @@ def install_prefix_cache(
             return original_generate(*args, **kwargs)
         input_ids, attention_mask = kwargs.pop("input_ids"), kwargs.pop("attention_mask")
         token_ids = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids.cpu(), attention_mask.cpu())]
-        inputs, width = prefix_cache.inputs(model, token_ids, input_ids.device)
+        config = kwargs.get("generation_config") or model.generation_config
+        new_tokens = kwargs.get("max_new_tokens") or config.max_new_tokens or config.max_length
+        inputs, width = prefix_cache.inputs(model, token_ids, input_ids.device, new_tokens)
         generated = original_generate(**inputs, **kwargs)
         return torch.cat([input_ids, generated[:, width:]], dim=1)
 
