@@ -127,7 +127,7 @@ class DemoSettings:
     max_completion_length: int = 24
     learning_rate: float = 1e-6
     temperature: float = 1.0
-    entropy_target: float = 0.7
+    entropy_target: float = 1.0
     band_sampling: bool = True
     band_probe_positions: int = 128
     next_token_loss_coef: float = 1.0
