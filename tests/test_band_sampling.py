@@ -306,18 +306,25 @@ def test_the_answer_probe_needs_a_template_with_a_worked_thought():
 
     tokenizer = make_tiny_tokenizer()
     dataset = last_word_dataset(tokenizer, animal_corpus()[:2])
-    with pytest.raises(ValueError, match="band_probe_reads='context'"):
-        FirstTokenProbe(dataset, tokenizer, "{context}", reads="answer")
+    for template in ("{context}", "few_shot"):  # no worked example; examples that think differently
+        with pytest.raises(ValueError, match="band_probe_reads='context'"):
+            FirstTokenProbe(dataset, tokenizer, template, reads="answer")
     with pytest.raises(ValueError, match="band_probe_reads"):
         RPTConfig(output_dir="unused", use_cpu=True, bf16=False, band_probe_reads="prompt")
 
 
-@pytest.mark.parametrize("template, reads", [(WORKED_TEMPLATE, "answer"), ("{context}", "context")])
+@pytest.mark.parametrize(
+    "template, reads",
+    [(WORKED_TEMPLATE, "answer"), ("copy_word", "answer"), ("few_shot", "context"), ("{context}", "context")],
+)
 def test_by_default_the_probe_reads_the_answer_where_the_template_has_a_worked_thought(template, reads, caplog):
     from rpt_trl.trainer import rpt_trainer
 
     tokenizer = make_tiny_tokenizer()
-    dataset = Dataset.from_dict({"prompt": [template.replace("{context}", "the cat")], "ground_truth": [" says"],
+    from rpt_trl.data.templates import resolve_template
+
+    prompt = resolve_template(template).replace("{context}", "the cat")
+    dataset = Dataset.from_dict({"prompt": [prompt], "ground_truth": [" says"],
                                  "ground_truth_boundaries": [[5]]})  # fmt: skip
     args = RPTConfig(output_dir="unused", use_cpu=True, bf16=False, prompt_template=template, prompt_format="text")
     with caplog.at_level("INFO", logger=rpt_trainer.logger.name):

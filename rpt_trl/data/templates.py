@@ -147,9 +147,9 @@ def template_context(text: str, template: str) -> str | None:
 
 
 def template_worked_answer(template: str) -> str | None:
-    """What the template's last worked example writes after `<think>` up to its answer: the thought, the closing tag
-    and the box's opening; `None` for a template (a name or a string) without such an example, or whose prompts do
-    not end inside `<think>`.
+    """What every worked example of the template writes after `<think>` up to its answer: the one thought they share,
+    the closing tag and the box's opening. `None` for a template (a name or a string) without worked examples, whose
+    examples think differently (`"few_shot"`), or whose prompts do not end inside `<think>`.
 
     Example:
         >>> template_worked_answer("copy_word")
@@ -157,9 +157,11 @@ def template_worked_answer(template: str) -> str | None:
     """
     text = resolve_template(template)
     head = text[: text.index(CONTEXT_PLACEHOLDER)]
-    box = head.rfind("\\boxed{")
-    close = head.rfind("</think>", 0, max(box, 0))
-    start = head.rfind("<think>", 0, max(close, 0))
-    if min(box, close, start) < 0 or not text.endswith("<think>"):
+    worked = {
+        part.split("\\boxed{")[0] + "\\boxed{"
+        for part in head.split("<think>")[1:]
+        if "</think>" in part.split("\\boxed{")[0] and "\\boxed{" in part
+    }
+    if len(worked) != 1 or not text.endswith("<think>"):
         return None
-    return head[start + len("<think>") : box + len("\\boxed{")]
+    return worked.pop()

@@ -8,8 +8,8 @@ of the band drifts back to its prior and is tried again.
 
 **Prior** ([`FirstTokenProbe`], `band_probe`): the policy's probability of the position's first ground-truth token,
 teacher forced, one forward pass per position and no generation. By default (`band_probe_reads`) it is read where the
-answer starts: after the whole prompt and the template's own worked thought and box (`Copy the word that fits.</think>
-\boxed{` for the demo's), as a rollout that writes that thought reads it; the prompts' shared template is computed once
+answer starts: after the whole prompt and the thought and box that all the template's worked examples write (`Copy the word that
+fits.</think> \boxed{` for the demo's), as a rollout that writes that thought reads it; the prompts' shared template is computed once
 per probe. On the demo's corpus and template with Gemma 3 270M, at temperature 1.0, it correlated with the pass rate
 of 8 rollouts at Pearson 0.90 on 64 positions (the 17 positions it put at 0.05 or more held all 17 groups with
 differing rewards); read after the bare context, as in standard mode, it correlated at 0.56. It is refreshed every
@@ -157,8 +157,8 @@ class FirstTokenProbe:
         if reads == "answer":
             answer = template_worked_answer(template)
             if answer is None:
-                raise ValueError("band_probe_reads='answer' needs a template whose prompts end inside <think> and "
-                                 "that has a worked example; use band_probe_reads='context'.")  # fmt: skip
+                raise ValueError("band_probe_reads='answer' needs a template whose worked examples share one "
+                                 "thought and whose prompts end inside <think>; use band_probe_reads='context'.")  # fmt: skip
             prompts = (prompt_text(prompt) for prompt in dataset["prompt"])
             self.texts = [None if c is None else prompt + answer for c, prompt in zip(contexts, prompts)]
         elif reads == "context":

@@ -107,10 +107,10 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         Needs `ground_truth` columns and prompts that follow `prompt_template`; without them, unseen positions are
         estimated at 0.5.
     band_probe_reads (`str` or `None`, *optional*, defaults to `None`):
-        Where the probe reads the first ground-truth token. `"answer"`: after the whole prompt and the template's
-        own worked thought (`rpt_trl.data.templates.template_worked_answer`), where a rollout that writes that
-        thought starts its answer. `"context"`: right after the bare context, as in standard mode. `None`:
-        `"answer"` where the template has a worked thought, else `"context"`. On the demo's corpus and template
+        Where the probe reads the first ground-truth token. `"answer"`: after the whole prompt and the one thought
+        all the template's worked examples write (`rpt_trl.data.templates.template_worked_answer`), where a rollout
+        that writes that thought starts its answer. `"context"`: right after the bare context, as in standard mode.
+        `None`: `"answer"` where the template has such a thought (`copy_word`, the demo's), else `"context"`. On the demo's corpus and template
         with Gemma 3 270M, the answer probe correlated with the pass rate of 8 rollouts at Pearson 0.90, the
         context probe at 0.56.
     band_probe_steps (`int`, *optional*, defaults to `5`):
@@ -285,7 +285,7 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         default=None,
         metadata={"help": "Band sampling: where the probe reads the first ground-truth token: 'answer' (after the "
                           "prompt and the template's worked thought), 'context' (after the bare context), or None "
-                          "('answer' where the template has a worked thought).", "choices": ["answer", "context"]},
+                          "('answer' where the template's examples share one thought).", "choices": ["answer", "context"]},
     )  # fmt: skip
     band_probe_steps: int = field(
         default=5, metadata={"help": "Band sampling: optimizer steps between two probes of the policy."}
