@@ -177,7 +177,20 @@ def test_a_position_neither_probed_nor_observed_is_left_out_of_the_band_once_oth
     assert estimates[[0, 1]].tolist() == pytest.approx([0.2, 0.6])
     assert torch.isnan(estimates[2]) and estimates[3].item() == pytest.approx((2 + 0.25) / 9)
     sampler = BandRepeatSampler(list(range(4)), 1, tracker, (0.1, 0.9), batch_size=1, seed=0)
-    assert sampler.weights(0).tolist() == pytest.approx([1.0, 1.0, 0.02, 1.0])
+    assert sampler.weights(0).tolist() == pytest.approx([0.95 / 3, 0.95 / 3, 0.05, 0.95 / 3])
+
+
+def test_positions_out_of_the_band_share_a_fixed_part_of_the_draws_however_many_they_are():
+    # As in the demo: a few probed positions in the band, hundreds neither probed nor observed.
+    tracker = PassRateTracker(600)
+    tracker.set_probe(range(30), [0.5] * 30)
+    sampler = BandRepeatSampler(list(range(600)), 8, tracker, (0.1, 0.9), batch_size=2, seed=0)
+    weights = sampler.weights(0)
+    assert weights[30:].sum() / weights.sum() == pytest.approx(0.05)  # with 0.02 a position, it was 0.28
+    drawn = [index for batch_number in range(500) for index in sampler.draw(batch_number)]
+    assert 0.02 < sum(index >= 30 for index in drawn) / len(drawn) < 0.09
+    tracker.set_probe(range(30), [0.01] * 30)  # nothing in the band: every position alike
+    assert sampler.weights(0).tolist() == [1.0] * 600
 
 
 def test_the_probe_finds_the_learnable_positions_from_the_first_batch():

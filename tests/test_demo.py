@@ -35,8 +35,15 @@ def tiny_model_dir(tmp_path_factory):
     return path
 
 
-def test_demo_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
+def test_demo_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
+    from rpt_trl.evaluation.callback import NextTokenAccuracyCallback
+
+    curve_steps = []
+    evaluate = NextTokenAccuracyCallback.evaluate
+    monkeypatch.setattr(NextTokenAccuracyCallback, "evaluate",
+                        lambda self, model, step=None: curve_steps.append(step) or evaluate(self, model, step))  # fmt: skip
     results = run_demo(tmp_path, model_name=str(tiny_model_dir), settings=SMALL)
+    assert curve_steps == [0, 1, 2, 1, 2]  # the base model's point, shared by both runs, is scored once
     written = load_results([tmp_path / "results.json"])  # the project's results schema
     assert len(written) == len(results) == 16  # 4 models x 2 modes x 2 sets of positions
     systems = {(r["dataset"], r["label"], r["mode"]) for r in written}
@@ -61,6 +68,8 @@ def test_demo_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
     assert baseline["tokens_seen"] == demo["budget"]["total_tokens"]
     assert abs(baseline["tokens_seen"] - rpt["tokens_seen"]) <= 2 * 32 * 2 / 2  # half a micro-batch of 2 blocks a step
     assert [p["step"] for p in demo["learning_curve"]] == [0, 1, 2]
+    curves = [run["learning_curve"] for run in demo["runs"].values()]
+    assert [p["step"] for p in curves[1]] == [0, 1, 2] and curves[1][0] == curves[0][0]
     assert len(demo["train_log"]) == 2 and demo["generation"] == "transformers"
     assert set(demo["runs"]) == {"rpt", "rpt+ntp"} and all(len(r["train_log"]) == 2 for r in demo["runs"].values())
     report = (tmp_path / "report.md").read_text()

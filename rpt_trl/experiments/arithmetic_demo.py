@@ -243,7 +243,7 @@ def _run_demo(output_dir: Path, model_name: str, settings: DemoSettings) -> list
     print(f"      {len(splits.train)} training positions; held out: {len(splits.eval)} targeted and "
           f"{len(splits.all_positions)} of all answerable positions", flush=True)  # fmt: skip
 
-    runs = {}
+    runs: dict[str, RPTRun] = {}
     for step, (label, coef) in enumerate((("rpt", 0.0), ("rpt+ntp", settings.next_token_loss_coef)), start=3):
         objective = "GRPO" if coef == 0 else f"GRPO + {coef:g} x next-token loss on the contexts"
         print(f"[{step}/7] {label}: {settings.train_steps} steps of {settings.prompts_per_step} prompts x "
@@ -254,6 +254,7 @@ def _run_demo(output_dir: Path, model_name: str, settings: DemoSettings) -> list
         runs[label] = _train_rpt(
             copy.deepcopy(base), tokenizer, splits.train, splits.eval.select(range(settings.curve_positions)),
             settings, output_dir / label, use_vllm=use_vllm, on_cpu=on_cpu, next_token_loss_coef=coef,
+            start_point=runs["rpt"].curve[0] if runs else None,
         )  # fmt: skip
         timings[f"{label}_training_s"] = time.perf_counter() - tick
 
@@ -389,9 +390,10 @@ class RPTRun:
 
 def _train_rpt(
     model: Any, tokenizer: Any, train_set: Any, curve_set: Any, settings: DemoSettings, output_dir: Path, *,
-    use_vllm: bool, on_cpu: bool, next_token_loss_coef: float = 0.0,
+    use_vllm: bool, on_cpu: bool, next_token_loss_coef: float = 0.0, start_point: dict[str, Any] | None = None,
 ) -> RPTRun:  # fmt: skip
-    """Train RPT (with `next_token_loss_coef`, the mixed objective) with the learning-curve callback."""
+    """Train RPT (with `next_token_loss_coef`, the mixed objective) with the learning-curve callback. `start_point`:
+    the curve's step 0 from a run of the same base model, positions and seed, which it would only recompute."""
     from ..evaluation.callback import NextTokenAccuracyCallback
     from ..trainer.rpt_config import RPTConfig
     from ..trainer.rpt_trainer import RPTTrainer
@@ -413,11 +415,11 @@ def _train_rpt(
     trainer = RPTTrainer(model=model, args=args, train_dataset=train_set, processing_class=tokenizer, callbacks=[log])
     curve = NextTokenAccuracyCallback(
         trainer, curve_set, eval_steps=settings.curve_every, batch_size=64, seed=settings.seed,
-        temperature=TEMPERATURE, eval_on_start=True,
+        temperature=TEMPERATURE, eval_on_start=start_point is None,
     )  # fmt: skip
     trainer.add_callback(curve)
     trainer.train()
-    points = []
+    points = [] if start_point is None else [start_point]
     for entry in curve.history:
         interval = bootstrap_interval(entry["position_scores"], seed=settings.seed)
         points.append({"step": entry["step"], **interval.as_dict(), "n": len(entry["position_scores"])})
