@@ -183,23 +183,25 @@ def repeated_prompts(tokenizer):
 # The plain model of each case, and the cached one: Gemma 3 with a window over the whole prompt, where the prefix
 # cache's layout is exact; one shorter than the prompt, where it is compared with today's path, whose layout it keeps.
 DEDUPE_CASES = {
-    "qwen2": (lambda tokenizer: make_tiny_model(tokenizer, seed=3), {}),
-    "gemma3": (lambda tokenizer: tiny_gemma3(tokenizer, sliding_window=128), {}),
+    "qwen2": lambda tokenizer: make_tiny_model(tokenizer, seed=3),
+    "gemma3": lambda tokenizer: tiny_gemma3(tokenizer, sliding_window=128),
 }
+
+
+def assert_generates_as(cached, reference, tokenizer, ids):
+    """The same greedy output token for token, and the first step's scores within float tolerance."""
+    output, scores = greedy_with_first_scores(cached, tokenizer, ids)
+    expected, expected_scores = greedy_with_first_scores(reference, tokenizer, ids)
+    assert torch.equal(output, expected)
+    torch.testing.assert_close(scores, expected_scores, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("case", DEDUPE_CASES)
 def test_repeated_prompts_are_prefilled_once_each(tokenizer, case):
-    build, reference_cache = DEDUPE_CASES[case]
-    reference, cached = build(tokenizer), build(tokenizer)
-    if reference_cache:
-        install_prefix_cache(reference, tokenizer.pad_token_id, **reference_cache)
+    reference, cached = DEDUPE_CASES[case](tokenizer), DEDUPE_CASES[case](tokenizer)
     prefix_cache = install_prefix_cache(cached, tokenizer.pad_token_id)
     ids, distinct = repeated_prompts(tokenizer)
-    expected, expected_scores = greedy_with_first_scores(reference, tokenizer, ids)
-    output, scores = greedy_with_first_scores(cached, tokenizer, ids)
-    assert torch.equal(output, expected)
-    torch.testing.assert_close(scores, expected_scores, rtol=1e-4, atol=1e-5)
+    assert_generates_as(cached, reference, tokenizer, ids)
     assert (prefix_cache.prefills, prefix_cache.prompt_prefill_rows) == (1, distinct)
     # A refill round with the same weights keeps the prefix; its prompts are prefilled anew.
     refill = ids[1:5]
@@ -214,10 +216,7 @@ def test_a_batch_with_a_gap_that_outgrows_a_sliding_window_is_generated_plainly(
     plain, cached = tiny_gemma3(tokenizer, sliding_window=8), tiny_gemma3(tokenizer, sliding_window=8)
     prefix_cache = install_prefix_cache(cached, tokenizer.pad_token_id)
     ids, _ = repeated_prompts(tokenizer)
-    output, scores = greedy_with_first_scores(cached, tokenizer, ids)
-    expected, expected_scores = greedy_with_first_scores(plain, tokenizer, ids)
-    assert torch.equal(output, expected)
-    torch.testing.assert_close(scores, expected_scores, rtol=1e-4, atol=1e-5)
+    assert_generates_as(cached, plain, tokenizer, ids)
     assert (prefix_cache.prefills, prefix_cache.prompt_prefill_rows) == (0, 0)
     # Rows of one length have no gap: the prefix serves them, and they match plain generation.
     same_length = [row for row in ids if len(row) == len(ids[0])]
@@ -229,11 +228,7 @@ def test_a_batch_with_a_gap_that_outgrows_a_sliding_window_is_generated_plainly(
 def test_a_batch_without_repeats_prefills_its_prompts_in_generate(tokenizer):
     plain, cached = make_tiny_model(tokenizer, seed=3), make_tiny_model(tokenizer, seed=3)
     prefix_cache = install_prefix_cache(cached, tokenizer.pad_token_id)
-    ids = prompt_ids(tokenizer)
-    output, scores = greedy_with_first_scores(cached, tokenizer, ids)
-    expected, expected_scores = greedy_with_first_scores(plain, tokenizer, ids)
-    assert torch.equal(output, expected)
-    torch.testing.assert_close(scores, expected_scores, rtol=1e-4, atol=1e-5)
+    assert_generates_as(cached, plain, tokenizer, prompt_ids(tokenizer))
     assert (prefix_cache.prefills, prefix_cache.prompt_prefill_rows) == (1, 0)
 
 
