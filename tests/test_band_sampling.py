@@ -311,6 +311,28 @@ def test_the_answer_probe_equals_an_independent_forward_pass_of_prompt_and_worke
         assert probability == pytest.approx(torch.softmax(logits, -1)[target].item(), rel=1e-4)
     # The template ran once (the widest forward); the two batches ran only what follows it.
     assert len(widths) == 3 and max(widths[1:]) < min(full_widths) - 32
+    # Without sharing (ZeRO-3, FSDP): exactly one forward pass per batch, whatever the rows, and the same values.
+    widths.clear()
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: widths.append(kwargs["input_ids"].shape[1]),
+                                           with_kwargs=True)  # fmt: skip
+    assert probe(model, probe.known, share_prefix=False) == pytest.approx(probabilities, rel=1e-4)
+    hook.remove()
+    assert len(widths) == 2 and min(widths) >= min(full_widths)
+
+
+def test_the_probe_shares_no_prefix_where_every_forward_pass_gathers_the_weights():
+    from types import SimpleNamespace
+
+    from rpt_trl.trainer.band_sampling import _sharded
+
+    def trainer(stage=None, fsdp=False):
+        plugin = None if stage is None else SimpleNamespace(zero_stage=stage)
+        return SimpleNamespace(accelerator=SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin)),
+                               is_fsdp_enabled=fsdp)  # fmt: skip
+
+    assert [_sharded(trainer()), _sharded(trainer(2)), _sharded(trainer(3)), _sharded(trainer(fsdp=True))] == [
+        False, False, True, True,
+    ]  # fmt: skip
 
 
 def test_the_answer_probe_needs_a_template_with_a_worked_thought():

@@ -8,14 +8,15 @@ of the band drifts back to its prior and is tried again.
 
 **Prior** ([`FirstTokenProbe`], `band_probe`): the policy's probability of the position's first ground-truth token,
 teacher forced, one forward pass per position and no generation. By default (`band_probe_reads`) it is read where the
-answer starts: after the whole prompt and the thought and box that all the template's worked examples write (`Copy the word that
-fits.</think> \boxed{` for the demo's), as a rollout that writes that thought reads it; the prompts' shared template is computed once
-per probe. On the demo's corpus and template with Gemma 3 270M, at temperature 1.0, it correlated with the pass rate
-of 8 rollouts at Pearson 0.90 on 64 positions (the 17 positions it put at 0.05 or more held all 17 groups with
-differing rewards); read after the bare context, as in standard mode, it correlated at 0.56. It is refreshed every
-`band_probe_steps` optimizer steps on `band_probe_positions` positions drawn at random (all when fewer), so it follows
-the policy too. Without the probe (or where a prompt does not follow the template), the prior is Beta(0.5, 0.5): an
-unseen position is estimated at 0.5 and is tried.
+answer starts: after the whole prompt and the thought and box that all the template's worked examples write (`Copy the
+word that fits.</think> \boxed{` for the demo's), as a rollout that writes that thought reads it; the prompts' shared
+template is computed once per probe (on one process, or several that do not gather weights). On the demo's corpus and
+template with Gemma 3 270M, at temperature 1.0, it correlated with the pass rate of 8 rollouts at Pearson 0.90 on 64
+positions (the 17 positions it put at 0.05 or more held all 17 groups with differing rewards); read after the bare
+context, as in standard mode, it correlated at 0.56. It is refreshed every `band_probe_steps` optimizer steps on
+`band_probe_positions` positions drawn at random (all when fewer), so it follows the policy too. Without the probe (or
+where a prompt does not follow the template), the prior is Beta(0.5, 0.5): an unseen position is estimated at 0.5 and
+is tried.
 
 **Sampling** ([`BandRepeatSampler`]): GRPO's `RepeatSampler`, whose batches are drawn one at a time, when the
 dataloader asks for them, from the positions whose estimate lies in `[band_low, band_high]` (unique within a batch,
@@ -37,6 +38,7 @@ out of the band.
 
 import logging
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,7 +51,7 @@ from trl.trainer.utils import RepeatSampler
 
 from ..data.prompt_settings import prompt_text
 from ..data.templates import template_context, template_worked_answer
-from .prefix_cache import SharedPrefixCache
+from .prefix_cache import MIN_SHARED_PREFIX, SharedPrefixCache
 
 
 logger = logging.getLogger(__name__)
@@ -191,16 +193,19 @@ class FirstTokenProbe:
         return bos + ids, joined[len(ids)]
 
     @torch.no_grad()
-    def __call__(self, model: Any, positions: Sequence[int], *, show_progress: bool = False) -> list[float]:
+    def __call__(
+        self, model: Any, positions: Sequence[int], *, show_progress: bool = False, share_prefix: bool = True
+    ) -> list[float]:
         """The probability of each of `positions`' first ground-truth token under `model` (all must be `known`); NaN
         where the tokenizer does not split the text from that token.
 
-        Every call runs `ceil(len(positions) / batch_size)` forward passes, and one more for the prompts' shared
-        prefix (the template, computed once), so processes that probe equally many positions run equally many
-        (ZeRO-3 gathers the weights in each)."""
+        With `share_prefix`, a prefix the rows share (the template) runs once, as one more forward pass where a batch
+        has one. Whether it does depends on the rows, so processes whose weights are gathered in every forward pass
+        (ZeRO-3, FSDP) must pass `share_prefix=False`: each call then runs exactly `ceil(len(positions) /
+        batch_size)` forward passes, and processes that probe equally many positions run equally many."""
         device = next(model.parameters()).device
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        prefix_cache = SharedPrefixCache(pad)
+        prefix_cache = SharedPrefixCache(pad, MIN_SHARED_PREFIX if share_prefix else sys.maxsize)
         probabilities = []
         batches = range(0, len(positions), self.batch_size)
         for start in tqdm(batches, desc="Probing pass rates", disable=not show_progress, leave=False):
@@ -212,6 +217,13 @@ class FirstTokenProbe:
             values = torch.softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1).tolist()
             probabilities += [value if item else math.nan for value, item in zip(values, encoded)]
         return probabilities
+
+
+def _sharded(trainer: Any) -> bool:
+    """Whether the trainer's weights are gathered in every forward pass (ZeRO-3 or FSDP), so that all processes must
+    run the same number of them."""
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return bool(getattr(trainer, "is_fsdp_enabled", False)) or (plugin is not None and plugin.zero_stage == 3)
 
 
 class BandRepeatSampler(RepeatSampler):
@@ -318,7 +330,9 @@ class BandSamplingMixin:
         training = self.model.training
         self.model.eval()
         try:
-            probabilities = self.band_probe(self.model, padded, show_progress=self.accelerator.is_main_process)
+            probabilities = self.band_probe(
+                self.model, padded, show_progress=self.accelerator.is_main_process, share_prefix=not _sharded(self)
+            )
         finally:
             self.model.train(training)
         probed = [
