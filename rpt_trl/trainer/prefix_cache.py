@@ -125,33 +125,27 @@ class SharedPrefixCache:
         prefix computed once: what a probe of many prompts that share a template needs."""
         prefix = self._prefix_for(model, token_ids, device)
         input_ids, mask = pad_after_prefix(token_ids, prefix, self.pad_id)
-        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-        cache = {}
-        if prefix:
-            cache[cache_argument(model)] = copy.deepcopy(self._cache)
-            cache[cache_argument(model)].batch_repeat_interleave(len(token_ids))
-        logits = model(input_ids=input_ids[:, prefix:].to(device), attention_mask=mask.to(device),
-                       position_ids=positions[:, prefix:].to(device), logits_to_keep=1, **cache).logits  # fmt: skip
-        return logits[:, -1].float()
+        cache = self._prefix_rows(len(token_ids)) if prefix else None
+        return _forward_after_prefix(model, input_ids.to(device), mask.to(device), prefix, cache)[:, -1].float()
+
+    def _prefix_rows(self, rows: int) -> Any:
+        """A copy of the kept prefix's cache, one row per batch row."""
+        cache = copy.deepcopy(self._cache)
+        cache.batch_repeat_interleave(rows)
+        return cache
 
     def _rows_cache(self, model: Any, token_ids: list[list[int]], inputs: dict[str, Any], prefix: int) -> Any:
         """Every row's cache: the prefix, and when rows repeat a prompt (a group's rollouts), that prompt's own tokens
         but the last, computed once per distinct prompt rather than once per row. Without repeats `generate` prefills
         the own tokens itself, as it did before."""
-        cache = copy.deepcopy(self._cache)
         first_rows, row_to_group = distinct_rows(token_ids)
         last = inputs["input_ids"].shape[1] - 1  # left to `generate`, which needs its logits
         if not self.dedupe_prompts or len(first_rows) == len(token_ids) or last == prefix:
-            cache.batch_repeat_interleave(len(token_ids))
-            return cache
-        cache.batch_repeat_interleave(len(first_rows))
+            return self._prefix_rows(len(token_ids))
+        cache = self._prefix_rows(len(first_rows))
         input_ids, mask = inputs["input_ids"][first_rows, :last], inputs["attention_mask"][first_rows, :last]
-        # The positions `generate` gives these columns (the masked gap not counted), so that the own tokens sit where
-        # its single prefill would put them.
-        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-        with torch.no_grad():  # one logit is the least the head computes; the prompts' own logits are not needed
-            model(input_ids=input_ids[:, prefix:], attention_mask=mask, position_ids=positions[:, prefix:],
-                  use_cache=True, logits_to_keep=1, **{cache_argument(model): cache})  # fmt: skip
+        with torch.no_grad():  # the prompts' own logits are not needed, only the cache they fill
+            _forward_after_prefix(model, input_ids, mask, prefix, cache)
         self.prompt_prefill_rows += len(first_rows)
         cache.batch_select_indices(torch.tensor(row_to_group, device=input_ids.device))
         return cache
@@ -193,6 +187,16 @@ class SharedPrefixCache:
                   **{cache_argument(model): self._cache})  # fmt: skip
         self.prefills += 1
         return shared
+
+
+def _forward_after_prefix(model: Any, input_ids: Any, mask: Any, prefix: int, cache: Any) -> Any:
+    """The last column's logits of a forward pass over the columns after `prefix` (whose keys and values `cache`
+    holds, `None` when `prefix` is 0), at the positions `generate` gives them: the masked gap not counted, so that
+    each row's own tokens sit where a single prefill would put them. `cache` is filled with those columns."""
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    cache_kwargs = {} if cache is None else {cache_argument(model): cache, "use_cache": True}
+    return model(input_ids=input_ids[:, prefix:], attention_mask=mask, position_ids=positions[:, prefix:],
+                 logits_to_keep=1, **cache_kwargs).logits  # fmt: skip
 
 
 def window_allows_gap(model: Any, token_ids: Sequence[Sequence[int]], new_tokens: int) -> bool:
