@@ -32,6 +32,7 @@ from ..results import SPLITS
 from ..rewards.prefix_match import score_completions, thought_lengths
 from ..trainer.generation import AnswerStopLogitsProcessor
 from ..trainer.prefix_cache import MIN_SHARED_PREFIX, SharedPrefixCache, shared_prefix_length  # noqa: F401 (moved)
+from ..trainer.sampling import sampling_processors
 
 
 # Reasoning mode samples at the paper's temperature, as RPT's rollouts do (`RPTConfig.temperature`).
@@ -197,11 +198,14 @@ def transformers_generator(
     seed: int = 0,
     stop_after_answer: bool = True,
     prefix_cache: bool = True,
+    inverse_cdf: bool = True,
     show_progress: bool = True,
 ) -> Generator:
     """A batched, seeded sampler with `model.generate` (at the paper's temperature by default).
 
     Each batch reseeds torch with `seed + batch index`, so a run is reproducible for the same prompts and settings.
+    With `inverse_cdf`, on a CPU, it samples by inverse CDF ([`rpt_trl.trainer.sampling`]): the distribution of
+    `torch.multinomial`, from one random number per row instead of one per vocabulary entry.
     With `stop_after_answer`, a completion ends as soon as its answer box closes, as in training.
 
     With `prefix_cache`, when a batch's prompts share a prefix of at least `MIN_SHARED_PREFIX` tokens (a few-shot
@@ -227,12 +231,17 @@ def transformers_generator(
             token_ids = tokenizer(texts[start : start + batch_size])["input_ids"]
             inputs, width = prefixes.inputs(model, token_ids, device, max_new_tokens)
             processors = [AnswerStopLogitsProcessor(tokenizer, tokenizer.eos_token_id)] if stop_after_answer else []
+            if (
+                inverse_cdf and temperature > 0 and device.type == "cpu"
+            ):  # greedy over the processors' single drawn token
+                processors += sampling_processors(temperature)
+                sampling = {"do_sample": False}
+            else:
+                sampling = {"do_sample": temperature > 0, "temperature": temperature if temperature > 0 else None,
+                            "top_k": 0, "top_p": 1.0}  # fmt: skip
             generated = model.generate(
                 **inputs,
-                do_sample=temperature > 0,
-                temperature=temperature if temperature > 0 else None,
-                top_k=0,
-                top_p=1.0,
+                **sampling,
                 max_new_tokens=max_new_tokens,
                 logits_processor=processors,
                 pad_token_id=pad_id,

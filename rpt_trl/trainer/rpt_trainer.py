@@ -37,6 +37,7 @@ from .mixed_objective import MixedObjectiveMixin
 from .prefix_cache import install_prefix_cache
 from .rpt_config import RPTConfig
 from .sampler import EntropyCurriculumRepeatSampler, EpochReplayRepeatSampler, check_curriculum, entropy_order
+from .sampling import install_inverse_cdf_sampling
 from .shared_prefix import (
     SharedPrefixScoringMixin,
     check_checkpointing_arguments,
@@ -214,8 +215,8 @@ class RPTTrainer(
             )
 
     def _install_hooks(self, args: RPTConfig) -> None:
-        """The generation hooks: the forced EOS kept out of training (vLLM), the rollouts' prefix cache and the
-        answer stop (transformers generation)."""
+        """The generation hooks: the forced EOS kept out of training (vLLM), the rollouts' prefix cache, the
+        inverse-CDF sampler and the answer stop (transformers generation)."""
         if args.stop_after_answer and args.use_vllm:
             from .vllm_engine import keep_forced_eos_out_of_training
 
@@ -227,6 +228,9 @@ class RPTTrainer(
             self.rollout_prefix_cache = install_prefix_cache(
                 self.model, self._tokenizer.pad_token_id, step=lambda: self.state.global_step
             )
+        if args.inverse_cdf_sampling and not args.use_vllm:
+            # Before the answer stop too, which appends its processor: the sampler stays the last one.
+            install_inverse_cdf_sampling(self.model)
         if args.stop_after_answer and not args.use_vllm:
             install_answer_stop(self.model, self._tokenizer, require_think_close=args.require_think_close)
 
