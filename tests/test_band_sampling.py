@@ -366,3 +366,30 @@ def test_by_default_the_probe_reads_the_answer_where_the_template_has_a_worked_t
         probe = rpt_trainer._first_token_probe(dataset, tokenizer, args)
     assert probe.texts[0].endswith("</think> \\boxed{") == (reads == "answer")
     assert ("template's worked thought" in caplog.text) == (reads == "answer")
+
+
+def test_dynamic_sampling_refills_from_the_band(tmp_path):
+    """Once the tracker knows that only "a cat says" splits its group, a refill round draws it about 95% of the time
+    (the band's share), where a uniform refill draws it 1 time in 8."""
+    tokenizer = make_tiny_tokenizer()
+    dataset = Dataset.from_dict({"prompt": [f"{d} cat says" for d in "abcdefgh"]})
+    drawn = {}
+    for band_sampling in (True, False):
+        args = RPTConfig(
+            output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=8, num_generations=4,
+            max_completion_length=4, max_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+            prompt_format="text", dynamic_sampling_start_step=0, dynamic_sampling_max_refills=1, seed=3,
+            gradient_checkpointing=False, band_sampling=band_sampling, band_probe=False,
+        )  # fmt: skip
+        trainer = RPTTrainer(
+            model=make_tiny_model(tokenizer), reward_funcs=every_other, args=args, train_dataset=dataset,
+            processing_class=tokenizer,
+        )  # fmt: skip
+        if band_sampling:
+            trainer.band_tracker.observe(range(8), [0.5] + [0.0] * 7, [40.0] * 8)
+            trainer._get_train_sampler(trainer.train_dataset).draw(0)
+        refills = [trainer._refill_prompts(2, refill_round=n) for n in range(1, 61)]
+        assert all(len({row["prompt"] for row in rows}) == 2 for rows in refills)  # two distinct positions
+        drawn[band_sampling] = sum(any(row["prompt"].startswith("a ") for row in rows) for rows in refills)
+    assert drawn[True] >= 55  # P(a refill of 2 misses it) is about 0.05 with the band
+    assert drawn[False] <= 30  # about 60 * 2 / 8 = 15 uniformly

@@ -166,6 +166,35 @@ def test_training_with_dynamic_sampling_from_the_start_step(tmp_path, tokenizer)
     assert math.isfinite(steps[1]["loss"])
 
 
+@pytest.mark.parametrize("min_groups", [1, 2])
+def test_a_group_target_refills_only_while_fewer_groups_differ(tmp_path, tokenizer, min_groups):
+    """One live group of two: with a target of 1 no refill runs and a uniform group fills the other slot; with 2 the
+    refills go on until a second live group is found."""
+    reward = KindReward()
+    trainer = make_trainer(
+        tmp_path, tokenizer, reward, dynamic_sampling_max_refills=50, dynamic_sampling_min_groups=min_groups
+    )
+    trainer.model.train()
+    inputs = [trainer.train_dataset[i] for i in (0, 1) for _ in range(4)]  # one flat group, one live group
+    output = trainer._generate_and_score_completions(inputs)
+    prompts = tokenizer.batch_decode(output["prompt_ids"], skip_special_tokens=True)
+    kinds = dict(zip(trainer.train_dataset["prompt"], trainer.train_dataset["kind"]))
+    metrics = trainer._metrics["train"]
+    if min_groups == 1:
+        assert reward.groups_seen == ["flat", "live"]
+        assert [kinds[p] for p in prompts] == ["live"] * 4 + ["flat"] * 4  # the live group first, then padding
+        assert metrics["dynamic_sampling/refill_rounds"] == [0.0]
+        assert metrics["dynamic_sampling/uniform_fraction_kept"] == [0.5]
+    else:
+        assert reward.groups_seen.count("live") >= 2
+        assert [kinds[p] for p in prompts] == ["live"] * 8
+
+
+def test_config_rejects_a_group_target_below_one(tmp_path):
+    with pytest.raises(ValueError, match="dynamic_sampling_min_groups"):
+        RPTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, dynamic_sampling_min_groups=0)
+
+
 def test_all_uniform_groups_stop_refilling_at_the_cap_with_a_warning(tmp_path, tokenizer, caplog):
     reward = KindReward(always=1.0)
     trainer = make_trainer(tmp_path, tokenizer, reward, dynamic_sampling_max_refills=2, max_steps=1)

@@ -421,9 +421,12 @@ def test_callback_logs_next_token_accuracy_every_n_steps(tmp_path, warm_world):
     assert [e["step"] for e in train_logs] == [1, 2]
     assert all("rpt/next_token_accuracy" in e for e in train_logs)
     # The last logged value is the evaluation of the final model with the same seed.
+    torch.manual_seed(11)
+    state = torch.get_rng_state()
     assert (
         callback.evaluate(trainer.model)["eval_rpt/next_token_accuracy"] == logged[-1]["eval_rpt/next_token_accuracy"]
     )
+    assert torch.equal(torch.get_rng_state(), state)  # evaluation leaves training's random stream where it was
 
 
 # --- the `evaluate` module -------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import logging
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
 
 from .next_token import reasoning_scores, reasoning_summary, transformers_generator
@@ -70,7 +71,15 @@ class NextTokenAccuracyCallback(TrainerCallback):
         self.history: list[dict[str, Any]] = []
 
     def evaluate(self, model: Any, step: int | None = None) -> dict[str, float]:
-        """Score the eval split with `model`, return the metrics to log and keep them in `history` (under `step`)."""
+        """Score the eval split with `model`, return the metrics to log and keep them in `history` (under `step`).
+
+        The sampler reseeds torch's generator; it runs on a fork of it, so training draws the same random numbers with
+        or without evaluations (and a process that evaluates stays in step with the others)."""
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            return self._evaluate(model, step)
+
+    def _evaluate(self, model: Any, step: int | None) -> dict[str, float]:
         generate = transformers_generator(
             model,
             self.trainer.processing_class,

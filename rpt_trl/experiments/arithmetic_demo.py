@@ -97,8 +97,9 @@ class DemoSettings:
         train_steps: RPT optimizer steps; the next-token baseline and the mixed run take as many.
         prompts_per_step: Prompts (groups) per RPT step.
         num_generations: Completions per prompt.
-        max_refills: Dynamic sampling (from the first step): rounds of fresh prompts per step to replace the groups
-            whose completions all earned the same reward, which give no gradient.
+        max_refills: Dynamic sampling (from the first step): rounds of fresh prompts (drawn from the band) per step to
+            replace the groups whose completions all earned the same reward, which give no gradient. One round
+            costs a generation, and only a step whose groups were all uniform pays it.
         max_completion_length: Tokens per completion, in training and evaluation.
         learning_rate: For RPT and the baseline (full fine-tuning).
         temperature: Sampling temperature of RPT's rollouts (evaluation samples at the paper's 0.8); the run holds
@@ -123,7 +124,7 @@ class DemoSettings:
     train_steps: int = 20
     prompts_per_step: int = 2
     num_generations: int = 8
-    max_refills: int = 0
+    max_refills: int = 1
     max_completion_length: int = 24
     learning_rate: float = 1e-6
     temperature: float = 1.0
@@ -365,6 +366,8 @@ def rpt_training_fields(settings: DemoSettings, *, use_vllm: bool = False, on_cp
         learning_rate=settings.learning_rate, temperature=settings.temperature, prompt_template=DEMO_TEMPLATE,
         prompt_format="text", stop_after_answer=True, gradient_checkpointing=False, **run_settings(on_cpu),
         dynamic_sampling=True, dynamic_sampling_start_step=0, dynamic_sampling_max_refills=settings.max_refills,
+        # A refill round costs a generation: pay it only on a step whose groups all agree, which would train on nothing.
+        dynamic_sampling_min_groups=1,
         band_sampling=settings.band_sampling, band_probe_positions=settings.band_probe_positions,
         # One Adam step made a group's answers agree (distinct answers per group 4.5 -> 1.5 within 5 steps at 1e-6):
         # an entropy bonus, raised by 0.01 a step while the entropy is below the target, counters it.

@@ -29,8 +29,9 @@ out of the band.
 - **Several processes**: every process iterates the same global order (as with `RepeatSampler`), so the draw must
   be the same everywhere: it is seeded by (seed, epoch, batch), and the tracker holds the same state on every process,
   because it is updated with the rewards and position ids of *all* processes (gathered) at the same points.
-- **Dynamic sampling**: the refill rounds' rewards are observed too; refills still draw uniformly (the band sampler
-  leaves fewer uniform groups to replace).
+- **Dynamic sampling**: the refill rounds draw from the band too (the weights of the batch drawn last), and their
+  rewards are observed. Drawn uniformly, as before, a refill mostly found more uniform groups: on the base Gemma 3
+  270M, 14 of 64 of the demo's positions gave a group of 8 with differing rewards.
 - **Entropy curriculum**: the candidates of batch k are the positions the curriculum has reached by then (the
   `(k + 1) * batch_size` lowest-entropy ones), and the band chooses among them.
 - **Resume**: the tracker is not saved with the checkpoint; a resumed run probes again and starts from the prior.
@@ -245,6 +246,7 @@ class BandRepeatSampler(RepeatSampler):
         super().__init__(data_source, mini_repeat_count, batch_size, repeat_count, shuffle=False, seed=seed)
         self.tracker, self.band, self.order = tracker, band, None if order is None else list(order)
         self.epoch = 0
+        self.last_batch_number = 0  # the batch drawn last: dynamic sampling's refills draw as it did
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -267,6 +269,7 @@ class BandRepeatSampler(RepeatSampler):
 
     def draw(self, batch_number: int) -> list[int]:
         """The `batch_size` distinct positions of batch `batch_number` (a function of seed, epoch and state)."""
+        self.last_batch_number = batch_number
         seed = ((self.seed or 0) * 1_000_003 + self.epoch) * 1_000_033 + batch_number
         generator = torch.Generator().manual_seed(seed % 2**63)
         return torch.multinomial(self.weights(batch_number), self.batch_size, generator=generator).tolist()

@@ -6,12 +6,14 @@ it moves no parameter, yet it takes a slot of the batch. Once training reaches
 
 1. generates and scores the generation batch as `GRPOTrainer` does;
 2. keeps the groups whose rewards differ ("informative") and drops the uniform ones;
-3. while some process still has fewer informative groups than the batch holds, draws fresh prompts from the train
+3. while some process still has fewer informative groups than the batch holds (or than
+   `dynamic_sampling_min_groups`, when set), draws fresh prompts from the train
    dataset (as many as the batch holds, on every process, so that the collective operations of generation and
    scoring stay in step), generates and scores them, and keeps their informative groups; at most
    `dynamic_sampling_max_refills` such rounds per generation batch;
-4. returns a batch of exactly the configured size: the first informative groups, and, when the cap stopped the
-   refills early, uniform groups in the remaining slots (they carry no advantage; a warning says how many).
+4. returns a batch of exactly the configured size: the first informative groups, and, when the cap (or the
+   group target) stopped the refills early, uniform groups in the remaining slots (they carry no advantage; a
+   warning says how many when the cap stopped them).
 
 Why this shape: `GRPOTrainer._prepare_inputs` calls `_generate_and_score_completions` once per generation batch,
 splits its output into `steps_per_generation` slices and buffers them. Keeping the output's size fixed leaves that
@@ -23,8 +25,8 @@ steps_per_generation` a multiple of `num_generations`), and refills index the tr
 map-style dataset. Advantages are those GRPO computed for the round a group was generated in; with
 `scale_rewards="batch"` the batch std of that round therefore includes the dropped groups. Reward metrics
 (`reward`, `rpt/*`, completions) are logged for every generated round, dropped groups included. Refill prompts are
-drawn uniformly from the train dataset, seeded by (seed, process, step, round): independent of the main sampler (a
-prompt can come twice in an epoch), and the same after resuming from a checkpoint.
+drawn from the train dataset, uniformly (with band sampling, from the learnable band), seeded by (seed, process,
+step, round): independent of the main sampler's order (a prompt can come twice in an epoch).
 
 Metrics (train): `rpt/trained_tokens` (always: the tokens of the batch trained on, each prompt once per group),
 `dynamic_sampling/dropped_fraction` (uniform groups / generated groups, over all processes and
@@ -215,6 +217,7 @@ class DynamicSamplingMixin:
         process = self.accelerator.process_index
         kept, uniform = [], []  # (output, rows) pairs, in generation order
         generated_groups = dropped_groups = refill_rounds = 0
+        wanted = min(num_groups, self.args.dynamic_sampling_min_groups or num_groups)
         batch = inputs
         while True:
             output = super()._generate_and_score_completions(batch)
@@ -227,7 +230,8 @@ class DynamicSamplingMixin:
                 (uniform if flat else kept).append(select_rows(output, rows.to(output["advantages"].device)))
             missing = torch.tensor(max(num_groups - len(kept), 0), device=self.accelerator.device)
             gathered_missing = self.accelerator.gather(missing)
-            if gathered_missing.max().item() == 0:
+            short = self.accelerator.gather(torch.tensor(int(len(kept) < wanted), device=self.accelerator.device))
+            if short.max().item() == 0:
                 break
             if refill_rounds == self.args.dynamic_sampling_max_refills:
                 if self.accelerator.is_main_process:
@@ -290,8 +294,14 @@ class DynamicSamplingMixin:
         tokens = self.accelerator.gather(prompt_tokens + output["completion_mask"].sum()).sum().item()
         self._metrics["train"]["rpt/trained_tokens"].append(float(tokens))
 
+    def _refill_weights(self) -> torch.Tensor | None:
+        """Drawing weights of the train dataset's rows for a refill round; `None`: uniform. The trainer that composes
+        the mixins gives the band sampler's."""
+        return None
+
     def _refill_prompts(self, num_groups: int, refill_round: int) -> list[dict[str, Any]]:
-        """`num_groups` fresh prompts from the train dataset, each repeated `num_generations` times.
+        """`num_groups` fresh prompts from the train dataset, each repeated `num_generations` times: distinct, drawn by
+        `_refill_weights()` when it gives weights (the learnable band's), else uniformly.
 
         The draw depends only on (seed, process, step, round), not on state kept between steps, so a run resumed
         from a checkpoint refills exactly as the uninterrupted run would have.
@@ -299,7 +309,11 @@ class DynamicSamplingMixin:
         seed = (self.args.seed * 1_000_003 + self.accelerator.process_index) * 1_000_033 + self.state.global_step
         generator = torch.Generator().manual_seed((seed * 1_009 + refill_round) % 2**63)
         size = len(self.train_dataset)
-        indices = torch.randperm(size, generator=generator)[:num_groups].tolist()
+        weights = self._refill_weights()
+        if weights is not None and int((weights > 0).sum()) >= num_groups:  # e.g. the learnable band's
+            indices = torch.multinomial(weights, num_groups, generator=generator).tolist()
+        else:
+            indices = torch.randperm(size, generator=generator)[:num_groups].tolist()
         while len(indices) < num_groups:  # a dataset smaller than the batch: draw with replacement
             indices += torch.randint(size, (num_groups - len(indices),), generator=generator).tolist()
         rows = [self.train_dataset[index] for index in indices]

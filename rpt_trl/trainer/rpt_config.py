@@ -150,6 +150,10 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
     dynamic_sampling_max_refills (`int`, *optional*, defaults to `4`):
         Most refill rounds per generation batch; when reached, uniform groups fill the remaining slots and a warning
         is logged.
+    dynamic_sampling_min_groups (`int` or `None`, *optional*, defaults to `None`):
+        Refill only while fewer than this many groups per process have differing rewards (the other slots take
+        uniform groups, which carry no advantage). `None`: all of them, as DAPO does. With few groups a step, `1`
+        pays for a refill round only on a step that would otherwise train on nothing.
 
     > Defaults taken from the paper (Section 4.1), different from `GRPOConfig`
 
@@ -247,6 +251,11 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
         default=4,
         metadata={"help": "Most refill rounds per generation batch before uniform groups fill the remaining slots."},
     )
+    dynamic_sampling_min_groups: int | None = field(
+        default=None,
+        metadata={"help": "Refill only while fewer than this many groups per process have differing rewards (None: "
+                          "all of them)."},
+    )  # fmt: skip
     thought_budget: int | None = field(
         default=None,
         metadata={
@@ -362,7 +371,7 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
             raise ValueError(f"hub_push_retries must be at least 1, got {self.hub_push_retries}.")
 
     def _check_dynamic_sampling_fields(self) -> None:
-        """Refuse a dynamic-sampling start or refill count below 0."""
+        """Refuse a dynamic-sampling start or refill count below 0, or a group target below 1."""
         if self.dynamic_sampling_start_step < 0:
             raise ValueError(
                 f"dynamic_sampling_start_step must be at least 0 (0 starts at once), got "
@@ -372,6 +381,11 @@ class RPTConfig(GRPOConfig, NextTokenSettings):
             raise ValueError(
                 f"dynamic_sampling_max_refills must be at least 0 (0 only drops, never refills), got "
                 f"{self.dynamic_sampling_max_refills}."
+            )
+        if self.dynamic_sampling_min_groups is not None and self.dynamic_sampling_min_groups < 1:
+            raise ValueError(
+                f"dynamic_sampling_min_groups must be at least 1 or None (all groups), got "
+                f"{self.dynamic_sampling_min_groups}."
             )
 
     def _check_thought_budget_fields(self) -> None:

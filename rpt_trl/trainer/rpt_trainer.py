@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import datasets
+import torch
 from accelerate.utils import is_peft_model
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
@@ -297,7 +298,7 @@ class RPTTrainer(
         sampler = super()._get_train_sampler(dataset)
         if self.args.band_sampling:
             curriculum = self.args.curriculum == "entropy"
-            return BandRepeatSampler(
+            self._band_sampler = BandRepeatSampler(
                 data_source=sampler.data_source,
                 mini_repeat_count=sampler.mini_repeat_count,
                 tracker=self.band_tracker,
@@ -307,6 +308,7 @@ class RPTTrainer(
                 seed=self.args.seed,
                 order=entropy_order(_entropies(sampler.data_source)) if curriculum else None,
             )
+            return self._band_sampler
         if self.args.curriculum == "entropy":
             return EntropyCurriculumRepeatSampler(
                 data_source=sampler.data_source,
@@ -322,6 +324,11 @@ class RPTTrainer(
             shuffle=sampler.shuffle,
             seed=sampler.seed,
         )
+
+    def _refill_weights(self) -> torch.Tensor | None:
+        """Dynamic sampling's refills draw from the learnable band, as the batch drawn last did."""
+        sampler = getattr(self, "_band_sampler", None)
+        return None if sampler is None else sampler.weights(sampler.last_batch_number)
 
     @staticmethod
     def _build_if_raw(dataset: Any, args: RPTConfig, tokenizer: Any) -> Any:
