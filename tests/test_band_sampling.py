@@ -393,3 +393,27 @@ def test_dynamic_sampling_refills_from_the_band(tmp_path):
         drawn[band_sampling] = sum(any(row["prompt"].startswith("a ") for row in rows) for rows in refills)
     assert drawn[True] >= 55  # P(a refill of 2 misses it) is about 0.05 with the band
     assert drawn[False] <= 30  # about 60 * 2 / 8 = 15 uniformly
+
+
+def test_a_refill_skips_the_positions_its_step_has_generated(tmp_path):
+    tokenizer = make_tiny_tokenizer()
+    dataset = Dataset.from_dict({"prompt": [f"{d} cat says" for d in "abcdefgh"]})
+    args = RPTConfig(
+        output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=8, num_generations=4,
+        max_completion_length=4, max_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+        prompt_format="text", dynamic_sampling=False, seed=3,
+        gradient_checkpointing=False, band_sampling=True, band_probe=False,
+    )  # fmt: skip
+    trainer = RPTTrainer(
+        model=make_tiny_model(tokenizer), reward_funcs=every_other, args=args, train_dataset=dataset,
+        processing_class=tokenizer,
+    )  # fmt: skip
+    trainer.band_tracker.observe(range(8), [0.5, 0.5] + [0.0] * 6, [40.0] * 8)  # "a" and "b" in the band
+    trainer._get_train_sampler(trainer.train_dataset).draw(0)
+    trainer.model.train()
+    inputs = [trainer.train_dataset[0]] * 4 + [trainer.train_dataset[2]] * 4  # this step generates "a" and "c"
+    trainer._generate_and_score_completions(inputs)
+    assert trainer.band_positions_generated() == {0, 2}
+    refills = [trainer._refill_prompts(1, refill_round=n)[0]["prompt"] for n in range(1, 41)]
+    assert not {"a cat says", "c cat says"} & set(refills)
+    assert refills.count("b cat says") >= 30  # the band's other position, about 95% of the time

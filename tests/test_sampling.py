@@ -98,21 +98,30 @@ def first_tokens(model, tokenizer, config, rows):
 
 
 @pytest.mark.parametrize(
-    "settings",
-    [{"temperature": 1.0, "top_k": 0, "top_p": 1.0}, {"temperature": 0.7, "top_k": 6, "top_p": 0.9, "min_p": 0.02}],
+    ("settings", "own"),
+    [
+        ({"temperature": 1.0, "top_k": 0, "top_p": 1.0}, {}),
+        ({"temperature": 0.7, "top_k": 6, "top_p": 0.9, "min_p": 0.02}, {}),
+        # Left unset by the call: the model's own min-p, and transformers' default top-k of 50, as `generate` fills them.
+        ({"temperature": 1.3}, {"min_p": 0.05}),
+    ],
 )
-def test_generate_draws_what_multinomial_sampling_draws(tokenizer, settings):
+def test_generate_draws_what_multinomial_sampling_draws(tokenizer, settings, own):
     """The first generated token's frequencies, plain `generate(do_sample=True)` against the installed sampler: the
     same tokens (the warpers' support) and frequencies within a two-sample chi-square's bounds."""
     plain, fast = make_tiny_model(tokenizer, seed=5).eval(), make_tiny_model(tokenizer, seed=5).eval()
+    for model in (plain, fast):
+        for name, value in own.items():
+            setattr(model.generation_config, name, value)
     install_inverse_cdf_sampling(fast)
     config = sampling_config(tokenizer, **settings)
     torch.manual_seed(0)
     counts = [torch.bincount(first_tokens(m, tokenizer, config, 6000), minlength=len(tokenizer)).double()
               for m in (plain, fast)]  # fmt: skip
-    if "top_k" in settings and settings["top_k"]:
-        assert set(counts[1].nonzero().flatten().tolist()) <= set(counts[0].nonzero().flatten().tolist())
-        assert int((counts[1] > 0).sum()) <= settings["top_k"]
+    support = [set(c.nonzero().flatten().tolist()) for c in counts]
+    if settings.get("top_k") or own:  # a small support: both draw from the same tokens
+        assert support[1] == support[0]
+        assert len(support[1]) <= (settings.get("top_k") or 50)
     both = (counts[0] + counts[1]) >= 10
     chi2 = float(((counts[0] - counts[1]) ** 2 / (counts[0] + counts[1]).clamp(min=1))[both].sum())
     dof = int(both.sum()) - 1

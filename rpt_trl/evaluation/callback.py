@@ -75,7 +75,7 @@ class NextTokenAccuracyCallback(TrainerCallback):
 
         The sampler reseeds torch's generator; it runs on a fork of it, so training draws the same random numbers with
         or without evaluations (and a process that evaluates stays in step with the others)."""
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
         with torch.random.fork_rng(devices=devices):
             return self._evaluate(model, step)
 
@@ -87,6 +87,7 @@ class NextTokenAccuracyCallback(TrainerCallback):
             temperature=self.temperature,
             batch_size=self.batch_size,
             seed=self.seed,
+            inverse_cdf=getattr(self.trainer.args, "inverse_cdf_sampling", True),
             show_progress=False,
         )
         rows = self.eval_rows

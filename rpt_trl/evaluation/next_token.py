@@ -26,13 +26,14 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+from transformers import GenerationConfig
 
 from ..data.builder import difficulty_labels, token_spans
 from ..results import SPLITS
 from ..rewards.prefix_match import score_completions, thought_lengths
 from ..trainer.generation import AnswerStopLogitsProcessor
 from ..trainer.prefix_cache import MIN_SHARED_PREFIX, SharedPrefixCache, shared_prefix_length  # noqa: F401 (moved)
-from ..trainer.sampling import sampling_processors
+from ..trainer.sampling import greedy_sampling_call
 
 
 # Reasoning mode samples at the paper's temperature, as RPT's rollouts do (`RPTConfig.temperature`).
@@ -231,11 +232,13 @@ def transformers_generator(
             token_ids = tokenizer(texts[start : start + batch_size])["input_ids"]
             inputs, width = prefixes.inputs(model, token_ids, device, max_new_tokens)
             processors = [AnswerStopLogitsProcessor(tokenizer, tokenizer.eos_token_id)] if stop_after_answer else []
-            if (
-                inverse_cdf and temperature > 0 and device.type == "cpu"
-            ):  # greedy over the processors' single drawn token
-                processors += sampling_processors(temperature)
-                sampling = {"do_sample": False}
+            greedy = None  # on a CPU: a greedy call over the processors' one drawn token
+            if inverse_cdf and temperature > 0 and device.type == "cpu":
+                config = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+                greedy = greedy_sampling_call(model, config)
+            if greedy is not None:
+                sampling = {"generation_config": greedy[0]}
+                processors += greedy[1]
             else:
                 sampling = {"do_sample": temperature > 0, "temperature": temperature if temperature > 0 else None,
                             "top_k": 0, "top_p": 1.0}  # fmt: skip

@@ -29,8 +29,9 @@ out of the band.
 - **Several processes**: every process iterates the same global order (as with `RepeatSampler`), so the draw must
   be the same everywhere: it is seeded by (seed, epoch, batch), and the tracker holds the same state on every process,
   because it is updated with the rewards and position ids of *all* processes (gathered) at the same points.
-- **Dynamic sampling**: the refill rounds draw from the band too (the weights of the batch drawn last), and their
-  rewards are observed. Drawn uniformly, as before, a refill mostly found more uniform groups: on the base Gemma 3
+- **Dynamic sampling**: the refill rounds draw from the band too (the weights of the batch drawn last, less the
+  positions already generated at that step, on any process, while enough others have weight), and their rewards are
+  observed. Drawn uniformly, as before, a refill mostly found more uniform groups: on the base Gemma 3
   270M, 14 of 64 of the demo's positions gave a group of 8 with differing rewards.
 - **Entropy curriculum**: the candidates of batch k are the positions the curriculum has reached by then (the
   `(k + 1) * batch_size` lowest-entropy ones), and the band chooses among them.
@@ -314,6 +315,13 @@ class BandSamplingMixin:
     band_tracker: PassRateTracker | None = None
     band_probe: FirstTokenProbe | None = None
     _band_probed_at: int | None = None
+    _band_generated: tuple[int, set[int]] = (-1, set())  # (step, the positions generated at it, all processes)
+
+    def band_positions_generated(self) -> set[int]:
+        """The positions generated at this optimizer step so far, on every process (dynamic sampling's refills skip
+        them)."""
+        step, positions = self._band_generated
+        return positions if step == self.state.global_step else set()
 
     def refresh_band_probe(self) -> None:
         """Probe `band_probe_positions` positions, drawn afresh (the same on every process), once every
@@ -354,6 +362,7 @@ class BandSamplingMixin:
         if self.band_tracker is None or not self.model.training:
             return rewards_per_func
         positions = gather_object([row[INDEX_COLUMN] for row in inputs])  # the order of the gathered rewards
+        self._band_generated = (self.state.global_step, self.band_positions_generated() | set(positions))
         rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
         scored = ~torch.isnan(rewards_per_func).all(dim=1)
         group = self.num_generations

@@ -31,7 +31,7 @@ step, round): independent of the main sampler's order (a prompt can come twice i
 Metrics (train): `rpt/trained_tokens` (always: the tokens of the batch trained on, each prompt once per group),
 `dynamic_sampling/dropped_fraction` (uniform groups / generated groups, over all processes and
 rounds), `dynamic_sampling/refill_rounds`, `dynamic_sampling/uniform_fraction_kept` (share of the final batch that is
-uniform padding because the cap was reached).
+uniform padding, because the cap or the group target stopped the refills).
 """
 
 import logging
@@ -211,7 +211,7 @@ class DynamicSamplingMixin:
         self, inputs: list[dict[str, Any]], num_groups: int
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
         """Generate, then refill with fresh prompts, until every process has `num_groups` groups with differing
-        rewards or the refill cap is reached: the kept and the uniform groups' rows, in generation order, and the
+        rewards (or `dynamic_sampling_min_groups`) or the refill cap is reached: the kept and the uniform groups' rows, in generation order, and the
         counts the metrics need."""
         num_generations = self.num_generations
         process = self.accelerator.process_index
@@ -234,8 +234,9 @@ class DynamicSamplingMixin:
             if short.max().item() == 0:
                 break
             if refill_rounds == self.args.dynamic_sampling_max_refills:
+                fewest = self.accelerator.gather(torch.tensor(len(kept), device=self.accelerator.device)).min()
                 if self.accelerator.is_main_process:
-                    self._warn_refill_cap(len(kept), num_groups)
+                    self._warn_refill_cap(min(int(fewest.item()), num_groups), num_groups)
                 break
             refill_rounds += 1
             batch = self._refill_prompts(num_groups, refill_rounds)
@@ -250,7 +251,7 @@ class DynamicSamplingMixin:
     def _warn_refill_cap(self, kept_groups: int, num_groups: int) -> None:
         logger.warning(
             "Dynamic sampling stopped refilling at the cap (dynamic_sampling_max_refills=%d) at step %d: "
-            "%d of %d groups on this process have differing rewards; the other %d slots hold uniform "
+            "%d of %d groups have differing rewards (on the process with the fewest); the other %d slots hold uniform "
             "groups, which carry no advantage. Raise dynamic_sampling_max_refills, or train on harder "
             "(entropy-filtered) positions.",
             self.args.dynamic_sampling_max_refills,
@@ -294,22 +295,23 @@ class DynamicSamplingMixin:
         tokens = self.accelerator.gather(prompt_tokens + output["completion_mask"].sum()).sum().item()
         self._metrics["train"]["rpt/trained_tokens"].append(float(tokens))
 
-    def _refill_weights(self) -> torch.Tensor | None:
-        """Drawing weights of the train dataset's rows for a refill round; `None`: uniform. The trainer that composes
-        the mixins gives the band sampler's."""
+    def _refill_weights(self, num_groups: int) -> torch.Tensor | None:
+        """Drawing weights of the train dataset's rows for a refill round of `num_groups`; `None`: uniform. The
+        trainer that composes the mixins gives the band sampler's."""
         return None
 
     def _refill_prompts(self, num_groups: int, refill_round: int) -> list[dict[str, Any]]:
         """`num_groups` fresh prompts from the train dataset, each repeated `num_generations` times: distinct, drawn by
         `_refill_weights()` when it gives weights (the learnable band's), else uniformly.
 
-        The draw depends only on (seed, process, step, round), not on state kept between steps, so a run resumed
-        from a checkpoint refills exactly as the uninterrupted run would have.
+        A uniform draw depends only on (seed, process, step, round), not on state kept between steps, so a run
+        resumed from a checkpoint refills exactly as the uninterrupted run would have; the band's weights are not
+        checkpointed.
         """
         seed = (self.args.seed * 1_000_003 + self.accelerator.process_index) * 1_000_033 + self.state.global_step
         generator = torch.Generator().manual_seed((seed * 1_009 + refill_round) % 2**63)
         size = len(self.train_dataset)
-        weights = self._refill_weights()
+        weights = self._refill_weights(num_groups)
         if weights is not None and int((weights > 0).sum()) >= num_groups:  # e.g. the learnable band's
             indices = torch.multinomial(weights, num_groups, generator=generator).tolist()
         else:

@@ -325,10 +325,16 @@ class RPTTrainer(
             seed=sampler.seed,
         )
 
-    def _refill_weights(self) -> torch.Tensor | None:
-        """Dynamic sampling's refills draw from the learnable band, as the batch drawn last did."""
+    def _refill_weights(self, num_groups: int) -> torch.Tensor | None:
+        """Dynamic sampling's refills draw from the learnable band, as the batch drawn last did, leaving out the
+        positions this step has generated while `num_groups` others keep a weight."""
         sampler = getattr(self, "_band_sampler", None)
-        return None if sampler is None else sampler.weights(sampler.last_batch_number)
+        if sampler is None:
+            return None
+        weights = sampler.weights(sampler.last_batch_number)
+        fresh = weights.clone()
+        fresh[list(self.band_positions_generated())] = 0.0
+        return fresh if int((fresh > 0).sum()) >= num_groups else weights
 
     @staticmethod
     def _build_if_raw(dataset: Any, args: RPTConfig, tokenizer: Any) -> Any:

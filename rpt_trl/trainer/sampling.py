@@ -5,13 +5,16 @@ exponential number per row and vocabulary entry. At Gemma 3's 262,144 tokens tha
 rows on 2 cores, as long as the rest of the step: about 30% of the demo's evaluation and of a rollout batch's
 generation. [`sample_next_tokens`] draws one uniform number per row and finds it in the row's cumulative
 probabilities, found in two searches of short sums (which block of `SAMPLING_BLOCK` tokens, then which token in it;
-cumulated in float64), so that no rounding of a 262k-term running sum shifts mass between tokens. It samples the same distribution as `torch.multinomial`,
+the blocks' sums taken in float32 and cumulated in float64), so that no rounding of a 262k-term running sum shifts
+mass between tokens. It samples the same distribution as `torch.multinomial`,
 with its own random stream (seeded by torch's generator as usual).
 
 [`install_inverse_cdf_sampling`] makes a CPU model's `generate` use it: a sampling call becomes a greedy one whose
 logits processors end with the usual warpers (temperature, top-k, top-p, min-p, in `transformers`' order) and
-[`InverseCDFSampler`], which leaves only the drawn token a finite score. Calls it cannot serve (beams, several
-sequences per prompt, returned scores, other warpers, a GPU) go to the plain `generate`.
+[`InverseCDFSampler`], which leaves only the drawn token a finite score. The warpers' settings are the call's,
+completed as `generate` completes them (the model's generation config, then transformers' defaults). Calls it cannot
+serve (beams, several sequences per prompt, returned scores, other warpers or a watermark, a GPU) go to the plain
+`generate`.
 """
 
 import copy
@@ -32,7 +35,7 @@ from transformers import (
 SAMPLING_BLOCK = 1024
 # The sampling settings a greedy call must not carry; the warpers below stand in for the ones it supports.
 _WARPER_FIELDS = ("temperature", "top_k", "top_p", "min_p")
-_UNSUPPORTED = ("typical_p", "epsilon_cutoff", "eta_cutoff", "top_h")
+_UNSUPPORTED = ("typical_p", "epsilon_cutoff", "eta_cutoff", "top_h", "watermarking_config")
 _CALL_SETTINGS = ("do_sample", "num_beams", "num_return_sequences", "output_scores", "output_logits",
                   "return_dict_in_generate", "assistant_model", "prompt_lookup_num_tokens", *_WARPER_FIELDS,
                   *_UNSUPPORTED)  # fmt: skip
@@ -113,6 +116,27 @@ def as_greedy_call(config: GenerationConfig) -> tuple[GenerationConfig, list[Log
     return greedy, processors
 
 
+def resolved_config(model: Any, config: GenerationConfig) -> GenerationConfig | None:
+    """`config` with the values `generate` takes where it leaves them unset: the model's own generation config, then
+    transformers' defaults (`top_k` 50 among them); `None` on a transformers without those defaults."""
+    resolved = copy.deepcopy(config)
+    own = getattr(model, "generation_config", None) or GenerationConfig()
+    defaults = getattr(own, "_get_default_generation_params", None)
+    if defaults is None:
+        return None
+    resolved.update(**own.to_dict(), defaults_only=True, allow_custom_entries=True)
+    resolved.update(**defaults(), defaults_only=True)
+    return resolved
+
+
+def greedy_sampling_call(
+    model: Any, config: GenerationConfig
+) -> tuple[GenerationConfig, list[LogitsProcessor]] | None:
+    """[`as_greedy_call`] of `config` as `model.generate` would complete it ([`resolved_config`])."""
+    resolved = resolved_config(model, config)
+    return None if resolved is None else as_greedy_call(resolved)
+
+
 def install_inverse_cdf_sampling(model: Any) -> None:
     """Make `model.generate(..., generation_config=config)` with a sampling `config` sample through
     [`InverseCDFSampler`] when its inputs are on a CPU (see the module docstring); any other call is unchanged.
@@ -129,7 +153,7 @@ def install_inverse_cdf_sampling(model: Any) -> None:
             or any(name in kwargs for name in _CALL_SETTINGS)
         ):  # fmt: skip
             return original_generate(*args, **kwargs)
-        greedy = as_greedy_call(config)
+        greedy = greedy_sampling_call(model, config)
         if greedy is None:
             return original_generate(*args, **kwargs)
         kwargs["generation_config"], sampler = greedy
