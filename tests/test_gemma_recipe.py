@@ -12,7 +12,7 @@ import yaml
 from conftest import first_token_of, is_word_of
 
 from rpt_trl import build_next_token_dataset, cli, models
-from rpt_trl.data.templates import TEMPLATE_FEW_SHOT, template_context
+from rpt_trl.data.templates import TEMPLATE_COPY_WORD, template_context
 from rpt_trl.experiments.tiny import make_tiny_model, make_tiny_tokenizer
 from rpt_trl.trainer import train as train_module
 from rpt_trl.trainer.signal import SIGNAL_GENERATED
@@ -22,7 +22,7 @@ from rpt_trl.trainer.train import parse_args
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "gemma-3-270m" / "rpt" / "config_cpu.yaml"
 STDLIB_DOCS = REPO / "recipes" / "gemma-3-270m" / "rpt" / "stdlib_docs.py"
-TEMPLATE_HEAD = TEMPLATE_FEW_SHOT[: TEMPLATE_FEW_SHOT.index("{context}")]
+TEMPLATE_HEAD = TEMPLATE_COPY_WORD[: TEMPLATE_COPY_WORD.index("{context}")]
 DOCUMENTS = [
     "The cat sat on the mat. The dog sat on the rug. My cat says meow and your dog says woof every day.",
     "One cow says moo. That sheep says baa. Our cow and our sheep sat in the field all day long.",
@@ -56,7 +56,7 @@ def test_recipe_settings_and_a_comment_for_each():
     assert model_args.model_name_or_path == models.EMBEDDED_MODEL_ID
     assert script_args.dataset_name is None  # given on the command line
     assert args.use_cpu and not args.bf16 and not args.gradient_checkpointing
-    assert (args.prompt_template, args.prompt_format) == ("few_shot", "text")
+    assert (args.prompt_template, args.prompt_format) == ("copy_word", "text")
     assert args.position_filter == "word_in_context"  # the demo's selection
     assert args.band_sampling and args.band_probe and args.shared_prefix_loss and args.stop_after_answer
     assert args.dynamic_sampling and args.dynamic_sampling_start_step == 0
@@ -132,7 +132,7 @@ def test_train_runs_the_recipe_on_stdlib_documents_from_a_local_jsonl(tmp_path, 
     expected = [
         (row["document_id"], row["position"], row["prompt"], row["ground_truth"])
         for row in every_position
-        if is_word_of(first_token_of(row), template_context(row["prompt"], "few_shot"))
+        if is_word_of(first_token_of(row), template_context(row["prompt"], "copy_word"))
     ]
     trained = trainer.train_dataset.select_columns(["document_id", "position", "prompt", "ground_truth"])
     assert 0 < len(expected) < len(every_position)

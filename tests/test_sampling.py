@@ -141,6 +141,18 @@ def test_a_nearly_greedy_temperature_generates_the_greedy_completion(tokenizer):
     assert torch.equal(model.generate(**ids, generation_config=config), greedy)
 
 
+def test_the_greedy_call_keeps_the_callers_config_but_the_sampling(tokenizer):
+    """Only `do_sample` and the warpers change: `generate` completes the rest as it would have (a `max_length` filled
+    in from transformers' defaults beside the caller's `max_new_tokens` made it warn at every call)."""
+    model = make_tiny_model(tokenizer, seed=5)
+    config = GenerationConfig(do_sample=True, temperature=0.7, top_k=0, top_p=1.0, max_new_tokens=24, pad_token_id=0)
+    greedy, processors = sampling.greedy_sampling_call(model, config)
+    changed = {k for k, v in greedy.to_dict().items() if config.to_dict().get(k) != v}
+    assert changed == {"do_sample", "temperature", "top_k", "top_p"}
+    assert greedy.max_length is None and greedy.max_new_tokens == 24
+    assert [type(p).__name__ for p in processors] == ["TemperatureLogitsWarper", "InverseCDFSampler"]
+
+
 @pytest.mark.parametrize(
     "settings",
     [{"do_sample": False}, {"num_beams": 2}, {"num_return_sequences": 2}, {"typical_p": 0.9},

@@ -132,9 +132,17 @@ def resolved_config(model: Any, config: GenerationConfig) -> GenerationConfig | 
 def greedy_sampling_call(
     model: Any, config: GenerationConfig
 ) -> tuple[GenerationConfig, list[LogitsProcessor]] | None:
-    """[`as_greedy_call`] of `config` as `model.generate` would complete it ([`resolved_config`])."""
+    """[`as_greedy_call`] of `config`, its warpers read from `config` as `model.generate` would complete it
+    ([`resolved_config`]); the greedy config is `config`'s own, which `generate` completes as usual."""
     resolved = resolved_config(model, config)
-    return None if resolved is None else as_greedy_call(resolved)
+    call = None if resolved is None else as_greedy_call(resolved)
+    if call is None:
+        return None
+    greedy = copy.deepcopy(config)
+    greedy.do_sample = False
+    for name in _WARPER_FIELDS:
+        setattr(greedy, name, None)
+    return greedy, call[1]
 
 
 def install_inverse_cdf_sampling(model: Any) -> None:
