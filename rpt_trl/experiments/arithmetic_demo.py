@@ -408,7 +408,7 @@ def _train_rpt(
         "reward": "reward",
         "mixed_group_share": lambda logs: logs.get(SIGNAL_GENERATED, nan),
         "trained_mixed_share": lambda logs: logs.get(SIGNAL_TRAINED, nan),
-        "entropy": lambda logs: logs.get("entropy", nan),  # not logged on a step with nothing to train
+        "entropy": lambda logs: logs.get("entropy", nan),  # not logged on a step that skipped its loss
         "answer_rate": lambda logs: logs.get("rpt/answer_rate", nan),
         "trained_tokens": lambda logs: logs["rpt/trained_tokens"],
         "step_time": lambda logs: logs.get("step_time", nan),
