@@ -226,22 +226,23 @@ def transformers_generator(
         device = next(model.parameters()).device
         outputs: list[str] = []
         prefixes = SharedPrefixCache(pad_id, MIN_SHARED_PREFIX if prefix_cache else sys.maxsize)
+        greedy = None  # on a CPU: a greedy call over the processors' one drawn token
+        if inverse_cdf and temperature > 0 and device.type == "cpu":
+            config = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+            greedy = greedy_sampling_call(model, config)
+        if greedy is not None:
+            sampling, sampler = {"generation_config": greedy[0]}, greedy[1]
+        else:
+            sampling = {"do_sample": temperature > 0, "temperature": temperature if temperature > 0 else None,
+                        "top_k": 0, "top_p": 1.0}  # fmt: skip
+            sampler = []
         starts = range(0, len(texts), batch_size)
         for batch_index, start in enumerate(tqdm(starts, desc="Generating", unit="batch", disable=not show_progress)):
             torch.manual_seed(seed + batch_index)
             token_ids = tokenizer(texts[start : start + batch_size])["input_ids"]
             inputs, width = prefixes.inputs(model, token_ids, device, max_new_tokens)
             processors = [AnswerStopLogitsProcessor(tokenizer, tokenizer.eos_token_id)] if stop_after_answer else []
-            greedy = None  # on a CPU: a greedy call over the processors' one drawn token
-            if inverse_cdf and temperature > 0 and device.type == "cpu":
-                config = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
-                greedy = greedy_sampling_call(model, config)
-            if greedy is not None:
-                sampling = {"generation_config": greedy[0]}
-                processors += greedy[1]
-            else:
-                sampling = {"do_sample": temperature > 0, "temperature": temperature if temperature > 0 else None,
-                            "top_k": 0, "top_p": 1.0}  # fmt: skip
+            processors += sampler
             generated = model.generate(
                 **inputs,
                 **sampling,

@@ -228,15 +228,14 @@ class DynamicSamplingMixin:
             for group, flat in enumerate(is_uniform.tolist()):
                 rows = torch.arange(group * num_generations, (group + 1) * num_generations)
                 (uniform if flat else kept).append(select_rows(output, rows.to(output["advantages"].device)))
-            missing = torch.tensor(max(num_groups - len(kept), 0), device=self.accelerator.device)
-            gathered_missing = self.accelerator.gather(missing)
-            short = self.accelerator.gather(torch.tensor(int(len(kept) < wanted), device=self.accelerator.device))
-            if short.max().item() == 0:
+            # One gather a round: every process's kept groups, from which all decide alike.
+            kept_counts = self.accelerator.gather(torch.tensor(len(kept), device=self.accelerator.device))
+            fewest = min(int(kept_counts.min().item()), num_groups)
+            if fewest >= wanted:
                 break
             if refill_rounds == self.args.dynamic_sampling_max_refills:
-                fewest = self.accelerator.gather(torch.tensor(len(kept), device=self.accelerator.device)).min()
                 if self.accelerator.is_main_process:
-                    self._warn_refill_cap(min(int(fewest.item()), num_groups), num_groups)
+                    self._warn_refill_cap(fewest, num_groups)
                 break
             refill_rounds += 1
             batch = self._refill_prompts(num_groups, refill_rounds)
@@ -244,7 +243,7 @@ class DynamicSamplingMixin:
             "generated_groups": generated_groups,
             "dropped_groups": dropped_groups,
             "refill_rounds": refill_rounds,
-            "padded_groups": gathered_missing.sum().item(),  # every process pads exactly its missing groups
+            "padded_groups": (num_groups - kept_counts.clamp(max=num_groups)).sum().item(),  # each pads its missing
         }
         return kept, uniform, counts
 

@@ -102,18 +102,28 @@ def sampling_processors(
 def as_greedy_call(config: GenerationConfig) -> tuple[GenerationConfig, list[LogitsProcessor]] | None:
     """A sampling `config` as a greedy config and the processors that sample ([`sampling_processors`]); `None` when
     it is not a plain one-sequence sampling call or sets a warper this module does not replace."""
+    processors = _processors_of(config)
+    return None if processors is None else (_greedy(config), processors)
+
+
+def _processors_of(config: GenerationConfig) -> list[LogitsProcessor] | None:
+    """[`sampling_processors`] for `config`'s warpers; `None` where [`as_greedy_call`] gives none."""
     if not config.do_sample or (config.num_beams or 1) > 1 or (config.num_return_sequences or 1) > 1:
         return None
     if config.output_scores or config.output_logits or config.return_dict_in_generate:
         return None  # the caller reads the scores, which would be the sampler's
     if any(getattr(config, name, None) not in (None, 1.0, 0.0) for name in _UNSUPPORTED):
         return None
-    processors = sampling_processors(*(getattr(config, name) for name in _WARPER_FIELDS))
+    return sampling_processors(*(getattr(config, name) for name in _WARPER_FIELDS))
+
+
+def _greedy(config: GenerationConfig) -> GenerationConfig:
+    """`config` without sampling: `do_sample` off and the warpers unset."""
     greedy = copy.deepcopy(config)
     greedy.do_sample = False
     for name in _WARPER_FIELDS:
         setattr(greedy, name, None)
-    return greedy, processors
+    return greedy
 
 
 def resolved_config(model: Any, config: GenerationConfig) -> GenerationConfig | None:
@@ -135,14 +145,8 @@ def greedy_sampling_call(
     """[`as_greedy_call`] of `config`, its warpers read from `config` as `model.generate` would complete it
     ([`resolved_config`]); the greedy config is `config`'s own, which `generate` completes as usual."""
     resolved = resolved_config(model, config)
-    call = None if resolved is None else as_greedy_call(resolved)
-    if call is None:
-        return None
-    greedy = copy.deepcopy(config)
-    greedy.do_sample = False
-    for name in _WARPER_FIELDS:
-        setattr(greedy, name, None)
-    return greedy, call[1]
+    processors = None if resolved is None else _processors_of(resolved)
+    return None if processors is None else (_greedy(config), processors)
 
 
 def install_inverse_cdf_sampling(model: Any) -> None:
