@@ -69,10 +69,14 @@ def test_demo_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
     assert abs(baseline["tokens_seen"] - rpt["tokens_seen"]) <= 2 * 32 * 2 / 2  # half a micro-batch of 2 blocks a step
     assert [p["step"] for p in demo["learning_curve"]] == [0, 1, 2]
     curves = [run["learning_curve"] for run in demo["runs"].values()]
+    report = (tmp_path / "report.md").read_text()
     assert [p["step"] for p in curves[1]] == [0, 1, 2] and curves[1][0] == curves[0][0]
+    # The policy's entropy on the curve's fixed positions, at every point, is in the report beside the steps'.
+    assert all(p["entropy"] > 0 for curve in curves for p in curve)
+    first, last = curves[0][0]["entropy"], curves[0][-1]["entropy"]
+    assert f"on the 6 fixed held-out positions {first:.3f} at step 0, {last:.3f} at step 2" in report
     assert len(demo["train_log"]) == 2 and demo["generation"] == "transformers"
     assert set(demo["runs"]) == {"rpt", "rpt+ntp"} and all(len(r["train_log"]) == 2 for r in demo["runs"].values())
-    report = (tmp_path / "report.md").read_text()
     assert "**Verdict.** " in report and "RPT did not beat the next-token baseline" in report
     assert "**The mixed objective.** rpt+ntp in reasoning mode" in report and "The goal (both) was" in report
     assert "| step | rpt: mixed, generated |" in report and "`rpt+ntp`: " in report

@@ -13,6 +13,7 @@ import torch
 
 from rpt_trl import build_next_token_dataset, prefix_match_reward
 from rpt_trl.evaluation import (
+    CompletionEntropy,
     NextTokenAccuracyCallback,
     ScalingFitError,
     compute_from_trainer_state,
@@ -31,6 +32,7 @@ from rpt_trl.evaluation import (
     validate_result,
     zero_shot_table,
 )
+from rpt_trl.evaluation.callback import stop_tokens
 from rpt_trl.experiments.tiny import animal_corpus, make_tiny_model, make_tiny_tokenizer, warm_started_world
 from rpt_trl.trainer.prefix_cache import MIN_SHARED_PREFIX, shared_prefix_length
 
@@ -188,6 +190,49 @@ def test_reasoning_mode_on_a_warm_started_tiny_model_is_seeded_and_scored_by_the
     )
     assert [r for per_row in rewards for r in per_row] == expected
     assert 0 < sum(expected) < len(expected)  # the warm start answers " meow" about a quarter of the time
+
+
+def test_completion_entropy_against_a_forward_pass_of_each_completion(warm_world, monkeypatch):
+    model, tokenizer, dataset, _ = warm_world
+    rows = list(dataset.select(range(6)))
+    prompts = [r["prompt"] for r in rows]
+    written = []
+    generate_calls = model.generate
+
+    def keep(*args, **kwargs):
+        written.append(generate_calls(*args, **kwargs))
+        return written[-1]
+
+    monkeypatch.setattr(model, "generate", keep)
+    stops = stop_tokens(model, tokenizer)
+    entropy = CompletionEntropy(0.7, stops)  # not the sampling temperature: the distribution is taken at 0.7
+    generate = transformers_generator(
+        model, tokenizer, max_new_tokens=12, temperature=1.0, batch_size=6, seed=1, prefix_cache=False,
+        entropy=entropy, show_progress=False,
+    )  # fmt: skip
+    generate(prompts, 1)
+    (output,) = written
+    width = max(len(ids) for ids in tokenizer(prompts)["input_ids"])  # left-padded prompts, completions after
+    total, tokens, lengths = 0.0, 0, []
+    with torch.no_grad():
+        for row, prompt in enumerate(prompts):
+            prompt_ids = tokenizer(prompt)["input_ids"]
+            completion = output[row, width:].tolist()
+            ends = [i for i, token in enumerate(completion) if token in stops]
+            completion = completion[: ends[0] + 1] if ends else completion  # up to and including the end
+            lengths.append(len(completion))
+            sequence = torch.tensor([prompt_ids + completion])
+            logits = model(input_ids=sequence).logits[0, len(prompt_ids) - 1 : -1] / 0.7
+            log_probs = torch.log_softmax(logits.float(), dim=-1)
+            total += float(-(log_probs.exp() * log_probs).sum())
+            tokens += len(completion)
+    assert len(set(lengths)) > 1  # rows end at different tokens: the ended ones must stop counting
+    assert entropy.tokens == tokens
+    assert entropy.mean == pytest.approx(total / tokens, rel=1e-4)
+    entropy.reset()
+    assert entropy.tokens == 0 and entropy.mean != entropy.mean  # NaN before any token
+    with pytest.raises(ValueError, match="temperature"):
+        CompletionEntropy(0.0, stops)
 
 
 def test_shared_prefix_cache_gives_the_plain_outputs(warm_world):
@@ -423,9 +468,10 @@ def test_callback_logs_next_token_accuracy_every_n_steps(tmp_path, warm_world):
     # The last logged value is the evaluation of the final model with the same seed.
     torch.manual_seed(11)
     state = torch.get_rng_state()
-    assert (
-        callback.evaluate(trainer.model)["eval_rpt/next_token_accuracy"] == logged[-1]["eval_rpt/next_token_accuracy"]
-    )
+    again = callback.evaluate(trainer.model)
+    for key in ("eval_rpt/next_token_accuracy", "eval_rpt/entropy"):
+        assert again[key] == pytest.approx(logged[-1][key])
+    assert 0 < logged[-1]["eval_rpt/entropy"] < 10  # the trainer's temperature, over the completions' tokens
     assert torch.equal(torch.get_rng_state(), state)  # evaluation leaves training's random stream where it was
 
 

@@ -56,7 +56,7 @@ def test_whole_step_runs_every_configuration_on_the_same_rollouts(tiny_model_dir
         assert result["same_positions_as_today"] == [True, True], label
         assert result["same_completions_as_today"] == [True, True], label
         assert result["generation_rounds"] == today["generation_rounds"]
-        assert all(rounds in (1, 2) for rounds in today["generation_rounds"])  # the demo's cap: one refill round
+        assert all(rounds in (1, 2, 3) for rounds in today["generation_rounds"])  # the demo's cap: two refill rounds
         assert len(result["step_seconds"]) == len(result["trl_step_time"]) == 2 and min(result["step_seconds"]) > 0
         shares = result["part_shares"]
         assert all(share >= 0 for share in shares.values()), (label, shares)  # the timed calls nest as assumed

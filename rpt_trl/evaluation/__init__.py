@@ -9,6 +9,7 @@ from ..results import next_token_table, results_markdown, save_result, validate_
 from .callback import NextTokenAccuracyCallback
 from .multiple_choice import extract_choice, normalize_row, render_question
 from .next_token import (
+    CompletionEntropy,
     pass_at_k,
     reasoning_scores,
     reasoning_summary,
@@ -25,6 +26,7 @@ from .scaling import PowerLawFit, ScalingFitError, compute_from_trainer_state, f
 
 __all__ = [
     "REASONING_PATTERNS",
+    "CompletionEntropy",
     "NextTokenAccuracyCallback",
     "PowerLawFit",
     "ScalingFitError",

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from .next_token import reasoning_scores, reasoning_summary, transformers_generator
+from .next_token import CompletionEntropy, reasoning_scores, reasoning_summary, transformers_generator
 
 
 logger = logging.getLogger(__name__)
@@ -17,7 +17,11 @@ class NextTokenAccuracyCallback(TrainerCallback):
 
     Logged keys (as `trainer.log` logs the other metrics, so they reach `log_history` and every reporting backend):
     `eval_rpt/next_token_accuracy`, `eval_rpt/answer_rate`, `eval_rpt/pass@k` with several samples, and
-    `eval_rpt/next_token_accuracy_<split>` for the Easy / Medium / Hard splits the data labels.
+    `eval_rpt/next_token_accuracy_<split>` for the Easy / Medium / Hard splits the data labels, and
+    `eval_rpt/entropy`: the policy's mean token entropy over the completions it samples, at the trainer's training
+    temperature ([`CompletionEntropy`]). TRL's `entropy` is taken on each step's own positions, which change from
+    step to step; this one is taken on the same positions and the same random draws at every evaluation, so that a
+    fall in it is the policy's, not the batch's.
 
     The completions are sampled with the trainer's model and tokenizer, parsed and scored exactly as in training.
     Generation runs on the main process only (it does not support DeepSpeed ZeRO-3, where every rank must take
@@ -80,14 +84,17 @@ class NextTokenAccuracyCallback(TrainerCallback):
             return self._evaluate(model, step)
 
     def _evaluate(self, model: Any, step: int | None) -> dict[str, float]:
+        tokenizer = self.trainer.processing_class
+        entropy = CompletionEntropy(self.trainer.args.temperature, stop_tokens(model, tokenizer))
         generate = transformers_generator(
             model,
-            self.trainer.processing_class,
+            tokenizer,
             max_new_tokens=self.max_new_tokens,
             temperature=self.temperature,
             batch_size=self.batch_size,
             seed=self.seed,
             inverse_cdf=getattr(self.trainer.args, "inverse_cdf_sampling", True),
+            entropy=entropy,
             show_progress=False,
         )
         rows = self.eval_rows
@@ -95,7 +102,8 @@ class NextTokenAccuracyCallback(TrainerCallback):
             rows, generate, num_samples=self.num_samples, require_think_close=self.require_think_close
         )
         overall, splits = reasoning_summary(rows, rewards, predictions)
-        metrics = {"eval_rpt/next_token_accuracy": overall["accuracy"], "eval_rpt/answer_rate": overall["answer_rate"]}
+        metrics = {"eval_rpt/next_token_accuracy": overall["accuracy"], "eval_rpt/answer_rate": overall["answer_rate"],
+                   "eval_rpt/entropy": entropy.mean}  # fmt: skip
         if self.num_samples > 1:
             metrics[f"eval_rpt/pass@{self.num_samples}"] = overall[f"pass@{self.num_samples}"]
         for split, summary in splits.items():
@@ -124,3 +132,10 @@ class NextTokenAccuracyCallback(TrainerCallback):
         self.trainer.model.train(was_training)
         control.should_log = should_log
         return control
+
+
+def stop_tokens(model: Any, tokenizer: Any) -> list[int]:
+    """The tokens that end a completion: the tokenizer's EOS and the model's generation config's."""
+    config = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [] if config is None else [config] if isinstance(config, int) else list(config)
+    return ids + ([] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id])

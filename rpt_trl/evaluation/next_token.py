@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessor
 
 from ..data.builder import difficulty_labels, token_spans
 from ..results import SPLITS
@@ -189,6 +189,53 @@ def prompt_text(prompt: Any, tokenizer: Any) -> str:
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
+class CompletionEntropy(LogitsProcessor):
+    """Measures the policy's mean next-token entropy over the completions a sampler writes: at every generated token
+    of every row, up to and including the token that ends it, the entropy (nats) of the model's own distribution at
+    `temperature`, before any processor changes it. It is TRL's `entropy` metric (computed at the training
+    temperature over the completion tokens), taken on the prompts given rather than on a training batch, so that
+    evaluations on the same prompts compare the policy with itself.
+
+    Pass it to [`transformers_generator`] (`entropy=`), which puts it first among the processors; read `mean` after
+    the calls, `reset()` before new ones.
+
+    Args:
+        temperature: The temperature the distribution is taken at (the training temperature, to compare with TRL's).
+        stop_token_ids: The tokens that end a completion (EOS); a row is measured up to and including the first.
+    """
+
+    def __init__(self, temperature: float, stop_token_ids: Sequence[int]):
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}.")
+        self.temperature = temperature
+        self.stop_token_ids = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long)
+        self.prompt_width = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.total, self.tokens = 0.0, 0
+
+    def start(self, prompt_width: int) -> None:
+        """Call before each `generate` call: the width of its (padded) prompts, where the completions begin."""
+        self.prompt_width = prompt_width
+
+    @property
+    def mean(self) -> float:
+        """The mean entropy over every measured token; NaN before any."""
+        return self.total / self.tokens if self.tokens else float("nan")
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        written = input_ids[:, self.prompt_width :]
+        ended = torch.isin(written, self.stop_token_ids.to(written.device)).any(dim=1)
+        active = ~ended
+        if active.any():
+            log_probs = torch.log_softmax(scores[active].float() / self.temperature, dim=-1)
+            entropy = -(log_probs.exp() * log_probs).nan_to_num().sum(dim=-1)
+            self.total += float(entropy.sum())
+            self.tokens += int(active.sum())
+        return scores
+
+
 def transformers_generator(
     model: Any,
     tokenizer: Any,
@@ -200,6 +247,7 @@ def transformers_generator(
     stop_after_answer: bool = True,
     prefix_cache: bool = True,
     inverse_cdf: bool = True,
+    entropy: CompletionEntropy | None = None,
     show_progress: bool = True,
 ) -> Generator:
     """A batched, seeded sampler with `model.generate` (at the paper's temperature by default).
@@ -241,7 +289,11 @@ def transformers_generator(
             torch.manual_seed(seed + batch_index)
             token_ids = tokenizer(texts[start : start + batch_size])["input_ids"]
             inputs, width = prefixes.inputs(model, token_ids, device, max_new_tokens)
-            processors = [AnswerStopLogitsProcessor(tokenizer, tokenizer.eos_token_id)] if stop_after_answer else []
+            processors = [] if entropy is None else [entropy]
+            if entropy is not None:
+                entropy.start(width)
+            if stop_after_answer:
+                processors.append(AnswerStopLogitsProcessor(tokenizer, tokenizer.eos_token_id))
             processors += sampler
             generated = model.generate(
                 **inputs,

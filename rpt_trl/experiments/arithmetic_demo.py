@@ -99,7 +99,8 @@ class DemoSettings:
         num_generations: Completions per prompt.
         max_refills: Dynamic sampling (from the first step): rounds of fresh prompts (drawn from the band) per step to
             replace the groups whose completions all earned the same reward, which give no gradient. One round
-            costs a generation, and only a step whose groups were all uniform pays it.
+            costs a generation, and only a step whose groups were all uniform pays it. Two: with one, a fresh demo
+            had a step whose two groups and whose refill's two all agreed.
         max_completion_length: Tokens per completion, in training and evaluation.
         learning_rate: For RPT and the baseline (full fine-tuning).
         temperature: Sampling temperature of RPT's rollouts (evaluation samples at the paper's 0.8); the run holds
@@ -124,7 +125,7 @@ class DemoSettings:
     train_steps: int = 20
     prompts_per_step: int = 2
     num_generations: int = 8
-    max_refills: int = 1
+    max_refills: int = 2
     max_completion_length: int = 24
     learning_rate: float = 1e-6
     temperature: float = 1.0
@@ -425,7 +426,8 @@ def _train_rpt(
     points = [] if start_point is None else [start_point]
     for entry in curve.history:
         interval = bootstrap_interval(entry["position_scores"], seed=settings.seed)
-        points.append({"step": entry["step"], **interval.as_dict(), "n": len(entry["position_scores"])})
+        points.append({"step": entry["step"], **interval.as_dict(), "n": len(entry["position_scores"]),
+                       "entropy": entry["eval_rpt/entropy"]})  # fmt: skip
     trained = int(sum(step["trained_tokens"] for step in log.rows))
     if use_vllm:  # the next run starts its own engine, which needs the memory this one holds
         from ..trainer.vllm_engine import release_colocated_engine
@@ -513,11 +515,12 @@ def _report_values(results: list[dict[str, Any]], summary: dict[str, Any]) -> di
     if summary["generation"] == "transformers":
         generation += "; vLLM is not installed" if not summary["vllm_installed"] else "; vLLM was turned off"
     runs = summary["runs"]
-    curve = "; ".join(
-        f"{label}: " + ", ".join(f"step {p['step']}: {100 * p['estimate']:.1f}% [{100 * p['low']:.1f}, "
-                                 f"{100 * p['high']:.1f}]" for p in run["learning_curve"])
-        for label, run in runs.items()
-    )  # fmt: skip
+
+    def point(p: dict[str, Any]) -> str:
+        entropy = "" if math.isnan(p.get("entropy", math.nan)) else f" (entropy {p['entropy']:.3f})"
+        return f"step {p['step']}: {100 * p['estimate']:.1f}% [{100 * p['low']:.1f}, {100 * p['high']:.1f}]{entropy}"
+
+    curve = "; ".join(f"{label}: " + ", ".join(map(point, run["learning_curve"])) for label, run in runs.items())
     return {
         **{key: settings[key] for key in ("held_out_documents", "train_steps", "prompts_per_step", "num_generations",
                                           "eval_samples", "max_refills", "curve_positions")},
@@ -528,7 +531,9 @@ def _report_values(results: list[dict[str, Any]], summary: dict[str, Any]) -> di
         "targeted_table": comparison_markdown(targeted), "targeted_verdict": " ".join(demo_verdict(targeted)),
         "all_positions": others[0]["overall"]["n"], "all_table": comparison_markdown(others),
         "all_verdict": " ".join(demo_verdict(others)),
-        "signal_summary": " ".join(signal_summary(label, run["train_log"]) for label, run in runs.items()),
+        "signal_summary": " ".join(
+            signal_summary(label, run["train_log"], run["learning_curve"]) for label, run in runs.items()
+        ),
         "signal_table": signal_table(runs), "learning_curve": curve,
         "train_temperature": settings["temperature"], "next_token_loss_coef": f"{settings['next_token_loss_coef']:g}",
         "position_sampling": (
@@ -550,14 +555,23 @@ def _report_values(results: list[dict[str, Any]], summary: dict[str, Any]) -> di
 SIGNAL_GOAL = 0.25  # issue 18's bar: the share of generated groups with differing rewards, every step after the first
 
 
-def signal_summary(label: str, log: list[dict[str, Any]]) -> str:
-    """One sentence on a run's learning signal: steps at or above [`SIGNAL_GOAL`], the mean share, the entropy."""
+def signal_summary(label: str, log: list[dict[str, Any]], curve: list[dict[str, Any]] | None = None) -> str:
+    """One sentence on a run's learning signal: steps at or above [`SIGNAL_GOAL`], the mean share, the entropy of
+    the trained completions at the first and last step, and the entropy on the learning curve's fixed held-out
+    positions at its first and last point (`curve`)."""
     shares = [step["mixed_group_share"] for step in log]
     after_first = shares[1:]
     kept = sum(share >= SIGNAL_GOAL for share in after_first)
     entropies = [step["entropy"] for step in log if not math.isnan(step["entropy"])]
-    entropy = (f"entropy {entropies[0]:.3f} at the first step that trained, {entropies[-1]:.3f} at the last"
+    entropy = (f"entropy on the trained completions {entropies[0]:.3f} at the first step that trained, "
+               f"{entropies[-1]:.3f} at the last ({entropies[-1] / entropies[0]:.2f} of the first)"
                if entropies else "no step trained")  # fmt: skip
+    fixed = [point for point in curve or () if not math.isnan(point.get("entropy", math.nan))]
+    if len(fixed) > 1:
+        first, last = fixed[0], fixed[-1]
+        entropy += (f"; on the {first['n']} fixed held-out positions {first['entropy']:.3f} at step {first['step']}, "
+                    f"{last['entropy']:.3f} at step {last['step']} ({last['entropy'] / first['entropy']:.2f} of the "
+                    "first)")  # fmt: skip
     return (f"`{label}`: {kept} of the {len(after_first)} steps after the first had at least {SIGNAL_GOAL:.0%} of "
             f"their generated groups with differing rewards; {sum(shares) / len(shares):.2f} of the generated groups "
             f"over the run; {entropy}.")  # fmt: skip
@@ -599,14 +613,18 @@ def _plot_learning_curve(summary: dict[str, Any], path: Path) -> None:
         train_steps = [s["step"] for s in log]
         signal.plot(train_steps, [s["mixed_group_share"] for s in log], marker="o", color=color, label=label)
         trained = [(s["step"], s["entropy"]) for s in log if not math.isnan(s["entropy"])]
-        entropy.plot([t for t, _ in trained], [e for _, e in trained], marker="o", color=color, label=label)
+        entropy.plot([t for t, _ in trained], [e for _, e in trained], marker="o", color=color, alpha=0.5,
+                     label=f"{label}: trained completions")  # fmt: skip
+        fixed = [(p["step"], p["entropy"]) for p in curve if not math.isnan(p.get("entropy", math.nan))]
+        entropy.plot([t for t, _ in fixed], [e for _, e in fixed], marker="s", markersize=7, linewidth=2.2,
+                     linestyle="--", color=color, label=f"{label}: fixed held-out positions")  # fmt: skip
     accuracy.set(xlabel="optimizer step", ylabel="next-token accuracy (%)", ylim=(0, 100),
                  title=f"Held-out accuracy, reasoning mode ({summary['learning_curve'][0]['n']} positions, 95%)")  # fmt: skip
     signal.axhline(SIGNAL_GOAL, color="gray", linestyle="--", linewidth=0.8, label=f"{SIGNAL_GOAL:.0%}")
     signal.set(xlabel="optimizer step", ylabel="share of generated groups", ylim=(-0.02, 1.05),
                title="Groups with differing rewards (learning signal)")  # fmt: skip
     entropy.set(xlabel="optimizer step", ylabel="mean token entropy (nats)", ylim=(0, None),
-                title="Policy entropy on the trained completions")  # fmt: skip
+                title="Policy entropy")  # fmt: skip
     for axis in (accuracy, signal, entropy):
         axis.legend(fontsize=8, loc="best")
     figure.tight_layout()
