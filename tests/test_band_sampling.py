@@ -163,9 +163,17 @@ def test_the_calibration_fits_the_probes_exponent_to_the_observed_pass_rates():
     assert tracker.calibrate() == 1.0  # nothing observed yet: the probe is read as a pass rate
     assert tracker.estimates().tolist() == pytest.approx(probe.tolist())
     tracker.observe(range(0, SIZE, 2), (probe[::2] ** 3).tolist(), [64] * (SIZE // 2))
-    assert tracker.calibrate() == pytest.approx(3.0, rel=0.05)
+    assert tracker.exponent == pytest.approx(3.0, rel=0.05)  # refitted by the observation itself
+    fitted = tracker.exponent
     unseen = tracker.estimates()[1::2]  # prior only: the calibrated probe
-    assert unseen.tolist() == pytest.approx((probe[1::2] ** tracker.exponent).tolist())
+    assert unseen.tolist() == pytest.approx((probe[1::2] ** fitted).tolist())
+    tracker.decay()  # every weight alike: the fit stands
+    assert tracker.calibrate() == fitted
+    # Reading the estimates never refits: an exponent set by hand is the one they use until the data change.
+    tracker.exponent = 1.0
+    assert tracker.estimates()[1::2].tolist() == pytest.approx(probe[1::2].tolist())
+    tracker.observe([0], [float(probe[0]) ** 3], [64])
+    assert tracker.exponent == pytest.approx(fitted, rel=0.05)
 
 
 def test_a_position_neither_probed_nor_observed_is_left_out_of_the_band_once_others_are_probed():

@@ -90,10 +90,14 @@ class PassRateTracker:
         once calibrated ([`calibrate`]), with the prior's weight (`a + b` trials)."""
         index = torch.as_tensor(list(positions), dtype=torch.long)
         self.probe[index] = torch.as_tensor(list(probabilities), dtype=torch.float64).clamp(0.0, 1.0)
+        self.calibrate()
 
     def calibrate(self) -> float:
         """Fit the exponent k of `pass rate = probe ** k` to the pass rates observed at probed positions (least
         squares, weighted by trials, over a grid from 0.2 to 10); 1 until CALIBRATION_POSITIONS are observed.
+
+        Refitted whenever the probe or the observations change ([`set_probe`], [`observe`]); [`decay`] scales every
+        weight alike, which leaves the fit as it was, so reading the estimates never refits.
 
         A probe read in standard mode is optimistic for a template that reasons first: on the demo corpus the
         pass rate of 8 samples was close to the probe cubed."""
@@ -113,7 +117,7 @@ class PassRateTracker:
         probed = ~torch.isnan(self.probe)
         if not probed.any():
             return torch.full_like(self.probe, a / (a + b))
-        means = self.probe ** self.calibrate()
+        means = self.probe**self.exponent
         observed_mean = (self.passes.sum() / self.trials.sum()).item() if self.trials.sum() > 0 else math.nan
         # Observed but never probed (a position drawn while out of the band): its observations speak for it.
         return torch.where(probed, means, torch.where(self.trials > 0, observed_mean, math.nan))
@@ -127,6 +131,7 @@ class PassRateTracker:
         weights = torch.ones_like(rates) if trials is None else torch.as_tensor(list(trials), dtype=torch.float64)
         self.passes.index_add_(0, index, rates * weights)
         self.trials.index_add_(0, index, weights)
+        self.calibrate()
 
     def decay(self) -> None:
         self.passes *= self.decay_factor
