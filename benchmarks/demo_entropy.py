@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--variants", nargs="+", required=True, help="name:field=value[,field=value] (RPTConfig)")
     parser.add_argument("--positions", type=int, default=128, help="held-out targeted positions scored at the end")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--curve_positions", type=int, default=32, help="the fixed positions of the entropy curve")
+    parser.add_argument(
+        "--curve_positions", "--curve-positions", type=int, default=32, help="the fixed positions of the entropy curve"
+    )
     parser.add_argument("--output", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     if min(args.positions, args.steps, args.curve_positions) < 1:
