@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     import tempfile
 
-    from rpt_trl.evaluation.compare import bootstrap_interval
+    from rpt_trl.evaluation.compare import paired_difference
     from rpt_trl.evaluation.next_token import reasoning_scores, transformers_generator
-    from rpt_trl.experiments.arithmetic_demo import demo_settings, demo_splits, train_rpt_run
+    from rpt_trl.experiments.arithmetic_demo import SIGNAL_GOAL, demo_settings, demo_splits, train_rpt_run
     from rpt_trl.models import load_model, load_tokenizer
 
     settings = demo_settings(
@@ -84,13 +84,11 @@ def main(argv: list[str] | None = None) -> dict:
             results[name] = {
                 "change": change,
                 "signal_shares": shares,
-                "steps_with_signal_after_first": sum(share >= 0.25 for share in shares[1:]),
+                "steps_with_signal_after_first": sum(share >= SIGNAL_GOAL for share in shares[1:]),
                 "curve": [{"step": p["step"], "accuracy": p["estimate"], "entropy": p["entropy"]} for p in run.curve],
                 "entropy_kept": run.curve[-1]["entropy"] / run.curve[0]["entropy"],
                 "accuracy": sum(scores) / len(scores),
-                "vs_demo": bootstrap_interval(
-                    [a - b for a, b in zip(scores, reference)], seed=settings.seed
-                ).as_dict(),
+                "vs_demo": paired_difference(scores, reference, seed=settings.seed).as_dict(),
                 "training_s": round(seconds, 1),
             }
             print(f"{name}: {json.dumps(results[name])}", flush=True)

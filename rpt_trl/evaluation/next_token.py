@@ -210,6 +210,7 @@ class CompletionEntropy(LogitsProcessor):
         self.temperature = temperature
         self.stop_token_ids = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long)
         self.prompt_width = 0
+        self._ended: torch.Tensor | None = None  # rows of the current call that have written a stop token
         self.reset()
 
     def reset(self) -> None:
@@ -217,7 +218,7 @@ class CompletionEntropy(LogitsProcessor):
 
     def start(self, prompt_width: int) -> None:
         """Call before each `generate` call: the width of its (padded) prompts, where the completions begin."""
-        self.prompt_width = prompt_width
+        self.prompt_width, self._ended = prompt_width, None
 
     @property
     def mean(self) -> float:
@@ -225,9 +226,11 @@ class CompletionEntropy(LogitsProcessor):
         return self.total / self.tokens if self.tokens else float("nan")
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        written = input_ids[:, self.prompt_width :]
-        ended = torch.isin(written, self.stop_token_ids.to(written.device)).any(dim=1)
-        active = ~ended
+        if self._ended is None:  # the call's first token: nothing written yet
+            self._ended = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        elif input_ids.shape[1] > self.prompt_width:  # the token written last may end its row
+            self._ended |= torch.isin(input_ids[:, -1], self.stop_token_ids.to(input_ids.device))
+        active = ~self._ended
         if active.any():
             log_probs = torch.log_softmax(scores[active].float() / self.temperature, dim=-1)
             entropy = -(log_probs.exp() * log_probs).nan_to_num().sum(dim=-1)
@@ -289,9 +292,10 @@ def transformers_generator(
             torch.manual_seed(seed + batch_index)
             token_ids = tokenizer(texts[start : start + batch_size])["input_ids"]
             inputs, width = prefixes.inputs(model, token_ids, device, max_new_tokens)
-            processors = [] if entropy is None else [entropy]
+            processors = []
             if entropy is not None:
                 entropy.start(width)
+                processors.append(entropy)
             if stop_after_answer:
                 processors.append(AnswerStopLogitsProcessor(tokenizer, tokenizer.eos_token_id))
             processors += sampler
