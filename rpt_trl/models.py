@@ -261,6 +261,18 @@ def resolve_dtype(dtype: str = "auto", device: str | None = None) -> str:
     return "bfloat16" if device.startswith("cuda") else "float32"
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX tiles).
+
+    There bf16 mixed precision (`torch.autocast`) pays: on a 2-core AMD EPYC with AVX512-BF16, Gemma 3 270M's
+    matrix products ran 2.2-4 times faster in bf16 than in float32. Elsewhere bf16 is emulated and gains nothing.
+    """
+    import torch
+
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
 def load_model(path: str, *, device: str | None = None, dtype: str = "auto") -> Any:
     """A causal LM from a resolved path, in `dtype` (see [`resolve_dtype`])."""
     import torch

@@ -38,6 +38,8 @@ class NextTokenAccuracyCallback(TrainerCallback):
         batch_size: Prompts per generation batch.
         seed: Seed of the sampler (the same at every evaluation, so steps are compared on equal draws).
         eval_on_start: Also evaluate before the first step (step 0), the start of a learning curve.
+        eval_on_end: Also evaluate after the last step (`max_steps`) when it is not a multiple of `eval_steps`, so
+            that a curve ends where training does.
 
     Every evaluation is also kept in `history`: `{"step", "position_scores", **metrics}`, one score per position
     (the mean reward of its samples), from which a learning curve takes its intervals.
@@ -59,6 +61,7 @@ class NextTokenAccuracyCallback(TrainerCallback):
         batch_size: int = 8,
         seed: int = 0,
         eval_on_start: bool = False,
+        eval_on_end: bool = False,
     ):
         if eval_steps < 1:
             raise ValueError(f"eval_steps must be at least 1, got {eval_steps}.")
@@ -72,15 +75,18 @@ class NextTokenAccuracyCallback(TrainerCallback):
         self.seed = seed
         self.require_think_close = getattr(trainer.args, "require_think_close", True)
         self.eval_on_start = eval_on_start
+        self.eval_on_end = eval_on_end
         self.history: list[dict[str, Any]] = []
 
     def evaluate(self, model: Any, step: int | None = None) -> dict[str, float]:
         """Score the eval split with `model`, return the metrics to log and keep them in `history` (under `step`).
 
         The sampler reseeds torch's generator; it runs on a fork of it, so training draws the same random numbers with
-        or without evaluations (and a process that evaluates stays in step with the others)."""
+        or without evaluations (and a process that evaluates stays in step with the others). It runs in the trainer's
+        precision: under its mixed precision when that is on."""
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-        with torch.random.fork_rng(devices=devices):
+        # In the trainer's precision (its mixed precision, when on), in one context: the weights are cast once.
+        with torch.random.fork_rng(devices=devices), self.trainer.accelerator.autocast():
             return self._evaluate(model, step)
 
     def _evaluate(self, model: Any, step: int | None) -> dict[str, float]:
@@ -119,7 +125,8 @@ class NextTokenAccuracyCallback(TrainerCallback):
         return control
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step % self.eval_steps != 0 or not self.trainer.accelerator.is_main_process:
+        due = state.global_step % self.eval_steps == 0 or (self.eval_on_end and state.global_step == state.max_steps)
+        if not due or not self.trainer.accelerator.is_main_process:
             return control
         metrics = self.evaluate(self.trainer.accelerator.unwrap_model(self.trainer.model), step=state.global_step)
         logger.info("Step %d next-token evaluation: %s", state.global_step, metrics)

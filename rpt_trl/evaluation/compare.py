@@ -15,12 +15,15 @@ rpt-trl evaluate compare --dataset held_out --documents docs.jsonl \
 ```
 """
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ..plotting import pyplot
 from ..results import load_results, model_label, scored_on, validate_result
@@ -242,6 +245,7 @@ def compare_models(
     confidence: float = CONFIDENCE,
     num_resamples: int = NUM_RESAMPLES,
     seed: int = 0,
+    autocast_dtype: torch.dtype | None = None,
 ) -> list[dict[str, Any]]:
     """Score every model in every mode on the same rows and compare the target with the other systems.
 
@@ -262,6 +266,9 @@ def compare_models(
         num_samples: Completions per position in reasoning mode.
         dataset: Name of the rows in the results.
         training: `{label: {"optimizer_steps", "tokens_seen", ...}}` shown next to each model (matched compute).
+        autocast_dtype: Score each model under `torch.autocast` at this dtype (e.g. `torch.bfloat16`, on a CPU with
+            native bf16 matrix units), in one context per model and mode, so that its weights are cast once there;
+            every model is then scored in the same precision. None: in the models' own dtype.
 
     Returns:
         One result per system in the project's results schema, with `label`, `position_scores`, the interval under
@@ -273,17 +280,24 @@ def compare_models(
     for label, model in models.items():
         for mode in modes:
             started = time.perf_counter()
+            precision = (
+                contextlib.nullcontext()
+                if autocast_dtype is None
+                else torch.autocast(_device_type(model), autocast_dtype)
+            )
             name = f"{label}:{mode}"
             print(f"Scoring {name} on {len(rows)} positions", flush=True)
             result: dict[str, Any] = {"model": label, "label": label, "dataset": dataset, "mode": mode}
             if mode == "standard":
                 module = load(model) if load else model
-                scores[name] = standard_scores(module, tokenizer, rows, documents, show_progress=False)
+                with precision:
+                    scores[name] = standard_scores(module, tokenizer, rows, documents, show_progress=False)
                 result["overall"], result["splits"] = summarize(rows, scores[name])
             else:
-                _, rewards, predictions = reasoning_scores(
-                    rows, generator(model), num_samples=num_samples, require_think_close=require_think_close
-                )
+                with precision:
+                    _, rewards, predictions = reasoning_scores(
+                        rows, generator(model), num_samples=num_samples, require_think_close=require_think_close
+                    )
                 scores[name] = [sum(r) / len(r) for r in rewards]
                 result["overall"], result["splits"] = reasoning_summary(rows, rewards, predictions)
             if training and training.get(label):
@@ -427,3 +441,10 @@ def result_interval(result: Mapping[str, Any]) -> Interval | None:
     """The interval a compared result holds (`None` without one)."""
     interval = result["overall"].get("interval")
     return None if not interval else Interval(interval["estimate"], interval["low"], interval["high"])
+
+
+def _device_type(model: Any) -> str:
+    """The device type of a model's weights ("cpu" for a value that is not a module, such as a path or an engine)."""
+    parameters = getattr(model, "parameters", None)
+    first = next(parameters(), None) if callable(parameters) else None
+    return first.device.type if first is not None else "cpu"

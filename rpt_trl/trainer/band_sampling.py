@@ -346,9 +346,10 @@ class BandSamplingMixin:
         training = self.model.training
         self.model.eval()
         try:
-            probabilities = self.band_probe(
-                self.model, padded, show_progress=self.accelerator.is_main_process, share_prefix=not _sharded(self)
-            )
+            with self.accelerator.autocast():  # the training's precision, the weights cast once for the whole probe
+                probabilities = self.band_probe(
+                    self.model, padded, show_progress=self.accelerator.is_main_process, share_prefix=not _sharded(self)
+                )
         finally:
             self.model.train(training)
         probed = [

@@ -8,6 +8,8 @@ closing braces it holds. Ending with a real EOS (rather than a stopping criterio
 TRL's completion mask correct: everything after the first EOS is masked.
 """
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -76,5 +78,24 @@ def install_answer_stop(model: Any, tokenizer: Any, *, require_think_close: bool
             AnswerStopLogitsProcessor(tokenizer, tokenizer.eos_token_id, require_think_close=require_think_close)
         )
         return original_generate(*args, logits_processor=processors, **kwargs)
+
+    model.generate = generate
+
+
+def install_generation_autocast(model: Any, autocast: Callable[[], AbstractContextManager]) -> None:
+    """Make `model.generate` run inside one `autocast()` context.
+
+    With mixed precision, Accelerate wraps each call of the model's `forward` in its own autocast context, and on
+    leaving that context torch drops the half-precision copies of the weights it made. Generation calls `forward`
+    once per new token, so every token would cast every weight again. Inside one outer context the casts are made
+    once per `generate` call and the per-call contexts nest in it: the rollouts are computed in the same precision
+    as before, only without the repeated casts. Install it last, so that it wraps the other generation hooks too
+    (the prefix cache runs its own forward pass).
+    """
+    original_generate = model.generate
+
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        with autocast():
+            return original_generate(*args, **kwargs)
 
     model.generate = generate

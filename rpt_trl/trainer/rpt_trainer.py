@@ -33,7 +33,7 @@ from .checkpoints import CheckpointCompletion, resolve_resume_checkpoint
 from .cpu_lm_head import CompletionScoringOnCPUMixin
 from .dynamic_sampling import DynamicSamplingMixin, check_dynamic_sampling
 from .empty_batch import EmptyBatchSkipMixin
-from .generation import install_answer_stop
+from .generation import install_answer_stop, install_generation_autocast
 from .mixed_objective import MixedObjectiveMixin
 from .prefix_cache import install_prefix_cache
 from .rpt_config import RPTConfig
@@ -217,7 +217,7 @@ class RPTTrainer(
 
     def _install_hooks(self, args: RPTConfig) -> None:
         """The generation hooks: the forced EOS kept out of training (vLLM), the rollouts' prefix cache, the
-        inverse-CDF sampler and the answer stop (transformers generation)."""
+        inverse-CDF sampler, the answer stop and mixed precision (transformers generation)."""
         if args.stop_after_answer and args.use_vllm:
             from .vllm_engine import keep_forced_eos_out_of_training
 
@@ -234,6 +234,9 @@ class RPTTrainer(
             install_inverse_cdf_sampling(self.model)
         if args.stop_after_answer and not args.use_vllm:
             install_answer_stop(self.model, self._tokenizer, require_think_close=args.require_think_close)
+        if (args.bf16 or args.fp16) and not args.use_vllm:
+            # Last, so that it wraps the other hooks: the rollouts' weights are cast once per call, not per token.
+            install_generation_autocast(self.model, self.accelerator.autocast)
 
     def _add_callbacks(self, args: RPTConfig) -> None:
         """Checkpoint completion, the Hub revision pusher and the learning-signal warning; and the band sampler's
