@@ -178,3 +178,65 @@ def test_other_devices_keep_trls_decision():
         for device in ("cuda", "xpu", "meta", "mps"):
             assert trl_utils._use_triton(torch.device(device)) == trl_decision(torch.device(device))
     assert trl_utils._use_triton is trl_decision
+
+
+@pytest.mark.parametrize(("softcap", "logit_scale", "temperature"), [(None, 1.0, 0.7), (5.0, 0.5, 1.3)])
+def test_whole_head_scores_are_trls_in_float32(softcap, logit_scale, temperature):
+    """`autocast_head_scores` against TRL's chunked function (chunks of 64 over a 300-token vocabulary), without an
+    autocast: the same five outputs and the same gradients of hidden states and weights."""
+    from trl.kernels.chunked_logprob import ChunkedLogProbFunction
+
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(10, 16, generator=generator)
+    weight = torch.randn(300, 16, generator=generator)
+    targets = torch.randint(0, 300, (10,), generator=generator)
+    targets[3] = int((hidden[3] @ weight.T).argmax())  # one row whose target is its top token
+    outputs = ("entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
+
+    def run(function):
+        h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+        scores = function(h, w)
+        (scores[0] * torch.linspace(-1, 1, 10)).sum().add(0.3 * scores[1].sum()).backward()
+        return scores, h.grad, w.grad
+
+    whole, whole_hidden, whole_weight = run(
+        lambda h, w: cpu_lm_head.autocast_head_scores(h, w, None, targets, temperature, softcap, logit_scale, outputs)
+    )
+    trl_scores, trl_hidden, trl_weight = run(
+        lambda h, w: ChunkedLogProbFunction.apply(h, w, None, targets, temperature, 64, softcap, logit_scale, outputs)
+    )
+    for mine, theirs in zip(whole[:4], trl_scores[:4], strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5)
+    assert torch.equal(whole[4], trl_scores[4]) and whole[4][3]
+    torch.testing.assert_close(whole_hidden, trl_hidden, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(whole_weight, trl_weight, rtol=1e-4, atol=1e-5)
+    assert float(whole_weight.abs().sum()) > 0
+
+
+def test_whole_head_scores_only_what_is_asked():
+    hidden, weight, targets = torch.randn(3, 8), torch.randn(20, 8), torch.tensor([1, 2, 3])
+    log_probs, *others = cpu_lm_head.autocast_head_scores(hidden, weight, None, targets, 1.0, outputs=())
+    assert log_probs.shape == (3,) and others == [None, None, None, None]
+
+
+def test_bf16_scoring_on_cpu_takes_the_whole_head(tmp_path, tokenizer, trainer, batch, projected_rows, monkeypatch):
+    """Under the trainer's bf16 autocast on a CPU the loss scores the whole head at once (TRL's chunked function is not
+    called) and agrees with float32 scoring to bf16's precision; logits beyond `MAX_LOGITS` go to TRL's function."""
+    train = build_next_token_dataset(CORPUS, tokenizer, position_stride=9, max_context_tokens=24, show_progress=False)
+    args = RPTConfig(
+        output_dir=str(tmp_path), use_cpu=True, bf16=True, per_device_train_batch_size=4, num_generations=4,
+        max_completion_length=COMPLETION_LENGTH, report_to="none", disable_tqdm=True,
+    )  # fmt: skip
+    bf16 = RPTTrainer(model=make_tiny_model(tokenizer), args=args, train_dataset=train, processing_class=tokenizer)
+    kernel = trl_utils._ChunkedLogProbFunction
+    logps, entropies = score(bf16, batch)  # TRL scores under the trainer's autocast
+    assert projected_rows == []  # TRL's function (counted by the fixture) was not called
+    assert trl_utils._ChunkedLogProbFunction is kernel  # the swap does not outlive the call
+    float_logps, float_entropies = score(trainer, batch)  # the same weights in float32: TRL's function
+    assert projected_rows == [int(batch["completion_mask"].sum())]
+    mask = batch["completion_mask"].bool()
+    torch.testing.assert_close(logps[mask], float_logps[mask], rtol=0.02, atol=0.05)
+    torch.testing.assert_close(entropies[mask], float_entropies[mask], rtol=0.02, atol=0.05)
+    monkeypatch.setattr(cpu_lm_head, "MAX_LOGITS", 1)
+    score(bf16, batch)
+    assert len(projected_rows) == 2
