@@ -84,6 +84,20 @@ def test_demo_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
         assert (tmp_path / png).stat().st_size > 10_000
 
 
+def test_demo_without_the_all_positions_sample(tiny_model_dir, tmp_path):
+    """`all_positions=0` (the default) scores the targeted positions only; the report says how to add the sample."""
+    settings = DemoSettings(**{**SMALL.__dict__, "all_positions": 0, "train_steps": 1, "eval_positions": 6,
+                               "curve_positions": 3, "curve_every": 20})  # fmt: skip
+    results = run_demo(tmp_path, model_name=str(tiny_model_dir), settings=settings)
+    assert len(results) == 8 and {r["dataset"] for r in results} == {"held-out targeted positions"}
+    report = (tmp_path / "report.md").read_text()
+    assert "Not scored in this run" in report and "rpt-trl demo --all_positions 48" in report
+    assert not (tmp_path / "comparison_all_positions.png").exists()
+    assert [p["step"] for p in results[0]["demo"]["learning_curve"]] == [0, 1]  # the start and the end
+    with pytest.raises(ValueError, match="all_positions must be at least 0"):
+        DemoSettings(all_positions=-1)
+
+
 def _target(differences):
     return [{"label": "rpt", "mode": "reasoning", "differences": [
         {"reference": ref, "estimate": e, "low": lo, "high": hi, "significant": lo > 0 or hi < 0}

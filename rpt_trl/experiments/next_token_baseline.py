@@ -120,6 +120,7 @@ def train_next_token_baseline(
     learning_rate: float,
     seed: int = 0,
     callbacks: list[Any] | None = None,
+    fused_lm_head: bool = True,
     **config: Any,
 ) -> Any:
     """Train `model` by next-token prediction on the documents with TRL's `SFTTrainer`, at `budget`.
@@ -133,6 +134,11 @@ def train_next_token_baseline(
         learning_rate: The optimizer's learning rate (use the RPT run's to compare methods, not step sizes).
         seed: Seed of the block order and of the trainer.
         callbacks: Trainer callbacks.
+        fused_lm_head: The loss through TRL's fused LM head, which never holds a block's full-vocabulary logits (and
+            logs entropy and token accuracy). False: the model's own cross-entropy, the same loss from the full
+            logits. On a CPU TRL's head projects in float32 whatever the autocast, so with bf16 mixed precision the
+            model's own loss is the faster one where the logits fit in memory (Gemma 3 270M, 12 blocks of 64 tokens a
+            step on 2 cores: 6 s against 11 s; `benchmarks/cpu_bf16.py`).
         **config: More `SFTConfig` fields (e.g. `use_cpu=True, bf16=False` on a CPU).
 
     Returns:
@@ -154,9 +160,26 @@ def train_next_token_baseline(
         data_seed=seed,
         **{**RUN_PRESET, **config},
     )
-    trainer = SFTTrainer(
+    trainer_class = SFTTrainer if fused_lm_head else _model_loss_trainer()
+    trainer = trainer_class(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks
     )
     trainer.train()
     trainer.save_state()
     return trainer
+
+
+def _model_loss_trainer() -> type:
+    """`SFTTrainer` with the model's own loss (`transformers.Trainer.compute_loss`: the cross-entropy of the shifted
+    labels, normalised by the tokens of the whole step) in place of TRL's fused LM head."""
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    class ModelLossSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return Trainer.compute_loss(
+                self, model, {**inputs, "use_cache": False}, return_outputs=return_outputs,
+                num_items_in_batch=num_items_in_batch,
+            )  # fmt: skip
+
+    return ModelLossSFTTrainer
