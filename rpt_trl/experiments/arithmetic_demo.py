@@ -120,8 +120,9 @@ class DemoSettings:
         use_vllm: Generate RPT's rollouts with vLLM (colocated); `None`: when vLLM is installed.
         bf16: Train and evaluate under bf16 mixed precision (`torch.autocast`; the weights and the optimizer stay in
             float32), every model alike; `None`: where the hardware multiplies bf16 natively (a CPU with AVX512-BF16
-            or AMX, a GPU that supports it). On this project's 2-core CPU it made an RPT step 1.5 times and a
-            baseline step 2.4 times faster, which puts the demo within its 15 minutes.
+            or AMX, a GPU that supports it). On this project's 2-core CPU, 3 RPT steps ran 1.64 times and 3
+            baseline steps 2.67 times as fast (with the model's own loss; `benchmarks/cpu_bf16.py`), and a fresh
+            demo went from 30:39 to 15:36.
         seed: Seed of the corpus, the splits, training and sampling.
     """
 

@@ -137,8 +137,9 @@ def train_next_token_baseline(
         fused_lm_head: The loss through TRL's fused LM head, which never holds a block's full-vocabulary logits (and
             logs entropy and token accuracy). False: the model's own cross-entropy, the same loss from the full
             logits. On a CPU TRL's head projects in float32 whatever the autocast, so with bf16 mixed precision the
-            model's own loss is the faster one where the logits fit in memory (Gemma 3 270M, 12 blocks of 64 tokens a
-            step on 2 cores: 6 s against 11 s; `benchmarks/cpu_bf16.py`).
+            model's own loss is the faster one where the logits fit in memory (Gemma 3 270M, 3 steps of 12 blocks
+            of 64 tokens in one pass each, on 2 cores in bf16: 19.0 s against 35.9 s through the fused head in
+            micro-batches of 2; `benchmarks/cpu_bf16.py`).
         **config: More `SFTConfig` fields (e.g. `use_cpu=True, bf16=False` on a CPU).
 
     Returns:
