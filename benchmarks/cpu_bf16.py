@@ -151,15 +151,12 @@ def _eval(base, tokenizer, splits, settings, variant, args) -> dict:
     import torch
 
     from rpt_trl.evaluation.compare import compare_models
-    from rpt_trl.evaluation.next_token import transformers_generator
-
-    def generator(model):
-        return transformers_generator(model, tokenizer, max_new_tokens=settings.max_completion_length,
-                                      batch_size=128, seed=settings.seed, show_progress=False)  # fmt: skip
+    from rpt_trl.experiments.arithmetic_demo import demo_generator
 
     started = time.perf_counter()
     results = compare_models(
-        {"base": base}, list(splits.eval.select(range(args.positions))), tokenizer=tokenizer, generator=generator,
+        {"base": base}, list(splits.eval.select(range(args.positions))), tokenizer=tokenizer,
+        generator=functools.partial(demo_generator, tokenizer=tokenizer, settings=settings),
         documents=splits.corpus, seed=settings.seed, autocast_dtype=torch.bfloat16 if variant["bf16"] else None,
     )  # fmt: skip
     seconds = time.perf_counter() - started

@@ -50,8 +50,14 @@ def main(argv: list[str] | None = None) -> dict:
     import tempfile
 
     from rpt_trl.evaluation.compare import paired_difference
-    from rpt_trl.evaluation.next_token import reasoning_scores, transformers_generator
-    from rpt_trl.experiments.arithmetic_demo import SIGNAL_GOAL, demo_settings, demo_splits, train_rpt_run
+    from rpt_trl.evaluation.next_token import reasoning_scores
+    from rpt_trl.experiments.arithmetic_demo import (
+        SIGNAL_GOAL,
+        demo_generator,
+        demo_settings,
+        demo_splits,
+        train_rpt_run,
+    )
     from rpt_trl.models import load_model, load_tokenizer
 
     settings = demo_settings(
@@ -73,10 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
                 settings, Path(scratch) / name, use_vllm=False, on_cpu=True, overrides=change,
             )  # fmt: skip
             seconds = time.perf_counter() - tick
-            generate = transformers_generator(
-                run.model, tokenizer, max_new_tokens=settings.max_completion_length, batch_size=128,
-                seed=settings.seed, show_progress=False,
-            )  # fmt: skip
+            generate = demo_generator(run.model, tokenizer, settings)
             _, rewards, _ = reasoning_scores(rows, generate, num_samples=settings.eval_samples)
             scores = [sum(r) / len(r) for r in rewards]
             reference = scores if reference is None else reference

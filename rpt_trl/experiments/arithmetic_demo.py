@@ -12,6 +12,7 @@ safetensors cache (see `rpt_trl.models`). With network, `--model` takes any Hub 
 """
 
 import copy
+import functools
 import gc
 import importlib.util
 import json
@@ -340,12 +341,6 @@ def _evaluate(
     """Every model in both modes on the targeted held-out positions, then on the sample of all of them, all in one
     precision (`autocast_dtype`, or the models' own)."""
 
-    def generator(model: Any) -> Any:
-        return transformers_generator(
-            model, tokenizer, max_new_tokens=settings.max_completion_length, batch_size=128,
-            seed=settings.seed, show_progress=False,
-        )  # fmt: skip
-
     results = []
     for step, (name, rows) in enumerate(
         [(TARGETED, splits.eval), ("held-out answerable positions (sample)", splits.all_positions)], start=6
@@ -356,7 +351,8 @@ def _evaluate(
         print(f"[{step}/7] Standard and reasoning mode on the {len(rows)} {name}", flush=True)
         tick = time.perf_counter()
         results += compare_models(
-            models, list(rows), tokenizer=tokenizer, generator=generator, documents=splits.corpus,
+            models, list(rows), tokenizer=tokenizer, documents=splits.corpus,
+            generator=functools.partial(demo_generator, tokenizer=tokenizer, settings=settings),
             target="rpt:reasoning", num_samples=settings.eval_samples, dataset=name, training=training,
             seed=settings.seed, autocast_dtype=autocast_dtype,
         )  # fmt: skip
@@ -367,6 +363,15 @@ def _evaluate(
         add_differences(scored, "rpt+ntp:standard", ["next-token:standard"], seed=settings.seed)
         timings[f"evaluation_{'targeted' if step == 6 else 'all'}_s"] = time.perf_counter() - tick
     return results
+
+
+def demo_generator(model: Any, tokenizer: Any, settings: DemoSettings) -> Any:
+    """The demo evaluation's reasoning-mode sampler for `model` (batches of 128, seeded by `settings.seed`), which the
+    benchmarks that score like the demo reuse."""
+    return transformers_generator(
+        model, tokenizer, max_new_tokens=settings.max_completion_length, batch_size=128, seed=settings.seed,
+        show_progress=False,
+    )  # fmt: skip
 
 
 def _write_outputs(
