@@ -252,6 +252,8 @@ def _run_demo(output_dir: Path, model_name: str, settings: DemoSettings) -> list
     tokenizer, _, path = load_tokenizer(model_name)
     base = load_model(path, device="cpu", dtype="float32")  # the trainers move it
     on_cpu = not torch.cuda.is_available()
+    # Decided once (the hardware check), and recorded resolved in the summary's settings.
+    settings = replace(settings, bf16=demo_bf16(settings, on_cpu=on_cpu))
 
     print("[2/7] Next-token examples from the generated arithmetic corpus", flush=True)
     splits = demo_splits(
@@ -288,15 +290,14 @@ def _run_demo(output_dir: Path, model_name: str, settings: DemoSettings) -> list
         training[label] = {"optimizer_steps": settings.train_steps, "tokens_seen": run.trained_tokens,
                            "trl_num_tokens": run.trl_tokens}  # fmt: skip
     models = {"base": base, "next-token": baseline.model, **{label: run.model for label, run in runs.items()}}
-    autocast_dtype = torch.bfloat16 if demo_bf16(settings, on_cpu=on_cpu) else None
+    autocast_dtype = torch.bfloat16 if settings.bf16 else None
     results = _evaluate(models, tokenizer, splits, settings, training, timings, autocast_dtype=autocast_dtype)
 
     timings["total_s"] = time.perf_counter() - started
     summary = {
         "model": model_name, "settings": asdict(settings), "generation": "vLLM" if use_vllm else "transformers",
         "precision": (
-            "bf16 mixed precision (weights and optimizer state in float32)" if demo_bf16(settings, on_cpu=on_cpu)
-            else "float32"
+            "bf16 mixed precision (weights and optimizer state in float32)" if settings.bf16 else "float32"
         ),
         "vllm_installed": importlib.util.find_spec("vllm") is not None, "corpus_documents": len(splits.corpus),
         "train_positions": len(splits.train), "dataset_stats": splits.stats.__dict__, "budget": budget.as_dict(),
