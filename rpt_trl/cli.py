@@ -27,10 +27,20 @@ def main(argv: list[str] | None = None) -> None:
         parser.parse_args(argv)  # the argparse commands refuse unknown flags with argparse's own message
     # The commands parsed by TrlParser (`train`, `prepare`) read the flags after their name themselves, as TRL's CLI.
     args.argv, args.command_argv = argv, argv[argv.index(args.command) + 1 :]
+    if not _has_cuda():  # training and evaluation run on the CPU: freed memory is kept for the next step
+        from .host_memory import keep_freed_memory
+
+        keep_freed_memory()
     try:
         args.main(args)
     except USER_INPUT_ERRORS as error:  # explained by their message: one line, no traceback
         raise SystemExit(error_line(args.command, error)) from None
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def error_line(command: str, error: BaseException) -> str:

@@ -8,6 +8,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The CLI keeps freed memory on a CPU (rpt_trl.host_memory); in the test process malloc stays as it is.
+os.environ.setdefault("RPT_TRL_KEEP_FREED_MEMORY", "0")
 
 import socket  # noqa: E402
 import sys  # noqa: E402

@@ -39,6 +39,7 @@ from ..evaluation.compare import (
     result_interval,
 )
 from ..evaluation.next_token import TEMPERATURE, transformers_generator
+from ..host_memory import release_freed_memory
 from ..plotting import pyplot
 from .presets import CORPUS_DOCUMENTS, CPU_DEVICE, HELD_OUT_DOCUMENTS, QUICK_EVAL_POSITIONS, DemoSplits, run_settings
 
@@ -279,6 +280,7 @@ def _run_demo(output_dir: Path, model_name: str, settings: DemoSettings) -> list
         )  # fmt: skip
         timings[f"{label}_training_s"] = time.perf_counter() - tick
         gc.collect()  # the run's trainer (its optimizer state, 2 GB) is in reference cycles with its callbacks
+        release_freed_memory()
 
     tick = time.perf_counter()
     baseline, budget, baseline_record = _train_baseline(

@@ -147,6 +147,8 @@ def train_next_token_baseline(
     """
     from trl import SFTConfig, SFTTrainer
 
+    from ..host_memory import ReleaseFreedMemory, freed_memory_kept
+
     dataset = next_token_blocks(encoded, budget, seed=seed)
     args = SFTConfig(
         output_dir=output_dir,
@@ -161,6 +163,8 @@ def train_next_token_baseline(
         data_seed=seed,
         **{**RUN_PRESET, **config},
     )
+    if freed_memory_kept():
+        callbacks = [*(callbacks or []), ReleaseFreedMemory()]
     trainer_class = SFTTrainer if fused_lm_head else _model_loss_trainer()
     trainer = trainer_class(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks

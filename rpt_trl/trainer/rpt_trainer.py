@@ -15,6 +15,7 @@ from ..data.builder import build_next_token_dataset
 from ..data.columns import RPT_COLUMNS, check_next_token_columns
 from ..data.prompt_settings import check_prompt_settings, check_reward_template
 from ..data.templates import template_worked_answer
+from ..host_memory import ReleaseFreedMemory, freed_memory_kept
 from ..hub import CheckpointRevisionPusher, check_hub_access, public_name
 from ..hub.model_card import PAPER, TAGS, TRAINING_CURVES_PNG, plot_training_curves, render_model_card
 from ..models import load_training_tokenizer
@@ -239,8 +240,8 @@ class RPTTrainer(
             install_generation_autocast(self.model, self.accelerator.autocast)
 
     def _add_callbacks(self, args: RPTConfig) -> None:
-        """Checkpoint completion, the Hub revision pusher and the learning-signal warning; and the band sampler's
-        pass-rate tracker."""
+        """Checkpoint completion, the Hub revision pusher and the learning-signal warning; the band sampler's
+        pass-rate tracker; and where the process keeps freed memory (`rpt_trl.host_memory`), its periodic release."""
         self.add_callback(CheckpointCompletion())  # after the callbacks that write into a checkpoint
         if args.push_checkpoint_revisions:
             self.add_callback(
@@ -253,6 +254,8 @@ class RPTTrainer(
                 self.add_callback(BandProbeCallback(self))
         if args.signal_warning_threshold is not None:
             self.add_callback(LearningSignalWarning(args.signal_warning_threshold, args.signal_warning_steps))
+        if freed_memory_kept():
+            self.add_callback(ReleaseFreedMemory())
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> Any:
         """`Trainer.train`, with two more ways to resume.
