@@ -94,7 +94,7 @@ class DemoSettings:
         held_out_documents: Documents no training step sees.
         eval_positions: Held-out positions the demo targets (the next token is a word of the context). 192 keeps the
             demo within 15 minutes with room for a slower run (a fresh demo's steps took up to 25% longer than the
-            same steps of another); on the first 192 of the 256 a demo scored, `rpt+ntp`'s reasoning-mode gain over
+            same steps of another, while freed memory was unmapped: `rpt_trl.host_memory`); on the first 192 of the 256 a demo scored, `rpt+ntp`'s reasoning-mode gain over
             the base model was +7.3 points (+3.6 to +10.9), against +6.2 (+3.5 to +9.4) on all 256.
         all_positions: A seeded sample of all answerable held-out positions, reported beside the targeted ones; 0 (the
             default) leaves that section out: 48 of them took 48 s of the demo's 15 minutes.
