@@ -11,6 +11,7 @@ optimizer steps and at the end of training, which bounds what the heap's fragmen
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import sys
@@ -66,7 +67,7 @@ def keep_freed_memory() -> bool:
     if chosen:
         logger.info("malloc left as configured by %s", ", ".join(chosen))
         return False
-    mallopt = ctypes.CDLL(None).mallopt
+    mallopt = _libc().mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     settings = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES), (M_TOP_PAD, TOP_PAD_BYTES))
     _kept = all([mallopt(option, value) == 1 for option, value in settings])
@@ -83,7 +84,7 @@ def freed_memory_kept() -> bool:
 def release_freed_memory() -> None:
     """Hand the free pages of `malloc`'s heap back to the system (`malloc_trim`), where freed memory is kept."""
     if _kept:
-        ctypes.CDLL(None).malloc_trim(0)
+        _libc().malloc_trim(0)
 
 
 class ReleaseFreedMemory(TrainerCallback):
@@ -101,6 +102,12 @@ class ReleaseFreedMemory(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         release_freed_memory()
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library this process runs on (one handle, loaded once)."""
+    return ctypes.CDLL(None)
 
 
 def _glibc() -> bool:

@@ -316,8 +316,8 @@ def _train_baseline(
     model: Any, tokenizer: Any, splits: DemoSplits, settings: DemoSettings, rpt_log: list[dict[str, float]],
     output_dir: Path, *, on_cpu: bool,
 ) -> tuple[Any, Any, dict[str, Any]]:  # fmt: skip
-    """Train the next-token baseline at the RPT run's optimizer steps and tokens; returns the trainer, the budget and
-    the baseline's training record."""
+    """Train the next-token baseline at the RPT run's optimizer steps and tokens, in the precision `settings.bf16`
+    holds (resolved by `_run_demo`); returns the trainer, the budget and the baseline's training record."""
     from .next_token_baseline import encode_documents, epochs_of, matched_budget, train_next_token_baseline
 
     tokens_seen = int(sum(step["trained_tokens"] for step in rpt_log))  # the RPT run's, without a next-token term
@@ -330,7 +330,7 @@ def _train_baseline(
     baseline = train_next_token_baseline(
         model, tokenizer, train_tokens, budget, output_dir=str(output_dir), learning_rate=settings.learning_rate,
         seed=settings.seed, gradient_checkpointing=False, disable_tqdm=False, fused_lm_head=not on_cpu,
-        **({**CPU_DEVICE, "bf16": demo_bf16(settings, on_cpu=True)} if on_cpu else {}),
+        **({**CPU_DEVICE, "bf16": settings.bf16} if on_cpu else {}),
     )  # fmt: skip
     record = {"optimizer_steps": baseline.state.global_step, "tokens_seen": baseline.state.num_input_tokens_seen,
               "epochs": round(epochs_of(train_tokens, budget), 2)}  # fmt: skip
